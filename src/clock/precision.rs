@@ -35,7 +35,8 @@ mod tests {
     #[test]
     fn precision_of_known_steps() {
         assert_eq!(precision_from_nanos(1_000), -9 - 10); // 1 µs ≈ 2^-19.93
-        assert_eq!(precision_from_nanos(30), -25); // 30 ns ≈ 2^-25.0
+        assert_eq!(precision_from_nanos(30), -24); // 30 ns is just over 2^-25 s (29.8 ns)
+        assert_eq!(precision_from_nanos(29), -25);
         assert_eq!(precision_from_nanos(1), -29);
         assert_eq!(precision_from_nanos(2_000_000_000), 0);
         assert_eq!(precision_from_nanos(0), -20);

@@ -115,9 +115,9 @@ impl NtpShort {
         NtpShort(bits.min(u32::MAX as u128) as u32)
     }
 
-    /// The duration in nanoseconds, rounded to nearest.
+    /// The duration in nanoseconds, truncated (so that `from_nanos` gives the same value back).
     pub fn to_nanos(self) -> u64 {
-        ((self.0 as u64 * 1_000_000_000) + (1 << 15)) >> 16
+        (self.0 as u64 * 1_000_000_000) >> 16
     }
 
     pub fn from_seconds_f64(seconds: f64) -> Self {
