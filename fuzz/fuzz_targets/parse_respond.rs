@@ -1,0 +1,39 @@
+//! Arbitrary bytes through every parser and through `respond()`: nothing may panic, and a reply
+//! is never longer than its request.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use strata::clock::FixedClock;
+use strata::respond::{respond, Admission, KissCode};
+use strata::state::{ServerState, UnsyncPolicy};
+use strata::wire::extension::Trailer;
+use strata::wire::ntp::{Packet, Repr};
+use strata::wire::NtpTimestamp;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the server's situation; the rest is the request.
+    let Some((&knobs, request)) = data.split_first() else { return };
+    let mut state = ServerState::unsynchronized(-24, UnsyncPolicy::Answer);
+    state.synchronized = knobs & 1 == 1;
+    if knobs & 2 == 2 {
+        state.unsync_policy = UnsyncPolicy::Drop;
+    }
+    state.stratum = 2;
+    state.reference_time = NtpTimestamp(0xe98a_1b20_0000_0000);
+    let admission = match (knobs >> 2) & 3 {
+        0 => Admission::Serve,
+        i => Admission::Kiss(KissCode::ALL[i as usize - 1]),
+    };
+
+    let view = Packet::new_unchecked(request);
+    if let Ok(repr) = Repr::parse(&view) {
+        let _ = Trailer::parse(repr.version, view.trailer()).map(|t| t.fields().count());
+    }
+
+    let mut buf = request.to_vec();
+    let clock = FixedClock(NtpTimestamp(0xe98a_1b2d_0000_1000));
+    match respond(&mut buf, NtpTimestamp(0xe98a_1b2d_0000_0000), admission, &state, &clock) {
+        Ok(reply) => assert!(reply.len <= request.len()),
+        Err(_) => assert_eq!(buf, request),
+    }
+});
