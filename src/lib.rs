@@ -2,7 +2,11 @@
 //! `clock`, `state`); the I/O paths (`socket`, later `fastpath`) are thin rooms around it.
 
 pub mod clock;
+pub mod config;
+pub mod control;
 pub mod frame;
+pub mod metrics;
 pub mod respond;
+pub mod socket;
 pub mod state;
 pub mod wire;

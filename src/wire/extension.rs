@@ -40,7 +40,7 @@ impl<'a> ExtensionField<'a> {
         }
         let field_type = u16::from_be_bytes([bytes[field::TYPE.start], bytes[field::TYPE.start + 1]]);
         let len = u16::from_be_bytes([bytes[field::LENGTH.start], bytes[field::LENGTH.start + 1]]) as usize;
-        if len < MIN_FIELD_LEN || len % 4 != 0 {
+        if len < MIN_FIELD_LEN || !len.is_multiple_of(4) {
             return Err(Error::Malformed);
         }
         if len > bytes.len() {
@@ -95,7 +95,7 @@ impl<'a> Trailer<'a> {
         let (fields, rest) = trailer.split_at(parsed);
         let mac = match rest.len() {
             0 => None,
-            n if n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n % 4 == 0 => Some(rest),
+            n if n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n.is_multiple_of(4) => Some(rest),
             _ => return Err(Error::Malformed),
         };
         Ok(Trailer { fields, mac })
