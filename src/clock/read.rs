@@ -19,22 +19,37 @@ pub fn read_clock_ns(clock: libc::clockid_t) -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-/// The kernel's CLOCK_TAI, converted with a copy of the published parameters.
+/// A kernel clock, converted with a copy of the published parameters.
+///
+/// A responder reads T3 from the same kernel clock its T2 stamps come from, so that the two can
+/// never disagree by a change of the kernel's TAI offset: CLOCK_TAI on the XDP path (stamps from
+/// `bpf_ktime_get_tai_ns`), CLOCK_REALTIME on the socket path (SO_TIMESTAMPING software stamps).
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     pub params: ClockParams,
+    tai: bool,
 }
 
 impl SystemClock {
+    /// Reads CLOCK_TAI.
     pub fn new(params: ClockParams) -> Self {
-        SystemClock { params }
+        SystemClock { params, tai: true }
+    }
+
+    /// Reads CLOCK_REALTIME.
+    pub fn realtime(params: ClockParams) -> Self {
+        SystemClock { params, tai: false }
     }
 }
 
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> NtpTimestamp {
-        self.params.ntp_from_tai(read_clock_ns(libc::CLOCK_TAI))
+        if self.tai {
+            self.params.ntp_from_tai(read_clock_ns(libc::CLOCK_TAI))
+        } else {
+            self.params.ntp_from_realtime(read_clock_ns(libc::CLOCK_REALTIME))
+        }
     }
 }
 
@@ -66,13 +81,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn system_clock_agrees_with_realtime() {
-        let clock = SystemClock::new(ClockParams::identity(kernel_tai_offset()));
-        let before = read_clock_ns(libc::CLOCK_REALTIME);
-        let now = clock.now().to_unix_nanos(before as i128);
-        let after = read_clock_ns(libc::CLOCK_REALTIME);
-        // Both reads bracket the TAI read; allow a few ms for a preempted thread.
-        assert!(now >= before as i128 - 1_000, "{now} < {before}");
-        assert!(now <= after as i128 + 5_000_000, "{now} > {after}");
+    fn system_clocks_agree_with_realtime() {
+        let params = ClockParams::identity(kernel_tai_offset());
+        for clock in [SystemClock::new(params), SystemClock::realtime(params)] {
+            let before = read_clock_ns(libc::CLOCK_REALTIME);
+            let now = clock.now().to_unix_nanos(before as i128);
+            let after = read_clock_ns(libc::CLOCK_REALTIME);
+            // Both reads bracket the clock read; allow a few ms for a preempted thread.
+            assert!(now >= before as i128 - 1_000, "{now} < {before}");
+            assert!(now <= after as i128 + 5_000_000, "{now} > {after}");
+        }
     }
 }

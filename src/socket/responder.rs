@@ -137,7 +137,8 @@ impl Responder {
 
     fn serve(&mut self, index: usize, received: usize, user_rx_ns: i64) {
         let published = self.state.read();
-        let clock = SystemClock::new(published.clock);
+        // T3 from CLOCK_REALTIME, the clock of the kernel's software receive stamps (T2).
+        let clock = SystemClock::realtime(published.clock);
         let use_pktinfo = self.sockets[index].pktinfo();
         self.counters.batch(received);
         for i in 0..received {
