@@ -119,12 +119,15 @@ fn unsynchronized_server_answers_li3_stratum16() {
 fn unsynchronized_drop_policy_sends_nothing() {
     let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Server::start(None, &["--listen", &listen, "--unsynchronized", "drop"], None);
-    // Give it time to bind, then expect silence (it never answers, so no probe is possible).
-    std::thread::sleep(Duration::from_millis(500));
+    let mut server = Server::start(None, &["--listen", &listen, "--unsynchronized", "drop"], None);
+    // It never answers, so wait for its word that it listens rather than probing.
+    server.wait_for_log("listening on");
     for _ in 0..3 {
         assert!(ntp_query(listen.parse().unwrap(), Duration::from_millis(300)).is_none());
     }
     let (status, log) = server.stop();
     assert!(status.success(), "strata exited with {status}: {log}");
+    // The silence is the policy at work, not a lost packet: the exit totals count each one.
+    let total = log.lines().find(|l| l.contains("total:")).unwrap_or_else(|| panic!("no totals: {log}"));
+    assert!(total.contains("unsynchronized 3"), "{total}");
 }

@@ -56,9 +56,11 @@ pub fn ntp_query(server: SocketAddr, timeout: Duration) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
-/// A `strata serve` child process, killed when dropped.
+/// A `strata serve` child process, killed when dropped. Its log is collected as it runs.
 pub struct Server {
     child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -73,21 +75,46 @@ impl Server {
             None => Command::new(STRATA),
         };
         cmd.arg("serve").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        let child = cmd.spawn().expect("start strata serve");
-        let mut server = Server { child };
+        let mut child = cmd.spawn().expect("start strata serve");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut server = Server { child, log, log_reader: Some(log_reader) };
         if let Some(addr) = probe {
             let deadline = Instant::now() + Duration::from_secs(10);
             while ntp_query(addr, Duration::from_millis(200)).is_none() {
                 if let Ok(Some(status)) = server.child.try_wait() {
-                    let mut err = String::new();
-                    use std::io::Read;
-                    server.child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                    panic!("strata serve exited early ({status}): {err}");
+                    panic!("strata serve exited early ({status}): {}", server.log());
                 }
                 assert!(Instant::now() < deadline, "strata serve did not answer on {addr} within 10 s");
             }
         }
         server
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `text` (for servers that cannot be probed with a query).
+    pub fn wait_for_log(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("strata serve exited early ({status}): {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "strata never logged {text:?}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the server with SIGTERM and returns its exit status and stderr.
@@ -97,12 +124,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                if let Some(mut e) = self.child.stderr.take() {
-                    e.read_to_string(&mut err).ok();
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
                 }
-                return (status, err);
+                return (status, self.log());
             }
             assert!(Instant::now() < deadline, "strata serve did not stop within 10 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
