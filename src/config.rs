@@ -7,10 +7,15 @@
 //! listen = ["0.0.0.0:123", "[::]:123"]   # ADDR:PORT, IPv6 as [ADDR]:PORT
 //! cores = "0-3"                          # or [0, 1, 2, 3]; default: every CPU we may run on
 //! local_stratum = 1                      # serve the local clock at this stratum (1..=15)
-//! mode = "auto"                          # auto | socket (xdp: not in this build)
+//! mode = "auto"                          # auto | socket | xdp (auto: xdp when iface is set)
+//! iface = ["eth0"]                       # XDP path: serve every queue of these interfaces
+//! ntp_port = 123                         # the UDP port requests go to (XDP path, fallback)
+//! busy_poll = false                      # XDP path: busy-poll the AF_XDP sockets
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
+//! metrics = "127.0.0.1:9123"             # Prometheus /metrics endpoint, or "off"
+//! control = "/run/strata/control.sock"   # `strata status` socket, or "off"
 //! ```
 //!
 //! A flag replaces the file's value for its key; a value it replaces is not checked. Syntax
@@ -20,7 +25,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use log::LevelFilter;
@@ -33,16 +38,70 @@ use crate::state::UnsyncPolicy;
 pub const DEFAULT_LISTEN: [&str; 2] = ["0.0.0.0:123", "[::]:123"];
 pub const DEFAULT_BATCH_SIZE: usize = 64;
 pub const MAX_BATCH_SIZE: usize = 1024;
+/// Where `GET /metrics` is served unless configured otherwise (loopback only: the endpoint
+/// has no authentication).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9123";
+/// Where the control socket of `strata status` is unless configured otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/strata/control.sock";
+/// The longest path a Unix socket address holds (sun_path is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// An observability endpoint (`metrics`, `control`): off, the default, or given explicitly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint<T> {
+    /// Turned off with `off`.
+    Off,
+    /// Not configured: failing to open it (another server holds it) is only a warning.
+    Default(T),
+    /// Configured: failing to open it is an error.
+    Given(T),
+}
+
+impl<T> Endpoint<T> {
+    /// Where it is, unless it is off.
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Endpoint::Off => None,
+            Endpoint::Default(t) | Endpoint::Given(t) => Some(t),
+        }
+    }
+}
+
+/// Parses the `metrics` setting: `ADDR:PORT` or `off`.
+pub fn parse_metrics(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    parse_listen_addr(s).map(Some)
+}
+
+/// Parses the `control` setting: a socket path or `off`.
+pub fn parse_control(s: &str) -> Result<Option<PathBuf>, String> {
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    if s.is_empty() || s.contains('\0') {
+        return Err(format!("{s:?} is not a socket path"));
+    }
+    if s.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{s:?} is longer than a Unix socket path can be ({MAX_SOCKET_PATH} bytes)"
+        ));
+    }
+    Ok(Some(PathBuf::from(s)))
+}
+
 /// The strata a local reference may take (16 means unsynchronized).
 pub const LOCAL_STRATUM_RANGE: std::ops::RangeInclusive<i64> = 1..=15;
 
 /// The I/O path asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// XDP when an interface is given, else sockets. No interface option exists yet, so: sockets.
+    /// XDP when an interface is given (falling back to sockets on its addresses when XDP
+    /// cannot start), else sockets.
     Auto,
     Socket,
-    /// AF_XDP: not in this build; refused when the configuration is checked.
+    /// AF_XDP on the interfaces given; needs at least one.
     Xdp,
 }
 
@@ -80,6 +139,8 @@ impl fmt::Display for Mode {
 pub enum DataPath {
     /// recvmmsg/sendmmsg on SO_REUSEPORT sockets (`crate::socket`).
     Socket,
+    /// AF_XDP sockets fed by the XDP program (`crate::fastpath`).
+    Xdp,
 }
 
 /// Parses `answer` or `drop`.
@@ -128,6 +189,18 @@ pub struct ServerConfig {
     pub batch_size: usize,
     /// None: not given (the caller falls back to `RUST_LOG`, then `info`).
     pub log_level: Option<LevelFilter>,
+    /// Interfaces for the XDP path (no duplicates).
+    pub interfaces: Vec<String>,
+    /// UDP port of requests on the XDP path and its socket fallback.
+    pub ntp_port: u16,
+    /// Replace an XDP program on the interface that is not strata's.
+    pub force: bool,
+    /// Busy-poll the AF_XDP sockets.
+    pub busy_poll: bool,
+    /// The Prometheus endpoint.
+    pub metrics: Endpoint<SocketAddr>,
+    /// The control socket of `strata status`.
+    pub control: Endpoint<PathBuf>,
 }
 
 /// Settings given as command-line flags. Each one that is set replaces the file's value.
@@ -141,6 +214,17 @@ pub struct Overrides {
     pub unsynchronized: Option<UnsyncPolicy>,
     pub batch_size: Option<i64>,
     pub log_level: Option<LevelFilter>,
+    /// `--iface`, repeatable; empty when not given.
+    pub iface: Vec<String>,
+    pub ntp_port: Option<i64>,
+    /// `--force` (flag only: replacing someone else's program is a decision for the moment).
+    pub force: bool,
+    /// `--busy-poll`; false means "not given" (the file may still turn it on).
+    pub busy_poll: bool,
+    /// `--metrics ADDR:PORT|off`.
+    pub metrics: Option<String>,
+    /// `--control PATH|off`.
+    pub control: Option<String>,
 }
 
 /// A configuration that cannot be used; the message says where and why.
@@ -217,6 +301,11 @@ struct FileConfig {
     unsynchronized: Option<Spanned<Value>>,
     batch_size: Option<Spanned<Value>>,
     log_level: Option<Spanned<Value>>,
+    iface: Option<Spanned<Value>>,
+    ntp_port: Option<Spanned<Value>>,
+    busy_poll: Option<Spanned<Value>>,
+    metrics: Option<Spanned<Value>>,
+    control: Option<Spanned<Value>>,
 }
 
 /// Where a value came from, to name it in an error.
@@ -265,6 +354,26 @@ const BATCH_SIZE: Key = Key {
 const LOG_LEVEL: Key = Key {
     toml: "log_level",
     flag: "--log-level",
+};
+const IFACE: Key = Key {
+    toml: "iface",
+    flag: "--iface",
+};
+const NTP_PORT: Key = Key {
+    toml: "ntp_port",
+    flag: "--ntp-port",
+};
+const BUSY_POLL: Key = Key {
+    toml: "busy_poll",
+    flag: "--busy-poll",
+};
+const METRICS: Key = Key {
+    toml: "metrics",
+    flag: "--metrics",
+};
+const CONTROL: Key = Key {
+    toml: "control",
+    flag: "--control",
 };
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -458,9 +567,68 @@ impl ServerConfig {
             .map(|given| check_str(given, MODE, origin, Mode::from_str))
             .transpose()?
             .unwrap_or(Mode::Auto);
+        let interfaces = if !flags.iface.is_empty() {
+            check_interfaces(&flags.iface).map_err(|e| error_at(Origin::Flag, IFACE, e))?
+        } else if let Some(v) = &parsed.iface {
+            let names: Vec<String> = match v.get_ref() {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s.clone()),
+                        other => Err(error_at(
+                            origin(v),
+                            IFACE,
+                            format!("expected interface names, found {}", type_name(other)),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => {
+                    return Err(error_at(
+                        origin(v),
+                        IFACE,
+                        format!("expected an array of interface names, found {}", type_name(other)),
+                    ))
+                }
+            };
+            check_interfaces(&names).map_err(|e| error_at(origin(v), IFACE, e))?
+        } else {
+            Vec::new()
+        };
+        let ntp_port = given_int(flags.ntp_port, &parsed.ntp_port)
+            .map(|given| {
+                check_int(given, NTP_PORT, origin, |n| {
+                    if (1..=65535).contains(&n) {
+                        Ok(n as u16)
+                    } else {
+                        Err(format!("{n} is out of range 1..=65535"))
+                    }
+                })
+            })
+            .transpose()?
+            .unwrap_or(123);
+        let busy_poll = if flags.busy_poll {
+            true
+        } else {
+            match &parsed.busy_poll {
+                None => false,
+                Some(v) => match v.get_ref() {
+                    Value::Boolean(b) => *b,
+                    other => {
+                        return Err(error_at(
+                            origin(v),
+                            BUSY_POLL,
+                            format!("expected a boolean, found {}", type_name(other)),
+                        ))
+                    }
+                },
+            }
+        };
         let path_for_mode = match mode {
-            Mode::Auto | Mode::Socket => DataPath::Socket,
-            Mode::Xdp => {
+            Mode::Auto if interfaces.is_empty() => DataPath::Socket,
+            Mode::Auto => DataPath::Xdp,
+            Mode::Socket => DataPath::Socket,
+            Mode::Xdp if interfaces.is_empty() => {
                 let o = match (&flags.mode, &parsed.mode) {
                     (Some(_), _) => Origin::Flag,
                     (None, Some(v)) => origin(v),
@@ -469,10 +637,10 @@ impl ServerConfig {
                 return Err(error_at(
                     o,
                     MODE,
-                    "xdp is not available: this build has only the socket path \
-                     (use mode auto or socket)",
+                    "xdp needs an interface to serve on (--iface IF, or iface in the file)",
                 ));
             }
+            Mode::Xdp => DataPath::Xdp,
         };
 
         let unsynchronized = given_str(flags.unsynchronized, &parsed.unsynchronized)
@@ -484,6 +652,21 @@ impl ServerConfig {
             .map(|given| check_str(given, LOG_LEVEL, origin, parse_log_level))
             .transpose()?;
 
+        let metrics = endpoint(
+            given_str(flags.metrics.as_deref(), &parsed.metrics),
+            METRICS,
+            origin,
+            parse_metrics,
+            DEFAULT_METRICS,
+        )?;
+        let control = endpoint(
+            given_str(flags.control.as_deref(), &parsed.control),
+            CONTROL,
+            origin,
+            parse_control,
+            DEFAULT_CONTROL,
+        )?;
+
         Ok(ServerConfig {
             listen,
             cores,
@@ -493,8 +676,51 @@ impl ServerConfig {
             unsynchronized,
             batch_size,
             log_level,
+            interfaces,
+            ntp_port,
+            force: flags.force,
+            busy_poll,
+            metrics,
+            control,
         })
     }
+}
+
+/// Resolves an observability endpoint: the flag or file value (`off` or a place), else the
+/// default place.
+fn endpoint<'a, T>(
+    given: Option<Given<'a, &str>>,
+    key: Key,
+    origin: impl Fn(&'a Spanned<Value>) -> Origin<'a>,
+    parse: impl Fn(&str) -> Result<Option<T>, String>,
+    default: &str,
+) -> Result<Endpoint<T>, ConfigError> {
+    let parsed = match given {
+        None => {
+            let place = parse(default)
+                .map_err(|e| error_at(Origin::Default, key, e))?
+                .expect("the default is a place, not off");
+            return Ok(Endpoint::Default(place));
+        }
+        Some(Given::Flag(s)) => parse(s).map_err(|e| error_at(Origin::Flag, key, e))?,
+        Some(Given::File(v)) => check_str(Given::File(v), key, &origin, |s| parse(s))?,
+    };
+    Ok(parsed.map_or(Endpoint::Off, Endpoint::Given))
+}
+
+/// Checks interface names: non-empty, short enough for the kernel (15 bytes), no duplicates.
+fn check_interfaces(names: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+            return Err(format!("{name:?} is not an interface name"));
+        }
+        if out.contains(name) {
+            return Err(format!("{name} is listed twice"));
+        }
+        out.push(name.clone());
+    }
+    Ok(out)
 }
 
 fn given_int(flag: Option<i64>, file: &Option<Spanned<Value>>) -> Option<Given<'_, i64>> {
@@ -754,8 +980,44 @@ mod tests {
                 unsynchronized: UnsyncPolicy::Drop,
                 batch_size: 1024,
                 log_level: Some(LevelFilter::Debug),
+                interfaces: vec![],
+                ntp_port: 123,
+                force: false,
+                busy_poll: false,
+                metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
+                control: Endpoint::Default(DEFAULT_CONTROL.into()),
             }
         );
+    }
+
+    #[test]
+    fn observability_endpoints() {
+        let c = from_file("").unwrap();
+        assert_eq!(c.metrics.get(), Some(&"127.0.0.1:9123".parse().unwrap()));
+        assert!(matches!(c.control, Endpoint::Default(_)));
+        let c = from_file("metrics = \"[::1]:9100\"\ncontrol = \"/tmp/s.sock\"").unwrap();
+        assert_eq!(c.metrics, Endpoint::Given("[::1]:9100".parse().unwrap()));
+        assert_eq!(c.control, Endpoint::Given(PathBuf::from("/tmp/s.sock")));
+        let c = from_file("metrics = \"off\"\ncontrol = \"off\"").unwrap();
+        assert_eq!((c.metrics, c.control), (Endpoint::Off, Endpoint::Off));
+        let c = from_flags(Overrides {
+            metrics: Some("127.0.0.1:0".into()),
+            control: Some("off".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.metrics, Endpoint::Given("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.control, Endpoint::Off);
+        let e = err(from_file("metrics = \"9123\""));
+        assert!(e.contains("config key `metrics`: \"9123\" is not ADDR:PORT"), "{e}");
+        let e = err(from_file("metrics = 9123"));
+        assert!(e.contains("config key `metrics`: expected a string, found an integer"), "{e}");
+        let e = err(from_flags(Overrides {
+            control: Some("x".repeat(200)),
+            ..Default::default()
+        }));
+        assert!(e.starts_with("flag `--control`: "), "{e}");
+        assert!(e.contains("longer than a Unix socket path"), "{e}");
     }
 
     #[test]
@@ -954,14 +1216,24 @@ mod tests {
         assert_eq!(from_file("mode = \"socket\"").unwrap().path, DataPath::Socket);
         let e = err(from_file("mode = \"xdp\""));
         assert!(
-            e.contains("config key `mode`: xdp is not available: this build has only the socket path"),
+            e.contains("config key `mode`: xdp needs an interface to serve on"),
             "{e}"
         );
         let e = err(from_flags(Overrides {
             mode: Some(Mode::Xdp),
             ..Default::default()
         }));
-        assert!(e.starts_with("flag `--mode`: xdp is not available"), "{e}");
+        assert!(e.starts_with("flag `--mode`: xdp needs an interface"), "{e}");
+        let c = from_file("mode = \"xdp\"\niface = \"eth0\"").unwrap();
+        assert_eq!((c.mode, c.path), (Mode::Xdp, DataPath::Xdp));
+        assert_eq!(c.interfaces, vec!["eth0"]);
+        // auto picks XDP when an interface is given (main falls back at run time).
+        let c = from_flags(Overrides {
+            iface: vec!["veth0".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((c.mode, c.path), (Mode::Auto, DataPath::Xdp));
         let e = err(from_file("mode = \"fast\""));
         assert!(
             e.contains("config key `mode`: \"fast\" is not one of auto, socket, xdp"),
@@ -969,6 +1241,40 @@ mod tests {
         );
         assert_eq!("socket".parse::<Mode>(), Ok(Mode::Socket));
         assert!("Socket".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn xdp_settings() {
+        let c = from_file("iface = [\"eth0\", \"eth1\"]\nntp_port = 1123\nbusy_poll = true").unwrap();
+        assert_eq!(c.interfaces, vec!["eth0", "eth1"]);
+        assert_eq!((c.ntp_port, c.busy_poll, c.force), (1123, true, false));
+        let c = from_flags(Overrides {
+            iface: vec!["eth0".into()],
+            ntp_port: Some(5),
+            force: true,
+            busy_poll: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((c.ntp_port, c.busy_poll, c.force), (5, true, true));
+        assert_eq!(from_file("").unwrap().ntp_port, 123);
+        let e = err(from_file("iface = [\"eth0\", \"eth0\"]"));
+        assert!(e.contains("config key `iface`: eth0 is listed twice"), "{e}");
+        let e = err(from_flags(Overrides {
+            iface: vec!["a-very-long-interface-name".into()],
+            ..Default::default()
+        }));
+        assert!(e.starts_with("flag `--iface`: \"a-very-long"), "{e}");
+        let e = err(from_file("ntp_port = 0"));
+        assert!(
+            e.contains("config key `ntp_port`: 0 is out of range 1..=65535"),
+            "{e}"
+        );
+        let e = err(from_file("busy_poll = 1"));
+        assert!(
+            e.contains("config key `busy_poll`: expected a boolean, found an integer"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub fn reply_in_place<C: Clock + ?Sized>(
 /// Re-stamps T3 in a reply frame that [`reply_in_place`] wrote, just before it is sent, and
 /// updates the UDP checksum for the 8 changed bytes (RFC 1624) instead of summing the datagram
 /// again. Kiss-o'-Death replies carry no time of ours and are left alone.
+///
+/// # Panics
+/// If `frame` is shorter than `reply` says: `reply` must be what `reply_in_place` returned for it.
 #[inline]
 pub fn stamp_transmit_in_frame(frame: &mut [u8], reply: &FrameReply, transmit: NtpTimestamp) {
     if matches!(reply.kind, ReplyKind::Kiss(_)) {
@@ -306,42 +309,45 @@ fn check_ipv6(packet: &[u8], ntp_port: u16) -> Result<Request, FrameDrop> {
     })
 }
 
-/// The IPv4 header words a reply changes (the checksum's RFC 1624 update reads them before and
-/// after): version/IHL/DSCP/ECN, total length, TTL/protocol.
-fn ipv4_changed_words<T: AsRef<[u8]>>(ip: &ipv4::Packet<T>) -> [u16; 3] {
-    let ver_ihl = (ip.version() << 4) | (ip.header_len() / 4);
-    let tos = (ip.dscp() << 2) | ip.ecn();
-    [
-        u16::from_be_bytes([ver_ihl, tos]),
-        ip.total_len(),
-        u16::from_be_bytes([ip.ttl(), ip.protocol().0]),
-    ]
-}
-
 /// Turns a checked IPv4 request, whose NTP payload is now the reply, around. `packet` ends
 /// where the reply does.
+///
+/// Every field is read before any is written, and the header checksum is updated from those
+/// values: reading a word back after writing one of its bytes would straddle a store still in the
+/// store buffer, which cannot be forwarded and stalls (it was half the cost of this function).
 #[inline]
 fn turn_ipv4(packet: &mut [u8], header_len: usize, udp_len: usize) {
     let mut ip = ipv4::Packet::new_unchecked(&mut *packet);
-    let before = ipv4_changed_words(&ip);
-    // ECN is cleared: a CE mark on the request says nothing about the way back, and this reply
-    // is not from an ECN-capable transport. DSCP, ident, DF and options are echoed.
-    ip.set_ecn(0);
-    ip.set_total_len((header_len + udp_len) as u16);
-    ip.set_ttl(REPLY_HOP_LIMIT);
-    ip.swap_addrs();
-    let after = ipv4_changed_words(&ip);
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let total_len = (header_len + udp_len) as u16;
+    // The words that change, as RFC 1624 wants them: version/IHL/DSCP/ECN, total length,
+    // TTL/protocol. ECN is cleared: a CE mark on the request says nothing about the way back,
+    // and this reply is not from an ECN-capable transport. DSCP, ident, DF and options are echoed.
+    let ver_ihl = (ip.version() << 4) | (ip.header_len() / 4);
+    let before = [
+        u16::from_be_bytes([ver_ihl, (ip.dscp() << 2) | ip.ecn()]),
+        ip.total_len(),
+        u16::from_be_bytes([ip.ttl(), ip.protocol().0]),
+    ];
+    let after = [
+        u16::from_be_bytes([ver_ihl, ip.dscp() << 2]),
+        total_len,
+        u16::from_be_bytes([REPLY_HOP_LIMIT, ip.protocol().0]),
+    ];
     let mut sum = ip.checksum();
     for (old, new) in before.into_iter().zip(after) {
         sum = checksum::update_word(sum, old, new);
     }
+    ip.set_ecn(0);
+    ip.set_total_len(total_len);
+    ip.set_ttl(REPLY_HOP_LIMIT);
+    ip.swap_addrs();
     ip.set_checksum(sum);
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
 
     let mut datagram = udp::Packet::new_unchecked(&mut packet[header_len..]);
     datagram.swap_ports();
     datagram.set_len(udp_len as u16);
-    datagram.fill_checksum_v4(src, dst);
+    datagram.fill_checksum_v4(dst, src);
 }
 
 /// Turns a checked IPv6 request, whose NTP payload is now the reply, around. `packet` ends
@@ -349,17 +355,18 @@ fn turn_ipv4(packet: &mut [u8], header_len: usize, udp_len: usize) {
 #[inline]
 fn turn_ipv6(packet: &mut [u8], udp_len: usize) {
     let mut ip = ipv6::Packet::new_unchecked(&mut *packet);
+    // Read before writing, as for IPv4.
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
     // As for IPv4: ECN cleared, DSCP and flow label echoed (RFC 6437 allows a reflected label).
     ip.set_ecn(0);
     ip.set_payload_len(udp_len as u16);
     ip.set_hop_limit(REPLY_HOP_LIMIT);
     ip.swap_addrs();
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
 
     let mut datagram = udp::Packet::new_unchecked(&mut packet[ipv6::HEADER_LEN..]);
     datagram.swap_ports();
     datagram.set_len(udp_len as u16);
-    datagram.fill_checksum_v6(&src, &dst);
+    datagram.fill_checksum_v6(&dst, &src);
 }
 
 #[cfg(test)]

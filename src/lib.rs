@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod fastpath;
 pub mod frame;
 pub mod metrics;
 pub mod respond;

@@ -8,16 +8,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::{error, info, warn, LevelFilter};
 
-use strata::config::{format_core_list, Mode, Overrides, ServerConfig};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+
+use strata::config::{format_core_list, DataPath, Mode, Overrides, ServerConfig, DEFAULT_CONTROL};
 use strata::control::{self, ControlConfig};
-use strata::metrics::{self, ResponderCounters};
+use strata::fastpath;
+use strata::metrics::report::Observed;
+use strata::metrics::{self, control_socket, observers, status_view, ResponderCounters};
 use strata::socket::{self, SocketConfig};
-use strata::state::UnsyncPolicy;
+use strata::state::{StateReader, UnsyncPolicy};
 
 #[derive(Parser)]
 #[command(
@@ -34,15 +38,28 @@ struct Cli {
 enum Command {
     /// Serve NTP to clients
     Serve(ServeArgs),
+    /// Show a running server's state, upstream sources and packet counters
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The server's control socket
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
-    /// XDP when an interface is given, else sockets (this build: sockets)
+    /// XDP when an interface is given (sockets on its addresses if XDP cannot start), else sockets
     Auto,
     /// The portable socket path (recvmmsg/sendmmsg)
     Socket,
-    /// AF_XDP kernel bypass (not in this build)
+    /// AF_XDP kernel bypass on the --iface interfaces
     Xdp,
 }
 
@@ -97,6 +114,30 @@ struct ServeArgs {
     /// Log level [default: RUST_LOG if set, else info]
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<LogLevelArg>,
+
+    /// Interface to serve on through XDP/AF_XDP, every receive queue; repeatable
+    #[arg(long, value_name = "IF")]
+    iface: Vec<String>,
+
+    /// UDP port requests are sent to, on the XDP path and its socket fallback [default: 123]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
+    ntp_port: Option<i64>,
+
+    /// Replace an XDP program on the interface that is not strata's
+    #[arg(long)]
+    force: bool,
+
+    /// Busy-poll the AF_XDP sockets (SO_PREFER_BUSY_POLL) instead of sleeping in poll()
+    #[arg(long)]
+    busy_poll: bool,
+
+    /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+
+    /// Answer `strata status` on this Unix socket, or `off` [default: /run/strata/control.sock]
+    #[arg(long, value_name = "PATH")]
+    control: Option<String>,
 }
 
 impl ServeArgs {
@@ -123,6 +164,12 @@ impl ServeArgs {
                 LogLevelArg::Debug => LevelFilter::Debug,
                 LogLevelArg::Trace => LevelFilter::Trace,
             }),
+            iface: self.iface.clone(),
+            ntp_port: self.ntp_port,
+            force: self.force,
+            busy_poll: self.busy_poll,
+            metrics: self.metrics.clone(),
+            control: self.control.clone(),
         }
     }
 }
@@ -132,7 +179,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Status(args) => status(&args),
     }
+}
+
+/// `strata status`: exit code 0 with the report, 1 (and a message on stderr) without one.
+fn status(args: &StatusArgs) -> ExitCode {
+    use std::io::Write;
+    let (json, report) = match control_socket::request(&args.control) {
+        Ok(got) => got,
+        Err(e) => {
+            eprintln!("strata status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if args.json {
+        // Pretty-printed from the server's own JSON, so that fields this build does not know
+        // are shown too.
+        match serde_json::from_str::<serde_json::Value>(&json).and_then(|v| serde_json::to_string_pretty(&v)) {
+            Ok(pretty) => pretty + "\n",
+            Err(_) => json,
+        }
+    } else {
+        status_view::render(&report)
+    };
+    // A closed stdout (`strata status | head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 fn init_logging(level: Option<LevelFilter>) {
@@ -181,6 +254,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn run(config: &ServerConfig) -> Result<(), String> {
+    let started = SystemTime::now();
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while shutting down ends the process at once (exit code 1).
@@ -211,24 +285,31 @@ fn run(config: &ServerConfig) -> Result<(), String> {
         ),
     }
 
-    let server = match socket::run(&SocketConfig::from(config), control.reader(), shutdown.clone()) {
+    let mut server = match start_path(config, control.reader(), shutdown.clone()) {
         Ok(server) => server,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
             let _ = control.join();
-            return Err(e.to_string());
+            return Err(e);
         }
     };
-    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
-    info!(
-        "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
-        addrs.join(", "),
-        config.cores.len(),
-        if config.cores.len() == 1 { "" } else { "s" },
-        config.mode,
-        format_core_list(&config.cores),
-        config.batch_size
-    );
+
+    let observed = Observed {
+        responders: server.responders().to_vec(),
+        xdp: server.take_stats_readers(),
+        state: control.reader(),
+        board: control.status_board(),
+        started,
+    };
+    let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
+        Ok(observers) => observers,
+        Err(e) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = server.join();
+            let _ = control.join();
+            return Err(e);
+        }
+    };
 
     let mut died = false;
     while !shutdown.load(Ordering::Relaxed) {
@@ -242,19 +323,179 @@ fn run(config: &ServerConfig) -> Result<(), String> {
     if !died {
         info!("shutting down");
     }
-    let stopped = server.join();
+    let (responders, failures) = server.join();
     if control.join().is_err() {
         warn!("the control thread panicked");
     }
-    log_counters(&stopped.responders);
-    if died || !stopped.failures.is_empty() {
-        let mut failures = stopped.failures;
+    observers.join();
+    log_counters(&responders);
+    if died || !failures.is_empty() {
+        let mut failures = failures;
         if failures.is_empty() {
             failures.push("a responder thread stopped unexpectedly".into());
         }
         return Err(failures.join("; "));
     }
     Ok(())
+}
+
+/// The path that serves: the socket path or the XDP path's threads.
+enum Running {
+    Socket(socket::SocketServer),
+    Xdp(fastpath::XdpServer),
+}
+
+impl Running {
+    fn responders(&self) -> &[ResponderCounters] {
+        match self {
+            Running::Socket(s) => s.responders(),
+            Running::Xdp(s) => s.responders(),
+        }
+    }
+
+    /// The fast path's kernel counters for the metrics (none on the socket path).
+    fn take_stats_readers(&mut self) -> fastpath::StatsReaders {
+        match self {
+            Running::Socket(_) => fastpath::StatsReaders::default(),
+            Running::Xdp(s) => s.take_stats_readers(),
+        }
+    }
+
+    fn any_finished(&self) -> bool {
+        match self {
+            Running::Socket(s) => s.any_finished(),
+            Running::Xdp(s) => s.any_finished(),
+        }
+    }
+
+    /// Waits for the threads; the XDP path also logs its programs' counters and detaches them.
+    fn join(self) -> (Vec<ResponderCounters>, Vec<String>) {
+        match self {
+            Running::Socket(s) => {
+                let stopped = s.join();
+                (stopped.responders, stopped.failures)
+            }
+            Running::Xdp(s) => {
+                let stopped = s.join();
+                for (iface, counters) in &stopped.programs {
+                    match counters {
+                        Ok(c) => info!("xdp program on {iface}: {c}"),
+                        Err(e) => warn!("xdp program on {iface}: cannot read its counters: {e}"),
+                    }
+                }
+                (stopped.responders, stopped.failures)
+            }
+        }
+    }
+}
+
+/// Starts the configured path. `--mode auto` with an interface falls back to the socket path
+/// on the interface's addresses when XDP cannot start, and says why.
+fn start_path(
+    config: &ServerConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Running, String> {
+    if config.path == DataPath::Xdp {
+        match start_xdp(config, state.clone(), shutdown.clone()) {
+            Ok(server) => return Ok(Running::Xdp(server)),
+            Err(e) if config.mode == Mode::Auto => {
+                warn!(
+                    "mode auto: the XDP path cannot start ({e}); falling back to the socket path on the \
+                     addresses of {}",
+                    config.interfaces.join(", ")
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut socket_config = SocketConfig::from(config);
+    if !config.interfaces.is_empty() {
+        socket_config.listen = interface_listen_addrs(config)?;
+    }
+    let server = socket::run(&socket_config, state, shutdown).map_err(|e| e.to_string())?;
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    info!(
+        "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
+        addrs.join(", "),
+        config.cores.len(),
+        if config.cores.len() == 1 { "" } else { "s" },
+        config.mode,
+        format_core_list(&config.cores),
+        config.batch_size
+    );
+    Ok(Running::Socket(server))
+}
+
+fn start_xdp(
+    config: &ServerConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+) -> Result<fastpath::XdpServer, String> {
+    let xdp_config = fastpath::FastPathConfig {
+        interfaces: config.interfaces.clone(),
+        cores: config.cores.clone(),
+        batch_size: config.batch_size,
+        ntp_port: config.ntp_port,
+        force: config.force,
+        busy_poll: config.busy_poll.then_some(fastpath::BusyPoll {
+            usecs: 20,
+            budget: config.batch_size as u32,
+        }),
+        device_bound: true,
+    };
+    let server = fastpath::run(&xdp_config, state, shutdown).map_err(|e| e.to_string())?;
+    for served in server.served() {
+        info!(
+            "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
+             cores {}, batch size {}{})",
+            config.ntp_port,
+            served.interface.name,
+            served.mode,
+            served.interface.rx_queues,
+            if served.interface.rx_queues == 1 { "" } else { "s" },
+            served.interface.addrs.len(),
+            if served.interface.addrs.len() == 1 {
+                ""
+            } else {
+                "es"
+            },
+            config.mode,
+            format_core_list(&config.cores),
+            config.batch_size,
+            if config.busy_poll { ", busy polling" } else { "" }
+        );
+    }
+    Ok(server)
+}
+
+/// The socket path's addresses for `--iface`: each interface's addresses on the NTP port
+/// (IPv6 link-local ones with the interface as their scope).
+fn interface_listen_addrs(config: &ServerConfig) -> Result<Vec<SocketAddr>, String> {
+    let mut listen = Vec::new();
+    for name in &config.interfaces {
+        let iface = fastpath::Interface::lookup(name).map_err(|e| e.to_string())?;
+        for addr in &iface.addrs {
+            listen.push(match addr {
+                IpAddr::V4(v4) => SocketAddr::from((*v4, config.ntp_port)),
+                IpAddr::V6(v6) => {
+                    let scope = if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                        iface.index
+                    } else {
+                        0
+                    };
+                    SocketAddr::V6(SocketAddrV6::new(*v6, config.ntp_port, 0, scope))
+                }
+            });
+        }
+    }
+    if listen.is_empty() {
+        return Err(format!(
+            "{} has no address to serve on",
+            config.interfaces.join(", ")
+        ));
+    }
+    Ok(listen)
 }
 
 fn log_counters(responders: &[ResponderCounters]) {
@@ -303,7 +544,9 @@ mod tests {
             "debug",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve");
+        };
         let o = args.overrides();
         assert_eq!(o.listen, vec!["127.0.0.1:12300", "[::1]:12300"]);
         assert_eq!(o.cores.as_deref(), Some("0-1"));

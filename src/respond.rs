@@ -164,7 +164,11 @@ pub fn respond<C: Clock + ?Sized>(
         }
         ReplyKind::Time | ReplyKind::Unsynchronized => {
             let synchronized = kind == ReplyKind::Time;
-            let (leap, stratum) = if synchronized { (state.leap, state.stratum) } else { (Leap::Unsynchronized, 16) };
+            let (leap, stratum) = if synchronized {
+                (state.leap, state.stratum)
+            } else {
+                (Leap::Unsynchronized, 16)
+            };
             reply.set_leap_version_mode(leap, request.version, Mode::Server);
             reply.set_stratum(stratum);
             reply.set_precision(state.precision);
@@ -176,7 +180,10 @@ pub fn respond<C: Clock + ?Sized>(
             reply.set_transmit_timestamp(clock.now());
         }
     }
-    Ok(Reply { len: HEADER_LEN, kind })
+    Ok(Reply {
+        len: HEADER_LEN,
+        kind,
+    })
 }
 
 /// Re-stamps T3 in a reply that `respond()` wrote, for callers that read the clock once more just
@@ -216,7 +223,11 @@ fn check_request(packet: &[u8]) -> Result<Request, DropReason> {
         // Checked so that garbage is never answered; no field is echoed (none is known yet).
         Trailer::parse(version, request.trailer()).map_err(|_| DropReason::MalformedExtension)?;
     }
-    Ok(Request { version, poll: request.poll(), transmit: request.transmit_timestamp() })
+    Ok(Request {
+        version,
+        poll: request.poll(),
+        transmit: request.transmit_timestamp(),
+    })
 }
 
 /// Root dispersion grown by PHI over the time since the reference time.

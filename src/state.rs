@@ -84,7 +84,11 @@ impl Words for Published {
                 leap: Leap::from_bits((w[0] >> 8) as u8),
                 stratum: (w[0] >> 16) as u8,
                 precision: (w[0] >> 24) as u8 as i8,
-                unsync_policy: if (w[0] >> 32) & 1 == 1 { UnsyncPolicy::Drop } else { UnsyncPolicy::Answer },
+                unsync_policy: if (w[0] >> 32) & 1 == 1 {
+                    UnsyncPolicy::Drop
+                } else {
+                    UnsyncPolicy::Answer
+                },
                 root_delay: NtpShort((w[1] >> 32) as u32),
                 root_dispersion: NtpShort(w[1] as u32),
                 reference_id: (w[2] as u32).to_be_bytes(),

@@ -33,13 +33,19 @@ fn refused(args: &[&str], must_mention: &[&str]) {
     let (code, text) = strata(args);
     assert_ne!(code, 0, "strata {args:?} must fail:\n{text}");
     for word in must_mention {
-        assert!(text.contains(word), "strata {args:?}: message must mention {word:?}:\n{text}");
+        assert!(
+            text.contains(word),
+            "strata {args:?}: message must mention {word:?}:\n{text}"
+        );
     }
 }
 
 fn config_file(body: &str) -> tempfile_lite::TempFile {
     let f = tempfile_lite::TempFile::new("toml");
-    std::fs::File::create(&f.path).unwrap().write_all(body.as_bytes()).unwrap();
+    std::fs::File::create(&f.path)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     f
 }
 
@@ -51,8 +57,14 @@ mod tempfile_lite {
         pub fn new(ext: &str) -> TempFile {
             use std::sync::atomic::{AtomicU32, Ordering};
             static N: AtomicU32 = AtomicU32::new(0);
-            let name = format!("strata-cli-{}-{}.{ext}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-            TempFile { path: std::env::temp_dir().join(name) }
+            let name = format!(
+                "strata-cli-{}-{}.{ext}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            TempFile {
+                path: std::env::temp_dir().join(name),
+            }
         }
         pub fn arg(&self) -> &str {
             self.path.to_str().unwrap()
@@ -67,13 +79,22 @@ mod tempfile_lite {
 
 #[test]
 fn bad_flags_are_refused_with_the_flag_named() {
-    refused(&["serve", "--local-stratum", "0", "--listen", "127.0.0.1:0"], &["local-stratum"]);
-    refused(&["serve", "--local-stratum", "16", "--listen", "127.0.0.1:0"], &["local-stratum"]);
+    refused(
+        &["serve", "--local-stratum", "0", "--listen", "127.0.0.1:0"],
+        &["local-stratum"],
+    );
+    refused(
+        &["serve", "--local-stratum", "16", "--listen", "127.0.0.1:0"],
+        &["local-stratum"],
+    );
     refused(&["serve", "--local-stratum", "one"], &["local-stratum"]);
     refused(&["serve", "--listen", "127.0.0.1"], &["listen"]);
     refused(&["serve", "--listen", "not-an-address:123"], &["listen"]);
     refused(&["serve", "--listen", "127.0.0.1:99999"], &["listen"]);
-    refused(&["serve", "--cores", "4096", "--listen", "127.0.0.1:0"], &["cores", "4096"]);
+    refused(
+        &["serve", "--cores", "4096", "--listen", "127.0.0.1:0"],
+        &["cores", "4096"],
+    );
     refused(&["serve", "--cores", "x", "--listen", "127.0.0.1:0"], &["cores"]);
     refused(&["serve", "--mode", "warp"], &["mode"]);
     refused(&["serve", "--mode", "xdp", "--listen", "127.0.0.1:0"], &["xdp"]);
@@ -84,12 +105,24 @@ fn bad_flags_are_refused_with_the_flag_named() {
 
 #[test]
 fn duplicate_listen_addresses_are_refused() {
-    refused(&["serve", "--listen", "127.0.0.1:12399", "--listen", "127.0.0.1:12399"], &["listen", "127.0.0.1:12399"]);
+    refused(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:12399",
+            "--listen",
+            "127.0.0.1:12399",
+        ],
+        &["listen", "127.0.0.1:12399"],
+    );
 }
 
 #[test]
 fn bad_config_files_are_refused_with_the_key_named() {
-    refused(&["serve", "--config", "/nonexistent/strata.toml"], &["/nonexistent/strata.toml"]);
+    refused(
+        &["serve", "--config", "/nonexistent/strata.toml"],
+        &["/nonexistent/strata.toml"],
+    );
     let cases: &[(&str, &[&str])] = &[
         ("local_stratum = 0\n", &["local_stratum"]),
         ("local_stratum = 99\n", &["local_stratum"]),

@@ -14,7 +14,11 @@ fn chronyd_accepts_strata_as_a_stratum_1_server() {
     }
     let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Server::start(None, &["--listen", &listen, "--local-stratum", "1"], Some(listen.parse().unwrap()));
+    let server = Server::start(
+        None,
+        &["--listen", &listen, "--local-stratum", "1"],
+        Some(listen.parse().unwrap()),
+    );
 
     // chronyd drops privileges before it writes logs, so the log directory must be open to it.
     let logdir = std::env::temp_dir().join(format!("strata-chronyd-{}", std::process::id()));
@@ -40,7 +44,10 @@ fn chronyd_accepts_strata_as_a_stratum_1_server() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("chronyd did not accept the server:\n{text}"));
-    assert!(offset.abs() < 1e-3, "offset {offset} s is not under 1 ms:\n{text}");
+    assert!(
+        offset.abs() < 1e-3,
+        "offset {offset} s is not under 1 ms:\n{text}"
+    );
 
     // Measurement lines: date time IP L St 123 567 ABCD LP RP Score Offset ... Refid MTxRx
     let samples: Vec<Vec<&str>> = log
@@ -48,7 +55,10 @@ fn chronyd_accepts_strata_as_a_stratum_1_server() {
         .filter(|l| l.starts_with("20"))
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert!(!samples.is_empty(), "chronyd logged no measurement:\n{log}\n{text}");
+    assert!(
+        !samples.is_empty(),
+        "chronyd logged no measurement:\n{log}\n{text}"
+    );
     for s in &samples {
         assert_eq!(s[3], "N", "leap must be 'no leap' (N): {s:?}");
         assert_eq!(s[4], "1", "stratum must be 1: {s:?}");
@@ -87,7 +97,14 @@ fn ntpdig_accepts_strata_over_ipv4_and_ipv6() {
     let ns = Netns::new("ntpdig");
     let server = Server::start(
         Some(&ns.name),
-        &["--listen", "127.0.0.1:123", "--listen", "[::1]:123", "--local-stratum", "1"],
+        &[
+            "--listen",
+            "127.0.0.1:123",
+            "--listen",
+            "[::1]:123",
+            "--local-stratum",
+            "1",
+        ],
         None,
     );
     for addr in ["127.0.0.1", "::1"] {
@@ -95,7 +112,10 @@ fn ntpdig_accepts_strata_over_ipv4_and_ipv6() {
         assert_eq!(answer["stratum"], 1, "{answer}");
         assert_eq!(answer["leap"], "no-leap", "{answer}");
         let offset = answer["offset"].as_f64().expect("offset is a number");
-        assert!(offset.abs() < 1e-3, "offset {offset} s is not under 1 ms: {answer}");
+        assert!(
+            offset.abs() < 1e-3,
+            "offset {offset} s is not under 1 ms: {answer}"
+        );
     }
     let (status, log) = server.stop();
     assert!(status.success(), "strata exited with {status}: {log}");
@@ -111,7 +131,11 @@ fn unsynchronized_server_answers_li3_stratum16() {
     assert_eq!(reply[0] >> 6, 3, "LI=3");
     assert_eq!(reply[0] & 7, 4, "mode 4");
     assert_eq!(reply[1], 16, "stratum 16");
-    assert_eq!(&reply[24..32], &0x0123_4567_89ab_cdefu64.to_be_bytes(), "origin = our transmit");
+    assert_eq!(
+        &reply[24..32],
+        &0x0123_4567_89ab_cdefu64.to_be_bytes(),
+        "origin = our transmit"
+    );
     drop(server);
 }
 
@@ -128,6 +152,9 @@ fn unsynchronized_drop_policy_sends_nothing() {
     let (status, log) = server.stop();
     assert!(status.success(), "strata exited with {status}: {log}");
     // The silence is the policy at work, not a lost packet: the exit totals count each one.
-    let total = log.lines().find(|l| l.contains("total:")).unwrap_or_else(|| panic!("no totals: {log}"));
+    let total = log
+        .lines()
+        .find(|l| l.contains("total:"))
+        .unwrap_or_else(|| panic!("no totals: {log}"));
     assert!(total.contains("unsynchronized 3"), "{total}");
 }

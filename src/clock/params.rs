@@ -24,7 +24,12 @@ pub struct ClockParams {
 impl ClockParams {
     /// Parameters that apply no correction.
     pub const fn identity(tai_minus_utc: i32) -> Self {
-        ClockParams { tai_minus_utc, base_ns: 0, offset_ns: 0, frequency_q48: 0 }
+        ClockParams {
+            tai_minus_utc,
+            base_ns: 0,
+            offset_ns: 0,
+            frequency_q48: 0,
+        }
     }
 
     /// Frequency correction in parts per million, for display.
@@ -41,7 +46,9 @@ impl ClockParams {
     pub fn corrected_utc_ns(&self, realtime_ns: i64) -> i64 {
         let elapsed = realtime_ns.wrapping_sub(self.base_ns) as i128;
         let drift = (elapsed * self.frequency_q48 as i128) >> FREQUENCY_FRACTION_BITS;
-        realtime_ns.wrapping_add(self.offset_ns).wrapping_add(drift as i64)
+        realtime_ns
+            .wrapping_add(self.offset_ns)
+            .wrapping_add(drift as i64)
     }
 
     /// NTP time for a CLOCK_REALTIME reading (kernel software timestamps use this clock).

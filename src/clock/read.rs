@@ -12,7 +12,10 @@ pub trait Clock {
 /// Reads a kernel clock in nanoseconds.
 #[inline]
 pub fn read_clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it. The clocks
     // passed here (TAI, REALTIME, MONOTONIC) always exist on Linux, so it cannot fail.
     unsafe { libc::clock_gettime(clock, &mut ts) };

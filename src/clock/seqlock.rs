@@ -41,9 +41,18 @@ pub fn seqlock<T: Words>(initial: T) -> (SeqLockWriter<T>, SeqLockReader<T>) {
         sequence: AtomicU64::new(0),
         words: std::array::from_fn(|_| AtomicU64::new(0)),
     });
-    let mut writer = SeqLockWriter { shared: shared.clone(), _value: std::marker::PhantomData };
+    let mut writer = SeqLockWriter {
+        shared: shared.clone(),
+        _value: std::marker::PhantomData,
+    };
     writer.publish(&initial);
-    (writer, SeqLockReader { shared, _value: std::marker::PhantomData })
+    (
+        writer,
+        SeqLockReader {
+            shared,
+            _value: std::marker::PhantomData,
+        },
+    )
 }
 
 impl<T: Words> SeqLockWriter<T> {
@@ -62,13 +71,19 @@ impl<T: Words> SeqLockWriter<T> {
     }
 
     pub fn reader(&self) -> SeqLockReader<T> {
-        SeqLockReader { shared: self.shared.clone(), _value: std::marker::PhantomData }
+        SeqLockReader {
+            shared: self.shared.clone(),
+            _value: std::marker::PhantomData,
+        }
     }
 }
 
 impl<T: Words> Clone for SeqLockReader<T> {
     fn clone(&self) -> Self {
-        SeqLockReader { shared: self.shared.clone(), _value: std::marker::PhantomData }
+        SeqLockReader {
+            shared: self.shared.clone(),
+            _value: std::marker::PhantomData,
+        }
     }
 }
 

@@ -8,7 +8,17 @@
 //! the TAI offset (which changes when a leap second is inserted or someone sets it). Upstream
 //! polling and discipline come here later. The decisions are pure functions in [`local`].
 
+pub mod discipline;
+pub mod engine;
+pub mod events;
+pub mod filter;
 pub mod local;
+pub mod packet;
+pub mod refid;
+pub mod regress;
+pub mod select;
+pub mod source;
+pub mod spec;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::clock::precision::measure_precision;
 use crate::clock::read::kernel_tai_offset;
 use crate::clock::{Clock, ClockParams, SystemClock};
+use crate::metrics::board::{ControlStatus, StatusBoard, SyncStatus};
 use crate::state::{self, Published, StateReader, StateWriter};
 use crate::wire::NtpTimestamp;
 
@@ -32,6 +43,10 @@ const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 /// The running control thread and what it publishes.
 pub struct Control {
     reader: StateReader,
+    /// What `/metrics` and `strata status` show of this thread (sync state, sources). A thread
+    /// that runs an [`engine::Engine`] publishes `ControlStatus::from_engine` here after
+    /// each tick.
+    board: StatusBoard,
     precision: i8,
     thread: JoinHandle<()>,
 }
@@ -47,11 +62,21 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     let precision = measure_precision();
     let tai = kernel_tai_offset();
     let (writer, reader) = state::publish(local::snapshot(&config, precision, tai, now(tai)));
+    // Without upstream sources the state never changes: a local reference or unsynchronized.
+    let board = StatusBoard::new(ControlStatus {
+        sync: if config.local_stratum.is_some() {
+            SyncStatus::Local
+        } else {
+            SyncStatus::Unsynchronized
+        },
+        sources: Vec::new(),
+    });
     let thread = thread::Builder::new()
         .name("strata-control".into())
         .spawn(move || refresh_loop(config, precision, tai, writer, &shutdown))?;
     Ok(Control {
         reader,
+        board,
         precision,
         thread,
     })
@@ -95,6 +120,11 @@ impl Control {
     /// A reader of the published snapshot; clone one per responder.
     pub fn reader(&self) -> StateReader {
         self.reader.clone()
+    }
+
+    /// Where this thread publishes its status for the observers.
+    pub fn status_board(&self) -> StatusBoard {
+        self.board.clone()
     }
 
     /// The precision measured at start (log2 seconds).

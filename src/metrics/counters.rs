@@ -18,10 +18,14 @@ use std::ops::{Add, AddAssign};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::histogram::{self, BATCH_BUCKETS, RESPONSE_BUCKETS};
+use crate::frame::FrameDrop;
 use crate::respond::{DropReason, KissCode, ReplyKind};
 
 /// How many drop reasons `respond()` can give.
 pub const DROP_REASONS: usize = DropReason::ALL.len();
+/// How many frame-level reasons (before `respond()`) the AF_XDP path can drop a frame for.
+pub const FRAME_DROP_REASONS: usize = FrameDrop::FRAME_LEVEL.len();
 /// How many Kiss-o'-Death codes a reply can carry.
 pub const KISS_CODES: usize = KissCode::ALL.len();
 
@@ -43,13 +47,16 @@ pub enum RxTimestampSource {
     KernelHardware,
     /// No kernel stamp arrived: the clock read right after the batch was received.
     UserSpace,
+    /// The XDP program's stamp (`bpf_ktime_get_tai_ns()` as the frame reached the driver).
+    Xdp,
 }
 
 impl RxTimestampSource {
-    pub const ALL: [RxTimestampSource; 3] = [
+    pub const ALL: [RxTimestampSource; 4] = [
         RxTimestampSource::KernelSoftware,
         RxTimestampSource::KernelHardware,
         RxTimestampSource::UserSpace,
+        RxTimestampSource::Xdp,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -58,6 +65,7 @@ impl RxTimestampSource {
             RxTimestampSource::KernelSoftware => "kernel_software",
             RxTimestampSource::KernelHardware => "kernel_hardware",
             RxTimestampSource::UserSpace => "user_space",
+            RxTimestampSource::Xdp => "xdp",
         }
     }
 
@@ -78,6 +86,7 @@ struct Block {
     replies_kiss: [AtomicU64; KISS_CODES],
     bytes_out: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
+    frame_drops: [AtomicU64; FRAME_DROP_REASONS],
     truncated: AtomicU64,
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
     hardware_stamps_unused: AtomicU64,
@@ -85,6 +94,11 @@ struct Block {
     send_errors: AtomicU64,
     batches: AtomicU64,
     batched_requests: AtomicU64,
+    /// Batches by size, one plain count per bucket of [`histogram::batch_bucket`].
+    batch_sizes: [AtomicU64; BATCH_BUCKETS],
+    /// Replies by T3 − T2, one plain count per bucket of [`histogram::response_bucket`].
+    response_times: [AtomicU64; RESPONSE_BUCKETS],
+    response_time_sum_ns: AtomicU64,
 }
 
 /// Makes one counter block: the writer for its responder thread and a first reader.
@@ -131,6 +145,15 @@ impl CounterWriter {
         bump(&self.block.drops[reason.index()], 1);
     }
 
+    /// A whole frame (AF_XDP path) was not answered: a frame-level reason, or `respond()`'s.
+    #[inline]
+    pub fn dropped_frame(&mut self, reason: FrameDrop) {
+        match reason {
+            FrameDrop::Ntp(reason) => self.dropped(reason),
+            other => bump(&self.block.frame_drops[other.index()], 1),
+        }
+    }
+
     /// A datagram was larger than the receive buffer and was dropped unread.
     #[inline]
     pub fn truncated(&mut self) {
@@ -166,6 +189,14 @@ impl CounterWriter {
     pub fn batch(&mut self, size: usize) {
         bump(&self.block.batches, 1);
         bump(&self.block.batched_requests, size as u64);
+        bump(&self.block.batch_sizes[histogram::batch_bucket(size)], 1);
+    }
+
+    /// A reply left `ns` nanoseconds after its request arrived (T3 − T2).
+    #[inline]
+    pub fn response_time(&mut self, ns: i64) {
+        bump(&self.block.response_times[histogram::response_bucket(ns)], 1);
+        bump(&self.block.response_time_sum_ns, ns.max(0) as u64);
     }
 
     /// Another reader of this block.
@@ -206,6 +237,7 @@ impl CounterReader {
             replies_kiss: load_all(&b.replies_kiss),
             bytes_out: load(&b.bytes_out),
             drops: load_all(&b.drops),
+            frame_drops: load_all(&b.frame_drops),
             truncated: load(&b.truncated),
             rx_timestamps: load_all(&b.rx_timestamps),
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
@@ -213,6 +245,9 @@ impl CounterReader {
             send_errors: load(&b.send_errors),
             batches: load(&b.batches),
             batched_requests: load(&b.batched_requests),
+            batch_sizes: load_all(&b.batch_sizes),
+            response_times: load_all(&b.response_times),
+            response_time_sum_ns: load(&b.response_time_sum_ns),
         }
     }
 }
@@ -232,6 +267,8 @@ pub struct CounterSnapshot {
     pub bytes_out: u64,
     /// Requests `respond()` refused, indexed like [`DropReason::ALL`].
     pub drops: [u64; DROP_REASONS],
+    /// Frames the AF_XDP path dropped before `respond()`, indexed like [`FrameDrop::FRAME_LEVEL`].
+    pub frame_drops: [u64; FRAME_DROP_REASONS],
     /// Datagrams larger than the receive buffer, dropped by the socket path.
     pub truncated: u64,
     /// Requests by the source of their receive timestamp, indexed like [`RxTimestampSource::ALL`].
@@ -245,6 +282,13 @@ pub struct CounterSnapshot {
     pub batches: u64,
     /// Datagrams those calls returned (the mean batch size is this over `batches`).
     pub batched_requests: u64,
+    /// Batches per size bucket (not cumulative), bounds from [`histogram::batch_bound`].
+    pub batch_sizes: [u64; BATCH_BUCKETS],
+    /// Replies per response time bucket (not cumulative), bounds from
+    /// [`histogram::response_bound_seconds`].
+    pub response_times: [u64; RESPONSE_BUCKETS],
+    /// Sum of the response times recorded, in nanoseconds.
+    pub response_time_sum_ns: u64,
 }
 
 impl CounterSnapshot {
@@ -253,9 +297,16 @@ impl CounterSnapshot {
         self.replies_time + self.replies_unsynchronized + self.replies_kiss.iter().sum::<u64>()
     }
 
-    /// All requests dropped, by `respond()` or as truncated.
+    /// All requests dropped, by `respond()`, as truncated, or (AF_XDP) as a bad frame.
     pub fn dropped(&self) -> u64 {
-        self.drops.iter().sum::<u64>() + self.truncated
+        self.drops.iter().sum::<u64>() + self.frame_drops.iter().sum::<u64>() + self.truncated
+    }
+
+    pub fn frame_drop_count(&self, reason: FrameDrop) -> u64 {
+        match reason {
+            FrameDrop::Ntp(reason) => self.drop_count(reason),
+            other => self.frame_drops[other.index()],
+        }
     }
 
     pub fn drop_count(&self, reason: DropReason) -> u64 {
@@ -268,6 +319,11 @@ impl CounterSnapshot {
 
     pub fn rx_timestamp_count(&self, source: RxTimestampSource) -> u64 {
         self.rx_timestamps[source.index()]
+    }
+
+    /// Replies whose response time was recorded (the histogram's count).
+    pub fn response_count(&self) -> u64 {
+        self.response_times.iter().sum()
     }
 
     /// Mean datagrams per receive call, if there was any.
@@ -291,6 +347,7 @@ impl AddAssign for CounterSnapshot {
         add_arrays(&mut self.replies_kiss, &o.replies_kiss);
         self.bytes_out = self.bytes_out.wrapping_add(o.bytes_out);
         add_arrays(&mut self.drops, &o.drops);
+        add_arrays(&mut self.frame_drops, &o.frame_drops);
         self.truncated = self.truncated.wrapping_add(o.truncated);
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
@@ -298,6 +355,9 @@ impl AddAssign for CounterSnapshot {
         self.send_errors = self.send_errors.wrapping_add(o.send_errors);
         self.batches = self.batches.wrapping_add(o.batches);
         self.batched_requests = self.batched_requests.wrapping_add(o.batched_requests);
+        add_arrays(&mut self.batch_sizes, &o.batch_sizes);
+        add_arrays(&mut self.response_times, &o.response_times);
+        self.response_time_sum_ns = self.response_time_sum_ns.wrapping_add(o.response_time_sum_ns);
     }
 }
 
@@ -338,6 +398,13 @@ impl fmt::Display for CounterSnapshot {
         write!(f, "), {} dropped", self.dropped())?;
         let mut first = true;
         for (reason, n) in DropReason::ALL.iter().zip(&self.drops) {
+            if *n > 0 {
+                f.write_str(if first { " (" } else { ", " })?;
+                write!(f, "{} {n}", reason.label())?;
+                first = false;
+            }
+        }
+        for (reason, n) in FrameDrop::FRAME_LEVEL.iter().zip(&self.frame_drops) {
             if *n > 0 {
                 f.write_str(if first { " (" } else { ", " })?;
                 write!(f, "{} {n}", reason.label())?;
@@ -395,10 +462,15 @@ mod tests {
         w.truncated();
         w.rx_timestamp(RxTimestampSource::KernelSoftware);
         w.rx_timestamp(RxTimestampSource::UserSpace);
+        w.rx_timestamp(RxTimestampSource::Xdp);
+        w.dropped_frame(FrameDrop::BadUdpChecksum);
+        w.dropped_frame(FrameDrop::Ntp(DropReason::Control));
         w.hardware_stamp_unused();
         w.receive_error();
         w.send_error();
         w.batch(2);
+        w.response_time(3_000);
+        w.response_time(-1);
         let s = r.snapshot();
         assert_eq!(s.requests, 2);
         assert_eq!(s.bytes_in, 108);
@@ -406,8 +478,11 @@ mod tests {
         assert_eq!(s.bytes_out, 144);
         assert_eq!(s.kiss_count(KissCode::Rate), 1);
         assert_eq!(s.kiss_count(KissCode::Deny), 0);
-        assert_eq!(s.drop_count(DropReason::Control), 2);
-        assert_eq!(s.dropped(), 3);
+        assert_eq!(s.drop_count(DropReason::Control), 3);
+        assert_eq!(s.frame_drop_count(FrameDrop::BadUdpChecksum), 1);
+        assert_eq!(s.frame_drop_count(FrameDrop::NotIp), 0);
+        assert_eq!(s.dropped(), 5);
+        assert_eq!(s.rx_timestamp_count(RxTimestampSource::Xdp), 1);
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelSoftware), 1);
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelHardware), 0);
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::UserSpace), 1);
@@ -416,8 +491,15 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(s.mean_batch(), Some(2.0));
+        assert_eq!(s.batch_sizes[histogram::batch_bucket(2)], 1);
+        assert_eq!(s.batch_sizes.iter().sum::<u64>(), s.batches);
+        assert_eq!(s.response_count(), 2);
+        assert_eq!(s.response_times[0], 1);
+        assert_eq!(s.response_times[histogram::response_bucket(3_000)], 1);
+        assert_eq!(s.response_time_sum_ns, 3_000);
         let line = s.to_string();
-        assert!(line.contains("control_mode 2"), "{line}");
+        assert!(line.contains("control_mode 3"), "{line}");
+        assert!(line.contains("bad_udp_checksum 1"), "{line}");
         assert!(line.contains("truncated 1"), "{line}");
         assert!(line.contains("1 kiss RATE"), "{line}");
     }

@@ -1,10 +1,28 @@
-//! Counters the responders write and everyone else reads, lock-free.
+//! Counters the responders write and everyone else reads, lock-free; and what reads them.
 //!
 //! Each responder owns a [`CounterWriter`]; the I/O path hands out a [`ResponderCounters`] per
 //! responder (which thread, which core, its [`CounterReader`]) so that logs, `strata status` and
 //! the Prometheus exporter can read per-responder values and sum them.
+//!
+//! - [`counters`], [`histogram`]: the responders' single-writer counter blocks and bucket layouts;
+//! - [`record`]: the recording calls as a trait, so a bench can run without counters;
+//! - [`board`]: what the control thread publishes about itself and its upstream sources;
+//! - [`report`]: everything read into one serializable picture;
+//! - [`exporter`], [`text`], [`http`]: that picture as Prometheus metrics on `GET /metrics`;
+//! - [`control_socket`], [`status_view`]: the same picture for `strata status` over a Unix socket;
+//! - [`observers`]: starting both endpoints for `strata serve`.
 
+pub mod board;
+pub mod control_socket;
 pub mod counters;
+pub mod exporter;
+pub mod histogram;
+pub mod http;
+pub mod observers;
+pub mod record;
+pub mod report;
+pub mod status_view;
+pub mod text;
 
 pub use counters::{
     counters, kiss_index, CounterReader, CounterSnapshot, CounterWriter, RxTimestampSource, DROP_REASONS,

@@ -49,14 +49,23 @@ fn request(version: u8, mode: Mode) -> Vec<u8> {
 
 fn answer(buf: &mut [u8], state: &ServerState) -> Result<(Reply, Repr), DropReason> {
     let reply = respond(buf, T2, Admission::Serve, state, &CLOCK)?;
-    Ok((reply, Repr::parse(&Packet::new_unchecked(&buf[..reply.len])).unwrap()))
+    Ok((
+        reply,
+        Repr::parse(&Packet::new_unchecked(&buf[..reply.len])).unwrap(),
+    ))
 }
 
 #[test]
 fn client_request_gets_a_server_reply_with_our_state() {
     let mut buf = request(4, Mode::Client);
     let (reply, r) = answer(&mut buf, &synced()).unwrap();
-    assert_eq!(reply, Reply { len: 48, kind: ReplyKind::Time });
+    assert_eq!(
+        reply,
+        Reply {
+            len: 48,
+            kind: ReplyKind::Time
+        }
+    );
     assert_eq!(r.leap, Leap::NoWarning);
     assert_eq!(r.version, 4);
     assert_eq!(r.mode, Mode::Server);
@@ -83,7 +92,10 @@ fn root_dispersion_grows_15_ppm_since_the_reference_time() {
     let mut never_set = synced();
     never_set.reference_time = NtpTimestamp::ZERO;
     let mut buf = request(4, Mode::Client);
-    assert_eq!(answer(&mut buf, &never_set).unwrap().1.root_dispersion, NtpShort(0x200));
+    assert_eq!(
+        answer(&mut buf, &never_set).unwrap().1.root_dispersion,
+        NtpShort(0x200)
+    );
 }
 
 #[test]
@@ -121,20 +133,35 @@ fn each_drop_reason() {
         (request(4, Mode::Broadcast), DropReason::Broadcast),
         (request(2, Mode::Control), DropReason::Control),
         (request(2, Mode::Private), DropReason::Private),
-        ([request(4, Mode::Client), vec![0; 8]].concat(), DropReason::MalformedExtension),
-        ([request(4, Mode::Client), vec![0; 1]].concat(), DropReason::MalformedExtension),
-        ([request(3, Mode::Client), vec![0; 32]].concat(), DropReason::MalformedExtension),
+        (
+            [request(4, Mode::Client), vec![0; 8]].concat(),
+            DropReason::MalformedExtension,
+        ),
+        (
+            [request(4, Mode::Client), vec![0; 1]].concat(),
+            DropReason::MalformedExtension,
+        ),
+        (
+            [request(3, Mode::Client), vec![0; 32]].concat(),
+            DropReason::MalformedExtension,
+        ),
     ];
     for (mut bytes, reason) in cases {
         let before = bytes.clone();
-        assert_eq!(respond(&mut bytes, T2, Admission::Serve, &state, &CLOCK), Err(reason));
+        assert_eq!(
+            respond(&mut bytes, T2, Admission::Serve, &state, &CLOCK),
+            Err(reason)
+        );
         assert_eq!(bytes, before, "a dropped request is left untouched ({reason:?})");
     }
     let mut unsync_drop = synced();
     unsync_drop.synchronized = false;
     unsync_drop.unsync_policy = UnsyncPolicy::Drop;
     let mut buf = request(4, Mode::Client);
-    assert_eq!(answer(&mut buf, &unsync_drop).unwrap_err(), DropReason::Unsynchronized);
+    assert_eq!(
+        answer(&mut buf, &unsync_drop).unwrap_err(),
+        DropReason::Unsynchronized
+    );
 }
 
 #[test]
@@ -165,7 +192,11 @@ fn a_mac_is_accepted_and_not_echoed() {
         let mut buf = [request(4, Mode::Client), vec![0x5a; mac_len]].concat();
         assert_eq!(answer(&mut buf, &synced()).unwrap().0.len, 48, "MAC of {mac_len}");
         let mut v3 = [request(3, Mode::Client), vec![0x5a; mac_len]].concat();
-        assert_eq!(answer(&mut v3, &synced()).unwrap().0.len, 48, "v3 MAC of {mac_len}");
+        assert_eq!(
+            answer(&mut v3, &synced()).unwrap().0.len,
+            48,
+            "v3 MAC of {mac_len}"
+        );
     }
 }
 
@@ -201,7 +232,13 @@ fn kiss_of_death_for_each_code() {
             state.synchronized = synchronized;
             let mut buf = request(4, Mode::Client);
             let reply = respond(&mut buf, T2, Admission::Kiss(code), &state, &CLOCK).unwrap();
-            assert_eq!(reply, Reply { len: 48, kind: ReplyKind::Kiss(code) });
+            assert_eq!(
+                reply,
+                Reply {
+                    len: 48,
+                    kind: ReplyKind::Kiss(code)
+                }
+            );
             let r = Repr::parse(&Packet::new_unchecked(&buf[..])).unwrap();
             assert_eq!(r.stratum, 0);
             assert_eq!(r.leap, Leap::Unsynchronized);
@@ -233,7 +270,10 @@ fn stamp_transmit_rewrites_only_t3() {
     let before = buf.clone();
     stamp_transmit(&mut buf, NtpTimestamp(42));
     assert_eq!(&buf[..40], &before[..40]);
-    assert_eq!(Packet::new_unchecked(&buf[..]).transmit_timestamp(), NtpTimestamp(42));
+    assert_eq!(
+        Packet::new_unchecked(&buf[..]).transmit_timestamp(),
+        NtpTimestamp(42)
+    );
 }
 
 proptest! {

@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::{CounterWriter, RxTimestampSource};
 use crate::respond::{respond, stamp_transmit, Admission, ReplyKind};
 use crate::state::StateReader;
+use crate::wire::ntp;
 
 use super::bind::{os_error_text, ServerSocket, IO_TIMEOUT};
 use super::mmsg::Batch;
@@ -182,7 +183,12 @@ impl Responder {
         // T3 as late as possible: every reply is stamped right before the one send call.
         for j in 0..replies {
             if !matches!(self.batch.reply_info(j).0, ReplyKind::Kiss(_)) {
-                stamp_transmit(self.batch.reply_mut(j), clock.now());
+                let reply = self.batch.reply_mut(j);
+                let t3 = clock.now();
+                stamp_transmit(reply, t3);
+                // T2 is in the reply already (its receive timestamp), on the same clock as T3.
+                let t2 = ntp::Packet::new_unchecked(&*reply).receive_timestamp();
+                self.counters.response_time(t3.diff_nanos(t2));
             }
         }
         if let Some(e) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.counters) {

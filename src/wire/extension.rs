@@ -46,7 +46,13 @@ impl<'a> ExtensionField<'a> {
         if len > bytes.len() {
             return Err(Error::Truncated);
         }
-        Ok((ExtensionField { field_type, value: &bytes[field::VALUE..len] }, len))
+        Ok((
+            ExtensionField {
+                field_type,
+                value: &bytes[field::VALUE..len],
+            },
+            len,
+        ))
     }
 
     /// The length this field takes on the wire, padded to 4 and at least [`MIN_FIELD_LEN`].
@@ -95,7 +101,9 @@ impl<'a> Trailer<'a> {
         let (fields, rest) = trailer.split_at(parsed);
         let mac = match rest.len() {
             0 => None,
-            n if n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n.is_multiple_of(4) => Some(rest),
+            n if n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n.is_multiple_of(4) => {
+                Some(rest)
+            }
             _ => return Err(Error::Malformed),
         };
         Ok(Trailer { fields, mac })
@@ -136,7 +144,9 @@ mod tests {
 
     #[test]
     fn field_reads_type_length_and_value() {
-        let bytes = [0x01, 0x04, 0x00, 0x14, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+        let bytes = [
+            0x01, 0x04, 0x00, 0x14, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ];
         let (f, len) = ExtensionField::parse(&bytes).unwrap();
         assert_eq!(f.field_type, 0x0104);
         assert_eq!(len, 20);
@@ -146,17 +156,29 @@ mod tests {
     #[test]
     fn field_length_rules() {
         // shorter than 16
-        assert_eq!(ExtensionField::parse(&[0, 1, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]), Err(Error::Malformed));
+        assert_eq!(
+            ExtensionField::parse(&[0, 1, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(Error::Malformed)
+        );
         // not a multiple of 4
-        assert_eq!(ExtensionField::parse(&[0, 1, 0, 17].repeat(5)), Err(Error::Malformed));
+        assert_eq!(
+            ExtensionField::parse(&[0, 1, 0, 17].repeat(5)),
+            Err(Error::Malformed)
+        );
         // longer than the buffer
-        assert_eq!(ExtensionField::parse(&[0, 1, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(Error::Truncated));
+        assert_eq!(
+            ExtensionField::parse(&[0, 1, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(Error::Truncated)
+        );
         assert_eq!(ExtensionField::parse(&[0, 1]), Err(Error::Truncated));
     }
 
     #[test]
     fn emit_pads_to_four_and_to_the_minimum() {
-        assert_eq!(field(7, &[1]), vec![0, 7, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            field(7, &[1]),
+            vec![0, 7, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(field(7, &[9; 13]).len(), 20);
         let mut small = [0u8; 8];
         assert_eq!(ExtensionField::emit(7, &[1], &mut small), Err(Error::Truncated));
@@ -164,7 +186,13 @@ mod tests {
 
     #[test]
     fn trailer_kinds() {
-        assert_eq!(Trailer::parse(4, &[]).unwrap(), Trailer { fields: &[], mac: None });
+        assert_eq!(
+            Trailer::parse(4, &[]).unwrap(),
+            Trailer {
+                fields: &[],
+                mac: None
+            }
+        );
         let nak = [0u8; 4];
         assert_eq!(Trailer::parse(4, &nak).unwrap().mac, Some(&nak[..]));
         let md5 = [0xaau8; 20];
@@ -189,7 +217,11 @@ mod tests {
     #[test]
     fn malformed_trailers() {
         for n in [1usize, 2, 3, 5, 8, 12, 16, 28, 30] {
-            assert_eq!(Trailer::parse(3, &vec![0u8; n]), Err(Error::Malformed), "v3 {n} bytes");
+            assert_eq!(
+                Trailer::parse(3, &vec![0u8; n]),
+                Err(Error::Malformed),
+                "v3 {n} bytes"
+            );
         }
         // A field whose length runs past the end, and no MAC-shaped remainder.
         let bad = [0u8, 1, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -379,8 +379,14 @@ mod tests {
 
     #[test]
     fn short_buffer_is_truncated() {
-        assert_eq!(Packet::new_checked(&CLIENT_REQUEST[..47]).unwrap_err(), Error::Truncated);
-        assert_eq!(Repr::parse(&Packet::new_unchecked(&[0u8; 10][..])), Err(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&CLIENT_REQUEST[..47]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Repr::parse(&Packet::new_unchecked(&[0u8; 10][..])),
+            Err(Error::Truncated)
+        );
     }
 
     #[test]
@@ -398,21 +404,23 @@ mod tests {
             (any::<u32>(), any::<u32>(), any::<[u8; 4]>()),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
         )
-            .prop_map(|((li, vn, mode, stratum, poll, precision), (rd, rdisp, refid), (r, o, rx, tx))| Repr {
-                leap: Leap::from_bits(li),
-                version: vn,
-                mode: Mode::from_bits(mode),
-                stratum,
-                poll,
-                precision,
-                root_delay: NtpShort(rd),
-                root_dispersion: NtpShort(rdisp),
-                reference_id: refid,
-                reference_timestamp: NtpTimestamp(r),
-                origin_timestamp: NtpTimestamp(o),
-                receive_timestamp: NtpTimestamp(rx),
-                transmit_timestamp: NtpTimestamp(tx),
-            })
+            .prop_map(
+                |((li, vn, mode, stratum, poll, precision), (rd, rdisp, refid), (r, o, rx, tx))| Repr {
+                    leap: Leap::from_bits(li),
+                    version: vn,
+                    mode: Mode::from_bits(mode),
+                    stratum,
+                    poll,
+                    precision,
+                    root_delay: NtpShort(rd),
+                    root_dispersion: NtpShort(rdisp),
+                    reference_id: refid,
+                    reference_timestamp: NtpTimestamp(r),
+                    origin_timestamp: NtpTimestamp(o),
+                    receive_timestamp: NtpTimestamp(rx),
+                    transmit_timestamp: NtpTimestamp(tx),
+                },
+            )
     }
 
     proptest! {

@@ -76,7 +76,7 @@ impl NtpTimestamp {
     /// years of each other (wrapping arithmetic makes it era-independent).
     pub fn diff_nanos(self, earlier: NtpTimestamp) -> i64 {
         let d = self.0.wrapping_sub(earlier.0) as i64; // 32.32 fixed point, signed
-        // d * 1e9 / 2^32 without overflow: split into whole seconds and fraction.
+                                                       // d * 1e9 / 2^32 without overflow: split into whole seconds and fraction.
         let secs = d >> 32;
         let frac = d & 0xffff_ffff;
         secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32)
@@ -170,11 +170,17 @@ mod tests {
         let ts = NtpTimestamp::from_unix_nanos(era1_unix * SECOND);
         assert_eq!(ts.0, 0);
         // Near 2036 the zero timestamp means the era boundary, not 1900.
-        assert_eq!(ts.to_unix_nanos(era1_unix * SECOND - 10 * SECOND), era1_unix * SECOND);
+        assert_eq!(
+            ts.to_unix_nanos(era1_unix * SECOND - 10 * SECOND),
+            era1_unix * SECOND
+        );
         // One second before the boundary, with a pivot just after it.
         let before = NtpTimestamp::from_unix_nanos((era1_unix - 1) * SECOND);
         assert_eq!(before.seconds(), u32::MAX);
-        assert_eq!(before.to_unix_nanos((era1_unix + 5) * SECOND), (era1_unix - 1) * SECOND);
+        assert_eq!(
+            before.to_unix_nanos((era1_unix + 5) * SECOND),
+            (era1_unix - 1) * SECOND
+        );
     }
 
     #[test]

@@ -100,13 +100,24 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.bytes()[field::PAYLOAD..self.len() as usize]
     }
 
-    /// The sum of the pseudo-header and the datagram, checksum field included: 0xFFFF when the
-    /// checksum verifies.
-    fn sum_with(&self, pseudo_header: u16) -> u16 {
+    /// The sum of the pseudo-header, the header fields other than the checksum, and the payload.
+    ///
+    /// The header is summed field by field rather than as bytes: a responder has just written
+    /// those fields with 2-byte stores, and a wide load across several pending narrow stores
+    /// cannot be forwarded from the store buffer (it stalls until they reach the cache).
+    fn sum_without_checksum(&self, pseudo_header: u16) -> u16 {
         checksum::combine(&[
             pseudo_header,
-            checksum::data(&self.bytes()[..self.len() as usize]),
+            self.src_port(),
+            self.dst_port(),
+            self.len(),
+            checksum::data(self.payload()),
         ])
+    }
+
+    /// The sum with the checksum field included: 0xFFFF when the checksum verifies.
+    fn sum_with(&self, pseudo_header: u16) -> u16 {
+        checksum::combine(&[self.sum_without_checksum(pseudo_header), self.checksum()])
     }
 
     /// Whether the checksum verifies over IPv4, where zero means "not computed" and passes.
@@ -166,8 +177,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Computes the checksum with the given pseudo-header sum and writes it, 0 as 0xFFFF.
     fn fill_checksum_with(&mut self, pseudo_header: u16) {
-        self.set_checksum(0);
-        let sum = !self.sum_with(pseudo_header);
+        let sum = !self.sum_without_checksum(pseudo_header);
         self.set_checksum(if sum == 0 { 0xffff } else { sum });
     }
 

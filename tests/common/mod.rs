@@ -18,7 +18,10 @@ pub fn interop_required() -> bool {
 /// interop tests are required.
 pub fn available(what: &str, ok: bool) -> bool {
     if !ok {
-        assert!(!interop_required(), "{what} is required (STRATA_REQUIRE_INTEROP=1) but missing");
+        assert!(
+            !interop_required(),
+            "{what} is required (STRATA_REQUIRE_INTEROP=1) but missing"
+        );
         eprintln!("SKIPPED: {what} is not available here");
     }
     ok
@@ -39,12 +42,20 @@ pub fn is_root() -> bool {
 
 /// A port no one else on loopback is using right now.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Sends one NTPv4 client request and returns the reply, if one comes within `timeout`.
 pub fn ntp_query(server: SocketAddr, timeout: Duration) -> Option<Vec<u8>> {
-    let bind = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let bind = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     let sock = UdpSocket::bind(bind).ok()?;
     sock.set_read_timeout(Some(timeout)).ok()?;
     let mut req = [0u8; 48];
@@ -74,7 +85,10 @@ impl Server {
             }
             None => Command::new(STRATA),
         };
-        cmd.arg("serve").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start strata serve");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -87,17 +101,29 @@ impl Server {
                 log.push('\n');
             }
         });
-        let mut server = Server { child, log, log_reader: Some(log_reader) };
+        let mut server = Server {
+            child,
+            log,
+            log_reader: Some(log_reader),
+        };
         if let Some(addr) = probe {
             let deadline = Instant::now() + Duration::from_secs(10);
             while ntp_query(addr, Duration::from_millis(200)).is_none() {
                 if let Ok(Some(status)) = server.child.try_wait() {
                     panic!("strata serve exited early ({status}): {}", server.log());
                 }
-                assert!(Instant::now() < deadline, "strata serve did not answer on {addr} within 10 s");
+                assert!(
+                    Instant::now() < deadline,
+                    "strata serve did not answer on {addr} within 10 s"
+                );
             }
         }
         server
+    }
+
+    /// The server's process id (inside a namespace too: `ip netns exec` execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server has logged so far.
@@ -112,7 +138,11 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("strata serve exited early ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "strata never logged {text:?}: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "strata never logged {text:?}: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -129,7 +159,10 @@ impl Server {
                 }
                 return (status, self.log());
             }
-            assert!(Instant::now() < deadline, "strata serve did not stop within 10 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "strata serve did not stop within 10 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -150,7 +183,12 @@ pub struct Netns {
 impl Netns {
     pub fn new(tag: &str) -> Netns {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = format!("strata-t{}-{}-{}", std::process::id(), tag, SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "strata-t{}-{}-{}",
+            std::process::id(),
+            tag,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         run_ok("ip", &["netns", "add", &name]);
         let ns = Netns { name };
         run_ok("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
@@ -170,17 +208,23 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Processes still in the namespace keep it alive; kill them first.
-        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
 pub fn run_ok(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}",

@@ -1,0 +1,376 @@
+//! The command line, parsed and checked up front: every value is in range before a socket opens.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{ArgGroup, Parser};
+
+use crate::request::RequestKind;
+use crate::transport::frame::SrcNet;
+use strata::wire::ethernet::EthernetAddress;
+
+/// The NTP port, used when `--target` names none.
+pub const NTP_PORT: u16 = 123;
+/// Steps longer than this are refused: every step must end by itself in reasonable time.
+pub const MAX_STEP_SECONDS: f64 = 3600.0;
+/// A sweep with more steps than this is refused (raise --multiplier or narrow the range).
+pub const MAX_STEPS: usize = 200;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "strata-loadgen",
+    version,
+    about = "NTP load generator: paced rate steps or sweeps against one server, with loss, \
+             invalid and KoD replies, and latency percentiles per step",
+    after_help = "Exit status: 0 when the run completed, 1 when it could not run or the target \
+                  never answered, 2 for a usage error."
+)]
+#[command(group(ArgGroup::new("load").required(true).args(["rate", "sweep"])))]
+pub struct Args {
+    /// Server to load, IP[:PORT] (IPv6 as [IP]:PORT); port 123 when omitted
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_target)]
+    pub target: SocketAddr,
+
+    /// One step at this rate (requests/s; k and M suffixes allowed)
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Steps from MIN up to MAX requests/s, each --multiplier times the last (MAX always included)
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_sweep)]
+    pub sweep: Option<Sweep>,
+
+    /// Rate factor between sweep steps
+    #[arg(long, value_name = "F", default_value_t = 1.5, value_parser = parse_multiplier)]
+    pub multiplier: f64,
+
+    /// How long each step sends
+    #[arg(long, value_name = "S", default_value_t = 2.0, value_parser = parse_step_seconds)]
+    pub step_seconds: f64,
+
+    /// Most requests of one step (all threads together) [default: rate × step seconds]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Exponential gaps between requests (Poisson arrivals) instead of constant ones
+    #[arg(long)]
+    pub poisson: bool,
+
+    /// Sending threads, each with its own sockets, pacer and statistics
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+
+    /// CPUs to pin the threads to, e.g. 0 or 0,2-3 (thread i on the i-th listed, cyclically)
+    #[arg(long, value_name = "LIST", value_parser = parse_cores)]
+    pub cores: Option<CoreList>,
+
+    /// Client flows per thread: source ports (socket mode), or source address and port pairs
+    /// (AF_XDP mode) [default: 8 in socket mode, 256 in AF_XDP mode]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub flows: Option<u16>,
+
+    /// Seconds a reply may take; a later one is counted as late and its request as lost
+    #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+
+    /// Loss (in percent, "0.1" or "0.1%") below which a step counts for max_rate_below_loss
+    #[arg(long, value_name = "PERCENT", default_value = "0.1", value_parser = parse_percent)]
+    pub loss_threshold: f64,
+
+    /// Kind of request to send
+    #[arg(long, value_enum, default_value_t = RequestKind::Basic)]
+    pub request: RequestKind,
+
+    /// Requests per send call (and replies per receive call)
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub batch: u16,
+
+    /// AF_XDP mode: send raw frames on this interface (root; IPv4 target; one RX queue)
+    #[arg(long, value_name = "IF", requires = "dst_mac")]
+    pub iface: Option<String>,
+
+    /// AF_XDP mode: the MAC address frames are sent to (the target's, or its router's)
+    #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "iface")]
+    pub dst_mac: Option<EthernetAddress>,
+
+    /// AF_XDP mode: the source MAC address [default: the interface's]
+    #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "iface")]
+    pub src_mac: Option<EthernetAddress>,
+
+    /// AF_XDP mode: the simulated client network the source addresses are taken from (the
+    /// target must route it back over --iface)
+    #[arg(long, value_name = "CIDR", default_value = "198.19.0.0/16", value_parser = SrcNet::parse)]
+    pub src_net: SrcNet,
+
+    /// The target is a sink that answers nothing (a benchmark of the generator's own send
+    /// rate): report the steps instead of failing because nothing came back
+    #[arg(long)]
+    pub sink: bool,
+
+    /// Print one JSON object with every step on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress line on stderr while a step runs
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The range of a sweep, requests/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sweep {
+    pub min: f64,
+    pub max: f64,
+}
+
+/// CPUs to pin threads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
+impl Args {
+    /// Whether the run uses AF_XDP (else UDP sockets).
+    pub fn xdp(&self) -> bool {
+        self.iface.is_some()
+    }
+
+    /// Flows per thread.
+    pub fn flows(&self) -> u16 {
+        self.flows.unwrap_or(if self.xdp() { 256 } else { 8 })
+    }
+
+    /// The offered rate of every step, in order.
+    pub fn rates(&self) -> Result<Vec<f64>, String> {
+        if let Some(rate) = self.rate {
+            return Ok(vec![rate]);
+        }
+        let Sweep { min, max } = self.sweep.expect("clap requires --rate or --sweep");
+        let mut rates = Vec::new();
+        let mut r = min;
+        while r <= max * (1.0 + 1e-9) {
+            rates.push(r);
+            if rates.len() > MAX_STEPS {
+                return Err(format!(
+                    "--sweep {min}-{max} with --multiplier {} makes more than {MAX_STEPS} steps",
+                    self.multiplier
+                ));
+            }
+            r *= self.multiplier;
+        }
+        if rates.last().is_some_and(|&last| last < max * (1.0 - 1e-9)) {
+            rates.push(max);
+        }
+        Ok(rates)
+    }
+}
+
+/// Parses `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address.
+pub fn parse_target(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, NTP_PORT))
+        .map_err(|_| format!("`{s}` is not IP, IP:PORT or [IPv6]:PORT (host names are not resolved)"))
+}
+
+/// A positive number with an optional k (10^3) or M (10^6) suffix.
+fn parse_scaled(s: &str) -> Result<f64, String> {
+    let (digits, scale) = match s.strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1e3),
+        None => match s.strip_suffix('M') {
+            Some(d) => (d, 1e6),
+            None => (s, 1.0),
+        },
+    };
+    let v: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    let v = v * scale;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be above 0"))
+    }
+}
+
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let r = parse_scaled(s)?;
+    if r > 1e9 {
+        return Err(format!("{r} requests/s is more than 1G/s"));
+    }
+    Ok(r)
+}
+
+pub fn parse_sweep(s: &str) -> Result<Sweep, String> {
+    let (min, max) = s.split_once('-').ok_or_else(|| format!("`{s}` is not MIN-MAX"))?;
+    let (min, max) = (parse_rate(min)?, parse_rate(max)?);
+    if min > max {
+        return Err(format!("the sweep's minimum {min} is above its maximum {max}"));
+    }
+    Ok(Sweep { min, max })
+}
+
+fn parse_multiplier(s: &str) -> Result<f64, String> {
+    let m: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if m.is_finite() && m > 1.0 {
+        Ok(m)
+    } else {
+        Err(format!("{s} must be above 1"))
+    }
+}
+
+fn parse_step_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.01..=MAX_STEP_SECONDS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is out of range 0.01..={MAX_STEP_SECONDS}"))
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.001..=60.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is out of range 0.001..=60"))
+    }
+}
+
+/// A percentage, returned as a fraction (0.1 or 0.1% -> 0.001).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if v.is_finite() && (0.0..=100.0).contains(&v) {
+        Ok(v / 100.0)
+    } else {
+        Err(format!("{s} is out of range 0..=100 (percent)"))
+    }
+}
+
+/// Parses a MAC address, `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
+    let bad = || format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)");
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(EthernetAddress(mac))
+}
+
+/// Parses `0`, `0,2`, `1-3` and combinations.
+pub fn parse_cores(s: &str) -> Result<CoreList, String> {
+    let mut cores = Vec::new();
+    for part in s.split(',') {
+        let bad = || format!("`{part}` in `{s}` is not a CPU number or range");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b >= 4096 {
+                    return Err(bad());
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(CoreList(cores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("strata-loadgen").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn targets_default_to_port_123() {
+        assert_eq!(parse_target("127.0.0.1"), Ok("127.0.0.1:123".parse().unwrap()));
+        assert_eq!(
+            parse_target("127.0.0.1:1234"),
+            Ok("127.0.0.1:1234".parse().unwrap())
+        );
+        assert_eq!(parse_target("::1"), Ok("[::1]:123".parse().unwrap()));
+        assert_eq!(parse_target("[::1]"), Ok("[::1]:123".parse().unwrap()));
+        assert_eq!(parse_target("[::1]:5"), Ok("[::1]:5".parse().unwrap()));
+        assert!(parse_target("localhost").is_err());
+    }
+
+    #[test]
+    fn sweeps_are_geometric_and_end_at_max() {
+        let a = args(&["--target", "127.0.0.1", "--sweep", "1k-5k", "--multiplier", "2"]).unwrap();
+        assert_eq!(a.rates().unwrap(), vec![1000.0, 2000.0, 4000.0, 5000.0]);
+        let a = args(&["--target", "127.0.0.1", "--sweep", "100-225"]).unwrap();
+        assert_eq!(a.rates().unwrap(), vec![100.0, 150.0, 225.0]);
+        let a = args(&["--target", "127.0.0.1", "--rate", "2M"]).unwrap();
+        assert_eq!(a.rates().unwrap(), vec![2e6]);
+        let a = args(&["--target", "127.0.0.1", "--sweep", "1-1M", "--multiplier", "1.01"]).unwrap();
+        assert!(a.rates().unwrap_err().contains("more than 200 steps"));
+    }
+
+    #[test]
+    fn defaults_and_ranges() {
+        let a = args(&["--target", "10.0.0.1", "--rate", "100"]).unwrap();
+        assert_eq!(
+            (a.multiplier, a.step_seconds, a.threads, a.flows()),
+            (1.5, 2.0, 1, 8)
+        );
+        assert!(!a.xdp());
+        let x = args(&[
+            "--target",
+            "10.0.0.1",
+            "--rate",
+            "1",
+            "--iface",
+            "veth0",
+            "--dst-mac",
+            "02:00:00:00:00:0a",
+        ]);
+        let x = x.unwrap();
+        assert_eq!(
+            (x.xdp(), x.flows(), x.dst_mac),
+            (true, 256, Some(EthernetAddress([2, 0, 0, 0, 0, 10])))
+        );
+        assert_eq!(x.src_net, SrcNet::parse("198.19.0.0/16").unwrap());
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert!(parse_mac("02:00:00:00:00:0g").is_err());
+        assert!(parse_mac("02:00:00:00:00:00:01").is_err());
+        assert_eq!((a.loss_threshold, a.timeout, a.batch), (0.001, 1.0, 64));
+        assert_eq!(parse_percent("0.5%"), Ok(0.005));
+        assert_eq!(parse_cores("0,2-3"), Ok(CoreList(vec![0, 2, 3])));
+        for bad in [
+            &["--target", "10.0.0.1"][..],
+            &["--target", "10.0.0.1", "--rate", "1", "--sweep", "1-2"],
+            &["--target", "10.0.0.1", "--rate", "0"],
+            &["--target", "10.0.0.1", "--rate", "-5"],
+            &["--target", "10.0.0.1", "--sweep", "5-1"],
+            &["--target", "10.0.0.1", "--rate", "1", "--multiplier", "1"],
+            &["--target", "10.0.0.1", "--rate", "1", "--step-seconds", "7200"],
+            &["--target", "10.0.0.1", "--rate", "1", "--threads", "0"],
+            &["--target", "10.0.0.1", "--rate", "1", "--cores", "1-x"],
+            &["--target", "10.0.0.1", "--rate", "1", "--loss-threshold", "101"],
+            &["--target", "10.0.0.1", "--rate", "1", "--count", "0"],
+            &["--target", "10.0.0.1", "--rate", "1", "--iface", "veth0"],
+            &[
+                "--target",
+                "10.0.0.1",
+                "--rate",
+                "1",
+                "--dst-mac",
+                "02:00:00:00:00:0a",
+            ],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

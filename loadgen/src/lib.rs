@@ -1,0 +1,24 @@
+//! strata-loadgen: strata's own NTP load generator.
+//!
+//! The run is a list of steps (one fixed rate, or a geometric sweep). Each worker thread owns a
+//! transport (UDP sockets, or later an AF_XDP socket), a pacer that releases requests against
+//! CLOCK_MONOTONIC, and a matcher that pairs every reply with the request it answers. At the end
+//! of a step the workers hand their counters and histograms to the main thread, which merges
+//! them into one report line (or one JSON object for the whole run).
+//!
+//! The protocol work is strata's: requests are written and replies read with `strata::wire`,
+//! kiss codes come from `strata::respond`; this crate adds only pacing, matching and statistics.
+
+pub mod affinity;
+pub mod classify;
+pub mod cli;
+pub mod matcher;
+pub mod pacing;
+pub mod progress;
+pub mod report;
+pub mod request;
+pub mod run;
+pub mod setup;
+pub mod stats;
+pub mod transport;
+pub mod worker;

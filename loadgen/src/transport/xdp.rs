@@ -1,0 +1,330 @@
+//! The AF_XDP transport (xsk-rs): requests are whole Ethernet frames written straight into the
+//! UMEM, from many simulated clients (addresses of `--src-net`, each with its own port), and the
+//! replies come back to the same socket through [`super::xdp_prog::ReplySteering`].
+//!
+//! The UMEM is split for good: half its frames only ever carry replies (fill ring -> RX ring ->
+//! back to the fill ring), half only requests (free list -> TX ring -> completion ring -> free
+//! list). So a frame is always in exactly one place, and sending never waits for receiving.
+
+use std::ffi::CString;
+use std::io;
+use std::net::SocketAddrV4;
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use strata::clock::read::read_clock_ns;
+use strata::wire::ethernet::EthernetAddress;
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+use super::frame::{self, SrcNet, HEADERS_LEN};
+use super::{Reply, Transport};
+
+/// Frames that carry replies; also the fill ring's size, so returning them never fails.
+const RX_FRAMES: u32 = 4096;
+/// Frames that carry requests; also the completion ring's size.
+const TX_FRAMES: u32 = 4096;
+/// RX and TX ring sizes.
+const RING: u32 = 2048;
+const FRAME_SIZE: u32 = 2048;
+/// Descriptors taken from the RX or completion ring per call.
+const CONSUME_BATCH: usize = 256;
+/// The payload length the per-flow headers are prepared for (a basic request); other lengths
+/// get their headers rewritten per frame.
+const TEMPLATE_PAYLOAD: usize = strata::wire::ntp::HEADER_LEN;
+
+/// Where and as whom an AF_XDP transport sends.
+#[derive(Debug, Clone)]
+pub struct XdpOptions {
+    pub iface: String,
+    pub queue: u32,
+    pub src_mac: EthernetAddress,
+    pub dst_mac: EthernetAddress,
+    pub target: SocketAddrV4,
+    pub src_net: SrcNet,
+    /// The first global flow of this transport; it owns `flows` flows from there.
+    pub first_flow: u32,
+    pub flows: u32,
+    pub batch: usize,
+}
+
+/// One AF_XDP socket with its UMEM, rings and prepared headers.
+pub struct XdpTransport {
+    options: XdpOptions,
+    umem: Umem,
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    /// Request frames not in the kernel's hands.
+    free: Vec<FrameDesc>,
+    /// Scratch descriptors for the RX and completion rings.
+    scratch: Vec<FrameDesc>,
+    /// Each flow's address and its prepared Ethernet/IPv4/UDP headers.
+    flows: Box<[(SocketAddrV4, [u8; HEADERS_LEN])]>,
+    zero_copy: bool,
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cur = err.source();
+    }
+    text
+}
+
+type Rings = (Umem, Vec<FrameDesc>, TxQueue, RxQueue, FillQueue, CompQueue);
+
+fn open_rings(iface: &str, queue: u32, mode: BindFlags) -> io::Result<Rings> {
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE).expect("a valid frame size"))
+        .fill_queue_size(QueueSize::new(RX_FRAMES).expect("a power of two"))
+        .comp_queue_size(QueueSize::new(TX_FRAMES).expect("a power of two"))
+        .build()
+        .map_err(|e| io::Error::other(format!("UMEM config: {e}")))?;
+    let (umem, frames) = Umem::new(
+        umem_config,
+        NonZeroU32::new(RX_FRAMES + TX_FRAMES).expect("non-zero"),
+        false,
+    )
+    .map_err(|e| io::Error::other(format!("cannot create the UMEM: {}", error_chain(&e))))?;
+    let ring = QueueSize::new(RING).expect("a power of two");
+    let socket_config = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        // Our own program steers the replies; libxdp must not load its default one.
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let name = CString::new(iface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the UMEM is new and shared with no other socket; the rings returned are used only
+    // with this UMEM's frames.
+    let (tx, rx, rings) =
+        unsafe { xsk_rs::Socket::new(socket_config, &umem, &XskInterface::new(name), queue) }
+            .map_err(|e| io::Error::other(error_chain(&e)))?;
+    let (fill, comp) =
+        rings.ok_or_else(|| io::Error::other("the UMEM's fill and completion rings were taken"))?;
+    Ok((umem, frames, tx, rx, fill, comp))
+}
+
+impl XdpTransport {
+    /// Opens the socket on `options.iface` queue `options.queue`: zero-copy when the driver
+    /// allows it, else copy mode (veth refuses zero-copy with EFAULT).
+    pub fn open(options: XdpOptions) -> io::Result<XdpTransport> {
+        let (umem, mut frames, tx, rx, mut fill, comp, zero_copy) =
+            match open_rings(&options.iface, options.queue, BindFlags::XDP_ZEROCOPY) {
+                Ok((u, f, t, r, fi, c)) => (u, f, t, r, fi, c, true),
+                Err(zc) => {
+                    let (u, f, t, r, fi, c) = open_rings(&options.iface, options.queue, BindFlags::XDP_COPY)
+                        .map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!(
+                                    "cannot open an AF_XDP socket on {} queue {}: {e} (zero-copy: {zc})",
+                                    options.iface, options.queue
+                                ),
+                            )
+                        })?;
+                    (u, f, t, r, fi, c, false)
+                }
+            };
+        let free = frames.split_off(RX_FRAMES as usize);
+        // SAFETY: these frames are this UMEM's and in no ring yet.
+        let given = unsafe { fill.produce(&frames) };
+        if given != frames.len() {
+            return Err(io::Error::other(format!(
+                "the fill ring took {given} of {} frames",
+                frames.len()
+            )));
+        }
+        let flows = (0..options.flows)
+            .map(|i| {
+                let src = options.src_net.flow(options.first_flow + i);
+                let mut headers = [0u8; HEADERS_LEN];
+                frame::write_headers(
+                    &mut headers,
+                    options.src_mac,
+                    options.dst_mac,
+                    src,
+                    options.target,
+                    TEMPLATE_PAYLOAD,
+                );
+                (src, headers)
+            })
+            .collect();
+        // The default descriptor is only a placeholder that consume() overwrites.
+        let scratch = vec![FrameDesc::default(); CONSUME_BATCH];
+        let mut free_list = Vec::with_capacity(TX_FRAMES as usize);
+        free_list.extend(free);
+        Ok(XdpTransport {
+            options,
+            umem,
+            tx,
+            rx,
+            fill,
+            comp,
+            free: free_list,
+            scratch,
+            flows,
+            zero_copy,
+        })
+    }
+
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// The file descriptor to register in the XSKMAP.
+    pub fn fd(&self) -> i32 {
+        self.rx.fd().as_raw_fd()
+    }
+
+    /// Takes the frames whose transmission completed back into the free list.
+    fn reclaim(&mut self) {
+        loop {
+            // SAFETY: the scratch descriptors are overwritten with frames of this UMEM.
+            let n = unsafe { self.comp.consume(&mut self.scratch) };
+            // Never grows past its capacity: only TX_FRAMES frames exist to come back.
+            self.free.extend_from_slice(&self.scratch[..n]);
+            if n < self.scratch.len() {
+                break;
+            }
+        }
+    }
+
+    /// Makes the kernel transmit what is on the TX ring. In copy mode each sendto sends at most
+    /// a small budget of frames and answers EAGAIN while more are waiting, so it is repeated.
+    fn kick(&mut self, frames: usize) -> io::Result<()> {
+        if !self.tx.needs_wakeup() {
+            return Ok(());
+        }
+        let fd = self.tx.fd().as_raw_fd();
+        for _ in 0..frames / 16 + 2 {
+            // SAFETY: a zero-length sendto with null buffers is AF_XDP's documented TX kick.
+            let rc = unsafe { libc::sendto(fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+            if rc >= 0 {
+                return Ok(());
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                Some(libc::ENOBUFS) | Some(libc::EBUSY) | Some(libc::ENETDOWN) => return Ok(()),
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transport for XdpTransport {
+    fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn batch_capacity(&self) -> usize {
+        self.options.batch
+    }
+
+    fn send(
+        &mut self,
+        flow: usize,
+        count: usize,
+        fill: &mut dyn FnMut(usize, &mut [u8]) -> usize,
+    ) -> io::Result<usize> {
+        self.reclaim();
+        let count = count.min(self.options.batch).min(self.free.len());
+        if count == 0 {
+            return Ok(0);
+        }
+        let (src, headers) = self.flows[flow];
+        let target = self.options.target;
+        let start = self.free.len() - count;
+        for i in 0..count {
+            let desc = &mut self.free[start + i];
+            // SAFETY: the frame is on the free list, so neither the kernel nor any ring holds it.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            data.cursor().set_pos(FRAME_SIZE as usize);
+            let buf = data.contents_mut();
+            buf[..HEADERS_LEN].copy_from_slice(&headers);
+            let len = fill(i, &mut buf[HEADERS_LEN..]);
+            if len != TEMPLATE_PAYLOAD {
+                frame::write_headers(buf, self.options.src_mac, self.options.dst_mac, src, target, len);
+            }
+            let frame_len = frame::finish(buf, &src, &target, len);
+            data.cursor().set_pos(frame_len);
+        }
+        // SAFETY: the descriptors are this UMEM's free frames, written above; once produced
+        // they are not touched until the completion ring gives them back.
+        let sent = unsafe { self.tx.produce(&self.free[start..]) };
+        if sent == 0 {
+            return Ok(0);
+        }
+        // All or nothing: produce() reserves the whole slice or none of it.
+        self.free.truncate(start);
+        self.kick(sent)?;
+        Ok(sent)
+    }
+
+    fn receive(&mut self, timeout_ns: i64, on_reply: &mut dyn FnMut(Reply<'_>)) -> io::Result<usize> {
+        self.reclaim();
+        // SAFETY: the scratch descriptors are overwritten with frames of this UMEM.
+        let mut n = unsafe { self.rx.consume(&mut self.scratch) };
+        if n == 0 && timeout_ns > 0 {
+            let mut pfd = libc::pollfd {
+                fd: self.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ts = libc::timespec {
+                tv_sec: timeout_ns / 1_000_000_000,
+                tv_nsec: timeout_ns % 1_000_000_000,
+            };
+            // SAFETY: one valid pollfd and a valid timespec; a null mask leaves signals alone.
+            let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, ptr::null()) };
+            if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: as above.
+            n = unsafe { self.rx.consume(&mut self.scratch) };
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // No per-frame stamp in copy mode: one clock read for the batch, right after it arrived.
+        let rx_ns = read_clock_ns(libc::CLOCK_REALTIME);
+        let first = self.options.first_flow;
+        for desc in &self.scratch[..n] {
+            // SAFETY: the RX ring just handed us this frame; it goes back to the fill ring below.
+            let data = unsafe { self.umem.data(desc) };
+            let bytes = data.contents();
+            let Some(d) = frame::parse(bytes) else {
+                continue;
+            };
+            // A reply to an address that is none of our flows is counted as from elsewhere.
+            let flow = self
+                .options
+                .src_net
+                .flow_of(d.dst)
+                .and_then(|g| g.checked_sub(first))
+                .filter(|&f| f < self.options.flows);
+            on_reply(Reply {
+                flow: flow.unwrap_or(0) as usize,
+                from_target: flow.is_some() && d.src == self.options.target,
+                payload: &bytes[d.payload],
+                rx_ns,
+            });
+        }
+        // SAFETY: these frames came from our RX ring and are no longer read; the fill ring is as
+        // large as the RX frame pool, so it has room for all of them.
+        unsafe {
+            self.fill
+                .produce_and_wakeup(&self.scratch[..n], self.rx.fd_mut(), 0)
+        }?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,135 @@
+//! strata-loadgen's own XDP program (xdp/loadgen_xdp.c, compiled by build.rs): loaded and
+//! attached with aya, its XSKMAP filled with the generator's AF_XDP sockets. Dropping the
+//! [`ReplySteering`] detaches it (aya attaches through a bpf_link, which the kernel also drops
+//! when the process dies).
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::RawFd;
+
+use aya::maps::{Array, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+/// The compiled object, embedded so that the binary needs no file beside it.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loadgen_xdp.o"));
+
+const RX_PROGRAM: &str = "loadgen_rx";
+const SINK_PROGRAM: &str = "loadgen_sink";
+const CONFIG_MAP: &str = "loadgen_config";
+const XSKS_MAP: &str = "loadgen_xsks";
+/// XSKMAP entries, as the C source declares them.
+pub const MAX_QUEUES: u32 = 64;
+
+/// Mirrors `struct loadgen_config` in loadgen_xdp.c.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Config {
+    target_addr: u32,
+    target_port: u16,
+    reserved: u16,
+}
+
+// SAFETY: Config is repr(C), Copy, and made of integers with no padding (4 + 2 + 2 bytes).
+unsafe impl aya::Pod for Config {}
+
+fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<()> {
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program)
+        .ok_or_else(|| io::Error::other(format!("{program} is missing from the object")))?
+        .try_into()
+        .map_err(|e| other(program, e))?;
+    xdp.load()
+        .map_err(|e| other("the kernel refused the XDP program", e))?;
+    // Driver mode first (veth and real NICs have it); skb mode when the driver has no XDP.
+    match xdp.attach_to_if_index(ifindex, XdpMode::Driver) {
+        Ok(_) => Ok(()),
+        Err(driver) => xdp
+            .attach_to_if_index(ifindex, XdpMode::Skb)
+            .map(|_| ())
+            .map_err(|skb| {
+                io::Error::other(format!(
+                    "cannot attach XDP: driver mode: {driver}; skb mode: {skb}"
+                ))
+            }),
+    }
+}
+
+/// The reply-steering program on the generator's interface.
+pub struct ReplySteering {
+    ebpf: Ebpf,
+}
+
+impl ReplySteering {
+    /// Loads the program for replies from `target`; nothing is attached yet.
+    pub fn load(target: SocketAddrV4) -> io::Result<ReplySteering> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| other("cannot load the XDP object", e))?;
+        let map = ebpf
+            .map_mut(CONFIG_MAP)
+            .ok_or_else(|| io::Error::other("no config map"))?;
+        let mut config = Array::<_, Config>::try_from(map).map_err(|e| other(CONFIG_MAP, e))?;
+        let value = Config {
+            target_addr: u32::from_ne_bytes(target.ip().octets()),
+            target_port: target.port().to_be(),
+            reserved: 0,
+        };
+        config.set(0, value, 0).map_err(|e| other(CONFIG_MAP, e))?;
+        Ok(ReplySteering { ebpf })
+    }
+
+    /// Steers the replies arriving on `queue` to the AF_XDP socket `fd`.
+    pub fn register(&mut self, queue: u32, fd: RawFd) -> io::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(XSKS_MAP)
+            .ok_or_else(|| io::Error::other("no XSKMAP"))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| other(XSKS_MAP, e))?;
+        xsks.set(queue, fd, 0).map_err(|e| other(XSKS_MAP, e))
+    }
+
+    /// Attaches the program to the interface: from now on replies go to the sockets.
+    pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
+        load_and_attach(&mut self.ebpf, RX_PROGRAM, ifindex)
+    }
+}
+
+/// A program that drops every frame, for the far end of a veth pair when measuring how fast the
+/// generator sends. Detached when dropped.
+pub struct Sink {
+    _ebpf: Ebpf,
+}
+
+impl Sink {
+    pub fn attach(ifindex: u32) -> io::Result<Sink> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| other("cannot load the XDP object", e))?;
+        load_and_attach(&mut ebpf, SINK_PROGRAM, ifindex)?;
+        Ok(Sink { _ebpf: ebpf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_object_is_bpf_and_declares_what_the_loader_uses() {
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247, "EM_BPF");
+        let source = include_str!("../../xdp/loadgen_xdp.c");
+        for name in [RX_PROGRAM, SINK_PROGRAM] {
+            assert!(
+                source.contains(&format!("int {name}(struct xdp_md *ctx)")),
+                "{name}"
+            );
+        }
+        for map in [CONFIG_MAP, XSKS_MAP] {
+            assert!(source.contains(&format!("}} {map} SEC(\".maps\");")), "{map}");
+        }
+        assert!(source.contains(&format!("__uint(max_entries, {MAX_QUEUES});")));
+        assert_eq!(std::mem::size_of::<Config>(), 8);
+    }
+}

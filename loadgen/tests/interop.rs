@@ -1,0 +1,71 @@
+//! Socket mode against real servers on loopback: chronyd (from the Debian package, a server no
+//! one here wrote) and strata's own socket path. Both must give valid replies only, with a
+//! plausible response time.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{available, free_udp_port, loadgen, only_step, start_chronyd, start_strata, u, TempDir};
+
+/// 2000 requests at 1000/s from 8 flows; returns the step.
+fn load(port: u16) -> serde_json::Value {
+    let target = format!("127.0.0.1:{port}");
+    let args = [
+        "--target",
+        &target,
+        "--rate",
+        "1000",
+        "--step-seconds",
+        "2",
+        "--json",
+        "--quiet",
+    ];
+    let report = loadgen(&args, Duration::from_secs(30)).json();
+    only_step(&report).clone()
+}
+
+fn assert_clean(step: &serde_json::Value, server: &str) {
+    eprintln!("{server}: {step}");
+    assert_eq!(u(step, "sent"), 2000, "{server}: {step}");
+    assert_eq!(u(step, "invalid"), 0, "{server}: {step}");
+    assert_eq!(u(step, "kod"), 0, "{server}: {step}");
+    assert_eq!(u(step, "duplicate"), 0, "{server}: {step}");
+    // Loopback at a low rate: nothing should be lost, but allow a stray drop on a busy machine.
+    assert!(u(step, "valid") >= 1990, "{server}: {step}");
+    // A server answers in its own code path in well under 10 ms, and not in 0 ns.
+    let response = &step["response_time_ns"];
+    assert!(
+        u(response, "p50") > 0 && u(response, "p50") < 10_000_000,
+        "{server}: {step}"
+    );
+    assert!(u(&step["latency_ns"], "p50") < 50_000_000, "{server}: {step}");
+    // Both serve this machine's clock: the offset is small.
+    let offset = step["offset_ns"]["p50"].as_i64().unwrap();
+    assert!(offset.abs() < 10_000_000, "{server}: offset {offset} ns");
+}
+
+#[test]
+fn chronyd_on_loopback_gives_only_valid_replies() {
+    if !available("chronyd (/usr/sbin/chronyd)", Path::new(common::CHRONYD).exists()) {
+        return;
+    }
+    let dir = TempDir::new("chronyd");
+    let port = free_udp_port();
+    let chronyd = start_chronyd(&dir.0, port);
+    let step = load(port);
+    drop(chronyd);
+    assert_clean(&step, "chronyd");
+}
+
+#[test]
+fn strata_serve_on_loopback_gives_only_valid_replies() {
+    let dir = TempDir::new("strata");
+    let port = free_udp_port();
+    let server = start_strata(&dir.0, port);
+    let step = load(port);
+    let log = server.log();
+    drop(server);
+    assert_clean(&step, &format!("strata serve (log: {log})"));
+}

@@ -1,0 +1,151 @@
+//! The contract with the XDP program, mirrored from `xdp-prog/strata_xdp.h`: map names, the
+//! config entry, the counter indices and the metadata in front of every redirected frame.
+//! Change both files together; the layout tests below pin the sizes and offsets the C side has.
+
+/// The program's function name, which is also its name in the kernel (at most 15 bytes are
+/// kept). A program of this name on an interface is strata's, from this or an earlier run.
+pub const PROGRAM_NAME: &str = "strata_xdp";
+
+pub const MAP_XSKS: &str = "strata_xsks";
+pub const MAP_COUNTERS: &str = "strata_counters";
+pub const MAP_CONFIG: &str = "strata_config";
+pub const MAP_ADDRS_V4: &str = "strata_addrs_v4";
+pub const MAP_ADDRS_V6: &str = "strata_addrs_v6";
+/// Every map, for reusing aya's maps in the device-bound object.
+pub const MAPS: [&str; 5] = [MAP_XSKS, MAP_COUNTERS, MAP_CONFIG, MAP_ADDRS_V4, MAP_ADDRS_V6];
+
+/// Queues (XSKMAP entries) and addresses (per family) the maps have room for.
+pub const MAX_QUEUES: u32 = 64;
+pub const MAX_ADDRS: usize = 256;
+
+pub const META_MAGIC: u32 = 0x5354_5241;
+pub const META_HW: u32 = 1;
+
+pub const CFG_CHECK_V4: u16 = 1;
+pub const CFG_CHECK_V6: u16 = 2;
+
+/// `struct strata_meta`: written by the program just before the frame's first byte.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// CLOCK_TAI nanoseconds when the program ran.
+    pub xdp_tai_ns: u64,
+    /// The NIC's receive stamp in its own clock (PHC), 0 when there is none.
+    pub hw_ns: u64,
+    pub magic: u32,
+    pub flags: u32,
+}
+
+pub const META_LEN: usize = std::mem::size_of::<Meta>();
+
+/// `struct strata_config`, the single entry of the config map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpConfig {
+    /// The NTP port in network byte order (as the program compares it with the header).
+    pub ntp_port_be: u16,
+    pub flags: u16,
+    pub reserved: u32,
+}
+
+// SAFETY: plain old data, `repr(C)`, no padding (2 + 2 + 4 bytes), every bit pattern valid.
+unsafe impl aya::Pod for XdpConfig {}
+
+/// `enum strata_counter`: what each slot of the per-CPU counter array counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum XdpCounter {
+    Seen,
+    Redirected,
+    Passed,
+    RedirectFailed,
+    DropShort,
+    DropSrcPortZero,
+    MetaFailed,
+    HwStamped,
+}
+
+impl XdpCounter {
+    /// In index order.
+    pub const ALL: [XdpCounter; 8] = [
+        XdpCounter::Seen,
+        XdpCounter::Redirected,
+        XdpCounter::Passed,
+        XdpCounter::RedirectFailed,
+        XdpCounter::DropShort,
+        XdpCounter::DropSrcPortZero,
+        XdpCounter::MetaFailed,
+        XdpCounter::HwStamped,
+    ];
+
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// A stable label for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            XdpCounter::Seen => "seen",
+            XdpCounter::Redirected => "redirected",
+            XdpCounter::Passed => "passed",
+            XdpCounter::RedirectFailed => "redirect_failed",
+            XdpCounter::DropShort => "drop_short",
+            XdpCounter::DropSrcPortZero => "drop_src_port_zero",
+            XdpCounter::MetaFailed => "meta_failed",
+            XdpCounter::HwStamped => "hw_stamped",
+        }
+    }
+}
+
+/// The program's counters, summed over the CPUs, indexed like [`XdpCounter::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpCounters(pub [u64; XdpCounter::ALL.len()]);
+
+impl XdpCounters {
+    pub fn get(&self, counter: XdpCounter) -> u64 {
+        self.0[counter.index() as usize]
+    }
+
+    /// Frames the program dropped, for every reason.
+    pub fn dropped(&self) -> u64 {
+        self.get(XdpCounter::DropShort) + self.get(XdpCounter::DropSrcPortZero)
+    }
+}
+
+/// One line for logs: `seen 10, redirected 4, ...`.
+impl std::fmt::Display for XdpCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, counter) in XdpCounter::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {}", counter.label(), self.0[i])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_c_header() {
+        assert_eq!(META_LEN, 24);
+        assert_eq!(std::mem::offset_of!(Meta, hw_ns), 8);
+        assert_eq!(std::mem::offset_of!(Meta, magic), 16);
+        assert_eq!(std::mem::size_of::<XdpConfig>(), 8);
+        assert_eq!(META_LEN % 4, 0, "the kernel wants metadata in 4-byte units");
+    }
+
+    #[test]
+    fn counter_indices_are_positions() {
+        for (i, c) in XdpCounter::ALL.iter().enumerate() {
+            assert_eq!(c.index() as usize, i);
+        }
+        let mut c = XdpCounters::default();
+        c.0[XdpCounter::DropShort.index() as usize] = 2;
+        c.0[XdpCounter::DropSrcPortZero.index() as usize] = 3;
+        assert_eq!(c.dropped(), 5);
+        assert!(c.to_string().starts_with("seen 0, redirected 0"));
+    }
+}

@@ -1,0 +1,392 @@
+//! Loading the XDP program, attaching it to the interface and owning it until it is detached.
+//!
+//! Order of attempts, each falling back to the next with a log line saying why:
+//! 1. the device-bound variant (hardware receive stamps), loaded through libbpf (`devbound`),
+//!    attached in driver mode;
+//! 2. the plain variant, loaded and attached by aya in driver mode;
+//! 3. the plain variant in skb (generic) mode, only when the driver has no XDP at all
+//!    (EOPNOTSUPP), with a warning: it runs after the kernel built an skb, so most of the gain
+//!    is gone.
+//!
+//! Every attachment is a bpf_link: the kernel detaches it when its descriptor closes, which
+//! covers every way this process can end (Drop on a clean stop, an error or a panic, and the
+//! kernel itself after SIGKILL). A strata program found on the interface at start was
+//! therefore attached some other way (by hand with `ip link set ... xdp`, or by a build that
+//! used netlink) and is stale: it is replaced. Any other program is left alone unless
+//! `--force` is given.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+use super::abi::{
+    XdpConfig, XdpCounter, XdpCounters, CFG_CHECK_V4, CFG_CHECK_V6, MAPS, MAP_ADDRS_V4, MAP_ADDRS_V6,
+    MAP_CONFIG, MAP_COUNTERS, MAP_XSKS, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+};
+use super::iface::Interface;
+use super::{devbound, existing, program};
+
+/// How the program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Device-bound, in the driver: hardware receive stamps when the NIC gives them.
+    DeviceBound,
+    /// In the driver.
+    Driver,
+    /// Generic XDP, after the kernel built an skb (the driver has no XDP).
+    Skb,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::DeviceBound => "driver mode, device-bound",
+            AttachMode::Driver => "driver mode",
+            AttachMode::Skb => "skb (generic) mode",
+        })
+    }
+}
+
+/// What the program is told at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramOptions {
+    /// UDP port of requests (123).
+    pub ntp_port: u16,
+    /// Replace an XDP program that is not strata's.
+    pub force: bool,
+}
+
+/// The loaded, attached program and its maps. Dropping it detaches the program.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    interface: String,
+    index: u32,
+    /// How it is attached; None until [`XdpProgram::attach`] succeeded.
+    mode: Option<AttachMode>,
+    /// The device-bound program and its link (dropped, that is closed, to detach).
+    devbound: Option<(OwnedFd, OwnedFd)>,
+    /// aya's link, when aya attached the plain program.
+    aya_link: Option<aya::programs::xdp::XdpLinkId>,
+    /// The stale strata program this one replaced, for the log.
+    pub replaced: Option<existing::Existing>,
+}
+
+fn other(message: String) -> io::Error {
+    io::Error::other(message)
+}
+
+/// The OS error at the bottom of an error chain, if there is one.
+fn os_error(e: &(dyn StdError + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if let Some(code) = io.raw_os_error() {
+                return Some(code);
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The whole error chain on one line.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cur = err.source();
+    }
+    text
+}
+
+fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a MapData> {
+    match ebpf.map(name) {
+        Some(Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d)) => Ok(d),
+        Some(_) => Err(other(format!("map {name} has an unexpected type"))),
+        None => Err(other(format!("map {name} is missing from the XDP object"))),
+    }
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> io::Result<&'a mut Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| other(format!("map {name} is missing from the XDP object")))
+}
+
+impl XdpProgram {
+    /// Clears the way on the interface (see [`clear_the_way`]) and loads the object: its maps
+    /// are created and configured, no program runs yet. Register the sockets, then
+    /// [`XdpProgram::attach`], so that no request is redirected to a queue without a socket.
+    pub fn load(iface: &Interface, addrs: &[IpAddr], options: &ProgramOptions) -> io::Result<XdpProgram> {
+        let replaced = clear_the_way(iface, options.force)?;
+        let mut ebpf = Ebpf::load(program::PLAIN)
+            .map_err(|e| other(format!("cannot load the XDP object: {}", chain(&e))))?;
+        configure(&mut ebpf, options.ntp_port, addrs)?;
+        Ok(XdpProgram {
+            ebpf,
+            interface: iface.name.clone(),
+            index: iface.index,
+            mode: None,
+            devbound: None,
+            aya_link: None,
+            replaced,
+        })
+    }
+
+    /// Attaches the program: device-bound when `device_bound` and the kernel and driver
+    /// allow it, else the plain program (driver mode, or skb mode when the driver has no XDP).
+    pub fn attach(&mut self, device_bound: bool) -> io::Result<AttachMode> {
+        if device_bound {
+            match self.attach_device_bound(self.index) {
+                Ok(()) => return Ok(AttachMode::DeviceBound),
+                Err(e) => log::info!(
+                    "{}: the device-bound XDP program (hardware receive stamps) did not load or attach \
+                     ({e}); using the plain program",
+                    self.interface
+                ),
+            }
+        }
+        self.attach_plain(self.index)?;
+        Ok(self.mode.expect("set by attach_plain"))
+    }
+
+    fn attach_device_bound(&mut self, ifindex: u32) -> io::Result<()> {
+        let fds = MAPS
+            .iter()
+            .map(|name| Ok((*name, map_data(&self.ebpf, name)?.fd().as_fd().as_raw_fd())))
+            .collect::<io::Result<Vec<(&str, RawFd)>>>()?;
+        let prog = devbound::load(ifindex, &fds)?;
+        let link = devbound::attach(&prog, ifindex)?;
+        self.devbound = Some((prog, link));
+        self.mode = Some(AttachMode::DeviceBound);
+        Ok(())
+    }
+
+    fn attach_plain(&mut self, ifindex: u32) -> io::Result<()> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| other(format!("program {PROGRAM_NAME} is missing from the XDP object")))?
+            .try_into()
+            .map_err(|e| other(format!("{PROGRAM_NAME} is not an XDP program: {e}")))?;
+        xdp.load()
+            .map_err(|e| other(format!("the kernel refused the XDP program: {}", chain(&e))))?;
+        match xdp.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(link) => {
+                self.aya_link = Some(link);
+                self.mode = Some(AttachMode::Driver);
+                Ok(())
+            }
+            Err(e) if os_error(&e) == Some(libc::EOPNOTSUPP) => {
+                log::warn!(
+                    "{}: the driver has no XDP support ({}); attaching in skb (generic) mode, which \
+                     runs after the kernel built an skb and loses most of the fast path's gain",
+                    self.interface,
+                    chain(&e)
+                );
+                let link = xdp.attach_to_if_index(ifindex, XdpMode::Skb).map_err(|e| {
+                    other(format!(
+                        "cannot attach the XDP program in skb mode either: {}",
+                        chain(&e)
+                    ))
+                })?;
+                self.aya_link = Some(link);
+                self.mode = Some(AttachMode::Skb);
+                Ok(())
+            }
+            Err(e) => Err(other(format!(
+                "cannot attach the XDP program in driver mode: {}",
+                chain(&e)
+            ))),
+        }
+    }
+
+    pub fn mode(&self) -> Option<AttachMode> {
+        self.mode
+    }
+
+    /// Directs queue `queue`'s requests to the AF_XDP socket `fd`.
+    pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> io::Result<()> {
+        if queue >= MAX_QUEUES {
+            return Err(other(format!(
+                "queue {queue} is beyond the {MAX_QUEUES} the program has room for"
+            )));
+        }
+        let mut xsks = XskMap::try_from(map_mut(&mut self.ebpf, MAP_XSKS)?)
+            .map_err(|e| other(format!("map {MAP_XSKS}: {e}")))?;
+        xsks.set(queue, fd, 0).map_err(|e| {
+            other(format!(
+                "cannot register the AF_XDP socket of queue {queue}: {}",
+                chain(&e)
+            ))
+        })
+    }
+
+    /// The program's counters, summed over the CPUs.
+    pub fn counters(&self) -> io::Result<XdpCounters> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or_else(|| other(format!("map {MAP_COUNTERS} is missing")))?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(|e| other(e.to_string()))?;
+        let mut out = XdpCounters::default();
+        for counter in XdpCounter::ALL {
+            let values = array.get(&counter.index(), 0).map_err(|e| other(e.to_string()))?;
+            out.0[counter.index() as usize] = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// A duplicate of the counters map's descriptor, for a reader on another thread
+    /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
+    pub fn counters_map_fd(&self) -> io::Result<OwnedFd> {
+        map_data(&self.ebpf, MAP_COUNTERS)?.fd().as_fd().try_clone_to_owned()
+    }
+
+    /// Detaches the program (also done on drop). Idempotent.
+    pub fn detach(&mut self) {
+        self.mode = None;
+        // Closing the link descriptor detaches the device-bound program.
+        self.devbound = None;
+        if let Some(link) = self.aya_link.take() {
+            if let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) {
+                let xdp: Result<&mut Xdp, _> = program.try_into();
+                if let Ok(xdp) = xdp {
+                    if let Err(e) = xdp.detach(link) {
+                        log::warn!(
+                            "{}: detaching the XDP program failed: {}",
+                            self.interface,
+                            chain(&e)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Handles what is already attached to the interface: nothing, a stale strata program
+/// (replaced), or someone else's (an error, unless `force`).
+fn clear_the_way(iface: &Interface, force: bool) -> io::Result<Option<existing::Existing>> {
+    let found = existing::query(iface.index)
+        .map_err(|e| other(format!("cannot query the XDP program of {}: {e}", iface.name)))?;
+    let mut replaced = None;
+    for program in found {
+        let ours = program.name == PROGRAM_NAME;
+        if !ours && !force {
+            return Err(other(format!(
+                "{} already has an XDP program (id {}, name {:?}, {} mode) that is not strata's; \
+                 strata replaces it only with --force",
+                iface.name,
+                program.id,
+                program.name,
+                program.mode_name()
+            )));
+        }
+        match existing::detach(iface.index, &program) {
+            Ok(()) => {
+                if ours {
+                    log::info!(
+                        "{}: replaced a stale strata XDP program (id {}, {} mode) left by an earlier run",
+                        iface.name,
+                        program.id,
+                        program.mode_name()
+                    );
+                } else {
+                    log::warn!(
+                        "{}: --force: detached XDP program id {} ({:?}, {} mode)",
+                        iface.name,
+                        program.id,
+                        program.name,
+                        program.mode_name()
+                    );
+                }
+                replaced = Some(program);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(other(if ours {
+                    format!(
+                        "{}: another running strata serves on this interface (its XDP program id {} \
+                         is held by a live bpf_link)",
+                        iface.name, program.id
+                    )
+                } else {
+                    format!(
+                        "{}: XDP program id {} ({:?}) is held by a bpf_link of a running process and \
+                         cannot be replaced",
+                        iface.name, program.id, program.name
+                    )
+                }));
+            }
+            Err(e) => {
+                return Err(other(format!(
+                    "{}: cannot detach XDP program id {}: {e}",
+                    iface.name, program.id
+                )))
+            }
+        }
+    }
+    Ok(replaced)
+}
+
+/// Fills the config map and the address maps.
+fn configure(ebpf: &mut Ebpf, ntp_port: u16, addrs: &[IpAddr]) -> io::Result<()> {
+    let mut flags = 0;
+    {
+        let mut v4 = HashMap::<_, u32, u8>::try_from(map_mut(ebpf, MAP_ADDRS_V4)?)
+            .map_err(|e| other(format!("map {MAP_ADDRS_V4}: {e}")))?;
+        for addr in addrs.iter().filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }) {
+            // The program compares the header's bytes as they are: network order.
+            v4.insert(u32::from_ne_bytes(addr.octets()), 1, 0)
+                .map_err(|e| other(format!("cannot add {addr} to the XDP address map: {e}")))?;
+            flags |= CFG_CHECK_V4;
+        }
+    }
+    {
+        let mut v6 = HashMap::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ADDRS_V6)?)
+            .map_err(|e| other(format!("map {MAP_ADDRS_V6}: {e}")))?;
+        for addr in addrs.iter().filter_map(|a| match a {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        }) {
+            v6.insert(addr.octets(), 1, 0)
+                .map_err(|e| other(format!("cannot add {addr} to the XDP address map: {e}")))?;
+            flags |= CFG_CHECK_V6;
+        }
+    }
+    if addrs.len() > 2 * MAX_ADDRS {
+        return Err(other(format!("more than {MAX_ADDRS} addresses per family")));
+    }
+    let mut config = Array::<_, XdpConfig>::try_from(map_mut(ebpf, MAP_CONFIG)?)
+        .map_err(|e| other(format!("map {MAP_CONFIG}: {e}")))?;
+    config
+        .set(
+            0,
+            XdpConfig {
+                ntp_port_be: ntp_port.to_be(),
+                flags,
+                reserved: 0,
+            },
+            0,
+        )
+        .map_err(|e| other(format!("cannot write the XDP config: {e}")))
+}

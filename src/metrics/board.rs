@@ -1,0 +1,212 @@
+//! What the control thread tells the observers (`/metrics`, `strata status`) about itself: its
+//! synchronization state and each upstream source.
+//!
+//! The control thread is not the hot path, and it publishes a few times a second at most, so
+//! a mutex around a plain value is enough: the writer replaces the whole value, a reader
+//! clones it. Nothing here is read by the responders.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::engine::{Engine, SyncState};
+
+/// Where the server stands, as the status output names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    /// No usable source (and no local reference): replies say leap 3, stratum 16.
+    #[default]
+    Unsynchronized,
+    /// Following the selected upstream source.
+    Synchronized,
+    /// Sources were lost: serving on the last frequency while the error bound grows.
+    Holdover,
+    /// Serving the local clock as a reference (`--local-stratum`).
+    Local,
+}
+
+impl SyncStatus {
+    pub const ALL: [SyncStatus; 4] = [
+        SyncStatus::Unsynchronized,
+        SyncStatus::Synchronized,
+        SyncStatus::Holdover,
+        SyncStatus::Local,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            SyncStatus::Unsynchronized => "unsynchronized",
+            SyncStatus::Synchronized => "synchronized",
+            SyncStatus::Holdover => "holdover",
+            SyncStatus::Local => "local",
+        }
+    }
+}
+
+/// What selection made of a source (chrony's `*`, `+`, `x`, `?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// The system peer: the served time follows it.
+    Selected,
+    /// A truechimer that survived selection, not the system peer.
+    Candidate,
+    /// Rejected by the intersection algorithm.
+    Falseticker,
+    /// Not a candidate: unreachable, no data yet, unsynchronized, too far, noselect...
+    Unused,
+}
+
+impl SourceState {
+    pub const ALL: [SourceState; 4] = [
+        SourceState::Selected,
+        SourceState::Candidate,
+        SourceState::Falseticker,
+        SourceState::Unused,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            SourceState::Selected => "selected",
+            SourceState::Candidate => "candidate",
+            SourceState::Falseticker => "falseticker",
+            SourceState::Unused => "unused",
+        }
+    }
+
+    /// chrony's one-character mark for `sources`.
+    pub const fn mark(self) -> char {
+        match self {
+            SourceState::Selected => '*',
+            SourceState::Candidate => '+',
+            SourceState::Falseticker => 'x',
+            SourceState::Unused => '?',
+        }
+    }
+}
+
+/// One upstream source. Times in seconds; `None` where nothing was measured yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// The source's address (`ADDR:PORT`): the `source` label of its metrics.
+    pub name: String,
+    pub state: SourceState,
+    /// Why it is unused, when it is (free text for people, not a label).
+    pub reason: Option<String>,
+    pub stratum: Option<u8>,
+    /// The reachability register: one bit per poll, newest in bit 0.
+    pub reach: u8,
+    /// Poll interval, log2 seconds.
+    pub poll: i8,
+    /// Source time minus served time.
+    pub offset: Option<f64>,
+    /// Round-trip delay of the sample in use.
+    pub delay: Option<f64>,
+    pub jitter: Option<f64>,
+}
+
+/// The control thread's view, as last published.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlStatus {
+    pub sync: SyncStatus,
+    pub sources: Vec<UpstreamStatus>,
+}
+
+impl ControlStatus {
+    /// The status of an [`Engine`] at kernel time `now` (CLOCK_REALTIME ns), for a control
+    /// thread that runs one to publish after each tick.
+    pub fn from_engine(engine: &Engine, now: i64) -> ControlStatus {
+        let (sync, peer) = match engine.sync_state() {
+            SyncState::Unsynchronized => (SyncStatus::Unsynchronized, None),
+            SyncState::Synchronized { system_peer } => (SyncStatus::Synchronized, Some(system_peer)),
+            SyncState::Holdover => (SyncStatus::Holdover, None),
+            SyncState::Local => (SyncStatus::Local, None),
+        };
+        let sources = engine
+            .sources(now)
+            .into_iter()
+            .map(|s| {
+                let state = if Some(s.id) == peer {
+                    SourceState::Selected
+                } else if s.falseticker {
+                    SourceState::Falseticker
+                } else if s.survivor {
+                    SourceState::Candidate
+                } else {
+                    SourceState::Unused
+                };
+                let output = engine.source(s.id).and_then(|src| src.last_output());
+                UpstreamStatus {
+                    name: s.addr.to_string(),
+                    state,
+                    reason: s.unfit.map(|u| u.label().to_string()),
+                    stratum: s.stratum,
+                    reach: s.reach,
+                    poll: s.poll,
+                    offset: s.offset,
+                    delay: output.map(|o| o.sample.delay),
+                    jitter: output.map(|o| o.jitter),
+                }
+            })
+            .collect();
+        ControlStatus { sync, sources }
+    }
+}
+
+/// The shared slot the control thread publishes into. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<ControlStatus>>);
+
+impl StatusBoard {
+    pub fn new(initial: ControlStatus) -> StatusBoard {
+        StatusBoard(Arc::new(Mutex::new(initial)))
+    }
+
+    /// Replaces the published status.
+    pub fn publish(&self, status: ControlStatus) {
+        // A reader that panicked while holding the lock cannot have left a half-written value
+        // (readers only clone): the value is still whole, so poisoning is ignored.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// A copy of the published status.
+    pub fn read(&self) -> ControlStatus {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_replaces_and_read_copies() {
+        let board = StatusBoard::new(ControlStatus {
+            sync: SyncStatus::Local,
+            sources: vec![],
+        });
+        let other = board.clone();
+        assert_eq!(other.read().sync, SyncStatus::Local);
+        board.publish(ControlStatus {
+            sync: SyncStatus::Synchronized,
+            sources: vec![UpstreamStatus {
+                name: "192.0.2.1:123".into(),
+                state: SourceState::Selected,
+                reason: None,
+                stratum: Some(1),
+                reach: 0o377,
+                poll: 6,
+                offset: Some(1e-4),
+                delay: Some(2e-3),
+                jitter: Some(5e-5),
+            }],
+        });
+        let read = other.read();
+        assert_eq!(read.sync, SyncStatus::Synchronized);
+        assert_eq!(read.sources[0].state.mark(), '*');
+        let json = serde_json::to_string(&read).unwrap();
+        assert!(json.contains("\"state\":\"selected\""), "{json}");
+        assert_eq!(serde_json::from_str::<ControlStatus>(&json).unwrap(), read);
+    }
+}

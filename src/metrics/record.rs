@@ -1,0 +1,63 @@
+//! The calls a responder makes to record one batch, as a trait: [`CounterWriter`] records, and
+//! [`NoRecord`] does nothing. The responders call [`CounterWriter`] directly; the trait exists
+//! so that a benchmark can run the same per-packet sequence with and without recording and
+//! report what the counters cost (bench/metrics.rs).
+
+use super::counters::{CounterWriter, RxTimestampSource};
+use crate::respond::{DropReason, ReplyKind};
+
+/// What a responder records, call by call.
+pub trait Record {
+    fn batch(&mut self, size: usize);
+    fn received(&mut self, bytes: usize);
+    fn rx_timestamp(&mut self, source: RxTimestampSource);
+    fn replied(&mut self, kind: ReplyKind, bytes: usize);
+    fn dropped(&mut self, reason: DropReason);
+    fn response_time(&mut self, ns: i64);
+}
+
+impl Record for CounterWriter {
+    #[inline(always)]
+    fn batch(&mut self, size: usize) {
+        CounterWriter::batch(self, size)
+    }
+    #[inline(always)]
+    fn received(&mut self, bytes: usize) {
+        CounterWriter::received(self, bytes)
+    }
+    #[inline(always)]
+    fn rx_timestamp(&mut self, source: RxTimestampSource) {
+        CounterWriter::rx_timestamp(self, source)
+    }
+    #[inline(always)]
+    fn replied(&mut self, kind: ReplyKind, bytes: usize) {
+        CounterWriter::replied(self, kind, bytes)
+    }
+    #[inline(always)]
+    fn dropped(&mut self, reason: DropReason) {
+        CounterWriter::dropped(self, reason)
+    }
+    #[inline(always)]
+    fn response_time(&mut self, ns: i64) {
+        CounterWriter::response_time(self, ns)
+    }
+}
+
+/// Records nothing: the baseline of the counters' cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRecord;
+
+impl Record for NoRecord {
+    #[inline(always)]
+    fn batch(&mut self, _: usize) {}
+    #[inline(always)]
+    fn received(&mut self, _: usize) {}
+    #[inline(always)]
+    fn rx_timestamp(&mut self, _: RxTimestampSource) {}
+    #[inline(always)]
+    fn replied(&mut self, _: ReplyKind, _: usize) {}
+    #[inline(always)]
+    fn dropped(&mut self, _: DropReason) {}
+    #[inline(always)]
+    fn response_time(&mut self, _: i64) {}
+}
