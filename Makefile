@@ -44,7 +44,8 @@ fuzz:
 	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
 	  echo "fuzz: SKIPPED, no nightly toolchain here (cargo-fuzz needs one)"; exit 0; fi; \
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked; \
-	cd fuzz && $(CARGO) +nightly fuzz run parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
+	mkdir -p fuzz/corpus/parse_respond; \
+	cd fuzz && $(CARGO) +nightly fuzz run parse_respond corpus/parse_respond seeds/parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
 
 ## bench: criterion micro-benchmarks (respond, frame rewrite, clock read).
 bench:

@@ -1,9 +1,11 @@
-//! Arbitrary bytes through every parser and through `respond()`: nothing may panic, and a reply
-//! is never longer than its request.
+//! Arbitrary bytes through every parser, through `respond()` as an NTP payload and through
+//! `frame::reply_in_place()` as a whole Ethernet frame: nothing may panic, a reply is never longer
+//! than its request, and a dropped request is left untouched.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use strata::clock::FixedClock;
+use strata::frame::{reply_in_place, stamp_transmit_in_frame};
 use strata::respond::{respond, Admission, KissCode};
 use strata::state::{ServerState, UnsyncPolicy};
 use strata::wire::extension::Trailer;
@@ -32,8 +34,19 @@ fuzz_target!(|data: &[u8]| {
 
     let mut buf = request.to_vec();
     let clock = FixedClock(NtpTimestamp(0xe98a_1b2d_0000_1000));
-    match respond(&mut buf, NtpTimestamp(0xe98a_1b2d_0000_0000), admission, &state, &clock) {
+    let rx = NtpTimestamp(0xe98a_1b2d_0000_0000);
+    match respond(&mut buf, rx, admission, &state, &clock) {
         Ok(reply) => assert!(reply.len <= request.len()),
         Err(_) => assert_eq!(buf, request),
+    }
+
+    // The same bytes as a whole frame, as the AF_XDP path sees them.
+    let mut frame = request.to_vec();
+    match reply_in_place(&mut frame, rx, admission, &state, &clock, 123) {
+        Ok(reply) => {
+            assert!(reply.len <= request.len());
+            stamp_transmit_in_frame(&mut frame[..reply.len], &reply, NtpTimestamp(1));
+        }
+        Err(_) => assert_eq!(frame, request),
     }
 });
