@@ -16,6 +16,14 @@
 //! log_level = "info"                     # off | error | warn | info | debug | trace
 //! metrics = "127.0.0.1:9123"             # Prometheus /metrics endpoint, or "off"
 //! control = "/run/strata/control.sock"   # `strata status` socket, or "off"
+//! server = ["time1.example.net iburst"]  # upstream servers: HOST[:PORT] [iburst] [prefer]
+//!                                        #   [noselect] [minpoll N] [maxpoll N]
+//! pool = ["pool.example.org iburst maxsources 4"]  # names of several servers
+//! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
+//! max_distance = 1.5                     # seconds; largest root distance served as good
+//! minsources = 1                         # agreeing sources needed to synchronize
+//! discipline_system = false              # also discipline the system clock (adjtimex)
+//! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
 //! ```
 //!
 //! A flag replaces the file's value for its key; a value it replaces is not checked. Syntax
@@ -201,6 +209,8 @@ pub struct ServerConfig {
     pub metrics: Endpoint<SocketAddr>,
     /// The control socket of `strata status`.
     pub control: Endpoint<PathBuf>,
+    /// Upstream sources and how to discipline against them.
+    pub upstream: crate::control::UpstreamConfig,
 }
 
 /// Settings given as command-line flags. Each one that is set replaces the file's value.
@@ -225,6 +235,16 @@ pub struct Overrides {
     pub metrics: Option<String>,
     /// `--control PATH|off`.
     pub control: Option<String>,
+    /// `--upstream HOST[:PORT] [OPTION...]`, repeatable: replaces the file's `server` entries.
+    pub upstream: Vec<String>,
+    /// `--peer HOST[:PORT] [OPTION...]`, repeatable: replaces the file's `peer` entries.
+    pub peer: Vec<String>,
+    /// `--max-distance SECONDS`, as given.
+    pub max_distance: Option<String>,
+    pub minsources: Option<i64>,
+    /// `--discipline-system` (a flag can only turn it on).
+    pub discipline_system: bool,
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used; the message says where and why.
@@ -306,6 +326,13 @@ struct FileConfig {
     busy_poll: Option<Spanned<Value>>,
     metrics: Option<Spanned<Value>>,
     control: Option<Spanned<Value>>,
+    server: Option<Spanned<Value>>,
+    pool: Option<Spanned<Value>>,
+    peer: Option<Spanned<Value>>,
+    max_distance: Option<Spanned<Value>>,
+    minsources: Option<Spanned<Value>>,
+    discipline_system: Option<Spanned<Value>>,
+    log_dir: Option<Spanned<Value>>,
 }
 
 /// Where a value came from, to name it in an error.
@@ -667,6 +694,8 @@ impl ServerConfig {
             DEFAULT_CONTROL,
         )?;
 
+        let upstream = resolve_upstream(&parsed, flags, origin)?;
+
         Ok(ServerConfig {
             listen,
             cores,
@@ -682,6 +711,7 @@ impl ServerConfig {
             busy_poll,
             metrics,
             control,
+            upstream,
         })
     }
 }
@@ -986,6 +1016,7 @@ mod tests {
                 busy_poll: false,
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
+                upstream: Default::default(),
             }
         );
     }
@@ -1009,9 +1040,15 @@ mod tests {
         assert_eq!(c.metrics, Endpoint::Given("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.control, Endpoint::Off);
         let e = err(from_file("metrics = \"9123\""));
-        assert!(e.contains("config key `metrics`: \"9123\" is not ADDR:PORT"), "{e}");
+        assert!(
+            e.contains("config key `metrics`: \"9123\" is not ADDR:PORT"),
+            "{e}"
+        );
         let e = err(from_file("metrics = 9123"));
-        assert!(e.contains("config key `metrics`: expected a string, found an integer"), "{e}");
+        assert!(
+            e.contains("config key `metrics`: expected a string, found an integer"),
+            "{e}"
+        );
         let e = err(from_flags(Overrides {
             control: Some("x".repeat(200)),
             ..Default::default()
@@ -1368,5 +1405,274 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not exist on this machine"));
+    }
+}
+
+const SERVER: Key = Key {
+    toml: "server",
+    flag: "--upstream",
+};
+const POOL: Key = Key {
+    toml: "pool",
+    flag: "--pool",
+};
+const PEER: Key = Key {
+    toml: "peer",
+    flag: "--peer",
+};
+const MAX_DISTANCE: Key = Key {
+    toml: "max_distance",
+    flag: "--max-distance",
+};
+const MINSOURCES: Key = Key {
+    toml: "minsources",
+    flag: "--minsources",
+};
+const DISCIPLINE_SYSTEM: Key = Key {
+    toml: "discipline_system",
+    flag: "--discipline-system",
+};
+const LOG_DIR: Key = Key {
+    toml: "log_dir",
+    flag: "--log-dir",
+};
+
+/// The upstream keys: source entries (a string or an array of strings each), `max_distance`,
+/// `minsources`, `discipline_system`, `log_dir`.
+fn resolve_upstream<'a>(
+    parsed: &'a FileConfig,
+    flags: &Overrides,
+    origin: impl Fn(&'a Spanned<Value>) -> Origin<'a> + Copy,
+) -> Result<crate::control::UpstreamConfig, ConfigError> {
+    use crate::control::spec::{parse_source, SourceKind};
+    let mut upstream = crate::control::UpstreamConfig::default();
+    let entries = |kind: SourceKind, key: Key, flag: &[String], file: &'a Option<Spanned<Value>>| {
+        if !flag.is_empty() {
+            return flag
+                .iter()
+                .map(|s| parse_source(kind, s).map_err(|e| error_at(Origin::Flag, key, e)))
+                .collect::<Result<Vec<_>, _>>();
+        }
+        let Some(v) = file else { return Ok(Vec::new()) };
+        let texts: Vec<&str> = match v.get_ref() {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.as_str()),
+                    other => Err(error_at(
+                        origin(v),
+                        key,
+                        format!(
+                            "expected \"HOST[:PORT] [OPTION...]\" strings, found {}",
+                            type_name(other)
+                        ),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(error_at(
+                    origin(v),
+                    key,
+                    format!(
+                        "expected a string or an array of strings, found {}",
+                        type_name(other)
+                    ),
+                ))
+            }
+        };
+        texts
+            .iter()
+            .map(|t| parse_source(kind, t).map_err(|e| error_at(origin(v), key, e)))
+            .collect()
+    };
+    upstream.sources.extend(entries(
+        SourceKind::Server,
+        SERVER,
+        &flags.upstream,
+        &parsed.server,
+    )?);
+    upstream
+        .sources
+        .extend(entries(SourceKind::Pool, POOL, &[], &parsed.pool)?);
+    upstream
+        .sources
+        .extend(entries(SourceKind::Peer, PEER, &flags.peer, &parsed.peer)?);
+
+    let distance = |n: f64| -> Result<std::time::Duration, String> {
+        if n.is_finite() && n > 0.0 && n <= 16.0 {
+            Ok(std::time::Duration::from_secs_f64(n))
+        } else {
+            Err(format!("{n} is out of range (0, 16] seconds"))
+        }
+    };
+    match (&flags.max_distance, &parsed.max_distance) {
+        (Some(s), _) => {
+            let n: f64 = s.trim().parse().map_err(|_| {
+                error_at(
+                    Origin::Flag,
+                    MAX_DISTANCE,
+                    format!("{s:?} is not a number of seconds"),
+                )
+            })?;
+            upstream.max_distance = distance(n).map_err(|e| error_at(Origin::Flag, MAX_DISTANCE, e))?;
+        }
+        (None, Some(v)) => {
+            let n = match v.get_ref() {
+                Value::Float(f) => *f,
+                Value::Integer(i) => *i as f64,
+                other => {
+                    return Err(error_at(
+                        origin(v),
+                        MAX_DISTANCE,
+                        format!("expected seconds, found {}", type_name(other)),
+                    ))
+                }
+            };
+            upstream.max_distance = distance(n).map_err(|e| error_at(origin(v), MAX_DISTANCE, e))?;
+        }
+        (None, None) => {}
+    }
+    if let Some(given) = given_int(flags.minsources, &parsed.minsources) {
+        upstream.minsources = check_int(given, MINSOURCES, origin, |n| {
+            if (1..=16).contains(&n) {
+                Ok(n as usize)
+            } else {
+                Err(format!("{n} is out of range 1..=16"))
+            }
+        })?;
+    }
+    upstream.discipline_system = flags.discipline_system
+        || match &parsed.discipline_system {
+            Some(v) => match v.get_ref() {
+                Value::Boolean(b) => *b,
+                other => {
+                    return Err(error_at(
+                        origin(v),
+                        DISCIPLINE_SYSTEM,
+                        format!("expected a boolean, found {}", type_name(other)),
+                    ))
+                }
+            },
+            None => false,
+        };
+    upstream.log_dir = match (&flags.log_dir, &parsed.log_dir) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(v)) => match v.get_ref() {
+            Value::String(s) if !s.is_empty() => Some(PathBuf::from(s)),
+            other => {
+                return Err(error_at(
+                    origin(v),
+                    LOG_DIR,
+                    format!("expected a directory path, found {}", type_name(other)),
+                ))
+            }
+        },
+        (None, None) => None,
+    };
+    Ok(upstream)
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    fn machine() -> Machine {
+        Machine {
+            allowed: vec![0, 1],
+            configured: 2,
+        }
+    }
+
+    #[test]
+    fn sources_and_settings_from_the_file_and_the_flags() {
+        let text = "server = [\"a.example iburst\", \"198.18.0.1:1123 prefer\"]\npool = \"pool.example maxsources 2\"\n\
+                    peer = \"198.18.0.3\"\nmax_distance = 1\nminsources = 2\ndiscipline_system = true\nlog_dir = \"/tmp/x\"\n";
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), text)),
+            &Overrides::default(),
+            &machine(),
+        )
+        .unwrap();
+        let u = &c.upstream;
+        let kinds: Vec<_> = u
+            .sources
+            .iter()
+            .map(|s| (s.kind.name(), s.host.as_str(), s.port))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("server", "a.example", 123),
+                ("server", "198.18.0.1", 1123),
+                ("pool", "pool.example", 123),
+                ("peer", "198.18.0.3", 123)
+            ]
+        );
+        assert!(u.sources[0].options.iburst && u.sources[1].options.prefer);
+        assert_eq!(u.sources[2].options.max_sources, 2);
+        assert_eq!(
+            (u.max_distance, u.minsources, u.discipline_system),
+            (std::time::Duration::from_secs(1), 2, true)
+        );
+        assert_eq!(u.log_dir.as_deref(), Some(Path::new("/tmp/x")));
+
+        let flags = Overrides {
+            upstream: vec!["198.18.0.9 iburst".into()],
+            max_distance: Some("0.5".into()),
+            ..Default::default()
+        };
+        let c = ServerConfig::resolve(Some((Path::new("/etc/s.toml"), text)), &flags, &machine()).unwrap();
+        assert_eq!(c.upstream.sources[0].host, "198.18.0.9");
+        assert_eq!(
+            c.upstream
+                .sources
+                .iter()
+                .filter(|s| s.kind == crate::control::spec::SourceKind::Server)
+                .count(),
+            1
+        );
+        assert_eq!(c.upstream.max_distance, std::time::Duration::from_millis(500));
+
+        let none = ServerConfig::resolve(None, &Overrides::default(), &machine()).unwrap();
+        assert_eq!(none.upstream, crate::control::UpstreamConfig::default());
+    }
+
+    #[test]
+    fn bad_upstream_settings_name_their_key() {
+        let err = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(err("server = \"a minpoll 99\"")
+            .contains("/etc/s.toml:1: config key `server`: option `minpoll`: 99 is out of range"));
+        assert!(err("peer = [1]").contains("config key `peer`: expected"));
+        assert!(err("max_distance = 0").contains("config key `max_distance`: 0 is out of range"));
+        assert!(err("minsources = 0").contains("config key `minsources`"));
+        assert!(err("discipline_system = 1").contains("expected a boolean"));
+        let flags = Overrides {
+            max_distance: Some("far".into()),
+            ..Default::default()
+        };
+        let e = ServerConfig::resolve(None, &flags, &machine())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "flag `--max-distance`: \"far\" is not a number of seconds");
+        let flags = Overrides {
+            upstream: vec!["a bogus".into()],
+            ..Default::default()
+        };
+        let e = ServerConfig::resolve(None, &flags, &machine())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("flag `--upstream`: unknown option \"bogus\""),
+            "{e}"
+        );
     }
 }

@@ -35,6 +35,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of `serve`'s many flags does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve NTP to clients
     Serve(ServeArgs),
@@ -138,6 +140,32 @@ struct ServeArgs {
     /// Answer `strata status` on this Unix socket, or `off` [default: /run/strata/control.sock]
     #[arg(long, value_name = "PATH")]
     control: Option<String>,
+
+    /// Upstream server to synchronize to, "HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N]
+    /// [maxpoll N]"; repeatable (replaces the file's `server` entries)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    upstream: Vec<String>,
+
+    /// Symmetric peer (mode 1), same syntax as --upstream; repeatable
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: Vec<String>,
+
+    /// Largest root distance, in seconds, of a usable source and of time served as synchronized
+    /// [default: 1.5]
+    #[arg(long, value_name = "SECONDS")]
+    max_distance: Option<String>,
+
+    /// Agreeing sources needed to synchronize [default: 1]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    minsources: Option<i64>,
+
+    /// Also discipline the system clock (adjtimex): slew, step only at start
+    #[arg(long)]
+    discipline_system: bool,
+
+    /// Write measurements.log and statistics.log (one line per sample) into this directory
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -170,6 +198,12 @@ impl ServeArgs {
             busy_poll: self.busy_poll,
             metrics: self.metrics.clone(),
             control: self.control.clone(),
+            upstream: self.upstream.clone(),
+            peer: self.peer.clone(),
+            max_distance: self.max_distance.clone(),
+            minsources: self.minsources,
+            discipline_system: self.discipline_system,
+            log_dir: self.log_dir.clone(),
         }
     }
 }
@@ -196,7 +230,8 @@ fn status(args: &StatusArgs) -> ExitCode {
     let text = if args.json {
         // Pretty-printed from the server's own JSON, so that fields this build does not know
         // are shown too.
-        match serde_json::from_str::<serde_json::Value>(&json).and_then(|v| serde_json::to_string_pretty(&v)) {
+        match serde_json::from_str::<serde_json::Value>(&json).and_then(|v| serde_json::to_string_pretty(&v))
+        {
             Ok(pretty) => pretty + "\n",
             Err(_) => json,
         }
@@ -271,10 +306,21 @@ fn run(config: &ServerConfig) -> Result<(), String> {
         (1e9 * 2f64.powi(precision as i32)).round()
     );
     let published = control.published();
+    let sources = config.upstream.sources.len();
+    if sources > 0 {
+        info!("{sources} upstream source(s) configured; serving as below until one is usable");
+    }
     match config.local_stratum {
         Some(stratum) => info!(
             "serving the system clock as a local reference: stratum {stratum}, refid LOCL, TAI-UTC {} s",
             published.clock.tai_minus_utc
+        ),
+        None if sources > 0 => info!(
+            "not synchronized yet: {}",
+            match config.unsynchronized {
+                UnsyncPolicy::Answer => "answering as unsynchronized, leap 3 and stratum 16",
+                UnsyncPolicy::Drop => "dropping requests while unsynchronized",
+            }
         ),
         None => info!(
             "no time source (--local-stratum N serves the system clock): {}",
@@ -285,7 +331,12 @@ fn run(config: &ServerConfig) -> Result<(), String> {
         ),
     }
 
-    let mut server = match start_path(config, control.reader(), shutdown.clone()) {
+    let mut server = match start_path(
+        config,
+        control.reader(),
+        control.symmetric_sender(),
+        shutdown.clone(),
+    ) {
         Ok(server) => server,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
@@ -394,6 +445,7 @@ impl Running {
 fn start_path(
     config: &ServerConfig,
     state: StateReader,
+    symmetric: Option<strata::control::handoff::SymmetricSender>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Running, String> {
     if config.path == DataPath::Xdp {
@@ -413,7 +465,8 @@ fn start_path(
     if !config.interfaces.is_empty() {
         socket_config.listen = interface_listen_addrs(config)?;
     }
-    let server = socket::run(&socket_config, state, shutdown).map_err(|e| e.to_string())?;
+    let server =
+        socket::run_with_symmetric(&socket_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",

@@ -7,8 +7,8 @@
 //! Delay jitter: each one-way delay is a fixed base plus an exponentially distributed excess
 //! whose mean (and standard deviation) is the stated jitter, unless a test says otherwise.
 
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 
 use strata::clock::{ClockParams, FixedClock};
@@ -95,7 +95,10 @@ struct Upstream {
 
 impl Upstream {
     fn new(ip: &str, jitter_ns: f64) -> Upstream {
-        let path = Path { base: 500 * US, jitter: Jitter::Exp(jitter_ns) };
+        let path = Path {
+            base: 500 * US,
+            jitter: Jitter::Exp(jitter_ns),
+        };
         Upstream {
             addr: SocketAddr::new(ip.parse().unwrap(), 123),
             offset: 0,
@@ -132,7 +135,6 @@ struct Sim {
     errors: Vec<(i64, i64)>,
     next_sample: i64,
     events: Vec<(i64, Event)>,
-    packets_in_flight_to: Vec<usize>,
 }
 
 struct Setup {
@@ -146,7 +148,14 @@ struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { seed: 1, skew_ppm: 50.0, start_error: 300 * MS, poll: 6, local_stratum: None, minsources: 1 }
+        Setup {
+            seed: 1,
+            skew_ppm: 50.0,
+            start_error: 300 * MS,
+            poll: 6,
+            local_stratum: None,
+            minsources: 1,
+        }
     }
 }
 
@@ -165,14 +174,28 @@ fn engine_config(local_stratum: Option<u8>, minsources: usize) -> EngineConfig {
 impl Sim {
     fn new(setup: Setup, upstreams: Vec<Upstream>) -> Sim {
         let kernel0 = TRUE0 + setup.start_error;
-        let mut engine = Engine::new(engine_config(setup.local_stratum, setup.minsources), ClockParams::identity(0), kernel0);
+        let mut engine = Engine::new(
+            engine_config(setup.local_stratum, setup.minsources),
+            ClockParams::identity(0),
+            kernel0,
+        );
         let mut by_source = BTreeMap::new();
-        let options = SourceOptions { iburst: true, minpoll: setup.poll, maxpoll: setup.poll, ..Default::default() };
+        let options = SourceOptions {
+            iburst: true,
+            minpoll: setup.poll,
+            maxpoll: setup.poll,
+            ..Default::default()
+        };
         for (i, u) in upstreams.iter().enumerate() {
-            let id = engine.add_source(u.addr, Association::Client, options, Some("192.0.2.99".parse().unwrap()), kernel0);
+            let id = engine.add_source(
+                u.addr,
+                Association::Client,
+                options,
+                Some("192.0.2.99".parse().unwrap()),
+                kernel0,
+            );
             by_source.insert(id, i);
         }
-        let n = upstreams.len();
         Sim {
             skew: setup.skew_ppm * 1e-6,
             start_error: setup.start_error,
@@ -186,7 +209,6 @@ impl Sim {
             errors: Vec::new(),
             next_sample: 0,
             events: Vec::new(),
-            packets_in_flight_to: vec![0; n],
         }
     }
 
@@ -225,7 +247,11 @@ impl Sim {
     fn run_until(&mut self, end: i64) {
         loop {
             let wake = self.engine.next_wakeup();
-            let wake_t = if wake == i64::MAX { i64::MAX } else { self.true_at(wake) };
+            let wake_t = if wake == i64::MAX {
+                i64::MAX
+            } else {
+                self.true_at(wake)
+            };
             let arrival_t = self.queue.peek().map_or(i64::MAX, |Reverse((t, _, _))| *t);
             let t = wake_t.min(arrival_t).min(self.next_sample);
             if t > end {
@@ -233,10 +259,6 @@ impl Sim {
                 return;
             }
             self.t = t.max(self.t);
-            if std::env::var_os("SIM_TRACE").is_some() {
-                let polls: Vec<i64> = self.by_source.keys().map(|id| self.engine.source(*id).unwrap().next_poll()).collect();
-                eprintln!("t={} wake={} kernel={} polls={polls:?} sync={:?}", t, wake, self.kernel(t), self.engine.sync_state());
-            }
             if t == self.next_sample {
                 let e = self.served_error(t);
                 self.errors.push((t, e));
@@ -300,7 +322,6 @@ impl Sim {
                 }
                 let at = departs + up.back.base + up.back.jitter.draw(&mut self.rng);
                 let source = upstream;
-                self.packets_in_flight_to[source] += 1;
                 self.push(at, Arrival::AtClient { source, packet });
             }
             Arrival::AtClient { source, packet } => {
@@ -313,7 +334,11 @@ impl Sim {
 
     /// Served-time errors (ns) sampled in `[from, to)`.
     fn errors_between(&self, from: i64, to: i64) -> Vec<i64> {
-        self.errors.iter().filter(|(t, _)| (from..to).contains(t)).map(|&(_, e)| e).collect()
+        self.errors
+            .iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .map(|&(_, e)| e)
+            .collect()
     }
 }
 
@@ -326,12 +351,21 @@ fn max_abs(v: &[i64]) -> i64 {
 }
 
 fn three(jitter_ns: f64) -> Vec<Upstream> {
-    ["192.0.2.1", "192.0.2.2", "192.0.2.3"].iter().map(|ip| Upstream::new(ip, jitter_ns)).collect()
+    ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .iter()
+        .map(|ip| Upstream::new(ip, jitter_ns))
+        .collect()
 }
 
 /// Runs the 4-hour scenario and returns (max |error| from 10 min on, RMS over the last hour).
 fn accuracy(upstreams: Vec<Upstream>, seed: u64) -> (i64, f64, Sim) {
-    let mut sim = Sim::new(Setup { seed, ..Default::default() }, upstreams);
+    let mut sim = Sim::new(
+        Setup {
+            seed,
+            ..Default::default()
+        },
+        upstreams,
+    );
     sim.run_until(4 * 3600 * S);
     let after_10_min = max_abs(&sim.errors_between(600 * S, 4 * 3600 * S));
     let last_hour = rms(&sim.errors_between(3 * 3600 * S, 4 * 3600 * S));
@@ -352,7 +386,11 @@ fn worst_over_seeds(make: impl Fn() -> Vec<Upstream>, name: &str) -> (i64, f64) 
     for seed in 1..=8 {
         let (max10, rms_h, sim) = accuracy(make(), seed);
         assert!(matches!(sim.engine.sync_state(), SyncState::Synchronized { .. }));
-        assert!((sim.engine.frequency() + 50e-6).abs() < 0.2e-6, "frequency {}", sim.engine.frequency());
+        assert!(
+            (sim.engine.frequency() + 50e-6).abs() < 0.2e-6,
+            "frequency {}",
+            sim.engine.frequency()
+        );
         worst = (worst.0.max(max10), worst.1.max(rms_h));
     }
     report(&format!("{name} (worst of 8 seeds)"), worst.0, worst.1);
@@ -362,7 +400,10 @@ fn worst_over_seeds(make: impl Fn() -> Vec<Upstream>, name: &str) -> (i64, f64) 
 #[test]
 fn fifty_ppm_100us_jitter() {
     for n in [1, 3] {
-        let (max10, rms_h) = worst_over_seeds(|| three(100e3)[..n].to_vec(), &format!("50 ppm, 64 s polls, 100 us jitter, {n} source(s)"));
+        let (max10, rms_h) = worst_over_seeds(
+            || three(100e3)[..n].to_vec(),
+            &format!("50 ppm, 64 s polls, 100 us jitter, {n} source(s)"),
+        );
         assert!(max10 <= 100 * US, "{max10} ns");
         assert!(rms_h <= 20e3, "{rms_h} ns");
     }
@@ -371,7 +412,10 @@ fn fifty_ppm_100us_jitter() {
 #[test]
 fn fifty_ppm_10us_jitter() {
     for n in [1, 3] {
-        let (_, rms_h) = worst_over_seeds(|| three(10e3)[..n].to_vec(), &format!("50 ppm, 64 s polls, 10 us jitter, {n} source(s)"));
+        let (_, rms_h) = worst_over_seeds(
+            || three(10e3)[..n].to_vec(),
+            &format!("50 ppm, 64 s polls, 10 us jitter, {n} source(s)"),
+        );
         assert!(rms_h <= 3e3, "{rms_h} ns");
     }
 }
@@ -387,12 +431,20 @@ fn the_same_seed_gives_the_same_run() {
 #[test]
 fn the_first_update_steps_and_then_only_slews() {
     let (_, _, sim) = accuracy(three(100e3), 3);
-    let steps: Vec<_> = sim.events.iter().filter(|(_, e)| matches!(e, Event::Step { .. })).collect();
+    let steps: Vec<_> = sim
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Step { .. }))
+        .collect();
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert!(steps[0].0 < 5 * S);
     // After the step the served time never moves by more than 500 ppm (plus the model's
     // frequency) between two 8 s samples: no jumps.
-    let after: Vec<_> = sim.errors.iter().filter(|(t, _)| *t > steps[0].0 + 8 * S).collect();
+    let after: Vec<_> = sim
+        .errors
+        .iter()
+        .filter(|(t, _)| *t > steps[0].0 + 8 * S)
+        .collect();
     for w in after.windows(2) {
         let d = (w[1].1 - w[0].1).abs() as f64 / (w[1].0 - w[0].0) as f64;
         assert!(d <= 500e-6 + 1e-6, "rate {d} between {:?} and {:?}", w[0], w[1]);
@@ -403,16 +455,34 @@ fn the_first_update_steps_and_then_only_slews() {
 fn one_falseticker_of_three_is_rejected() {
     let mut ups = three(100e3);
     ups[1].offset = 25 * MS;
-    let mut sim = Sim::new(Setup { seed: 21, ..Default::default() }, ups);
+    let mut sim = Sim::new(
+        Setup {
+            seed: 21,
+            ..Default::default()
+        },
+        ups,
+    );
     sim.run_until(3600 * S);
     let falseticker = sim.upstreams[1].addr;
-    assert!(sim.events.iter().any(|(_, e)| *e == Event::Falseticker { addr: falseticker }), "{:?}", sim.events);
-    assert!(!sim.events.iter().any(|(_, e)| matches!(e, Event::Selected { addr, .. } if *addr == falseticker)));
+    assert!(
+        sim.events
+            .iter()
+            .any(|(_, e)| *e == Event::Falseticker { addr: falseticker }),
+        "{:?}",
+        sim.events
+    );
+    assert!(!sim
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Selected { addr, .. } if *addr == falseticker)));
     let status = sim.engine.sources(sim.kernel(sim.t));
     let f = status.iter().find(|s| s.addr == falseticker).unwrap();
     assert!(f.falseticker && !f.survivor);
     let errors = sim.errors_between(600 * S, 3600 * S);
-    println!("falseticker 25 ms off: max |error| from 10 min on {:.1} us", max_abs(&errors) as f64 / 1e3);
+    println!(
+        "falseticker 25 ms off: max |error| from 10 min on {:.1} us",
+        max_abs(&errors) as f64 / 1e3
+    );
     assert!(max_abs(&errors) <= 100 * US);
 }
 
@@ -421,27 +491,65 @@ fn kiss_of_death_rate_slows_down_and_deny_drops_the_source() {
     let mut ups = three(100e3);
     ups[1].behaviour = Behaviour::Kiss(KissCode::Rate);
     ups[2].behaviour = Behaviour::Kiss(KissCode::Deny);
-    let mut sim = Sim::new(Setup { seed: 31, poll: 4, ..Default::default() }, ups);
+    let mut sim = Sim::new(
+        Setup {
+            seed: 31,
+            poll: 4,
+            ..Default::default()
+        },
+        ups,
+    );
     sim.run_until(2 * 3600 * S);
     let (rate, deny) = (sim.upstreams[1].addr, sim.upstreams[2].addr);
-    let kisses = |addr| sim.events.iter().filter(move |(_, e)| matches!(e, Event::Kiss { addr: a, .. } if *a == addr));
-    assert!(kisses(rate).all(|(_, e)| matches!(e, Event::Kiss { action: KissAction::SlowedDown { .. }, .. })));
-    assert!(kisses(deny).all(|(_, e)| matches!(e, Event::Kiss { action: KissAction::Dropped, .. })));
+    let kisses = |addr| {
+        sim.events
+            .iter()
+            .filter(move |(_, e)| matches!(e, Event::Kiss { addr: a, .. } if *a == addr))
+    };
+    assert!(kisses(rate).all(|(_, e)| matches!(
+        e,
+        Event::Kiss {
+            action: KissAction::SlowedDown { .. },
+            ..
+        }
+    )));
+    assert!(kisses(deny).all(|(_, e)| matches!(
+        e,
+        Event::Kiss {
+            action: KissAction::Dropped,
+            ..
+        }
+    )));
     assert_eq!(kisses(deny).count(), 1);
     // DENY: one request, one kiss, never asked again.
-    assert_eq!(sim.upstreams[2].requests.len(), 1, "{:?}", sim.upstreams[2].requests);
+    assert_eq!(
+        sim.upstreams[2].requests.len(),
+        1,
+        "{:?}",
+        sim.upstreams[2].requests
+    );
     // RATE: the intervals between requests grow (doubling up to 2^17 s).
     let r = &sim.upstreams[1].requests;
     let gaps: Vec<i64> = r.windows(2).map(|w| (w[1] - w[0]) / S).collect();
     assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
     assert!(*gaps.last().unwrap() >= 1024, "{gaps:?}");
     let normal = sim.upstreams[0].requests.len();
-    assert!(r.len() * 20 < normal, "RATE source polled {} times, normal {normal}", r.len());
-    println!("KoD: RATE source polled {} times (gaps {gaps:?} s), DENY source once, normal source {normal} times", r.len());
+    assert!(
+        r.len() * 20 < normal,
+        "RATE source polled {} times, normal {normal}",
+        r.len()
+    );
+    println!(
+        "KoD: RATE source polled {} times (gaps {gaps:?} s), DENY source once, normal source {normal} times",
+        r.len()
+    );
     // Still synchronized through the good source.
     assert!(matches!(sim.engine.sync_state(), SyncState::Synchronized { .. }));
     let status = sim.engine.sources(sim.kernel(sim.t));
-    assert_eq!(status.iter().find(|s| s.addr == deny).unwrap().unfit, Some(Unfit::Denied(KissCode::Deny)));
+    assert_eq!(
+        status.iter().find(|s| s.addr == deny).unwrap().unfit,
+        Some(Unfit::Denied(KissCode::Deny))
+    );
 }
 
 #[test]
@@ -450,19 +558,35 @@ fn hostile_network_asymmetric_heavy_tailed_lossy() {
     for (i, u) in ups.iter_mut().enumerate() {
         // Heavy-tailed queueing on the way back only (asymmetric jitter), 1.5 Pareto shape,
         // different base delays per path, and 20 % loss each way.
-        u.out = Path { base: (300 + 200 * i as i64) * US, jitter: Jitter::Exp(20e3) };
-        u.back = Path { base: (300 + 200 * i as i64) * US, jitter: Jitter::Pareto(100e3, 1.5) };
+        u.out = Path {
+            base: (300 + 200 * i as i64) * US,
+            jitter: Jitter::Exp(20e3),
+        };
+        u.back = Path {
+            base: (300 + 200 * i as i64) * US,
+            jitter: Jitter::Pareto(100e3, 1.5),
+        };
         u.loss = 0.2;
     }
     let mut worst = (0, 0.0f64);
     for seed in 1..=4 {
-        let mut sim = Sim::new(Setup { seed: 40 + seed, ..Default::default() }, ups.clone());
+        let mut sim = Sim::new(
+            Setup {
+                seed: 40 + seed,
+                ..Default::default()
+            },
+            ups.clone(),
+        );
         sim.run_until(4 * 3600 * S);
         let max10 = max_abs(&sim.errors_between(600 * S, 4 * 3600 * S));
         let rms_h = rms(&sim.errors_between(3 * 3600 * S, 4 * 3600 * S));
         worst = (worst.0.max(max10), worst.1.max(rms_h));
     }
-    report("hostile: 20% loss, Pareto(1.5) return-path tail, asymmetric (worst of 4 seeds)", worst.0, worst.1);
+    report(
+        "hostile: 20% loss, Pareto(1.5) return-path tail, asymmetric (worst of 4 seeds)",
+        worst.0,
+        worst.1,
+    );
     // Asymmetric queueing biases every NTP measurement by half the extra one-way delay; the
     // lowest-delay filtering keeps that to the quick samples' small excess.
     assert!(worst.0 <= 150 * US, "{} ns", worst.0);
@@ -486,17 +610,29 @@ fn after_the_sources_vanish_dispersion_grows_until_unsynchronized_at_the_bound()
     for u in &mut ups {
         u.vanish_at = Some(3600 * S);
     }
-    let mut sim = Sim::new(Setup { seed: 51, ..Default::default() }, ups);
+    let mut sim = Sim::new(
+        Setup {
+            seed: 51,
+            ..Default::default()
+        },
+        ups,
+    );
     sim.run_until(3600 * S);
     let (disp_at_loss, leap, stratum) = client_view(&sim, sim.t);
     assert_eq!((leap, stratum), (0, 2));
     // Eight polls later the sources are unreachable and the server is in holdover.
     sim.run_until(3600 * S + 9 * 64 * S);
     assert_eq!(sim.engine.sync_state(), SyncState::Holdover);
-    assert!(sim.events.iter().any(|(_, e)| matches!(e, Event::Holdover { .. })));
+    assert!(sim
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Holdover { .. })));
     let (disp_later, leap, _) = client_view(&sim, sim.t);
     assert_eq!(leap, 0, "still synchronized in holdover");
-    assert!(disp_later > disp_at_loss + 15e-6 * 500.0, "{disp_at_loss} -> {disp_later}");
+    assert!(
+        disp_later > disp_at_loss + 15e-6 * 500.0,
+        "{disp_at_loss} -> {disp_later}"
+    );
 
     // Find when it turns unsynchronized, in 10 s steps up to 30 hours.
     let mut last_good = None;
@@ -514,7 +650,10 @@ fn after_the_sources_vanish_dispersion_grows_until_unsynchronized_at_the_bound()
     let (t_good, distance) = last_good.unwrap();
     let (_, leap, stratum) = client_view(&sim, sim.t);
     assert_eq!((leap, stratum), (3, 16), "unsynchronized: LI=3, stratum 16");
-    assert!(sim.events.iter().any(|(_, e)| matches!(e, Event::Unsynchronized { .. })));
+    assert!(sim
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Unsynchronized { .. })));
     println!(
         "holdover: root distance {:.6} s 10 s before turning unsynchronized at {:.2} h (bound 1.5 s)",
         distance,
@@ -529,7 +668,14 @@ fn with_local_stratum_it_serves_at_that_stratum_instead() {
     for u in &mut ups {
         u.vanish_at = Some(3600 * S);
     }
-    let mut sim = Sim::new(Setup { seed: 61, local_stratum: Some(7), ..Default::default() }, ups);
+    let mut sim = Sim::new(
+        Setup {
+            seed: 61,
+            local_stratum: Some(7),
+            ..Default::default()
+        },
+        ups,
+    );
     // Before any source answers: the local clock at stratum 7.
     let p = sim.engine.published().server;
     assert!(p.synchronized);
@@ -548,7 +694,47 @@ fn with_local_stratum_it_serves_at_that_stratum_instead() {
     sim.run_until(30 * 3600 * S);
     let (_, leap, stratum) = client_view(&sim, sim.t);
     assert_eq!((leap, stratum), (0, 7));
-    assert!(!sim.events.iter().any(|(_, e)| matches!(e, Event::Unsynchronized { .. })));
+    assert!(!sim
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Unsynchronized { .. })));
+}
+
+#[test]
+fn with_local_stratum_sources_at_or_above_it_are_not_used() {
+    let mut ups = three(100e3);
+    for u in &mut ups {
+        u.stratum = 4;
+    }
+    let mut sim = Sim::new(
+        Setup {
+            seed: 62,
+            local_stratum: Some(4),
+            ..Default::default()
+        },
+        ups.clone(),
+    );
+    sim.run_until(1800 * S);
+    assert_eq!(
+        sim.engine.sync_state(),
+        SyncState::Local,
+        "stratum 4 sources lose to local stratum 4"
+    );
+    let mut sim = Sim::new(
+        Setup {
+            seed: 62,
+            local_stratum: Some(5),
+            ..Default::default()
+        },
+        ups,
+    );
+    sim.run_until(1800 * S);
+    assert_eq!(
+        sim.engine.published().server.stratum,
+        5,
+        "stratum 4 sources make us stratum 5"
+    );
+    assert!(matches!(sim.engine.sync_state(), SyncState::Synchronized { .. }));
 }
 
 #[test]
@@ -557,18 +743,42 @@ fn a_source_synchronized_to_us_is_refused() {
     // Its reference ID is the address we talk to it from (see Sim::new): a timing loop.
     ups[0].stratum = 3;
     ups[0].reference_id = [192, 0, 2, 99];
-    let mut sim = Sim::new(Setup { seed: 71, ..Default::default() }, ups);
+    let mut sim = Sim::new(
+        Setup {
+            seed: 71,
+            ..Default::default()
+        },
+        ups,
+    );
     sim.run_until(1800 * S);
     let looped = sim.upstreams[0].addr;
-    assert!(sim.events.iter().any(|(_, e)| *e == Event::Unusable { addr: looped, why: Unfit::Loop }));
+    assert!(sim.events.iter().any(|(_, e)| *e
+        == Event::Unusable {
+            addr: looped,
+            why: Unfit::Loop
+        }));
     let status = sim.engine.sources(sim.kernel(sim.t));
-    assert_eq!(status.iter().find(|s| s.addr == looped).unwrap().unfit, Some(Unfit::Loop));
-    assert_eq!(sim.engine.published().server.stratum, 2, "synchronized through the others");
+    assert_eq!(
+        status.iter().find(|s| s.addr == looped).unwrap().unfit,
+        Some(Unfit::Loop)
+    );
+    assert_eq!(
+        sim.engine.published().server.stratum,
+        2,
+        "synchronized through the others"
+    );
 }
 
 #[test]
 fn minsources_holds_back_synchronization() {
-    let mut sim = Sim::new(Setup { seed: 81, minsources: 2, ..Default::default() }, three(100e3)[..1].to_vec());
+    let mut sim = Sim::new(
+        Setup {
+            seed: 81,
+            minsources: 2,
+            ..Default::default()
+        },
+        three(100e3)[..1].to_vec(),
+    );
     sim.run_until(1800 * S);
     assert_eq!(sim.engine.sync_state(), SyncState::Unsynchronized);
     assert!(!sim.engine.published().server.synchronized);

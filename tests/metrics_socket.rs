@@ -57,7 +57,10 @@ fn scrape_is_promtool_clean_and_counts_exactly() {
     assert_eq!(delta("strata_sent_bytes_total", &[SOCKET]), 48.0 * n);
     assert_eq!(delta("strata_requests_dropped_total", &[SOCKET]), 0.0);
     assert_eq!(
-        delta("strata_receive_timestamps_total", &[("source", "kernel_software")]),
+        delta(
+            "strata_receive_timestamps_total",
+            &[("source", "kernel_software")]
+        ),
         n
     );
     assert_eq!(delta("strata_response_time_seconds_count", &[SOCKET]), n);
@@ -73,8 +76,14 @@ fn scrape_is_promtool_clean_and_counts_exactly() {
     send_unanswered(ntp, "127.0.0.1:0", &request(0x23, 20));
     let dropped = parse(&scrape(metrics));
     let step = |name: &str, with: &[(&str, &str)]| dropped.sum(name, with) - after.sum(name, with);
-    assert_eq!(step("strata_requests_dropped_total", &[("reason", "control_mode")]), 1.0);
-    assert_eq!(step("strata_requests_dropped_total", &[("reason", "too_short")]), 1.0);
+    assert_eq!(
+        step("strata_requests_dropped_total", &[("reason", "control_mode")]),
+        1.0
+    );
+    assert_eq!(
+        step("strata_requests_dropped_total", &[("reason", "too_short")]),
+        1.0
+    );
     assert_eq!(step("strata_requests_dropped_total", &[]), 2.0);
     assert_eq!(step("strata_requests_total", &[]), 2.0);
     assert_eq!(step("strata_replies_total", &[]), 0.0);
@@ -83,9 +92,15 @@ fn scrape_is_promtool_clean_and_counts_exactly() {
     assert_eq!(dropped.get("strata_server_synchronized"), 1.0);
     assert_eq!(dropped.get("strata_server_stratum"), 1.0);
     assert_eq!(dropped.get("strata_server_leap_indicator"), 0.0);
-    assert_eq!(dropped.sum("strata_server_sync_state", &[("state", "local")]), 1.0);
+    assert_eq!(
+        dropped.sum("strata_server_sync_state", &[("state", "local")]),
+        1.0
+    );
     assert!(dropped.get("strata_server_update_age_seconds") < 5.0);
-    assert_eq!(dropped.sum("strata_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(
+        dropped.sum("strata_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        1.0
+    );
     let started = dropped.get("strata_process_start_time_seconds");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,7 +148,8 @@ fn hostile_http_clients_do_not_stall_the_endpoint() {
     // never finishes it.
     let mut silent: Vec<TcpStream> = (0..24).map(|_| TcpStream::connect(metrics).unwrap()).collect();
     let mut slow = TcpStream::connect(metrics).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow\r\n").unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow\r\n")
+        .unwrap();
 
     // Unknown paths and methods get 404.
     for request in [
@@ -163,7 +179,11 @@ fn hostile_http_clients_do_not_stall_the_endpoint() {
         let started = Instant::now();
         assert_eq!(exchange(ntp, "127.0.0.1:0", 10), 10);
         let body = scrape(metrics);
-        assert!(started.elapsed() < Duration::from_secs(2), "a scrape took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a scrape took {:?}",
+            started.elapsed()
+        );
         let now = parse(&body).sum("strata_requests_total", &[]);
         assert_eq!(now - last, 10.0);
         last = now;
@@ -173,7 +193,9 @@ fn hostile_http_clients_do_not_stall_the_endpoint() {
     // without an answer.
     let deadline = Instant::now() + Duration::from_secs(8);
     for s in &mut silent {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
         let got = response_within(s, left).expect("a silent connection must be closed by the server");
         assert!(got.is_empty(), "a silent client got {got:?}");
     }

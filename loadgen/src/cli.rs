@@ -83,7 +83,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
 
-    /// AF_XDP mode: send raw frames on this interface (root; IPv4 target; one RX queue)
+    /// AF_XDP mode: send raw frames on this interface (root; IPv4 target; one thread, sending on
+    /// queue 0 and receiving on every queue)
     #[arg(long, value_name = "IF", requires = "dst_mac")]
     pub iface: Option<String>,
 

@@ -56,13 +56,21 @@ fn open_xdp(args: &Args) -> Result<Transports, String> {
         return Err("AF_XDP mode sends IPv4 only: give an IPv4 --target".into());
     };
     let iface = Interface::lookup(&name).map_err(|e| format!("--iface {name}: {e}"))?;
-    // One socket on queue 0 receives every reply only if the interface has one queue: with RSS
-    // over several, replies to one worker's flows would land on another's queue.
-    if iface.rx_queues != 1 || args.threads != 1 {
+    // One thread sends on queue 0 and drains every queue (replies land on whichever queue the
+    // far end transmitted on). Several threads would need requests steered per thread, which
+    // only a single-queue-per-thread setup gives; one thread is what a pinned benchmark runs.
+    if args.threads != 1 {
         return Err(format!(
-            "AF_XDP mode runs one thread on a single-queue interface; {name} has {} receive queues \
-             and --threads is {} (ethtool -L {name} combined 1, or veth with one queue)",
+            "AF_XDP mode runs one thread (it sends on queue 0 and receives on all {} queues of {name}); \
+             --threads is {}",
             iface.rx_queues, args.threads
+        ));
+    }
+    if iface.rx_queues > crate::transport::xdp_prog::MAX_QUEUES {
+        return Err(format!(
+            "{name} has {} receive queues; AF_XDP mode handles at most {}",
+            iface.rx_queues,
+            crate::transport::xdp_prog::MAX_QUEUES
         ));
     }
     let flows = args.flows() as u32;
@@ -84,11 +92,17 @@ fn open_xdp(args: &Args) -> Result<Transports, String> {
         first_flow: 0,
         flows,
         batch: args.batch as usize,
+        rx_queues: iface.rx_queues,
     })
     .map_err(|e| format!("{name}: {e}"))?;
     steering
         .register(0, transport.fd())
         .map_err(|e| format!("{name}: {e}"))?;
+    for other in transport.others() {
+        steering
+            .register(other.queue(), other.fd())
+            .map_err(|e| format!("{name} queue {}: {e}", other.queue()))?;
+    }
     steering.attach(iface.index).map_err(|e| format!("{name}: {e}"))?;
     let mut notes = Vec::new();
     if !transport.zero_copy() {

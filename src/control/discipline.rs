@@ -43,7 +43,13 @@ fn q48(freq: f64) -> i64 {
 
 impl Discipline {
     pub fn new(params: ClockParams, step_threshold: f64) -> Discipline {
-        Discipline { params, frequency: 0.0, slew_end: None, updates: 0, step_threshold }
+        Discipline {
+            params,
+            frequency: 0.0,
+            slew_end: None,
+            updates: 0,
+            step_threshold,
+        }
     }
 
     pub fn params(&self) -> ClockParams {
@@ -156,7 +162,10 @@ mod tests {
         assert_eq!(d.correction_ns(T), 500_000_000);
         assert_eq!(d.params().tai_minus_utc, 37);
         // Later large errors slew.
-        assert!(matches!(d.update(T + 10 * S, 1.0, 20e-6), Correction::Slew { .. }));
+        assert!(matches!(
+            d.update(T + 10 * S, 1.0, 20e-6),
+            Correction::Slew { .. }
+        ));
     }
 
     #[test]
@@ -165,7 +174,9 @@ mod tests {
         let freq = 50e-6;
         // A 10 ms error: 20 s at 500 ppm.
         let c = d.update(T, 0.01, freq);
-        let Correction::Slew { error, until } = c else { panic!("{c:?}") };
+        let Correction::Slew { error, until } = c else {
+            panic!("{c:?}")
+        };
         assert_eq!(error, 0.01);
         assert_eq!(until, T + 20 * S);
         assert_eq!(d.correction_ns(T), 0, "continuous at the update");
@@ -183,7 +194,9 @@ mod tests {
     #[test]
     fn small_errors_take_the_minimum_slew() {
         let mut d = Discipline::new(ClockParams::identity(0), DEFAULT_STEP_THRESHOLD);
-        let Correction::Slew { until, .. } = d.update(T, 1e-5, 0.0) else { panic!() };
+        let Correction::Slew { until, .. } = d.update(T, 1e-5, 0.0) else {
+            panic!()
+        };
         assert_eq!(until, T + S);
     }
 

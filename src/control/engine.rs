@@ -8,7 +8,8 @@
 //! when none does (the clock runs on its last frequency, the root dispersion grows at PHI from
 //! the last update) until the root distance reaches `max_distance`, then unsynchronized (LI=3).
 //! With `local_stratum` set, the local clock is served at that stratum whenever no source is
-//! usable, instead of holdover and unsynchronized.
+//! usable, instead of holdover and unsynchronized; sources at that stratum or above are not used
+//! (RFC 5905's orphan mode).
 
 use std::net::SocketAddr;
 
@@ -19,7 +20,7 @@ use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
-use super::source::{Association, Outcome, Source, Unfit};
+use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
 use crate::clock::ClockParams;
 use crate::state::{Published, ServerState, UnsyncPolicy};
@@ -130,7 +131,13 @@ impl Engine {
         let mut engine = Engine {
             config,
             slots: Vec::new(),
-            discipline: Discipline::new(ClockParams { tai_minus_utc: config.tai_minus_utc, ..params }, config.step_threshold),
+            discipline: Discipline::new(
+                ClockParams {
+                    tai_minus_utc: config.tai_minus_utc,
+                    ..params
+                },
+                config.step_threshold,
+            ),
             server: ServerState::unsynchronized(config.precision, config.unsync_policy),
             sync: SyncState::Unsynchronized,
             reference_kernel: now,
@@ -155,7 +162,10 @@ impl Engine {
 
     /// The snapshot responders should serve now.
     pub fn published(&self) -> Published {
-        Published { server: self.server, clock: self.discipline.params() }
+        Published {
+            server: self.server,
+            clock: self.discipline.params(),
+        }
     }
 
     pub fn sync_state(&self) -> SyncState {
@@ -183,7 +193,13 @@ impl Engine {
         now: i64,
     ) -> SourceId {
         let source = Source::new(addr, association, options, local.map(refid_of), now);
-        let slot = Slot { source, reported: None, falseticker: false, survivor: false, reachable_reported: false };
+        let slot = Slot {
+            source,
+            reported: None,
+            falseticker: false,
+            survivor: false,
+            reachable_reported: false,
+        };
         let index = match self.slots.iter().position(Option::is_none) {
             Some(i) => {
                 self.slots[i] = Some(slot);
@@ -208,7 +224,10 @@ impl Engine {
     }
 
     pub fn source_ids(&self) -> Vec<SourceId> {
-        (0..self.slots.len()).filter(|&i| self.slots[i].is_some()).map(SourceId).collect()
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .map(SourceId)
+            .collect()
     }
 
     pub fn source(&self, id: SourceId) -> Option<&Source> {
@@ -243,7 +262,13 @@ impl Engine {
 
     /// Kernel time of the next call to [`Engine::transmit`] or [`Engine::tick`] that has work.
     pub fn next_wakeup(&self) -> i64 {
-        let mut next = self.slots.iter().flatten().map(|s| s.source.next_poll()).min().unwrap_or(i64::MAX);
+        let mut next = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| s.source.next_poll())
+            .min()
+            .unwrap_or(i64::MAX);
         if let Some(end) = self.discipline.slew_end() {
             next = next.min(end);
         }
@@ -261,7 +286,11 @@ impl Engine {
     fn our_state(&self) -> OurState {
         OurState {
             leap: self.server.leap,
-            stratum: if self.server.synchronized { self.server.stratum } else { 16 },
+            stratum: if self.server.synchronized {
+                self.server.stratum
+            } else {
+                16
+            },
             precision: self.config.precision,
             root_delay: self.server.root_delay,
             root_dispersion: self.server.root_dispersion,
@@ -286,11 +315,17 @@ impl Engine {
                 Association::Symmetric => slot.source.symmetric_packet(&us, wire),
             };
             if slot.source.transmitted(wire, now) {
-                self.events.push(Event::Unreachable { addr: slot.source.addr });
+                self.events.push(Event::Unreachable {
+                    addr: slot.source.addr,
+                });
                 slot.reachable_reported = false;
                 lost_any = true;
             }
-            out.push(Transmit { source: SourceId(i), to: slot.source.addr, packet });
+            out.push(Transmit {
+                source: SourceId(i),
+                to: slot.source.addr,
+                packet,
+            });
         }
         if lost_any {
             self.reselect(now);
@@ -301,11 +336,16 @@ impl Engine {
     /// A packet from source `id` (on its own socket), received at kernel time `now`.
     pub fn receive(&mut self, id: SourceId, bytes: &[u8], now: i64) {
         let received = self.discipline.params().ntp_from_realtime(now);
-        let freq = self.discipline.frequency();
-        let known = self.frequency_known;
-        let (precision, max_distance) = (self.config.precision, self.config.max_distance);
-        let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else { return };
-        let outcome = slot.source.receive(bytes, now, received, freq, known, precision, max_distance);
+        let ctx = Context {
+            freq_hint: self.discipline.frequency(),
+            freq_known: self.frequency_known,
+            precision: self.config.precision,
+            max_distance: self.config.max_distance,
+        };
+        let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        let outcome = slot.source.receive(bytes, now, received, &ctx);
         let addr = slot.source.addr;
         let answered = !matches!(outcome, Outcome::Invalid(_) | Outcome::Kiss { .. });
         if answered && !slot.reachable_reported {
@@ -333,7 +373,11 @@ impl Engine {
                 }
                 self.reselect(now);
             }
-            Outcome::Measured { sample, output, estimate } => {
+            Outcome::Measured {
+                sample,
+                output,
+                estimate,
+            } => {
                 slot.reported = None;
                 let up = *slot.source.upstream().expect("a measured source has a header");
                 let correction = self.discipline.correction_ns(sample.time) as f64 * 1e-9;
@@ -374,7 +418,9 @@ impl Engine {
     /// false when no configured peer has that address (the packet is then ignored).
     pub fn receive_symmetric(&mut self, from: SocketAddr, bytes: &[u8], now: i64) -> bool {
         let id = self.slots.iter().position(|s| {
-            s.as_ref().is_some_and(|s| s.source.association == Association::Symmetric && s.source.addr.ip() == from.ip())
+            s.as_ref().is_some_and(|s| {
+                s.source.association == Association::Symmetric && s.source.addr.ip() == from.ip()
+            })
         });
         match id {
             Some(i) => {
@@ -431,10 +477,18 @@ impl Engine {
     }
 
     fn candidates(&self, now: i64) -> Vec<Candidate> {
+        // Orphan style: with a local reference at stratum L, a source at stratum L or above
+        // would make us serve worse than the local clock, so it is not a candidate (two peers
+        // with local strata then follow the lower one, never each other).
+        let limit = self.config.local_stratum.unwrap_or(16);
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().and_then(|s| s.source.candidate(i, now, self.config.max_distance).ok()))
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .and_then(|s| s.source.candidate(i, now, self.config.max_distance).ok())
+            })
+            .filter(|c| c.stratum < limit)
             .collect()
     }
 
@@ -451,7 +505,10 @@ impl Engine {
         now - self.started >= STARTUP_WAIT
             || self.slots.iter().flatten().all(|s| {
                 s.source.options.noselect
-                    || !matches!(s.source.candidate(0, now, self.config.max_distance), Err(Unfit::NoData))
+                    || !matches!(
+                        s.source.candidate(0, now, self.config.max_distance),
+                        Err(Unfit::NoData)
+                    )
             })
     }
 
@@ -471,7 +528,10 @@ impl Engine {
                 let reason = match why {
                     NoSelection::NoCandidates => "no usable source".to_string(),
                     NoSelection::NoMajority => "the sources disagree: no majority".to_string(),
-                    NoSelection::TooFew { truechimers, minsources } => {
+                    NoSelection::TooFew {
+                        truechimers,
+                        minsources,
+                    } => {
                         format!("{truechimers} agreeing source(s), minsources is {minsources}")
                     }
                 };
@@ -483,7 +543,9 @@ impl Engine {
             let slot = self.slots[i].as_mut().expect("candidate slot");
             if !slot.falseticker {
                 slot.falseticker = true;
-                self.events.push(Event::Falseticker { addr: slot.source.addr });
+                self.events.push(Event::Falseticker {
+                    addr: slot.source.addr,
+                });
             }
         }
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -506,10 +568,18 @@ impl Engine {
             Correction::Slew { error, .. } => error.abs(),
         };
 
-        let peer = self.slots[selection.system_peer].as_ref().expect("system peer slot");
+        let peer = self.slots[selection.system_peer]
+            .as_ref()
+            .expect("system peer slot");
         let up = *peer.source.upstream().expect("selected source has a header");
-        let out = *peer.source.last_output().expect("selected source has a measurement");
-        let jitter = candidates.iter().find(|c| c.index == selection.system_peer).map_or(0.0, |c| c.jitter);
+        let out = *peer
+            .source
+            .last_output()
+            .expect("selected source has a measurement");
+        let jitter = candidates
+            .iter()
+            .find(|c| c.index == selection.system_peer)
+            .map_or(0.0, |c| c.jitter);
         let age = ((now - out.sample.time) as f64 * 1e-9).max(0.0);
         self.root_delay = up.root_delay.to_seconds_f64() + out.sample.delay;
         self.root_dispersion = up.root_dispersion.to_seconds_f64()
@@ -525,10 +595,18 @@ impl Engine {
         let leaps: Vec<Leap> = selection
             .survivors
             .iter()
-            .filter_map(|&i| self.slots[i].as_ref().and_then(|s| s.source.upstream()).map(|u| u.leap))
+            .filter_map(|&i| {
+                self.slots[i]
+                    .as_ref()
+                    .and_then(|s| s.source.upstream())
+                    .map(|u| u.leap)
+            })
             .collect();
         let majority = |l: Leap| leaps.iter().filter(|&&x| x == l).count() * 2 > leaps.len();
-        let leap = [Leap::AddSecond, Leap::DeleteSecond].into_iter().find(|&l| majority(l)).unwrap_or(Leap::NoWarning);
+        let leap = [Leap::AddSecond, Leap::DeleteSecond]
+            .into_iter()
+            .find(|&l| majority(l))
+            .unwrap_or(Leap::NoWarning);
 
         let previous = self.sync;
         self.ever_synchronized = true;
@@ -547,9 +625,15 @@ impl Engine {
         };
         match previous {
             SyncState::Synchronized { system_peer } if system_peer == id => {}
-            SyncState::Synchronized { .. } => self.events.push(Event::Selected { addr, stratum: up.stratum }),
+            SyncState::Synchronized { .. } => self.events.push(Event::Selected {
+                addr,
+                stratum: up.stratum,
+            }),
             _ => {
-                self.events.push(Event::Selected { addr, stratum: up.stratum });
+                self.events.push(Event::Selected {
+                    addr,
+                    stratum: up.stratum,
+                });
                 self.events.push(Event::Synchronized { addr, stratum });
             }
         }
@@ -605,7 +689,9 @@ impl Engine {
 
     /// Root distance of the served time at kernel time `now` (seconds), as replies compute it.
     pub fn root_distance(&self, now: i64) -> f64 {
-        self.root_delay / 2.0 + self.root_dispersion + PHI * ((now - self.reference_kernel) as f64 * 1e-9).max(0.0)
+        self.root_delay / 2.0
+            + self.root_dispersion
+            + PHI * ((now - self.reference_kernel) as f64 * 1e-9).max(0.0)
     }
 
     /// Our served time at kernel time `now`.

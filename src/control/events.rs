@@ -59,26 +59,53 @@ pub struct StatisticsRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A source answered for the first time, or again after being unreachable.
-    Reachable { addr: SocketAddr },
+    Reachable {
+        addr: SocketAddr,
+    },
     /// Eight polls without a valid reply.
-    Unreachable { addr: SocketAddr },
-    Kiss { addr: SocketAddr, code: [u8; 4], action: KissAction },
+    Unreachable {
+        addr: SocketAddr,
+    },
+    Kiss {
+        addr: SocketAddr,
+        code: [u8; 4],
+        action: KissAction,
+    },
     /// A reachable source cannot be used (reported when the reason changes).
-    Unusable { addr: SocketAddr, why: Unfit },
+    Unusable {
+        addr: SocketAddr,
+        why: Unfit,
+    },
     /// A source fell outside the intersection of the others.
-    Falseticker { addr: SocketAddr },
+    Falseticker {
+        addr: SocketAddr,
+    },
     /// A new system peer.
-    Selected { addr: SocketAddr, stratum: u8 },
+    Selected {
+        addr: SocketAddr,
+        stratum: u8,
+    },
     /// The clock model jumped (only at start).
-    Step { seconds: f64 },
+    Step {
+        seconds: f64,
+    },
     /// Synchronized: serving at this stratum, reference ID from this source.
-    Synchronized { addr: SocketAddr, stratum: u8 },
+    Synchronized {
+        addr: SocketAddr,
+        stratum: u8,
+    },
     /// No usable source: serving on the last frequency until the root distance says no more.
-    Holdover { reason: String },
+    Holdover {
+        reason: String,
+    },
     /// The root distance reached the maximum (or there never was a source).
-    Unsynchronized { reason: String },
+    Unsynchronized {
+        reason: String,
+    },
     /// No usable source: serving the local clock at this stratum.
-    Local { stratum: u8 },
+    Local {
+        stratum: u8,
+    },
     Measurement(MeasurementRecord),
     Statistics(StatisticsRecord),
 }
@@ -91,7 +118,9 @@ impl Event {
 }
 
 fn code_text(code: [u8; 4]) -> String {
-    code.iter().map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
+    code.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
 }
 
 fn leap_char(leap: Leap) -> char {
@@ -182,7 +211,9 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Reachable { addr } => write!(f, "source {addr} is reachable"),
-            Event::Unreachable { addr } => write!(f, "source {addr} is unreachable (no reply to the last 8 polls)"),
+            Event::Unreachable { addr } => {
+                write!(f, "source {addr} is unreachable (no reply to the last 8 polls)")
+            }
             Event::Kiss { addr, code, action } => match action {
                 KissAction::SlowedDown { poll } => write!(
                     f,
@@ -196,12 +227,19 @@ impl fmt::Display for Event {
                     code_text(*code)
                 ),
                 KissAction::Ignored => {
-                    write!(f, "source {addr} sent Kiss-o'-Death {} (ignored)", code_text(*code))
+                    write!(
+                        f,
+                        "source {addr} sent Kiss-o'-Death {} (ignored)",
+                        code_text(*code)
+                    )
                 }
             },
             Event::Unusable { addr, why } => write!(f, "source {addr} is not usable: {}", why.label()),
             Event::Falseticker { addr } => {
-                write!(f, "source {addr} is a falseticker: it disagrees with the majority")
+                write!(
+                    f,
+                    "source {addr} is a falseticker: it disagrees with the majority"
+                )
             }
             Event::Selected { addr, stratum } => write!(f, "selected source {addr} (stratum {stratum})"),
             Event::Step { seconds } => write!(f, "clock stepped by {seconds:+.6} s"),
@@ -210,7 +248,10 @@ impl fmt::Display for Event {
             }
             Event::Holdover { reason } => write!(f, "holdover: {reason}"),
             Event::Unsynchronized { reason } => write!(f, "unsynchronized: {reason}"),
-            Event::Local { stratum } => write!(f, "serving the local clock at stratum {stratum} (no usable source)"),
+            Event::Local { stratum } => write!(
+                f,
+                "serving the local clock at stratum {stratum} (no usable source)"
+            ),
             Event::Measurement(m) => write!(f, "measurement: {m}"),
             Event::Statistics(s) => write!(f, "statistics: {s}"),
         }
@@ -232,9 +273,19 @@ mod tests {
     #[test]
     fn events_read_as_sentences() {
         let addr: SocketAddr = "198.18.0.1:123".parse().unwrap();
-        assert_eq!(Event::Synchronized { addr, stratum: 2 }.to_string(), "synchronized to 198.18.0.1 stratum 2");
-        let kiss = Event::Kiss { addr, code: *b"RATE", action: KissAction::SlowedDown { poll: 7 } };
-        assert_eq!(kiss.to_string(), "source 198.18.0.1:123 sent Kiss-o'-Death RATE: polling it every 128 s");
+        assert_eq!(
+            Event::Synchronized { addr, stratum: 2 }.to_string(),
+            "synchronized to 198.18.0.1 stratum 2"
+        );
+        let kiss = Event::Kiss {
+            addr,
+            code: *b"RATE",
+            action: KissAction::SlowedDown { poll: 7 },
+        };
+        assert_eq!(
+            kiss.to_string(),
+            "source 198.18.0.1:123 sent Kiss-o'-Death RATE: polling it every 128 s"
+        );
         assert!(!kiss.is_record());
     }
 }

@@ -5,7 +5,7 @@
 //! One departure from RFC 5905: when the lowest-delay sample is old (an initial burst fills all
 //! eight stages within seconds), the RFC filter hands nothing on for up to eight polls; with an
 //! undisciplined clock drifting at tens of ppm that starves the frequency estimate. So after
-//! half the stages have come in without an output, the lowest-delay sample among those newer
+//! [`STARVED`] samples have come in without an output, the lowest-delay sample among those newer
 //! than the last one handed on goes out. And the spike test needs the drift taken out, so it
 //! only runs once the frequency is known.
 //!
@@ -21,6 +21,8 @@ pub const STAGES: usize = 8;
 /// A sample whose offset is further than this many jitters from the last one used is a spike
 /// (the popcorn spike suppressor), unless the last one used is old.
 const SPIKE_GATE: f64 = 3.0;
+/// Samples without an output after which the quickest new one is handed on anyway.
+const STARVED: usize = 2;
 
 /// One measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,7 +61,12 @@ pub struct ClockFilter {
 
 impl ClockFilter {
     pub fn new() -> ClockFilter {
-        ClockFilter { stages: Vec::with_capacity(STAGES), last_used: None, jitter: 0.0, since_output: 0 }
+        ClockFilter {
+            stages: Vec::with_capacity(STAGES),
+            last_used: None,
+            jitter: 0.0,
+            since_output: 0,
+        }
     }
 
     /// The jitter of the last output (seconds).
@@ -79,7 +86,14 @@ impl ClockFilter {
     /// handed on and not a spike. `freq` is the best estimate of the kernel clock's frequency
     /// error (s/s, the slope of the offsets), or `None` while it is not known yet, `poll_secs`
     /// the current poll interval and `floor` the smallest jitter to report (our precision).
-    pub fn add(&mut self, new: Sample, now: i64, freq: Option<f64>, poll_secs: f64, floor: f64) -> Option<FilterOutput> {
+    pub fn add(
+        &mut self,
+        new: Sample,
+        now: i64,
+        freq: Option<f64>,
+        poll_secs: f64,
+        floor: f64,
+    ) -> Option<FilterOutput> {
         let known = freq.is_some();
         let freq = freq.unwrap_or(0.0);
         self.since_output += 1;
@@ -90,7 +104,12 @@ impl ClockFilter {
 
         let age = |s: &Sample| ((now - s.time) as f64 * 1e-9).max(0.0);
         let mut order: Vec<usize> = (0..self.stages.len()).collect();
-        order.sort_by(|&a, &b| self.stages[a].delay.total_cmp(&self.stages[b].delay).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            self.stages[a]
+                .delay
+                .total_cmp(&self.stages[b].delay)
+                .then(a.cmp(&b))
+        });
         let best = self.stages[order[0]];
 
         // Dispersion: each stage's own, grown at PHI since it was taken, weighted by its rank.
@@ -107,7 +126,10 @@ impl ClockFilter {
         let at_best = |s: &Sample| s.offset - freq * (s.time - best.time) as f64 * 1e-9;
         let n = self.stages.len();
         self.jitter = if n > 1 {
-            let sum: f64 = order[1..].iter().map(|&i| (at_best(&self.stages[i]) - best.offset).powi(2)).sum();
+            let sum: f64 = order[1..]
+                .iter()
+                .map(|&i| (at_best(&self.stages[i]) - best.offset).powi(2))
+                .sum();
             (sum / (n - 1) as f64).sqrt().max(floor)
         } else {
             floor
@@ -116,11 +138,14 @@ impl ClockFilter {
         let mut chosen = best;
         if let Some(last) = self.last_used {
             if best.time <= last.time {
-                if self.since_output < STAGES / 2 {
+                if self.since_output < STARVED {
                     return None;
                 }
                 // Starved: the quickest of the samples not yet handed on.
-                chosen = *order.iter().map(|&i| &self.stages[i]).find(|s| s.time > last.time)?;
+                chosen = *order
+                    .iter()
+                    .map(|&i| &self.stages[i])
+                    .find(|s| s.time > last.time)?;
             }
             let since = (chosen.time - last.time) as f64 * 1e-9;
             let moved = (chosen.offset - last.offset - freq * since).abs();
@@ -130,7 +155,11 @@ impl ClockFilter {
         }
         self.last_used = Some(chosen);
         self.since_output = 0;
-        Some(FilterOutput { sample: chosen, dispersion, jitter: self.jitter })
+        Some(FilterOutput {
+            sample: chosen,
+            dispersion,
+            jitter: self.jitter,
+        })
     }
 }
 
@@ -141,7 +170,12 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn sample(t: i64, offset: f64, delay: f64) -> Sample {
-        Sample { time: t * S, offset, delay, dispersion: 1e-6 }
+        Sample {
+            time: t * S,
+            offset,
+            delay,
+            dispersion: 1e-6,
+        }
     }
 
     #[test]
@@ -150,9 +184,13 @@ mod tests {
         let out = f.add(sample(0, 1e-3, 5e-3), 0, Some(0.0), 64.0, 1e-7).unwrap();
         assert_eq!(out.sample.offset, 1e-3);
         // A worse sample: the best is still the first, already used.
-        assert!(f.add(sample(64, 2e-3, 9e-3), 64 * S, Some(0.0), 64.0, 1e-7).is_none());
+        assert!(f
+            .add(sample(64, 2e-3, 9e-3), 64 * S, Some(0.0), 64.0, 1e-7)
+            .is_none());
         // A better one: handed on.
-        let out = f.add(sample(128, 1.1e-3, 4e-3), 128 * S, Some(0.0), 64.0, 1e-7).unwrap();
+        let out = f
+            .add(sample(128, 1.1e-3, 4e-3), 128 * S, Some(0.0), 64.0, 1e-7)
+            .unwrap();
         assert_eq!(out.sample.delay, 4e-3);
         assert!(out.jitter > 0.0);
         // Three stages by delay (ages 0, 128, 64 s), weighted 1/2, 1/4, 1/8, grown at PHI.
@@ -168,12 +206,18 @@ mod tests {
         for i in 1..=8 {
             let t = i * 64;
             // Delays 2.008, 2.007, ... ms: each newer sample is quicker than the last.
-            if let Some(o) = f.add(sample(t, 0.0, 2e-3 + (9 - i) as f64 * 1e-6), t * S, Some(0.0), 64.0, 1e-6) {
+            if let Some(o) = f.add(
+                sample(t, 0.0, 2e-3 + (9 - i) as f64 * 1e-6),
+                t * S,
+                Some(0.0),
+                64.0,
+                1e-6,
+            ) {
                 handed.push((i, o.sample.time / S));
             }
         }
-        // After four samples the quickest new one goes out; then again four later.
-        assert_eq!(handed, vec![(4, 4 * 64), (8, 8 * 64)]);
+        // Every second sample, the quicker of the two new ones goes out.
+        assert_eq!(handed, vec![(2, 2 * 64), (4, 4 * 64), (6, 6 * 64), (8, 8 * 64)]);
     }
 
     #[test]
@@ -181,7 +225,9 @@ mod tests {
         let mut f = ClockFilter::new();
         f.add(sample(0, 0.0, 1e-3), 0, None, 64.0, 1e-7).unwrap();
         // 3.2 ms of drift in 64 s: a spike if the frequency were known to be zero.
-        assert!(f.add(sample(64, 3.2e-3, 0.9e-3), 64 * S, None, 64.0, 1e-7).is_some());
+        assert!(f
+            .add(sample(64, 3.2e-3, 0.9e-3), 64 * S, None, 64.0, 1e-7)
+            .is_some());
     }
 
     #[test]
@@ -190,11 +236,25 @@ mod tests {
         let mut f = ClockFilter::new();
         for i in 0..8 {
             let t = i * 64;
-            f.add(sample(t, freq * t as f64, 1e-3 + (8 - i) as f64 * 1e-7), t * S, Some(freq), 64.0, 1e-7);
+            f.add(
+                sample(t, freq * t as f64, 1e-3 + (8 - i) as f64 * 1e-7),
+                t * S,
+                Some(freq),
+                64.0,
+                1e-7,
+            );
         }
         assert!(f.jitter() < 1e-6, "drift taken out: {}", f.jitter());
         // A low-delay sample far off the line, soon after the last one used: a spike.
         let t = 8 * 64;
-        assert!(f.add(sample(t, freq * t as f64 + 0.01, 1e-4), t * S, Some(freq), 64.0, 1e-7).is_none());
+        assert!(f
+            .add(
+                sample(t, freq * t as f64 + 0.01, 1e-4),
+                t * S,
+                Some(freq),
+                64.0,
+                1e-7
+            )
+            .is_none());
     }
 }

@@ -45,10 +45,16 @@ impl SymmetricSender {
     /// the control thread gone) or is too short to be NTP.
     #[inline]
     pub fn offer(&self, from: SocketAddr, received_ns: i64, payload: &[u8]) -> bool {
-        let Some(bytes) = payload.get(..HEADER_LEN) else { return false };
+        let Some(bytes) = payload.get(..HEADER_LEN) else {
+            return false;
+        };
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(bytes);
-        match self.0.try_send(SymmetricPacket { from, received_ns, header }) {
+        match self.0.try_send(SymmetricPacket {
+            from,
+            received_ns,
+            header,
+        }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }

@@ -1,44 +1,54 @@
 //! The slow path: the one thread that decides what the responders serve and publishes it.
 //!
-//! For now it measures the clock's precision at start, builds the server state from the
-//! configuration (a local reference at a fixed stratum, or unsynchronized) and the clock
-//! parameters (the kernel's clock uncorrected, with the kernel's TAI − UTC offset), publishes them
-//! through the seqlock, and refreshes them about once a second: the reference time of the local
-//! reference (so that the root dispersion that replies grow at 15 ppm since it stays small) and
-//! the TAI offset (which changes when a leap second is inserted or someone sets it). Upstream
-//! polling and discipline come here later. The decisions are pure functions in [`local`].
+//! It polls the upstream sources, filters, selects and combines their measurements,
+//! disciplines strata's clock model and publishes the server state with it through the
+//! seqlock, which the responders read without locks. The logic is a pure, sans-IO core that
+//! takes the time as an argument ([`engine::Engine`] over [`source`], [`filter`], [`regress`],
+//! [`select`], [`discipline`]); the thread around it ([`client`]) does the I/O: sockets, name
+//! resolution, the symmetric packets the responders hand over ([`handoff`]), the logs
+//! ([`statslog`]), adjtimex ([`system`]).
+//!
+//! Without sources the engine serves the local reference (`--local-stratum`) or stays
+//! unsynchronized, refreshing the local reference's reference time every second, as
+//! [`local`] describes.
 
+pub mod client;
 pub mod discipline;
 pub mod engine;
 pub mod events;
 pub mod filter;
+pub mod handoff;
 pub mod local;
 pub mod packet;
 pub mod refid;
 pub mod regress;
+pub mod resolve;
 pub mod select;
+pub mod settings;
 pub mod source;
 pub mod spec;
+pub mod statslog;
+pub mod system;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
 use crate::clock::precision::measure_precision;
-use crate::clock::read::kernel_tai_offset;
-use crate::clock::{Clock, ClockParams, SystemClock};
-use crate::metrics::board::{ControlStatus, StatusBoard, SyncStatus};
-use crate::state::{self, Published, StateReader, StateWriter};
-use crate::wire::NtpTimestamp;
+use crate::clock::read::{kernel_tai_offset, read_clock_ns};
+use crate::clock::ClockParams;
+use crate::metrics::board::{ControlStatus, StatusBoard};
+use crate::state::{self, Published, StateReader};
 
-pub use local::ControlConfig;
+use client::Shell;
+use discipline::DEFAULT_STEP_THRESHOLD;
+use engine::{Engine, EngineConfig};
+use handoff::SymmetricSender;
+use spec::SourceKind;
+use statslog::StatsLog;
 
-/// How often the published snapshot is refreshed.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest the thread sleeps before it looks at the shutdown flag again.
-const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
+pub use settings::{ControlConfig, UpstreamConfig};
 
 /// The running control thread and what it publishes.
 pub struct Control {
@@ -48,12 +58,8 @@ pub struct Control {
     /// each tick.
     board: StatusBoard,
     precision: i8,
+    symmetric: Option<SymmetricSender>,
     thread: JoinHandle<()>,
-}
-
-/// The kernel's time now, in NTP time, converted with the TAI offset `tai_minus_utc`.
-fn now(tai_minus_utc: i32) -> NtpTimestamp {
-    SystemClock::new(ClockParams::identity(tai_minus_utc)).now()
 }
 
 /// Measures the precision, publishes the first snapshot and starts the thread. The snapshot is
@@ -61,65 +67,72 @@ fn now(tai_minus_utc: i32) -> NtpTimestamp {
 pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Control> {
     let precision = measure_precision();
     let tai = kernel_tai_offset();
-    let (writer, reader) = state::publish(local::snapshot(&config, precision, tai, now(tai)));
-    // Without upstream sources the state never changes: a local reference or unsynchronized.
-    let board = StatusBoard::new(ControlStatus {
-        sync: if config.local_stratum.is_some() {
-            SyncStatus::Local
-        } else {
-            SyncStatus::Unsynchronized
-        },
-        sources: Vec::new(),
-    });
+    let up = &config.upstream;
+    let engine_config = EngineConfig {
+        local_stratum: config.local_stratum,
+        unsync_policy: config.unsync_policy,
+        max_distance: up.max_distance.as_secs_f64(),
+        minsources: up.minsources,
+        step_threshold: DEFAULT_STEP_THRESHOLD,
+        precision,
+        tai_minus_utc: tai,
+    };
+    let engine = Engine::new(
+        engine_config,
+        ClockParams::identity(tai),
+        read_clock_ns(libc::CLOCK_REALTIME),
+    );
+    let (writer, reader) = state::publish(engine.published());
+    let board = StatusBoard::new(ControlStatus::from_engine(
+        &engine,
+        read_clock_ns(libc::CLOCK_REALTIME),
+    ));
+    let statslog = match &up.log_dir {
+        Some(dir) => Some(StatsLog::open(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open the logs in {}: {e}", dir.display()),
+            )
+        })?),
+        None => None,
+    };
+    // Symmetric packets reach the responders; only peers need them handed over.
+    let (symmetric_tx, symmetric_rx) = if up.sources.iter().any(|s| s.kind == SourceKind::Peer) {
+        let (tx, rx) = handoff::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let shell = Shell::new(
+        engine,
+        writer,
+        board.clone(),
+        up.sources.clone(),
+        symmetric_rx,
+        statslog,
+        up.discipline_system,
+    );
     let thread = thread::Builder::new()
         .name("strata-control".into())
-        .spawn(move || refresh_loop(config, precision, tai, writer, &shutdown))?;
+        .spawn(move || shell.run(&shutdown))?;
     Ok(Control {
         reader,
         board,
         precision,
+        symmetric: symmetric_tx,
         thread,
     })
-}
-
-fn refresh_loop(
-    config: ControlConfig,
-    precision: i8,
-    mut tai: i32,
-    mut writer: StateWriter,
-    shutdown: &AtomicBool,
-) {
-    let mut last: Published = writer.reader().read();
-    let mut next = Instant::now() + REFRESH_INTERVAL;
-    while !shutdown.load(Ordering::Relaxed) {
-        let wall = Instant::now();
-        if wall < next {
-            thread::sleep((next - wall).min(SHUTDOWN_CHECK));
-            continue;
-        }
-        next += REFRESH_INTERVAL;
-        if next <= wall {
-            // The thread was held up for more than an interval: restart the rhythm from now.
-            next = wall + REFRESH_INTERVAL;
-        }
-        let kernel_tai = kernel_tai_offset();
-        if kernel_tai != tai {
-            log::info!("kernel TAI-UTC offset changed from {tai} s to {kernel_tai} s");
-            tai = kernel_tai;
-        }
-        let snapshot = local::snapshot(&config, precision, tai, now(tai));
-        // An unsynchronized state does not change with time; publish only what changed.
-        if snapshot != last {
-            writer.publish(&snapshot);
-            last = snapshot;
-        }
-    }
 }
 
 impl Control {
     /// A reader of the published snapshot; clone one per responder.
     pub fn reader(&self) -> StateReader {
         self.reader.clone()
+    }
+
+    /// The end the responders hand symmetric packets to (only when peers are configured).
+    pub fn symmetric_sender(&self) -> Option<SymmetricSender> {
+        self.symmetric.clone()
     }
 
     /// Where this thread publishes its status for the observers.
@@ -146,15 +159,22 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::state::UnsyncPolicy;
+    use crate::wire::NtpTimestamp;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn now(tai_minus_utc: i32) -> NtpTimestamp {
+        SystemClock::new(ClockParams::identity(tai_minus_utc)).now()
+    }
 
     #[test]
     fn publishes_at_once_refreshes_and_stops() {
         let shutdown = Arc::new(AtomicBool::new(false));
-        let config = ControlConfig {
-            local_stratum: Some(1),
-            unsync_policy: UnsyncPolicy::Answer,
-        };
+        let config = ControlConfig::local(Some(1), UnsyncPolicy::Answer);
         let control = start(config, shutdown.clone()).unwrap();
         let first = control.published();
         assert!(first.server.synchronized);
@@ -184,10 +204,7 @@ mod tests {
     #[test]
     fn unsynchronized_start() {
         let shutdown = Arc::new(AtomicBool::new(true));
-        let config = ControlConfig {
-            local_stratum: None,
-            unsync_policy: UnsyncPolicy::Drop,
-        };
+        let config = ControlConfig::local(None, UnsyncPolicy::Drop);
         let control = start(config, shutdown).unwrap();
         let p = control.published();
         assert!(!p.server.synchronized);

@@ -149,7 +149,10 @@ mod tests {
         let xmt = NtpTimestamp(0xe900_0000_1234_5678);
         let req = client_request(6, xmt);
         let r = Repr::parse(&Packet::new_unchecked(&req[..])).unwrap();
-        assert_eq!((r.mode, r.version, r.poll, r.transmit_timestamp), (Mode::Client, 4, 6, xmt));
+        assert_eq!(
+            (r.mode, r.version, r.poll, r.transmit_timestamp),
+            (Mode::Client, 4, 6, xmt)
+        );
         assert_eq!(r.origin_timestamp, NtpTimestamp::ZERO);
         assert_eq!(parse(&req, &[Mode::Server]), Err(Invalid::BadMode));
         assert_eq!(parse(&req[..40], &[Mode::Client]), Err(Invalid::TooShort));
@@ -166,9 +169,15 @@ mod tests {
         };
         let p = symmetric_packet(&us, 4, NtpTimestamp(1), NtpTimestamp(2), xmt);
         let r = parse(&p, &[Mode::SymmetricActive, Mode::SymmetricPassive]).unwrap();
-        assert_eq!((r.stratum, r.reference_id, r.origin_timestamp, r.receive_timestamp), (2, [198, 18, 0, 1], NtpTimestamp(1), NtpTimestamp(2)));
+        assert_eq!(
+            (r.stratum, r.reference_id, r.origin_timestamp, r.receive_timestamp),
+            (2, [198, 18, 0, 1], NtpTimestamp(1), NtpTimestamp(2))
+        );
         let mut zero = p;
         zero[40..48].fill(0);
-        assert_eq!(parse(&zero, &[Mode::SymmetricActive]), Err(Invalid::ZeroTimestamp));
+        assert_eq!(
+            parse(&zero, &[Mode::SymmetricActive]),
+            Err(Invalid::ZeroTimestamp)
+        );
     }
 }

@@ -61,7 +61,10 @@ pub struct Regression {
 
 impl Regression {
     pub fn new() -> Regression {
-        Regression { points: VecDeque::with_capacity(MAX_POINTS), estimate: None }
+        Regression {
+            points: VecDeque::with_capacity(MAX_POINTS),
+            estimate: None,
+        }
     }
 
     pub fn estimate(&self) -> Option<&Estimate> {
@@ -147,13 +150,28 @@ impl Regression {
         };
         // Residuals, with the weights normalized to a mean of one.
         let mean_w = sw / n as f64;
-        let ssr: f64 = self.points.iter().map(|p| w(p) / mean_w * (p.offset - a - b * x(p)).powi(2)).sum();
-        let dof = if fitted { n.saturating_sub(2) } else { n.saturating_sub(1) };
-        let residual_sd = if dof > 0 { (ssr / dof as f64).sqrt() } else { typical };
+        let ssr: f64 = self
+            .points
+            .iter()
+            .map(|p| w(p) / mean_w * (p.offset - a - b * x(p)).powi(2))
+            .sum();
+        let dof = if fitted {
+            n.saturating_sub(2)
+        } else {
+            n.saturating_sub(1)
+        };
+        let residual_sd = if dof > 0 {
+            (ssr / dof as f64).sqrt()
+        } else {
+            typical
+        };
         let (offset_sd, frequency_sd) = if fitted {
             let (nsw, nswx, nswxx) = (sw / mean_w, swx / mean_w, swxx / mean_w);
             let ndet = nsw * nswxx - nswx * nswx;
-            (residual_sd * (nswxx / ndet).sqrt(), residual_sd * (nsw / ndet).sqrt())
+            (
+                residual_sd * (nswxx / ndet).sqrt(),
+                residual_sd * (nsw / ndet).sqrt(),
+            )
         } else {
             (residual_sd / (n as f64).sqrt(), f64::INFINITY)
         };
@@ -200,12 +218,23 @@ mod tests {
             let t = i * 64 * S;
             // +-2 us of alternating noise around 1 ms + 50 ppm.
             let noise = if i % 2 == 0 { 2e-6 } else { -2e-6 };
-            e = Some(r.add(Point { time: t, offset: 1e-3 + 50e-6 * (i * 64) as f64 + noise, delay: 1e-3 }, 0.0));
+            e = Some(r.add(
+                Point {
+                    time: t,
+                    offset: 1e-3 + 50e-6 * (i * 64) as f64 + noise,
+                    delay: 1e-3,
+                },
+                0.0,
+            ));
         }
         let e = e.unwrap();
         let t_end = 9 * 64;
         assert!((e.frequency - 50e-6).abs() < 0.05e-6, "{}", e.frequency);
-        assert!((e.offset - (1e-3 + 50e-6 * t_end as f64)).abs() < 2e-6, "{}", e.offset);
+        assert!(
+            (e.offset - (1e-3 + 50e-6 * t_end as f64)).abs() < 2e-6,
+            "{}",
+            e.offset
+        );
         assert!(e.residual_sd > 1e-6 && e.residual_sd < 3e-6);
         assert_eq!(e.points, 10);
         assert!(e.offset_sd < e.residual_sd);
@@ -214,7 +243,14 @@ mod tests {
     #[test]
     fn one_point_uses_the_hint() {
         let mut r = Regression::new();
-        let e = r.add(Point { time: 0, offset: 0.5, delay: 1e-3 }, 20e-6);
+        let e = r.add(
+            Point {
+                time: 0,
+                offset: 0.5,
+                delay: 1e-3,
+            },
+            20e-6,
+        );
         assert_eq!((e.offset, e.frequency), (0.5, 20e-6));
         assert!((e.offset_at(10 * S) - 0.5002).abs() < 1e-12);
     }
@@ -224,14 +260,28 @@ mod tests {
         let mut r = Regression::new();
         for i in 0..20 {
             let noise = if i % 2 == 0 { 1e-6 } else { -1e-6 };
-            r.add(Point { time: i * 64 * S, offset: noise, delay: 1e-3 }, 0.0);
+            r.add(
+                Point {
+                    time: i * 64 * S,
+                    offset: noise,
+                    delay: 1e-3,
+                },
+                0.0,
+            );
         }
         let mut offset = 0.0;
         let mut last = None;
         for i in 20..32 {
             offset += 10e-6 * 64.0;
             let noise = if i % 2 == 0 { 1e-6 } else { -1e-6 };
-            last = Some(r.add(Point { time: i * 64 * S, offset: offset + noise, delay: 1e-3 }, 0.0));
+            last = Some(r.add(
+                Point {
+                    time: i * 64 * S,
+                    offset: offset + noise,
+                    delay: 1e-3,
+                },
+                0.0,
+            ));
         }
         let e = last.unwrap();
         assert!(r.len() < 32, "old points dropped: {}", r.len());
@@ -242,7 +292,14 @@ mod tests {
     fn clock_changes_move_the_points() {
         let mut r = Regression::new();
         for i in 0..5 {
-            r.add(Point { time: i * S, offset: 1.0 + 1e-4 * i as f64, delay: 1e-3 }, 0.0);
+            r.add(
+                Point {
+                    time: i * S,
+                    offset: 1.0 + 1e-4 * i as f64,
+                    delay: 1e-3,
+                },
+                0.0,
+            );
         }
         // The clock is stepped forward by the 1.0004 s it was behind at t = 4 s and made faster
         // by the 100 ppm it was slow.

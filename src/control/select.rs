@@ -49,7 +49,10 @@ pub enum NoSelection {
     /// No interval is shared by a majority of the candidates.
     NoMajority,
     /// Fewer truechimers than `minsources`.
-    TooFew { truechimers: usize, minsources: usize },
+    TooFew {
+        truechimers: usize,
+        minsources: usize,
+    },
 }
 
 /// The intersection interval of at least a majority of the candidates, and how many candidates
@@ -104,10 +107,16 @@ pub fn select(cands: &[Candidate], minsources: usize) -> Result<Selection, NoSel
         return Err(NoSelection::NoCandidates);
     }
     let (low, high) = intersection(cands).ok_or(NoSelection::NoMajority)?;
+    // Truechimers have their midpoint in the intersection (RFC 5905 section 11.2.1): a source
+    // far off with a wide interval (an old sample, a large root dispersion) covers the
+    // intersection but is still wrong.
     let (mut survivors, falsetickers): (Vec<&Candidate>, Vec<&Candidate>) =
-        cands.iter().partition(|c| c.offset + c.root_distance >= low && c.offset - c.root_distance <= high);
+        cands.iter().partition(|c| c.offset >= low && c.offset <= high);
     if survivors.len() < minsources.max(1) {
-        return Err(NoSelection::TooFew { truechimers: survivors.len(), minsources });
+        return Err(NoSelection::TooFew {
+            truechimers: survivors.len(),
+            minsources,
+        });
     }
     // Rank: lower stratum first, then shorter distance.
     let merit = |c: &Candidate| c.stratum as f64 * STRATUM_WEIGHT + c.root_distance;
@@ -186,6 +195,12 @@ mod tests {
     }
 
     #[test]
+    fn a_wide_interval_far_off_is_still_a_falseticker() {
+        let c = [cand(0, 0.001, 0.01), cand(1, 0.025, 0.03), cand(2, 0.003, 0.01)];
+        assert_eq!(select(&c, 1).unwrap().falsetickers, vec![1]);
+    }
+
+    #[test]
     fn two_disagreeing_sources_have_no_majority() {
         let c = [cand(0, 0.0, 0.01), cand(1, 0.5, 0.01)];
         assert_eq!(select(&c, 1), Err(NoSelection::NoMajority));
@@ -195,7 +210,13 @@ mod tests {
     #[test]
     fn minsources_is_enforced() {
         let c = [cand(0, 0.0, 0.01), cand(1, 0.001, 0.01)];
-        assert_eq!(select(&c, 3), Err(NoSelection::TooFew { truechimers: 2, minsources: 3 }));
+        assert_eq!(
+            select(&c, 3),
+            Err(NoSelection::TooFew {
+                truechimers: 2,
+                minsources: 3
+            })
+        );
         assert!(select(&c, 2).is_ok());
     }
 

@@ -25,6 +25,17 @@ const POLL_GATE: f64 = 4.0;
 const POLL_UP_SCORE: i32 = 8;
 const POLL_DOWN_SCORE: i32 = -4;
 
+/// What the engine knows that a source needs to judge a packet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Context {
+    /// The best frequency estimate of the kernel clock (s/s), and whether it was measured.
+    pub freq_hint: f64,
+    pub freq_known: bool,
+    /// Our precision (log2 s).
+    pub precision: i8,
+    pub max_distance: f64,
+}
+
 /// How the association talks to the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Association {
@@ -79,12 +90,20 @@ pub enum Outcome {
     Invalid(Invalid),
     /// A Kiss-o'-Death. RATE: the poll interval is now `poll`. DENY/RSTR: the source is dropped.
     /// Another code: ignored, as RFC 5905 says unknown kisses are.
-    Kiss { code: [u8; 4], known: Option<KissCode>, poll: i8 },
+    Kiss {
+        code: [u8; 4],
+        known: Option<KissCode>,
+        poll: i8,
+    },
     /// A valid reply that cannot be used for time (`Unfit::Loop`, `Unsynchronized`, `TooFar`).
     Unusable(Unfit),
     /// A measurement. `estimate` is set when the filter handed it (or an older, better sample)
     /// on to the regression.
-    Measured { sample: Sample, output: Option<FilterOutput>, estimate: Option<Estimate> },
+    Measured {
+        sample: Sample,
+        output: Option<FilterOutput>,
+        estimate: Option<Estimate>,
+    },
 }
 
 /// What the last valid header from the source said about it.
@@ -218,7 +237,12 @@ impl Source {
                 self.burst_left = BURST_PACKETS - 1;
             }
         }
-        self.next_poll = now + if self.burst_left > 0 { BURST_SPACING } else { self.poll_interval() };
+        self.next_poll = now
+            + if self.burst_left > 0 {
+                BURST_SPACING
+            } else {
+                self.poll_interval()
+            };
         lost
     }
 
@@ -233,18 +257,8 @@ impl Source {
     }
 
     /// Takes a packet from the source received at kernel time `now` (stamped `received` on our
-    /// clock, for symmetric replies). `freq_hint` is the best frequency estimate of the kernel
-    /// clock (s/s) and `freq_known` whether it was measured; `precision` is ours (log2 s).
-    pub fn receive(
-        &mut self,
-        bytes: &[u8],
-        now: i64,
-        received: NtpTimestamp,
-        freq_hint: f64,
-        freq_known: bool,
-        precision: i8,
-        max_distance: f64,
-    ) -> Outcome {
+    /// clock, for symmetric replies).
+    pub fn receive(&mut self, bytes: &[u8], now: i64, received: NtpTimestamp, ctx: &Context) -> Outcome {
         let modes: &[Mode] = match self.association {
             Association::Client => &[Mode::Server],
             Association::Symmetric => &[Mode::SymmetricActive, Mode::SymmetricPassive],
@@ -295,29 +309,55 @@ impl Source {
         if repr.stratum >= 15 {
             return self.unusable(Unfit::StratumTooHigh);
         }
-        if repr.root_delay.to_seconds_f64() / 2.0 + repr.root_dispersion.to_seconds_f64() > max_distance {
+        if repr.root_delay.to_seconds_f64() / 2.0 + repr.root_dispersion.to_seconds_f64() > ctx.max_distance {
             return self.unusable(Unfit::TooFar);
         }
         self.unusable = None;
 
         let (offset, delay, mid) = packet::measure(t1, repr.receive_timestamp, repr.transmit_timestamp, now);
-        let ours = 2f64.powi(precision as i32);
+        let ours = 2f64.powi(ctx.precision as i32);
         let theirs = 2f64.powi(repr.precision.clamp(-60, 10) as i32);
         let delay = delay.max(ours);
-        let sample = Sample { time: mid, offset, delay, dispersion: ours + theirs + PHI * delay };
+        let sample = Sample {
+            time: mid,
+            offset,
+            delay,
+            dispersion: ours + theirs + PHI * delay,
+        };
         let predicted = self.regression.estimate().map(|e| e.offset_at(mid));
         let poll_secs = self.poll_interval() as f64 * 1e-9;
-        let fitted = self.regression.estimate().filter(|e| e.points >= 3).map(|e| e.frequency);
-        let output = self.filter.add(sample, now, fitted.or(freq_known.then_some(freq_hint)), poll_secs, ours);
+        let fitted = self
+            .regression
+            .estimate()
+            .filter(|e| e.points >= 3)
+            .map(|e| e.frequency);
+        let output = self.filter.add(
+            sample,
+            now,
+            fitted.or(ctx.freq_known.then_some(ctx.freq_hint)),
+            poll_secs,
+            ours,
+        );
         let estimate = output.map(|o| {
             self.last_output = Some(o);
-            let point = Point { time: o.sample.time, offset: o.sample.offset, delay: o.sample.delay };
-            self.regression.add(point, freq_hint)
+            let point = Point {
+                time: o.sample.time,
+                offset: o.sample.offset,
+                delay: o.sample.delay,
+            };
+            self.regression.add(point, ctx.freq_hint)
         });
         if let (Some(predicted), Some(e)) = (predicted, self.regression.estimate()) {
-            self.adapt_poll((offset - predicted).abs(), self.filter.jitter().max(e.residual_sd));
+            self.adapt_poll(
+                (offset - predicted).abs(),
+                self.filter.jitter().max(e.residual_sd),
+            );
         }
-        Outcome::Measured { sample, output, estimate }
+        Outcome::Measured {
+            sample,
+            output,
+            estimate,
+        }
     }
 
     fn unusable(&mut self, why: Unfit) -> Outcome {
@@ -342,7 +382,11 @@ impl Source {
             }
             None => {}
         }
-        Outcome::Kiss { code, known, poll: self.poll }
+        Outcome::Kiss {
+            code,
+            known,
+            poll: self.poll,
+        }
     }
 
     /// Lengthens the poll interval while samples land where the line predicts them, shortens it
@@ -379,7 +423,11 @@ impl Source {
             return Err(Unfit::Denied(k));
         }
         if self.reach == 0 {
-            return Err(if self.upstream.is_some() { Unfit::Unreachable } else { Unfit::NoData });
+            return Err(if self.upstream.is_some() {
+                Unfit::Unreachable
+            } else {
+                Unfit::NoData
+            });
         }
         if let Some(why) = self.unusable {
             return Err(why);
@@ -391,7 +439,11 @@ impl Source {
         let age = ((now - out.sample.time) as f64 * 1e-9).max(0.0);
         // Once a line is fitted, its residuals are the honest jitter: the filter's own compares
         // samples across the whole window, drift and all.
-        let jitter = if est.points >= 3 { est.residual_sd } else { out.jitter };
+        let jitter = if est.points >= 3 {
+            est.residual_sd
+        } else {
+            out.jitter
+        };
         let distance = (up.root_delay.to_seconds_f64() + out.sample.delay).max(MIN_DISTANCE) / 2.0
             + up.root_dispersion.to_seconds_f64()
             + out.dispersion

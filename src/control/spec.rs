@@ -93,12 +93,23 @@ impl fmt::Display for SourceSpec {
 
 /// Splits `HOST[:PORT]`, `[V6]:PORT`, `[V6]` or a bare IPv6 literal.
 fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("{p:?} is not a port"));
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port"))
+    };
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| format!("{s:?}: unclosed '['"))?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?}: unclosed '['"))?;
         let p = match after {
             "" => DEFAULT_PORT,
-            _ => port(after.strip_prefix(':').ok_or_else(|| format!("{s:?} is not [ADDR]:PORT"))?)?,
+            _ => port(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("{s:?} is not [ADDR]:PORT"))?,
+            )?,
         };
         return Ok((host.to_string(), p));
     }
@@ -116,7 +127,9 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
 /// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [maxsources N]`.
 pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> {
     let mut words = text.split_whitespace();
-    let first = words.next().ok_or_else(|| "empty source: give HOST[:PORT] [OPTION...]".to_string())?;
+    let first = words
+        .next()
+        .ok_or_else(|| "empty source: give HOST[:PORT] [OPTION...]".to_string())?;
     let (host, port) = parse_host_port(first)?;
     if host.is_empty() {
         return Err(format!("{first:?} has no host"));
@@ -125,14 +138,21 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
     let mut poll_given = (false, false);
     while let Some(word) = words.next() {
         let mut number = |name: &str| -> Result<i64, String> {
-            let v = words.next().ok_or_else(|| format!("option `{name}` needs a number"))?;
-            v.parse::<i64>().map_err(|_| format!("option `{name}`: {v:?} is not a number"))
+            let v = words
+                .next()
+                .ok_or_else(|| format!("option `{name}` needs a number"))?;
+            v.parse::<i64>()
+                .map_err(|_| format!("option `{name}`: {v:?} is not a number"))
         };
         let poll = |name: &str, n: i64| -> Result<i8, String> {
             if (*POLL_RANGE.start() as i64..=*POLL_RANGE.end() as i64).contains(&n) {
                 Ok(n as i8)
             } else {
-                Err(format!("option `{name}`: {n} is out of range {}..={}", POLL_RANGE.start(), POLL_RANGE.end()))
+                Err(format!(
+                    "option `{name}`: {n} is out of range {}..={}",
+                    POLL_RANGE.start(),
+                    POLL_RANGE.end()
+                ))
             }
         };
         match word {
@@ -157,7 +177,11 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
             other => {
                 return Err(format!(
                     "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N{})",
-                    if kind == SourceKind::Pool { ", maxsources N" } else { "" }
+                    if kind == SourceKind::Pool {
+                        ", maxsources N"
+                    } else {
+                        ""
+                    }
                 ))
             }
         }
@@ -169,9 +193,17 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
         _ => {}
     }
     if options.minpoll > options.maxpoll {
-        return Err(format!("minpoll {} is above maxpoll {}", options.minpoll, options.maxpoll));
+        return Err(format!(
+            "minpoll {} is above maxpoll {}",
+            options.minpoll, options.maxpoll
+        ));
     }
-    Ok(SourceSpec { kind, host, port, options })
+    Ok(SourceSpec {
+        kind,
+        host,
+        port,
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +228,10 @@ mod tests {
         assert_eq!((s.options.minpoll, s.options.maxpoll), (4, 4));
 
         let s = parse_source(SourceKind::Pool, "pool.example.org:10123 maxsources 2 noselect").unwrap();
-        assert_eq!((s.port, s.options.max_sources, s.options.noselect), (10123, 2, true));
+        assert_eq!(
+            (s.port, s.options.max_sources, s.options.noselect),
+            (10123, 2, true)
+        );
     }
 
     #[test]

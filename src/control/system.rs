@@ -84,7 +84,11 @@ pub struct KernelChange {
 impl SystemClockDiscipline {
     /// Starts from the kernel's current frequency (read with [`read_kernel_frequency`]).
     pub fn new(base_frequency: i64) -> Self {
-        SystemClockDiscipline { base_frequency, frequency: base_frequency, stepped: false }
+        SystemClockDiscipline {
+            base_frequency,
+            frequency: base_frequency,
+            stepped: false,
+        }
     }
 
     /// What to ask of the kernel so that it carries the model `params` (whose offset is stepped
@@ -111,7 +115,10 @@ impl SystemClockDiscipline {
                 maxerror_us: error_us.min(16_000_000),
                 esterror_us: error_us.min(16_000_000),
             },
-            KernelChange { step: step_ns.unwrap_or(0) as f64 * 1e-9, dfreq },
+            KernelChange {
+                step: step_ns.unwrap_or(0) as f64 * 1e-9,
+                dfreq,
+            },
         )
     }
 
@@ -196,13 +203,17 @@ mod tests {
         assert_eq!((adj.maxerror_us, adj.esterror_us), (1000, 1000));
 
         let tx = timex_for(&adj, libc::STA_PLL | libc::STA_UNSYNC | libc::STA_NANO);
-        let modes = tx.modes as i32;
+        let modes = tx.modes;
         assert_ne!(modes & libc::ADJ_SETOFFSET, 0);
         assert_ne!(modes & libc::ADJ_NANO, 0);
         assert_ne!(modes & libc::ADJ_FREQUENCY, 0);
         assert_eq!((tx.time.tv_sec, tx.time.tv_usec), (0, 250_000_000));
         assert_eq!(tx.freq, -40 << 16);
-        assert_eq!(tx.status & libc::STA_UNSYNC, 0, "cleared so the RTC is kept in step");
+        assert_eq!(
+            tx.status & libc::STA_UNSYNC,
+            0,
+            "cleared so the RTC is kept in step"
+        );
         assert_eq!(tx.status & libc::STA_PLL, 0, "the kernel PLL stays off");
         assert_ne!(tx.status & libc::STA_NANO, 0, "other bits kept");
     }
@@ -211,16 +222,25 @@ mod tests {
     fn later_plans_never_step_and_negative_steps_split_correctly() {
         let mut d = SystemClockDiscipline::new(0);
         d.stepped = true;
-        let params = ClockParams { frequency_q48: ClockParams::frequency_q48_from_ppm(2.0), ..ClockParams::identity(0) };
+        let params = ClockParams {
+            frequency_q48: ClockParams::frequency_q48_from_ppm(2.0),
+            ..ClockParams::identity(0)
+        };
         let (adj, change) = d.plan(&params, 5_000_000, true, false, 2.0);
         assert_eq!(adj.step_ns, None);
         assert_eq!(change.step, 0.0);
         assert_eq!(adj.frequency, 2 << 16);
         let tx = timex_for(&adj, 0);
-        assert_eq!(tx.modes as i32 & libc::ADJ_SETOFFSET, 0);
+        assert_eq!(tx.modes & libc::ADJ_SETOFFSET, 0);
         assert_ne!(tx.status & libc::STA_UNSYNC, 0, "unsynchronized: set");
 
-        let step = KernelAdjustment { step_ns: Some(-1_500_000_000), frequency: 0, synchronized: true, maxerror_us: 0, esterror_us: 0 };
+        let step = KernelAdjustment {
+            step_ns: Some(-1_500_000_000),
+            frequency: 0,
+            synchronized: true,
+            maxerror_us: 0,
+            esterror_us: 0,
+        };
         let tx = timex_for(&step, 0);
         assert_eq!((tx.time.tv_sec, tx.time.tv_usec), (-2, 500_000_000));
     }

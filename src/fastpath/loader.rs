@@ -250,7 +250,10 @@ impl XdpProgram {
     /// A duplicate of the counters map's descriptor, for a reader on another thread
     /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
     pub fn counters_map_fd(&self) -> io::Result<OwnedFd> {
-        map_data(&self.ebpf, MAP_COUNTERS)?.fd().as_fd().try_clone_to_owned()
+        map_data(&self.ebpf, MAP_COUNTERS)?
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
     }
 
     /// Detaches the program (also done on drop). Idempotent.

@@ -248,6 +248,8 @@ impl Responder {
             stamp_transmit_in_frame(frame, reply, t3);
             if !matches!(reply.kind, ReplyKind::Kiss(_)) {
                 // T2 is in the reply already (its receive timestamp), on the same clock as T3.
+                // Recorded per stamped reply: one TX then has no room for is also counted as a
+                // send error.
                 let t2 = ntp::Packet::new_unchecked(&frame[reply.ntp_offset..]).receive_timestamp();
                 self.counters.response_time(t3.diff_nanos(t2));
             }

@@ -63,7 +63,10 @@ pub fn start(path: &Path, report: Arc<Reporter>, shutdown: Arc<AtomicBool>) -> i
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("{} is in use: another strata server answers on it", path.display()),
+                    format!(
+                        "{} is in use: another strata server answers on it",
+                        path.display()
+                    ),
                 ));
             }
             fs::remove_file(path)?;
@@ -134,9 +137,9 @@ pub fn request(path: &Path) -> Result<(String, Report), StatusError> {
     let p = path.display();
     let stream = UnixStream::connect(path).map_err(|e| {
         StatusError(match e.kind() {
-            io::ErrorKind::NotFound => format!(
-                "no control socket at {p}: is `strata serve` running? (it listens on --control PATH)"
-            ),
+            io::ErrorKind::NotFound => {
+                format!("no control socket at {p}: is `strata serve` running? (it listens on --control PATH)")
+            }
             io::ErrorKind::ConnectionRefused => format!(
                 "the control socket {p} is stale: no server is answering on it (strata serve is not \
                  running, or ended without removing it)"

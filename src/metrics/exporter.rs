@@ -37,6 +37,14 @@ struct ReportCollector(Report);
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A per-source gauge that exists only once measured: name, help, unit, value.
+type OptionalGauge = (
+    &'static str,
+    &'static str,
+    Option<Unit>,
+    fn(&super::board::UpstreamStatus) -> Option<f64>,
+);
+
 /// Writes one family: its descriptor, then one sample per (labels, value) given by `samples`.
 fn family(
     enc: &mut DescriptorEncoder,
@@ -51,7 +59,8 @@ fn family(
 }
 
 fn counter(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: u64) -> fmt::Result {
-    m.encode_family(labels)?.encode_counter::<NoLabelSet, u64, u64>(&v, None)
+    m.encode_family(labels)?
+        .encode_counter::<NoLabelSet, u64, u64>(&v, None)
 }
 
 fn gauge(m: &mut MetricEncoder, labels: &Labels, v: f64) -> fmt::Result {
@@ -86,7 +95,11 @@ fn per_responder(
 ) -> fmt::Result {
     family(enc, name, help, unit, MetricType::Counter, |m| {
         for r in &report.responders {
-            counter(m, &responder_labels(r.path.as_str(), r.queue, r.core), value(&r.counters))?;
+            counter(
+                m,
+                &responder_labels(r.path.as_str(), r.queue, r.core),
+                value(&r.counters),
+            )?;
         }
         Ok(())
     })
@@ -244,7 +257,11 @@ impl ReportCollector {
             MetricType::Histogram,
             |m| {
                 for x in &r.responders {
-                    histogram(m, &responder_labels(&x.path, x.queue, x.core), &x.counters.response_time)?;
+                    histogram(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        &x.counters.response_time,
+                    )?;
                 }
                 Ok(())
             },
@@ -257,7 +274,11 @@ impl ReportCollector {
             MetricType::Histogram,
             |m| {
                 for x in &r.responders {
-                    histogram(m, &responder_labels(&x.path, x.queue, x.core), &x.counters.batch_size)?;
+                    histogram(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        &x.counters.batch_size,
+                    )?;
                 }
                 Ok(())
             },
@@ -358,7 +379,12 @@ impl ReportCollector {
             None,
             s.synchronized as u8 as f64,
         )?;
-        g("server_stratum", "Stratum the server replies with.", None, s.stratum as f64)?;
+        g(
+            "server_stratum",
+            "Stratum the server replies with.",
+            None,
+            s.stratum as f64,
+        )?;
         g(
             "server_leap_indicator",
             "Leap indicator replies carry (0 none, 1 insert, 2 delete, 3 unsynchronized).",
@@ -431,7 +457,7 @@ impl ReportCollector {
             return Ok(());
         }
         let label = |name: &str| -> Labels { vec![("source", name.to_string())] };
-        let optional: [(&str, &str, Option<Unit>, fn(&super::board::UpstreamStatus) -> Option<f64>); 4] = [
+        let optional: [OptionalGauge; 4] = [
             (
                 "source_offset",
                 "Upstream source time minus served time.",
@@ -450,12 +476,9 @@ impl ReportCollector {
                 Some(Unit::Seconds),
                 |s| s.jitter,
             ),
-            (
-                "source_stratum",
-                "Stratum of the upstream source.",
-                None,
-                |s| s.stratum.map(f64::from),
-            ),
+            ("source_stratum", "Stratum of the upstream source.", None, |s| {
+                s.stratum.map(f64::from)
+            }),
         ];
         for (name, help, unit, pick) in optional {
             if sources.iter().all(|s| pick(s).is_none()) {

@@ -63,7 +63,11 @@ impl MetricsEndpoint {
 }
 
 /// Binds `addr` and starts the thread.
-pub fn start(addr: SocketAddr, render: Arc<Render>, shutdown: Arc<AtomicBool>) -> io::Result<MetricsEndpoint> {
+pub fn start(
+    addr: SocketAddr,
+    render: Arc<Render>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<MetricsEndpoint> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -123,7 +127,13 @@ fn serve(listener: TcpListener, render: &Render, shutdown: &AtomicBool) {
             });
         }
         // SAFETY: `fds` is a live array of `fds.len()` pollfd structs; poll writes only revents.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, TICK.as_millis() as i32) };
+        let rc = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                TICK.as_millis() as i32,
+            )
+        };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -319,7 +329,8 @@ mod tests {
         assert!(ok.contains("Content-Type: text/plain; version=0.0.4"), "{ok}");
         assert!(ok.ends_with("\r\n\r\ntext body\n"), "{ok}");
         assert!(ok.contains("Content-Length: 10\r\n"), "{ok}");
-        let om = answer("GET /metrics?x=1 HTTP/1.1\r\nACCEPT: application/openmetrics-text;version=1.0.0\r\n\r\n");
+        let om =
+            answer("GET /metrics?x=1 HTTP/1.1\r\nACCEPT: application/openmetrics-text;version=1.0.0\r\n\r\n");
         assert!(om.contains("application/openmetrics-text"), "{om}");
         assert!(om.ends_with("om body\n# EOF\n"), "{om}");
         for bad in [

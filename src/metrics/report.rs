@@ -172,11 +172,16 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The reference ID as people read it.
-pub fn refid_text(refid: [u8; 4], stratum: u8) -> String {
+/// The reference ID as people read it: four letters for a reference clock (`textual`: stratum
+/// 1, unsynchronized, or a local reference at any stratum), else an IPv4 address.
+pub fn refid_text(refid: [u8; 4], textual: bool) -> String {
     let ascii = refid.iter().all(|&b| b == 0 || b.is_ascii_graphic());
-    if (stratum <= 1 || stratum >= 16) && ascii {
-        refid.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect()
+    if textual && ascii {
+        refid
+            .iter()
+            .take_while(|&&b| b != 0)
+            .map(|&b| b as char)
+            .collect()
     } else {
         std::net::Ipv4Addr::from(refid).to_string()
     }
@@ -203,7 +208,12 @@ impl CountersReport {
         drops.insert(OVERSIZED.to_string(), s.truncated);
         let kiss = KissCode::ALL
             .iter()
-            .map(|&code| (String::from_utf8_lossy(&code.code()).into_owned(), s.kiss_count(code)))
+            .map(|&code| {
+                (
+                    String::from_utf8_lossy(&code.code()).into_owned(),
+                    s.kiss_count(code),
+                )
+            })
             .collect();
         let rx_timestamps = RxTimestampSource::ALL
             .iter()
@@ -258,7 +268,10 @@ impl Observed {
             synchronized: s.synchronized,
             stratum: s.stratum,
             leap: s.leap as u8,
-            refid: refid_text(s.reference_id, s.stratum),
+            refid: refid_text(
+                s.reference_id,
+                s.stratum <= 1 || s.stratum >= 16 || control.sync == SyncStatus::Local,
+            ),
             root_delay: s.root_delay.to_seconds_f64(),
             root_dispersion: s.root_dispersion.to_seconds_f64(),
             precision: s.precision,
@@ -365,11 +378,12 @@ mod tests {
 
     #[test]
     fn refids_read_as_text_or_addresses() {
-        assert_eq!(refid_text(*b"LOCL", 1), "LOCL");
-        assert_eq!(refid_text(*b"GPS\0", 1), "GPS");
-        assert_eq!(refid_text([0; 4], 16), "");
-        assert_eq!(refid_text([192, 0, 2, 1], 2), "192.0.2.1");
-        assert_eq!(refid_text([0xff, 0, 2, 1], 1), "255.0.2.1");
+        assert_eq!(refid_text(*b"LOCL", true), "LOCL");
+        assert_eq!(refid_text(*b"GPS\0", true), "GPS");
+        assert_eq!(refid_text([0; 4], true), "");
+        assert_eq!(refid_text([192, 0, 2, 1], false), "192.0.2.1");
+        assert_eq!(refid_text(*b"LOCL", false), "76.79.67.76");
+        assert_eq!(refid_text([0xff, 0, 2, 1], true), "255.0.2.1");
     }
 
     #[test]

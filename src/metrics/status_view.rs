@@ -112,7 +112,9 @@ fn sources(out: &mut String, r: &Report) {
             opt(s.offset, true),
             opt(s.delay, false),
             opt(s.jitter, false),
-            s.reason.as_ref().map_or(String::new(), |why| format!("  ({why})"))
+            s.reason
+                .as_ref()
+                .map_or(String::new(), |why| format!("  ({why})"))
         );
     }
 }
@@ -173,7 +175,12 @@ fn serverstats(out: &mut String, r: &Report) {
         "responder", "core", "requests", "replies", "dropped", "kod", "bytes in", "bytes out", "batch"
     );
     for x in &r.responders {
-        counters_row(out, &format!("{} {}", x.path, x.queue), &x.core.to_string(), &x.counters);
+        counters_row(
+            out,
+            &format!("{} {}", x.path, x.queue),
+            &x.core.to_string(),
+            &x.counters,
+        );
     }
     counters_row(out, "total", "", &r.total);
     let t = &r.total;

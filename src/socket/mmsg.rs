@@ -301,6 +301,12 @@ impl Batch {
         }
     }
 
+    /// The sender's address of the `i`-th datagram of the last receive.
+    pub fn source(&self, i: usize) -> Option<std::net::SocketAddr> {
+        assert!(i < self.received);
+        super::bind::sockaddr_to(&self.names[i], self.rx_msgs[i].msg_hdr.msg_namelen)
+    }
+
     /// Queues the reply now in the `slot`-th buffer, `len` bytes long, for [`Batch::send`].
     /// With `pktinfo`, it leaves from that request's destination address.
     pub fn push_reply(&mut self, slot: usize, len: usize, kind: ReplyKind, pktinfo: Option<PktInfo>) {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::config::{ServerConfig, MAX_BATCH_SIZE};
+use crate::control::handoff::SymmetricSender;
 use crate::metrics::{self, CounterSnapshot, ResponderCounters};
 use crate::state::StateReader;
 
@@ -76,6 +77,16 @@ fn invalid(message: String) -> io::Error {
 /// The threads stop when `shutdown` is set; if a thread cannot be started, `shutdown` is set, the
 /// started ones are joined and the error returned.
 pub fn run(config: &SocketConfig, state: StateReader, shutdown: Arc<AtomicBool>) -> io::Result<SocketServer> {
+    run_with_symmetric(config, state, shutdown, None)
+}
+
+/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers.
+pub fn run_with_symmetric(
+    config: &SocketConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+    symmetric: Option<SymmetricSender>,
+) -> io::Result<SocketServer> {
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
     }
@@ -117,6 +128,7 @@ pub fn run(config: &SocketConfig, state: StateReader, shutdown: Arc<AtomicBool>)
         let name = format!("socket responder {index} (core {core})");
         let state = state.clone();
         let stop = shutdown.clone();
+        let symmetric = symmetric.clone();
         let batch_size = config.batch_size;
         let spawned = thread::Builder::new()
             .name(format!("strata-sock-{index}"))
@@ -124,7 +136,9 @@ pub fn run(config: &SocketConfig, state: StateReader, shutdown: Arc<AtomicBool>)
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     log::warn!("{name}: could not pin the thread to CPU {core}; running unpinned");
                 }
-                Responder::new(name, own, batch_size, state, writer, stop).run()
+                Responder::new(name, own, batch_size, state, writer, stop)
+                    .with_symmetric(symmetric)
+                    .run()
             });
         match spawned {
             Ok(handle) => {

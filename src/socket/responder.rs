@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use crate::clock::read::read_clock_ns;
 use crate::clock::{Clock, SystemClock};
+use crate::control::handoff::SymmetricSender;
 use crate::metrics::{CounterWriter, RxTimestampSource};
-use crate::respond::{respond, stamp_transmit, Admission, ReplyKind};
+use crate::respond::{respond, stamp_transmit, Admission, DropReason, ReplyKind};
 use crate::state::StateReader;
 use crate::wire::ntp;
 
@@ -31,6 +32,8 @@ pub struct Responder {
     shutdown: Arc<AtomicBool>,
     reported_receive_error: bool,
     reported_send_error: bool,
+    /// Where symmetric packets (modes 1, 2) go: the control thread's peers. Never waits.
+    symmetric: Option<SymmetricSender>,
 }
 
 impl Responder {
@@ -63,7 +66,14 @@ impl Responder {
             shutdown,
             reported_receive_error: false,
             reported_send_error: false,
+            symmetric: None,
         }
+    }
+
+    /// Hands symmetric packets to the control thread (see `control::handoff`).
+    pub fn with_symmetric(mut self, symmetric: Option<SymmetricSender>) -> Responder {
+        self.symmetric = symmetric;
+        self
     }
 
     /// Serves until the shutdown flag is set. Fails only if waiting for the sockets fails.
@@ -143,6 +153,12 @@ impl Responder {
         let use_pktinfo = self.sockets[index].pktinfo();
         self.counters.batch(received);
         for i in 0..received {
+            // Only looked up when peers are configured: the sender of a symmetric packet.
+            let from = if self.symmetric.is_some() {
+                self.batch.source(i)
+            } else {
+                None
+            };
             let datagram = self.batch.datagram(i);
             self.counters.received(datagram.len);
             if datagram.truncated {
@@ -172,7 +188,12 @@ impl Responder {
                 &clock,
             ) {
                 Ok(reply) => self.batch.push_reply(i, reply.len, reply.kind, pktinfo),
-                Err(reason) => self.counters.dropped(reason),
+                Err(reason) => {
+                    if let (DropReason::Symmetric, Some(tx), Some(from)) = (reason, &self.symmetric, from) {
+                        tx.offer(from, rx_ns, datagram.payload);
+                    }
+                    self.counters.dropped(reason)
+                }
             }
         }
         let replies = self.batch.replies();

@@ -32,6 +32,15 @@ pub fn control_path(tag: &str) -> PathBuf {
     ))
 }
 
+/// Removes a file (a control socket a killed server left) when the test ends, however it ends.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Sends `request` as is and returns the whole response (the server closes after it).
 pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to /metrics");
@@ -51,8 +60,11 @@ pub fn scrape(addr: SocketAddr) -> String {
     body.to_string()
 }
 
-/// Samples of a text-format body: `name` -> list of (labels, value).
-pub struct Metrics(BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>);
+/// One sample's labels and value.
+pub type Sample = (BTreeMap<String, String>, f64);
+
+/// Samples of a text-format body: `name` -> its samples.
+pub struct Metrics(BTreeMap<String, Vec<Sample>>);
 
 pub fn parse(body: &str) -> Metrics {
     let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
@@ -86,7 +98,10 @@ impl Metrics {
             .map(|samples| {
                 samples
                     .iter()
-                    .filter(|(labels, _)| with.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v)))
+                    .filter(|(labels, _)| {
+                        with.iter()
+                            .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+                    })
                     .map(|(_, v)| v)
                     .sum()
             })

@@ -5,6 +5,11 @@
 //! The UMEM is split for good: half its frames only ever carry replies (fill ring -> RX ring ->
 //! back to the fill ring), half only requests (free list -> TX ring -> completion ring -> free
 //! list). So a frame is always in exactly one place, and sending never waits for receiving.
+//!
+//! Requests leave on queue 0. Replies may come back on any receive queue (a veth peer picks the
+//! queue from its own transmit queue, which a kernel-stack server chooses by flow hash), so
+//! every other queue gets a receive-only socket of its own ([`RxOnly`]), drained by the same
+//! thread.
 
 use std::ffi::CString;
 use std::io;
@@ -32,6 +37,12 @@ const RING: u32 = 2048;
 const FRAME_SIZE: u32 = 2048;
 /// Descriptors taken from the RX or completion ring per call.
 const CONSUME_BATCH: usize = 256;
+/// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h since 6.17; Debian's headers predate it): how many
+/// frames one TX kick may turn into skbs in copy mode. The default, 32, makes a kick per 32
+/// frames; raising it to the TX ring's size lets one kick send a whole batch.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// `SOL_XDP` (linux/socket.h).
+const SOL_XDP: libc::c_int = 283;
 /// The payload length the per-flow headers are prepared for (a basic request); other lengths
 /// get their headers rewritten per frame.
 const TEMPLATE_PAYLOAD: usize = strata::wire::ntp::HEADER_LEN;
@@ -49,6 +60,8 @@ pub struct XdpOptions {
     pub first_flow: u32,
     pub flows: u32,
     pub batch: usize,
+    /// The interface's receive queues: replies may arrive on any of them.
+    pub rx_queues: u32,
 }
 
 /// One AF_XDP socket with its UMEM, rings and prepared headers.
@@ -65,7 +78,35 @@ pub struct XdpTransport {
     scratch: Vec<FrameDesc>,
     /// Each flow's address and its prepared Ethernet/IPv4/UDP headers.
     flows: Box<[(SocketAddrV4, [u8; HEADERS_LEN])]>,
+    /// The sockets of queues 1.., which only receive.
+    others: Vec<RxOnly>,
+    /// Every receiving socket's descriptor (queue 0 first), for ppoll.
+    pollfds: Vec<libc::pollfd>,
     zero_copy: bool,
+}
+
+/// A receive-only socket on one of the other queues, with a UMEM of its own whose frames all
+/// circulate between the fill ring and the RX ring.
+pub struct RxOnly {
+    queue: u32,
+    umem: Umem,
+    rx: RxQueue,
+    fill: FillQueue,
+    // Kept open with the socket; nothing is ever sent on it.
+    _tx: TxQueue,
+    _comp: CompQueue,
+}
+
+impl RxOnly {
+    /// The queue it is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Its descriptor, for the XSKMAP.
+    pub fn fd(&self) -> i32 {
+        self.rx.fd().as_raw_fd()
+    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -113,6 +154,46 @@ fn open_rings(iface: &str, queue: u32, mode: BindFlags) -> io::Result<Rings> {
     Ok((umem, frames, tx, rx, fill, comp))
 }
 
+/// Lets one TX kick send up to a ring's worth of frames (copy mode). Kernels before 6.17 do not
+/// know the option and answer ENOPROTOOPT: they keep their budget of 32, which only costs more
+/// kicks, so any failure is ignored.
+fn raise_tx_budget(fd: libc::c_int) {
+    let budget = RING as libc::c_int;
+    // SAFETY: `budget` is a live c_int and its size is passed.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&budget as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A receive-only socket on `queue`: all of its UMEM's frames go to the fill ring.
+fn open_rx_only(iface: &str, queue: u32, mode: BindFlags) -> io::Result<RxOnly> {
+    let (umem, frames, tx, rx, mut fill, comp) = open_rings(iface, queue, mode)
+        .map_err(|e| io::Error::new(e.kind(), format!("{iface} queue {queue}: {e}")))?;
+    let frames = &frames[..RX_FRAMES as usize];
+    // SAFETY: these frames are this UMEM's and in no ring yet.
+    let given = unsafe { fill.produce(frames) };
+    if given != frames.len() {
+        return Err(io::Error::other(format!(
+            "{iface} queue {queue}: the fill ring took {given} of {} frames",
+            frames.len()
+        )));
+    }
+    Ok(RxOnly {
+        queue,
+        umem,
+        rx,
+        fill,
+        _tx: tx,
+        _comp: comp,
+    })
+}
+
 impl XdpTransport {
     /// Opens the socket on `options.iface` queue `options.queue`: zero-copy when the driver
     /// allows it, else copy mode (veth refuses zero-copy with EFAULT).
@@ -134,6 +215,7 @@ impl XdpTransport {
                     (u, f, t, r, fi, c, false)
                 }
             };
+        raise_tx_budget(tx.fd().as_raw_fd());
         let free = frames.split_off(RX_FRAMES as usize);
         // SAFETY: these frames are this UMEM's and in no ring yet.
         let given = unsafe { fill.produce(&frames) };
@@ -162,6 +244,22 @@ impl XdpTransport {
         let scratch = vec![FrameDesc::default(); CONSUME_BATCH];
         let mut free_list = Vec::with_capacity(TX_FRAMES as usize);
         free_list.extend(free);
+        let mode = if zero_copy {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        };
+        let others = (1..options.rx_queues)
+            .map(|queue| open_rx_only(&options.iface, queue, mode))
+            .collect::<io::Result<Vec<_>>>()?;
+        let pollfds = std::iter::once(rx.fd().as_raw_fd())
+            .chain(others.iter().map(|o| o.fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         Ok(XdpTransport {
             options,
             umem,
@@ -172,8 +270,15 @@ impl XdpTransport {
             free: free_list,
             scratch,
             flows,
+            others,
+            pollfds,
             zero_copy,
         })
+    }
+
+    /// The receive-only sockets of queues 1.., to register in the XSKMAP.
+    pub fn others(&self) -> &[RxOnly] {
+        &self.others
     }
 
     pub fn zero_copy(&self) -> bool {
@@ -272,59 +377,88 @@ impl Transport for XdpTransport {
 
     fn receive(&mut self, timeout_ns: i64, on_reply: &mut dyn FnMut(Reply<'_>)) -> io::Result<usize> {
         self.reclaim();
-        // SAFETY: the scratch descriptors are overwritten with frames of this UMEM.
-        let mut n = unsafe { self.rx.consume(&mut self.scratch) };
+        let mut n = self.drain(on_reply)?;
         if n == 0 && timeout_ns > 0 {
-            let mut pfd = libc::pollfd {
-                fd: self.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            for p in &mut self.pollfds {
+                p.revents = 0;
+            }
             let ts = libc::timespec {
                 tv_sec: timeout_ns / 1_000_000_000,
                 tv_nsec: timeout_ns % 1_000_000_000,
             };
-            // SAFETY: one valid pollfd and a valid timespec; a null mask leaves signals alone.
-            let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, ptr::null()) };
+            // SAFETY: `pollfds` is a live array of that many entries and `ts` a valid timespec;
+            // a null mask leaves signals alone.
+            let rc = unsafe {
+                libc::ppoll(
+                    self.pollfds.as_mut_ptr(),
+                    self.pollfds.len() as libc::nfds_t,
+                    &ts,
+                    ptr::null(),
+                )
+            };
             if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                 return Err(io::Error::last_os_error());
             }
-            // SAFETY: as above.
-            n = unsafe { self.rx.consume(&mut self.scratch) };
+            n = self.drain(on_reply)?;
         }
-        if n == 0 {
-            return Ok(0);
-        }
-        // No per-frame stamp in copy mode: one clock read for the batch, right after it arrived.
-        let rx_ns = read_clock_ns(libc::CLOCK_REALTIME);
-        let first = self.options.first_flow;
-        for desc in &self.scratch[..n] {
-            // SAFETY: the RX ring just handed us this frame; it goes back to the fill ring below.
-            let data = unsafe { self.umem.data(desc) };
-            let bytes = data.contents();
-            let Some(d) = frame::parse(bytes) else {
-                continue;
-            };
-            // A reply to an address that is none of our flows is counted as from elsewhere.
-            let flow = self
-                .options
-                .src_net
-                .flow_of(d.dst)
-                .and_then(|g| g.checked_sub(first))
-                .filter(|&f| f < self.options.flows);
-            on_reply(Reply {
-                flow: flow.unwrap_or(0) as usize,
-                from_target: flow.is_some() && d.src == self.options.target,
-                payload: &bytes[d.payload],
-                rx_ns,
-            });
-        }
-        // SAFETY: these frames came from our RX ring and are no longer read; the fill ring is as
-        // large as the RX frame pool, so it has room for all of them.
-        unsafe {
-            self.fill
-                .produce_and_wakeup(&self.scratch[..n], self.rx.fd_mut(), 0)
-        }?;
         Ok(n)
     }
+}
+
+impl XdpTransport {
+    /// Hands what every receiving socket holds to `on_reply`.
+    fn drain(&mut self, on_reply: &mut dyn FnMut(Reply<'_>)) -> io::Result<usize> {
+        let options = &self.options;
+        let scratch = &mut self.scratch;
+        let mut total = drain_one(&self.umem, &mut self.rx, &mut self.fill, scratch, options, on_reply)?;
+        for o in &mut self.others {
+            total += drain_one(&o.umem, &mut o.rx, &mut o.fill, scratch, options, on_reply)?;
+        }
+        Ok(total)
+    }
+}
+
+/// Takes one socket's received frames, hands each to `on_reply` and returns them to its fill
+/// ring.
+#[inline]
+fn drain_one(
+    umem: &Umem,
+    rx: &mut RxQueue,
+    fill: &mut FillQueue,
+    scratch: &mut [FrameDesc],
+    options: &XdpOptions,
+    on_reply: &mut dyn FnMut(Reply<'_>),
+) -> io::Result<usize> {
+    // SAFETY: the scratch descriptors are overwritten with frames of this socket's UMEM.
+    let n = unsafe { rx.consume(scratch) };
+    if n == 0 {
+        return Ok(0);
+    }
+    // No per-frame stamp in copy mode: one clock read for the batch, right after it arrived.
+    let rx_ns = read_clock_ns(libc::CLOCK_REALTIME);
+    let first = options.first_flow;
+    for desc in &scratch[..n] {
+        // SAFETY: the RX ring just handed us this frame; it goes back to the fill ring below.
+        let data = unsafe { umem.data(desc) };
+        let bytes = data.contents();
+        let Some(d) = frame::parse(bytes) else {
+            continue;
+        };
+        // A reply to an address that is none of our flows is counted as from elsewhere.
+        let flow = options
+            .src_net
+            .flow_of(d.dst)
+            .and_then(|g| g.checked_sub(first))
+            .filter(|&f| f < options.flows);
+        on_reply(Reply {
+            flow: flow.unwrap_or(0) as usize,
+            from_target: flow.is_some() && d.src == options.target,
+            payload: &bytes[d.payload],
+            rx_ns,
+        });
+    }
+    // SAFETY: these frames came from this socket's RX ring and are no longer read; its fill ring
+    // is as large as its RX frame pool, so it has room for all of them.
+    unsafe { fill.produce_and_wakeup(&scratch[..n], rx.fd_mut(), 0) }?;
+    Ok(n)
 }

@@ -1,0 +1,161 @@
+//! The smoke run of bench/compare: one short step per server and generator mode, in a lab of
+//! its own (strata-cmpPID-*, removed by the script on every exit path). It checks that every
+//! server answered and that the JSON has every field, not the figures: those are for a full run
+//! on a quiet machine.
+//!
+//! Needs root, python3, `ip` and chronyd; skipped with a SKIPPED line otherwise (failed instead
+//! when STRATA_REQUIRE_INTEROP=1). ntpd-rs joins when `make bench` has installed it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{available, have_command, is_root, STRATA};
+use serde_json::Value;
+
+const CHRONYD: &str = "/usr/sbin/chronyd";
+
+/// The load generator's binaries, beside strata's in the same target directory. Cargo builds
+/// another package's binaries for that package's tests only, so they may be missing or older
+/// than the source: build them (a no-op when they are up to date).
+fn loadgen_bins() -> (PathBuf, PathBuf) {
+    let dir = Path::new(STRATA).parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "strata-loadgen", "--bins"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cannot build strata-loadgen");
+    (dir.join("strata-loadgen"), dir.join("strata-loadgen-sink"))
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = cur
+            .get(key)
+            .unwrap_or_else(|| panic!("`{path}` is missing (at `{key}`) in {v}"));
+    }
+    cur
+}
+
+fn number(v: &Value, path: &str) -> f64 {
+    field(v, path)
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{path}` is not a number: {v}"))
+}
+
+fn check_percentiles(v: &Value, what: &str) {
+    for k in ["min", "p50", "p99", "p999", "max", "mean"] {
+        let x = number(v, k);
+        assert!(x >= 0.0, "{what}.{k} = {x}");
+    }
+    assert!(number(v, "p50") <= number(v, "p99"), "{what}: {v}");
+}
+
+#[test]
+fn smoke_run_answers_on_every_server_and_writes_every_field() {
+    if !available("root (namespaces, XDP)", is_root())
+        || !available("python3", have_command("python3"))
+        || !available("ip (iproute2)", have_command("ip"))
+        || !available("chronyd", Path::new(CHRONYD).exists())
+    {
+        return;
+    }
+    let (loadgen, sink) = loadgen_bins();
+    let out_dir = std::env::temp_dir().join(format!("strata-compare-test-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("smoke.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/compare");
+    let run = Command::new("timeout")
+        .arg("150")
+        .arg(&script)
+        .args(["--smoke", "--out"])
+        .arg(&out)
+        .env("STRATA_BIN", STRATA)
+        .env("STRATA_LOADGEN_BIN", &loadgen)
+        .env("STRATA_SINK_BIN", &sink)
+        .output()
+        .expect("run bench/compare");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(run.status.success(), "bench/compare --smoke failed");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    assert_eq!(field(&report, "kind"), "smoke");
+    assert_eq!(number(&report, "schema"), 1.0);
+    for f in ["date", "finished", "machine.kernel", "machine.cpu_model", "machine.os", "versions.strata"] {
+        assert!(field(&report, f).is_string(), "{f}");
+    }
+    for f in [
+        "machine.cpus",
+        "settings.fixed_rate",
+        "settings.loss_threshold",
+        "generator.cpu.busy_ns",
+        "generator.cpu.foreign_ns",
+        "generator.cpu.ns_per_request",
+        "generator.max_send.achieved_rate",
+    ] {
+        number(&report, f);
+    }
+    assert!(number(&report, "generator.max_send.sent") > 0.0);
+
+    let servers = field(&report, "servers").as_array().unwrap();
+    let by_name = |name: &str| servers.iter().find(|s| s["name"] == name);
+    let ntpd_rs_installed = by_name("ntpd-rs").is_some_and(|s| s["skipped"].is_null());
+    let mut expected = vec!["strata-xdp", "strata-socket", "chronyd"];
+    if ntpd_rs_installed {
+        expected.push("ntpd-rs");
+    } else {
+        let s = by_name("ntpd-rs").expect("ntpd-rs is listed, as skipped");
+        assert!(s["skipped"].as_str().unwrap().contains("make bench"), "{s}");
+    }
+    for name in expected {
+        let s = by_name(name).unwrap_or_else(|| panic!("{name} is missing"));
+        assert!(s["skipped"].is_null(), "{name} skipped: {s}");
+        assert!(field(s, "version").is_string(), "{name}");
+        for mode in ["af_xdp", "socket"] {
+            let m = &s["modes"][mode];
+            let what = format!("{name} {mode}");
+            let steps = field(m, "steps").as_array().unwrap();
+            assert!(!steps.is_empty(), "{what}");
+            for step in steps {
+                for k in ["offered_rate", "achieved_rate", "sent", "answered", "valid", "lost_fraction"] {
+                    number(step, k);
+                }
+                assert!(number(step, "answered") > 0.0, "{what}: no answer: {step}");
+            }
+            assert!(number(m, "highest_rate_below_loss") > 0.0, "{what}: {m}");
+            assert!(field(m, "limited_by").is_string(), "{what}");
+            let at = field(m, "at_80");
+            assert!(number(at, "answered") > 0.0, "{what}: {at}");
+            number(at, "rate");
+            number(at, "lost_fraction");
+            check_percentiles(field(at, "response_time_ns"), &format!("{what} response time"));
+            check_percentiles(field(at, "round_trip_ns"), &format!("{what} round trip"));
+        }
+        let cpu = field(s, "cpu");
+        assert!(number(cpu, "answered") > 0.0, "{name}: {cpu}");
+        for k in ["busy_ns", "foreign_ns", "generator_ns", "ns_per_answer", "rate", "sent"] {
+            number(cpu, k);
+        }
+        assert!(field(cpu, "sustained").is_boolean());
+    }
+    let targets = field(&report, "summary.targets").as_array().unwrap();
+    assert_eq!(targets.len(), 4);
+    for t in targets {
+        assert!(t["target"].is_string() && t.get("value").is_some() && t.get("met").is_some());
+    }
+    assert!(number(&report, "summary.strata_xdp_rate_vs_chronyd") > 0.0);
+    assert!(!field(&report, "table").as_array().unwrap().is_empty());
+    // What the table shows is printed too.
+    assert!(stdout.contains("strata-xdp") && stdout.contains("chronyd"), "{stdout}");
+}

@@ -1,0 +1,261 @@
+//! The control thread against real peers, in network namespaces this test makes (named
+//! `strata-t<pid>-...`, removed on every exit path by `Netns`'s Drop), joined by veth pairs
+//! with addresses from 198.18.0.0/24:
+//!
+//! - chronyd (`local stratum 1`) upstream in one namespace, strata in another syncs to it
+//!   (log: "synchronized to 198.18.0.1 stratum 2"), and ntpdig in a third sees stratum 2 and
+//!   strata's reference ID = the upstream's address;
+//! - the same with a second strata as the upstream;
+//! - two strata instances as symmetric peers (mode 1 both ways) see each other.
+//!
+//! Skipped with a SKIPPED line when not root or a tool is missing, unless
+//! STRATA_REQUIRE_INTEROP=1.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A veth pair between two namespaces, each end addressed and up. Deleted with the namespaces.
+fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, tag: &str) {
+    let (ea, eb) = (
+        format!("st{}{tag}a", std::process::id() % 100_000),
+        format!("st{}{tag}b", std::process::id() % 100_000),
+    );
+    run_ok("ip", &["link", "add", &ea, "type", "veth", "peer", "name", &eb]);
+    run_ok("ip", &["link", "set", &ea, "netns", &a.name]);
+    run_ok("ip", &["link", "set", &eb, "netns", &b.name]);
+    for (ns, dev, addr) in [(a, &ea, a_addr), (b, &eb, b_addr)] {
+        run_ok("ip", &["-n", &ns.name, "addr", "add", addr, "dev", dev]);
+        run_ok("ip", &["-n", &ns.name, "link", "set", dev, "up"]);
+    }
+}
+
+fn lab_available(extra: &[(&str, &str)]) -> bool {
+    if !available("root (for network namespaces)", is_root())
+        || !available("ip (iproute2)", have_command("ip"))
+    {
+        return false;
+    }
+    extra.iter().all(|(what, cmd)| available(what, have_command(cmd)))
+}
+
+/// Waits up to `secs` for `text` in the server's log.
+fn wait_log(server: &Server, text: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let log = server.log();
+        if log.contains(text) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} within {secs} s in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// chronyd as a stratum-1 server on `addr` in `ns`, killed when dropped.
+struct Chronyd {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Chronyd {
+    fn start(ns: &Netns, addr: &str) -> Chronyd {
+        let dir = std::env::temp_dir().join(format!("strata-lab-chronyd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "local stratum 1\nallow\nbindaddress {addr}\ncmdport 0\npidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "chronyd", "-x", "-d", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chronyd");
+        Chronyd { child, dir }
+    }
+}
+
+impl Drop for Chronyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// ntpdig -j from `ns` until it answers with a synchronized stratum.
+fn ntpdig(ns: &Netns, addr: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = ns.exec("ntpdig", &["-j", "-t", "1", addr]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(stdout.trim()) {
+                if v["stratum"].as_u64().is_some_and(|s| s < 16) {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ntpdig got no synchronized answer from {addr}: {stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The reference ID field of a reply from `addr` (sent from inside `ns` with a raw query).
+fn refid_via_query(ns: &Netns, addr: &str) -> String {
+    // ntpdig's JSON has no refid; python3 sends a client request and prints the refid bytes.
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.sendto(b'\\x23'+bytes(47),('{addr}',123))\nd=s.recv(512)\nprint(d[1],'.'.join(str(b) for b in d[12:16]))\n"
+    );
+    let out = ns.exec("python3", &["-c", &script]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn strata_args<'a>(listen: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--listen",
+        listen,
+        "--cores",
+        "0",
+        "--metrics",
+        "off",
+        "--control",
+        "off",
+        "--log-level",
+        "info",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn syncs_to(upstream_kind: &str) {
+    let up = Netns::new("up");
+    let srv = Netns::new("srv");
+    let cli = Netns::new("cli");
+    link(&up, "198.18.0.1/30", &srv, "198.18.0.2/30", "u");
+    link(&srv, "198.18.0.5/30", &cli, "198.18.0.6/30", "c");
+
+    let _chronyd;
+    let _upstream;
+    if upstream_kind == "chronyd" {
+        _chronyd = Some(Chronyd::start(&up, "198.18.0.1"));
+        _upstream = None;
+    } else {
+        _chronyd = None;
+        _upstream = Some(Server::start(
+            Some(&up.name),
+            &strata_args("198.18.0.1:123", &["--local-stratum", "1"]),
+            None,
+        ));
+    }
+    let server = Server::start(
+        Some(&srv.name),
+        &strata_args(
+            "0.0.0.0:123",
+            &["--upstream", "198.18.0.1 iburst minpoll 0 maxpoll 2"],
+        ),
+        None,
+    );
+    let log = wait_log(&server, "synchronized to 198.18.0.1 stratum 2", 40);
+    assert!(log.contains("source 198.18.0.1:123 is reachable"), "{log}");
+
+    let answer = ntpdig(&cli, "198.18.0.5");
+    assert_eq!(answer["stratum"], 2, "{answer}");
+    assert_eq!(answer["leap"], "no-leap", "{answer}");
+    let offset = answer["offset"].as_f64().unwrap();
+    assert!(offset.abs() < 0.01, "offset {offset}: {answer}");
+    if have_command("python3") {
+        assert_eq!(
+            refid_via_query(&cli, "198.18.0.5"),
+            "2 198.18.0.1",
+            "stratum and refid of a raw query"
+        );
+    }
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    println!("{upstream_kind} upstream: strata synchronized (stratum 2, refid 198.18.0.1); ntpdig: {answer}");
+}
+
+#[test]
+fn strata_syncs_to_chronyd_and_clients_see_stratum_2() {
+    if !lab_available(&[
+        ("chronyd (chrony)", "chronyd"),
+        ("ntpdig (ntpsec-ntpdig)", "ntpdig"),
+    ]) {
+        return;
+    }
+    syncs_to("chronyd");
+}
+
+#[test]
+fn strata_syncs_to_another_strata() {
+    if !lab_available(&[("ntpdig (ntpsec-ntpdig)", "ntpdig")]) {
+        return;
+    }
+    syncs_to("strata");
+}
+
+#[test]
+fn two_strata_peers_see_each_other() {
+    if !lab_available(&[]) {
+        return;
+    }
+    let a = Netns::new("pa");
+    let b = Netns::new("pb");
+    link(&a, "198.18.0.9/30", &b, "198.18.0.10/30", "p");
+    // A serves its local clock at stratum 1; B at stratum 5 until it has its peer. Each names
+    // the other as a symmetric peer.
+    let pa = Server::start(
+        Some(&a.name),
+        &strata_args(
+            "0.0.0.0:123",
+            &[
+                "--local-stratum",
+                "1",
+                "--peer",
+                "198.18.0.10 minpoll 0 maxpoll 1",
+            ],
+        ),
+        None,
+    );
+    let pb = Server::start(
+        Some(&b.name),
+        &strata_args(
+            "0.0.0.0:123",
+            &["--local-stratum", "5", "--peer", "198.18.0.9 minpoll 0 maxpoll 1"],
+        ),
+        None,
+    );
+    // B hears A's mode-1 packets on its server port and synchronizes to it.
+    let log_b = wait_log(&pb, "synchronized to 198.18.0.9 stratum 2", 40);
+    assert!(log_b.contains("source 198.18.0.9:123 is reachable"), "{log_b}");
+    // A hears B too: B is synchronized to A, so A refuses it as a timing loop, which it can
+    // only know from B's packets.
+    let log_a = wait_log(&pa, "source 198.18.0.10:123 is reachable", 40);
+    let log_a = if log_a.contains("timing loop") {
+        log_a
+    } else {
+        wait_log(&pa, "synchronized to us (timing loop)", 20)
+    };
+    assert!(!log_a.contains("synchronized to 198.18.0.10"), "{log_a}");
+    let (sa, la) = pa.stop();
+    let (sb, lb) = pb.stop();
+    assert!(sa.success() && sb.success(), "{la}\n{lb}");
+    println!("peers: B synchronized to A (stratum 2); A sees B and refuses it as a loop");
+}
