@@ -8,7 +8,9 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: run test deps build check unit fuzz bench clean
 
-## run: build strata, serve on loopback from the local clock, and show real clients getting time.
+## run: the whole system in about a minute: a netns lab, chronyd upstream, strata on the XDP path
+## synced to it, a real client, a short load sweep, `strata status` and /metrics; all removed after.
+## Without root or XDP it says why and runs the socket path on loopback instead.
 run: deps build
 	bash bench/demo
 
@@ -47,9 +49,20 @@ fuzz:
 	mkdir -p fuzz/corpus/parse_respond; \
 	cd fuzz && $(CARGO) +nightly fuzz run parse_respond corpus/parse_respond seeds/parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
 
-## bench: criterion micro-benchmarks (respond, frame rewrite, clock read).
-bench:
-	$(CARGO) bench --bench respond
+## bench: criterion micro-benchmarks (respond, frame rewrite, checksum, clock read), then
+## bench/compare: strata (XDP and socket paths) side by side with chronyd and ntpd-rs, the table
+## printed and the JSON written under bench/results/. ntpd-rs is installed once into a cache.
+NTPD_RS_VERSION := 1.9.0
+NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
+bench: deps build
+	$(CARGO) bench --locked --benches
+	@test -x $(NTPD_RS_ROOT)/bin/ntp-daemon || { \
+	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; several minutes)"; \
+	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
+	    --target-dir $(HOME)/.cache/strata-bench/build; }
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "bench/compare: SKIPPED, it needs root (network namespaces, XDP)"; \
+	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare; fi
 
 clean:
 	$(CARGO) clean

@@ -92,7 +92,14 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
     let _ = std::fs::remove_dir_all(&out_dir);
     assert_eq!(field(&report, "kind"), "smoke");
     assert_eq!(number(&report, "schema"), 1.0);
-    for f in ["date", "finished", "machine.kernel", "machine.cpu_model", "machine.os", "versions.strata"] {
+    for f in [
+        "date",
+        "finished",
+        "machine.kernel",
+        "machine.cpu_model",
+        "machine.os",
+        "versions.strata",
+    ] {
         assert!(field(&report, f).is_string(), "{f}");
     }
     for f in [
@@ -102,6 +109,7 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
         "generator.cpu.busy_ns",
         "generator.cpu.foreign_ns",
         "generator.cpu.ns_per_request",
+        "generator.cpu.attributed_ns_per_request",
         "generator.max_send.achieved_rate",
     ] {
         number(&report, f);
@@ -121,6 +129,7 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
     for name in expected {
         let s = by_name(name).unwrap_or_else(|| panic!("{name} is missing"));
         assert!(s["skipped"].is_null(), "{name} skipped: {s}");
+        assert!(s["error"].is_null(), "{name} failed: {s}");
         assert!(field(s, "version").is_string(), "{name}");
         for mode in ["af_xdp", "socket"] {
             let m = &s["modes"][mode];
@@ -128,7 +137,14 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
             let steps = field(m, "steps").as_array().unwrap();
             assert!(!steps.is_empty(), "{what}");
             for step in steps {
-                for k in ["offered_rate", "achieved_rate", "sent", "answered", "valid", "lost_fraction"] {
+                for k in [
+                    "offered_rate",
+                    "achieved_rate",
+                    "sent",
+                    "answered",
+                    "valid",
+                    "lost_fraction",
+                ] {
                     number(step, k);
                 }
                 assert!(number(step, "answered") > 0.0, "{what}: no answer: {step}");
@@ -144,7 +160,16 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
         }
         let cpu = field(s, "cpu");
         assert!(number(cpu, "answered") > 0.0, "{name}: {cpu}");
-        for k in ["busy_ns", "foreign_ns", "generator_ns", "ns_per_answer", "rate", "sent"] {
+        for k in [
+            "busy_ns",
+            "foreign_ns",
+            "attributed_ns",
+            "generator_ns",
+            "ns_per_answer",
+            "attributed_ns_per_answer",
+            "rate",
+            "sent",
+        ] {
             number(cpu, k);
         }
         assert!(field(cpu, "sustained").is_boolean());
@@ -157,5 +182,8 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
     assert!(number(&report, "summary.strata_xdp_rate_vs_chronyd") > 0.0);
     assert!(!field(&report, "table").as_array().unwrap().is_empty());
     // What the table shows is printed too.
-    assert!(stdout.contains("strata-xdp") && stdout.contains("chronyd"), "{stdout}");
+    assert!(
+        stdout.contains("strata-xdp") && stdout.contains("chronyd"),
+        "{stdout}"
+    );
 }

@@ -15,14 +15,19 @@ mod common;
 
 use common::*;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A veth pair between two namespaces, each end addressed and up. Deleted with the namespaces.
 fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, tag: &str) {
-    let (ea, eb) = (
-        format!("st{}{tag}a", std::process::id() % 100_000),
-        format!("st{}{tag}b", std::process::id() % 100_000),
+    // Unique per pair: the tests of this file run in parallel in one process.
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let id = format!(
+        "st{}{}{tag}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
     );
+    let (ea, eb) = (format!("{id}a"), format!("{id}b"));
     run_ok("ip", &["link", "add", &ea, "type", "veth", "peer", "name", &eb]);
     run_ok("ip", &["link", "set", &ea, "netns", &a.name]);
     run_ok("ip", &["link", "set", &eb, "netns", &b.name]);

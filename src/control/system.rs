@@ -66,9 +66,7 @@ pub fn timex_for(adj: &KernelAdjustment, current_status: i32) -> libc::timex {
 /// Moves the clock model into the kernel. Keeps track of what the kernel was given.
 #[derive(Debug, Clone)]
 pub struct SystemClockDiscipline {
-    /// The kernel frequency at start (2^-16 ppm); the model's rate is added to it.
-    base_frequency: i64,
-    /// What strata has set it to.
+    /// What strata has set it to (2^-16 ppm); it starts at the kernel's own.
     frequency: i64,
     stepped: bool,
 }
@@ -85,7 +83,6 @@ impl SystemClockDiscipline {
     /// Starts from the kernel's current frequency (read with [`read_kernel_frequency`]).
     pub fn new(base_frequency: i64) -> Self {
         SystemClockDiscipline {
-            base_frequency,
             frequency: base_frequency,
             stepped: false,
         }
@@ -138,18 +135,6 @@ impl SystemClockDiscipline {
             self.stepped = true;
         }
         Ok(())
-    }
-
-    /// Puts the frequency back to what it was at start and marks the clock unsynchronized.
-    pub fn restore(&mut self) -> io::Result<()> {
-        let adj = KernelAdjustment {
-            step_ns: None,
-            frequency: self.base_frequency,
-            synchronized: false,
-            maxerror_us: 16_000_000,
-            esterror_us: 16_000_000,
-        };
-        self.apply(&adj)
     }
 }
 

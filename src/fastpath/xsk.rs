@@ -77,7 +77,30 @@ impl QueueSocket {
         if let Some(bp) = busy_poll {
             socket.set_busy_poll(bp)?;
         }
+        socket.raise_tx_budget();
         Ok(socket)
+    }
+
+    /// In copy mode a TX kick turns at most a budget of frames into skbs (32 by default) and
+    /// leaves the rest on the ring, so a batch of 64 replies needed several kicks and a burst
+    /// could fill the TX ring. Since 6.17 the budget can be raised (XDP_MAX_TX_SKB_BUDGET,
+    /// up to the ring's size); one kick then sends a whole batch. Older kernels answer
+    /// ENOPROTOOPT and keep the default, which still works, with more kicks: ignored.
+    fn raise_tx_budget(&self) {
+        /// `SOL_XDP` and `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h; Debian's headers predate it).
+        const SOL_XDP: libc::c_int = 283;
+        const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+        let budget = RING as libc::c_int;
+        // SAFETY: `budget` is a live c_int and its size is passed.
+        unsafe {
+            libc::setsockopt(
+                self.fd(),
+                SOL_XDP,
+                XDP_MAX_TX_SKB_BUDGET,
+                (&budget as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 
     fn open_with(name: &str, queue: u32, mode: BindFlags) -> io::Result<QueueSocket> {

@@ -410,7 +410,14 @@ impl XdpTransport {
     fn drain(&mut self, on_reply: &mut dyn FnMut(Reply<'_>)) -> io::Result<usize> {
         let options = &self.options;
         let scratch = &mut self.scratch;
-        let mut total = drain_one(&self.umem, &mut self.rx, &mut self.fill, scratch, options, on_reply)?;
+        let mut total = drain_one(
+            &self.umem,
+            &mut self.rx,
+            &mut self.fill,
+            scratch,
+            options,
+            on_reply,
+        )?;
         for o in &mut self.others {
             total += drain_one(&o.umem, &mut o.rx, &mut o.fill, scratch, options, on_reply)?;
         }
