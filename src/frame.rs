@@ -13,7 +13,7 @@
 //! total length, TTL). The UDP checksum is computed afresh over the 56-byte datagram: the NTP
 //! payload was rewritten whole, so an incremental update would read as many bytes.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::clock::Clock;
 use crate::respond::{respond, Admission, DropReason, ReplyKind};
@@ -156,31 +156,7 @@ pub fn reply_in_place<C: Clock + ?Sized>(
     clock: &C,
     ntp_port: u16,
 ) -> Result<FrameReply, FrameDrop> {
-    let encapsulation = ethernet::Frame::new_checked(&*frame)
-        .and_then(|eth| eth.encapsulation())
-        .map_err(|e| match e {
-            Error::Truncated => FrameDrop::Truncated,
-            _ => FrameDrop::NotIp,
-        })?;
-    let l3 = encapsulation.payload_offset;
-    let is_ipv4 = match encapsulation.ethertype {
-        EtherType::IPV4 => true,
-        EtherType::IPV6 => false,
-        _ => return Err(FrameDrop::NotIp),
-    };
-
-    let request = if is_ipv4 {
-        check_ipv4(&frame[l3..], ntp_port)?
-    } else {
-        check_ipv6(&frame[l3..], ntp_port)?
-    };
-    {
-        let eth = ethernet::Frame::new_unchecked(&*frame);
-        if !eth.src_addr().is_unicast() || !eth.dst_addr().is_unicast() {
-            return Err(FrameDrop::BadAddress);
-        }
-    }
-
+    let Located { l3, is_ipv4, request } = locate(frame, ntp_port)?;
     // Everything is checked; from here on the frame becomes the reply.
     let ntp_offset = l3 + request.ip_header_len + udp::HEADER_LEN;
     let ntp_end = l3 + request.ip_header_len + request.udp_len;
@@ -226,6 +202,58 @@ pub fn stamp_transmit_in_frame(frame: &mut [u8], reply: &FrameReply, transmit: N
         &transmit.0.to_be_bytes(),
     );
     datagram.set_checksum(if sum == 0 { 0xffff } else { sum });
+}
+
+/// Where the parts of a request that passed every frame-level check are.
+struct Located {
+    /// Offset of the IP header.
+    l3: usize,
+    is_ipv4: bool,
+    request: Request,
+}
+
+/// Every frame-level check of a request; the frame is only read.
+#[inline]
+fn locate(frame: &[u8], ntp_port: u16) -> Result<Located, FrameDrop> {
+    let encapsulation = ethernet::Frame::new_checked(frame)
+        .and_then(|eth| eth.encapsulation())
+        .map_err(|e| match e {
+            Error::Truncated => FrameDrop::Truncated,
+            _ => FrameDrop::NotIp,
+        })?;
+    let l3 = encapsulation.payload_offset;
+    let is_ipv4 = match encapsulation.ethertype {
+        EtherType::IPV4 => true,
+        EtherType::IPV6 => false,
+        _ => return Err(FrameDrop::NotIp),
+    };
+
+    let request = if is_ipv4 {
+        check_ipv4(&frame[l3..], ntp_port)?
+    } else {
+        check_ipv6(&frame[l3..], ntp_port)?
+    };
+    let eth = ethernet::Frame::new_unchecked(frame);
+    if !eth.src_addr().is_unicast() || !eth.dst_addr().is_unicast() {
+        return Err(FrameDrop::BadAddress);
+    }
+    Ok(Located { l3, is_ipv4, request })
+}
+
+/// The sender and the NTP payload of a request frame that passes every frame-level check.
+/// For the frames `reply_in_place` leaves to the control thread (symmetric modes 1 and 2, which
+/// it drops as `DropReason::Symmetric`): rare, so the second parse costs nothing that matters.
+pub fn request_source(frame: &[u8], ntp_port: u16) -> Option<(SocketAddr, &[u8])> {
+    let Located { l3, is_ipv4, request } = locate(frame, ntp_port).ok()?;
+    let l4 = l3 + request.ip_header_len;
+    let src_ip = if is_ipv4 {
+        IpAddr::V4(ipv4::Packet::new_unchecked(&frame[l3..]).src_addr())
+    } else {
+        IpAddr::V6(ipv6::Packet::new_unchecked(&frame[l3..]).src_addr())
+    };
+    let src_port = udp::Packet::new_unchecked(&frame[l4..]).src_port();
+    let payload = &frame[l4 + udp::HEADER_LEN..l4 + request.udp_len];
+    Some((SocketAddr::new(src_ip, src_port), payload))
 }
 
 /// Where the headers of a request that passed every check end.
@@ -638,6 +666,41 @@ mod tests {
         assert_eq!(reply.ntp_offset + ntp::HEADER_LEN, reply.len);
         assert_is_reply(spec, &frame[..reply.len], Admission::Serve);
         reply
+    }
+
+    #[test]
+    fn symmetric_requests_are_left_whole_with_their_source_found() {
+        for spec in [Spec::v4(), Spec::v6()] {
+            let mut payload = ntp_request();
+            payload[0] = (4 << 3) | Mode::SymmetricActive as u8;
+            let spec = Spec {
+                payload: payload.clone(),
+                ..spec
+            };
+            let mut frame = spec.build();
+            let before = frame.clone();
+            let got = reply_in_place(&mut frame, T2, Admission::Serve, &synced(), &FixedClock(T3), PORT);
+            assert_eq!(got.unwrap_err(), FrameDrop::Ntp(DropReason::Symmetric));
+            assert_eq!(frame, before);
+            let (from, ntp) = request_source(&frame, PORT).expect("a checked request");
+            let ip: IpAddr = match spec.ip {
+                Ip::V4 { src, .. } => src.into(),
+                Ip::V6 { src, .. } => src.into(),
+            };
+            assert_eq!(from, SocketAddr::new(ip, spec.src_port));
+            assert_eq!(ntp, &payload[..]);
+        }
+        assert_eq!(
+            request_source(
+                &Spec {
+                    dst_port: 9,
+                    ..Spec::v4()
+                }
+                .build(),
+                PORT
+            ),
+            None
+        );
     }
 
     #[test]

@@ -449,7 +449,7 @@ fn start_path(
     shutdown: Arc<AtomicBool>,
 ) -> Result<Running, String> {
     if config.path == DataPath::Xdp {
-        match start_xdp(config, state.clone(), shutdown.clone()) {
+        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone()) {
             Ok(server) => return Ok(Running::Xdp(server)),
             Err(e) if config.mode == Mode::Auto => {
                 warn!(
@@ -484,6 +484,7 @@ fn start_xdp(
     config: &ServerConfig,
     state: StateReader,
     shutdown: Arc<AtomicBool>,
+    symmetric: Option<strata::control::handoff::SymmetricSender>,
 ) -> Result<fastpath::XdpServer, String> {
     let xdp_config = fastpath::FastPathConfig {
         interfaces: config.interfaces.clone(),
@@ -497,7 +498,8 @@ fn start_xdp(
         }),
         device_bound: true,
     };
-    let server = fastpath::run(&xdp_config, state, shutdown).map_err(|e| e.to_string())?;
+    let server =
+        fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     for served in server.served() {
         info!(
             "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \

@@ -781,3 +781,55 @@ fn auto_mode_falls_back_to_sockets_when_xdp_cannot_start() {
     let t = totals(&stop(first));
     assert_eq!((t.redirected, t.replies), (1, 1));
 }
+
+#[test]
+fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
+    if !lab_available() {
+        return;
+    }
+    let lab = Lab::up();
+    // A, a socket-path strata in the upstream namespace, and B, on the XDP path of the server's
+    // upstream-facing link, name each other as symmetric peers. A's mode-1 packets to B's port
+    // 123 are redirected to B's AF_XDP responder, which hands them to B's control thread.
+    let common = ["--cores", "0", "--metrics", "off", "--control", "off"];
+    let a_args = [
+        &common[..],
+        &[
+            "--listen",
+            "0.0.0.0:123",
+            "--local-stratum",
+            "1",
+            "--peer",
+            "198.18.0.65 minpoll 0 maxpoll 1",
+        ],
+    ]
+    .concat();
+    let a = Server::start(Some(&lab.ns("up")), &a_args, None);
+    let b_args = [
+        &common[..],
+        &["--iface", "srv1", "--mode", "xdp", "--local-stratum", "5"],
+        &["--peer", "198.18.0.66 minpoll 0 maxpoll 1"],
+    ]
+    .concat();
+    let mut b = Server::start(Some(&lab.ns("srv")), &b_args, None);
+    b.wait_for_log(READY);
+    // B only learns A's time from A's mode-1 packets, which reach it through AF_XDP: without the
+    // hand-off it never synchronizes (checked by disabling it).
+    b.wait_for_log("synchronized to 198.18.0.66 stratum 2");
+    let mut a = a;
+    a.wait_for_log("source 198.18.0.65:123 is reachable");
+    let log_b = stop(b);
+    let log_a = stop(a);
+    // Each handed-off packet is also counted as a symmetric-mode drop of the responder.
+    let dropped = line(&log_b, "total:");
+    let symmetric = dropped
+        .split("symmetric_mode ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        symmetric > 0,
+        "no mode-1 packet reached B's XDP responders:\n{log_b}\n{log_a}"
+    );
+}

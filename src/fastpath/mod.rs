@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::config::MAX_BATCH_SIZE;
+use crate::control::handoff::SymmetricSender;
 use crate::metrics::{self, CounterSnapshot, ResponderCounters};
 use crate::state::StateReader;
 
@@ -98,6 +99,16 @@ fn invalid(message: String) -> io::Error {
 /// Loads and attaches the program on every interface, opens every socket and starts the
 /// responders. Nothing is left behind on error: what was attached is detached again.
 pub fn run(config: &FastPathConfig, state: StateReader, shutdown: Arc<AtomicBool>) -> io::Result<XdpServer> {
+    run_with_symmetric(config, state, shutdown, None)
+}
+
+/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers.
+pub fn run_with_symmetric(
+    config: &FastPathConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+    symmetric: Option<SymmetricSender>,
+) -> io::Result<XdpServer> {
     if config.interfaces.is_empty() {
         return Err(invalid("no interface to serve on".into()));
     }
@@ -184,6 +195,7 @@ pub fn run(config: &FastPathConfig, state: StateReader, shutdown: Arc<AtomicBool
         log::info!("{name} starts");
         let state = state.clone();
         let stop = shutdown.clone();
+        let symmetric = symmetric.clone();
         let (batch_size, ntp_port, busy) = (config.batch_size, config.ntp_port, config.busy_poll.is_some());
         let spawned = thread::Builder::new()
             .name(format!("strata-xdp-{index}"))
@@ -191,7 +203,9 @@ pub fn run(config: &FastPathConfig, state: StateReader, shutdown: Arc<AtomicBool
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     log::warn!("{name}: could not pin the thread to CPU {core}; running unpinned");
                 }
-                responder::Responder::new(name, socket, batch_size, state, writer, stop, ntp_port, busy).run()
+                responder::Responder::new(name, socket, batch_size, state, writer, stop, ntp_port, busy)
+                    .with_symmetric(symmetric)
+                    .run()
             });
         match spawned {
             Ok(handle) => {

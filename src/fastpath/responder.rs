@@ -16,9 +16,10 @@ use xsk_rs::FrameDesc;
 
 use crate::clock::read::read_clock_ns;
 use crate::clock::{Clock, FixedClock, SystemClock};
-use crate::frame::{reply_in_place, stamp_transmit_in_frame, FrameReply};
+use crate::control::handoff::SymmetricSender;
+use crate::frame::{reply_in_place, request_source, stamp_transmit_in_frame, FrameDrop, FrameReply};
 use crate::metrics::{CounterWriter, RxTimestampSource};
-use crate::respond::{Admission, ReplyKind};
+use crate::respond::{Admission, DropReason, ReplyKind};
 use crate::state::StateReader;
 use crate::wire::ntp;
 
@@ -66,6 +67,8 @@ pub struct Responder {
     /// Frames submitted to TX whose completion has not come back yet.
     in_flight: usize,
     reported_send_error: bool,
+    /// Where symmetric packets (modes 1, 2) go: the control thread's peers. Never waits.
+    symmetric: Option<SymmetricSender>,
 }
 
 impl Responder {
@@ -97,7 +100,14 @@ impl Responder {
             completed: vec![FrameDesc::default(); super::xsk::RING as usize],
             in_flight: 0,
             reported_send_error: false,
+            symmetric: None,
         }
+    }
+
+    /// Hands symmetric packets to the control thread (see `control::handoff`).
+    pub fn with_symmetric(mut self, symmetric: Option<SymmetricSender>) -> Responder {
+        self.symmetric = symmetric;
+        self
     }
 
     /// Serves until the shutdown flag is set.
@@ -218,6 +228,14 @@ impl Responder {
                     self.tx.push(desc);
                 }
                 Err(reason) => {
+                    if let (FrameDrop::Ntp(DropReason::Symmetric), Some(tx)) = (reason, &self.symmetric) {
+                        // The frame is unchanged on a drop; the peer's packet goes to the control
+                        // thread with its receive time on CLOCK_REALTIME, as the handoff expects.
+                        if let Some((from, ntp)) = request_source(data.contents_mut(), self.ntp_port) {
+                            let realtime_ns = rx_ns - published.clock.tai_minus_utc as i64 * 1_000_000_000;
+                            tx.offer(from, realtime_ns, ntp);
+                        }
+                    }
                     self.counters.dropped_frame(reason);
                     self.recycle.push(desc);
                 }
