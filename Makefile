@@ -35,11 +35,11 @@ build:
 
 check:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 # Interop tests need root, chronyd and ntpdig; under `make test` their absence is a failure.
 unit:
-	STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --all-targets
+	STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --all-targets
 
 # The fuzz target needs a nightly toolchain; without one this says so and skips.
 fuzz:
