@@ -30,8 +30,9 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+## build: every binary the README mentions (strata, strata-loadgen, strata-loadgen-sink), release.
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace --bins
 
 check:
 	$(CARGO) fmt --all -- --check
