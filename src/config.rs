@@ -21,7 +21,10 @@
 //! pool = ["pool.example.org iburst maxsources 4"]  # names of several servers
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
 //! max_distance = 1.5                     # seconds; largest root distance served as good
-//! minsources = 1                         # agreeing sources needed to synchronize
+//! minsources = 2                         # agreeing sources needed to synchronize
+//! max_startup_step_forward = 1000        # seconds; largest first step forward
+//! max_startup_step_backward = 1000       # seconds; largest first step backward
+//! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
 //! ```
@@ -242,6 +245,13 @@ pub struct Overrides {
     /// `--max-distance SECONDS`, as given.
     pub max_distance: Option<String>,
     pub minsources: Option<i64>,
+    /// `--max-startup-step-forward`, `--max-startup-step-backward`, `--max-correction` SECONDS,
+    /// as given.
+    pub max_startup_step_forward: Option<String>,
+    pub max_startup_step_backward: Option<String>,
+    pub max_correction: Option<String>,
+    /// `--allow-step` (flag only: a one-time override is a decision for the moment).
+    pub allow_step: bool,
     /// `--discipline-system` (a flag can only turn it on).
     pub discipline_system: bool,
     pub log_dir: Option<PathBuf>,
@@ -331,6 +341,9 @@ struct FileConfig {
     peer: Option<Spanned<Value>>,
     max_distance: Option<Spanned<Value>>,
     minsources: Option<Spanned<Value>>,
+    max_startup_step_forward: Option<Spanned<Value>>,
+    max_startup_step_backward: Option<Spanned<Value>>,
+    max_correction: Option<Spanned<Value>>,
     discipline_system: Option<Spanned<Value>>,
     log_dir: Option<Spanned<Value>>,
 }
@@ -1428,6 +1441,18 @@ const MINSOURCES: Key = Key {
     toml: "minsources",
     flag: "--minsources",
 };
+const MAX_STARTUP_STEP_FORWARD: Key = Key {
+    toml: "max_startup_step_forward",
+    flag: "--max-startup-step-forward",
+};
+const MAX_STARTUP_STEP_BACKWARD: Key = Key {
+    toml: "max_startup_step_backward",
+    flag: "--max-startup-step-backward",
+};
+const MAX_CORRECTION: Key = Key {
+    toml: "max_correction",
+    flag: "--max-correction",
+};
 const DISCIPLINE_SYSTEM: Key = Key {
     toml: "discipline_system",
     flag: "--discipline-system",
@@ -1499,40 +1524,66 @@ fn resolve_upstream<'a>(
         .sources
         .extend(entries(SourceKind::Peer, PEER, &flags.peer, &parsed.peer)?);
 
-    let distance = |n: f64| -> Result<std::time::Duration, String> {
-        if n.is_finite() && n > 0.0 && n <= 16.0 {
-            Ok(std::time::Duration::from_secs_f64(n))
-        } else {
-            Err(format!("{n} is out of range (0, 16] seconds"))
+    // A number of seconds from the flag (text) or the file (a number), in (0, max].
+    let seconds = |key: Key, flag: &Option<String>, file: &'a Option<Spanned<Value>>, max: f64| {
+        let in_range = |n: f64| {
+            if n.is_finite() && n > 0.0 && n <= max {
+                Ok(std::time::Duration::from_secs_f64(n))
+            } else {
+                Err(format!("{n} is out of range (0, {max}] seconds"))
+            }
+        };
+        match (flag, file) {
+            (Some(s), _) => {
+                let n: f64 = s
+                    .trim()
+                    .parse()
+                    .map_err(|_| error_at(Origin::Flag, key, format!("{s:?} is not a number of seconds")))?;
+                in_range(n).map(Some).map_err(|e| error_at(Origin::Flag, key, e))
+            }
+            (None, Some(v)) => {
+                let n = match v.get_ref() {
+                    Value::Float(f) => *f,
+                    Value::Integer(i) => *i as f64,
+                    other => {
+                        return Err(error_at(
+                            origin(v),
+                            key,
+                            format!("expected seconds, found {}", type_name(other)),
+                        ))
+                    }
+                };
+                in_range(n).map(Some).map_err(|e| error_at(origin(v), key, e))
+            }
+            (None, None) => Ok(None),
         }
     };
-    match (&flags.max_distance, &parsed.max_distance) {
-        (Some(s), _) => {
-            let n: f64 = s.trim().parse().map_err(|_| {
-                error_at(
-                    Origin::Flag,
-                    MAX_DISTANCE,
-                    format!("{s:?} is not a number of seconds"),
-                )
-            })?;
-            upstream.max_distance = distance(n).map_err(|e| error_at(Origin::Flag, MAX_DISTANCE, e))?;
-        }
-        (None, Some(v)) => {
-            let n = match v.get_ref() {
-                Value::Float(f) => *f,
-                Value::Integer(i) => *i as f64,
-                other => {
-                    return Err(error_at(
-                        origin(v),
-                        MAX_DISTANCE,
-                        format!("expected seconds, found {}", type_name(other)),
-                    ))
-                }
-            };
-            upstream.max_distance = distance(n).map_err(|e| error_at(origin(v), MAX_DISTANCE, e))?;
-        }
-        (None, None) => {}
-    }
+    /// Ten years: a limit beyond it is no limit.
+    const LIMIT_MAX: f64 = 3.2e8;
+    let given = seconds(MAX_DISTANCE, &flags.max_distance, &parsed.max_distance, 16.0)?;
+    upstream.max_distance = given.unwrap_or(upstream.max_distance);
+    let given = seconds(
+        MAX_STARTUP_STEP_FORWARD,
+        &flags.max_startup_step_forward,
+        &parsed.max_startup_step_forward,
+        LIMIT_MAX,
+    )?;
+    upstream.max_startup_step_forward = given.unwrap_or(upstream.max_startup_step_forward);
+    let given = seconds(
+        MAX_STARTUP_STEP_BACKWARD,
+        &flags.max_startup_step_backward,
+        &parsed.max_startup_step_backward,
+        LIMIT_MAX,
+    )?;
+    upstream.max_startup_step_backward = given.unwrap_or(upstream.max_startup_step_backward);
+    let given = seconds(
+        MAX_CORRECTION,
+        &flags.max_correction,
+        &parsed.max_correction,
+        LIMIT_MAX,
+    )?;
+    upstream.max_correction = given.unwrap_or(upstream.max_correction);
+    upstream.allow_step = flags.allow_step;
     if let Some(given) = given_int(flags.minsources, &parsed.minsources) {
         upstream.minsources = check_int(given, MINSOURCES, origin, |n| {
             if (1..=16).contains(&n) {
@@ -1636,6 +1687,74 @@ mod upstream_tests {
 
         let none = ServerConfig::resolve(None, &Overrides::default(), &machine()).unwrap();
         assert_eq!(none.upstream, crate::control::UpstreamConfig::default());
+    }
+
+    #[test]
+    fn step_limits_from_the_file_and_the_flags() {
+        let text = "max_startup_step_forward = 60\nmax_startup_step_backward = 0.5\nmax_correction = 2\n";
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), text)),
+            &Overrides::default(),
+            &machine(),
+        )
+        .unwrap();
+        let l = c.upstream.step_limits();
+        assert_eq!(
+            (
+                l.startup_forward,
+                l.startup_backward,
+                l.max_correction,
+                l.allow_once
+            ),
+            (60.0, 0.5, 2.0, false)
+        );
+        let flags = Overrides {
+            max_correction: Some("0.25".into()),
+            allow_step: true,
+            ..Default::default()
+        };
+        let c = ServerConfig::resolve(Some((Path::new("/etc/s.toml"), text)), &flags, &machine()).unwrap();
+        let l = c.upstream.step_limits();
+        assert_eq!(
+            (l.startup_forward, l.max_correction, l.allow_once),
+            (60.0, 0.25, true)
+        );
+        // The defaults.
+        let l = crate::control::UpstreamConfig::default().step_limits();
+        assert_eq!(
+            (l.startup_forward, l.startup_backward, l.max_correction),
+            (1000.0, 1000.0, 1.0)
+        );
+        assert_eq!(crate::control::UpstreamConfig::default().minsources, 2);
+    }
+
+    #[test]
+    fn bad_step_limits_name_their_key() {
+        let err = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(err("max_startup_step_forward = -1")
+            .contains("config key `max_startup_step_forward`: -1 is out of range"));
+        assert!(err("max_startup_step_backward = \"x\"")
+            .contains("config key `max_startup_step_backward`: expected seconds"));
+        assert!(err("max_correction = 0").contains("config key `max_correction`: 0 is out of range"));
+        let flags = Overrides {
+            max_startup_step_backward: Some("inf".into()),
+            ..Default::default()
+        };
+        let e = ServerConfig::resolve(None, &flags, &machine())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("flag `--max-startup-step-backward`: inf is out of range"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -155,9 +155,27 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     max_distance: Option<String>,
 
-    /// Agreeing sources needed to synchronize [default: 1]
+    /// Agreeing sources needed to synchronize [default: 2]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     minsources: Option<i64>,
+
+    /// Largest first step forward, seconds: sources further ahead of the clock at start are
+    /// refused until --allow-step [default: 1000]
+    #[arg(long, value_name = "SECONDS")]
+    max_startup_step_forward: Option<String>,
+
+    /// Largest first step backward, seconds [default: 1000]
+    #[arg(long, value_name = "SECONDS")]
+    max_startup_step_backward: Option<String>,
+
+    /// Largest correction once synchronized, seconds (or the served time's root distance, if
+    /// larger); a larger one is refused and strata holds over on its own clock [default: 1]
+    #[arg(long, value_name = "SECONDS")]
+    max_correction: Option<String>,
+
+    /// Accept the first correction whatever its size, once (as ntpd's -g)
+    #[arg(long)]
+    allow_step: bool,
 
     /// Also discipline the system clock (adjtimex): slew, step only at start
     #[arg(long)]
@@ -202,6 +220,10 @@ impl ServeArgs {
             peer: self.peer.clone(),
             max_distance: self.max_distance.clone(),
             minsources: self.minsources,
+            max_startup_step_forward: self.max_startup_step_forward.clone(),
+            max_startup_step_backward: self.max_startup_step_backward.clone(),
+            max_correction: self.max_correction.clone(),
+            allow_step: self.allow_step,
             discipline_system: self.discipline_system,
             log_dir: self.log_dir.clone(),
         }

@@ -6,7 +6,9 @@
 //!   (log: "synchronized to 198.18.0.1 stratum 2"), and ntpdig in a third sees stratum 2 and
 //!   strata's reference ID = the upstream's address;
 //! - the same with a second strata as the upstream;
-//! - two strata instances as symmetric peers (mode 1 both ways) see each other.
+//! - two strata instances as symmetric peers (mode 1 both ways) see each other;
+//! - chronyd restarted with its clock 10 s ahead (libfaketime) is not followed: strata refuses
+//!   the correction once, holds over on its own clock, and clients keep the true time.
 //!
 //! Skipped with a SKIPPED line when not root or a tool is missing, unless
 //! STRATA_REQUIRE_INTEROP=1.
@@ -70,7 +72,17 @@ struct Chronyd {
 
 impl Chronyd {
     fn start(ns: &Netns, addr: &str) -> Chronyd {
-        let dir = std::env::temp_dir().join(format!("strata-lab-chronyd-{}", std::process::id()));
+        Chronyd::start_offset(ns, addr, None)
+    }
+
+    /// chronyd whose clock reads `offset` (faketime's syntax, "+10s") from the true time.
+    fn start_offset(ns: &Netns, addr: &str, offset: Option<&str>) -> Chronyd {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "strata-lab-chronyd-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("chrony.conf");
         std::fs::write(
@@ -81,8 +93,13 @@ impl Chronyd {
             ),
         )
         .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "chronyd", "-x", "-d", "-f"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name]);
+        if let Some(offset) = offset {
+            cmd.args(["faketime", "-f", offset]);
+        }
+        let child = cmd
+            .args(["chronyd", "-x", "-d", "-u", "root", "-f"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -173,7 +190,12 @@ fn syncs_to(upstream_kind: &str) {
         Some(&srv.name),
         &strata_args(
             "0.0.0.0:123",
-            &["--upstream", "198.18.0.1 iburst minpoll 0 maxpoll 2"],
+            &[
+                "--upstream",
+                "198.18.0.1 iburst minpoll 0 maxpoll 2",
+                "--minsources",
+                "1",
+            ],
         ),
         None,
     );
@@ -243,7 +265,14 @@ fn two_strata_peers_see_each_other() {
         Some(&b.name),
         &strata_args(
             "0.0.0.0:123",
-            &["--local-stratum", "5", "--peer", "198.18.0.9 minpoll 0 maxpoll 1"],
+            &[
+                "--local-stratum",
+                "5",
+                "--minsources",
+                "1",
+                "--peer",
+                "198.18.0.9 minpoll 0 maxpoll 1",
+            ],
         ),
         None,
     );
@@ -263,4 +292,71 @@ fn two_strata_peers_see_each_other() {
     let (sb, lb) = pb.stop();
     assert!(sa.success() && sb.success(), "{la}\n{lb}");
     println!("peers: B synchronized to A (stratum 2); A sees B and refuses it as a loop");
+}
+
+#[test]
+fn chronyd_restarted_ten_seconds_ahead_is_not_followed() {
+    if !lab_available(&[
+        ("chronyd (chrony)", "chronyd"),
+        ("ntpdig (ntpsec-ntpdig)", "ntpdig"),
+        ("faketime (faketime)", "faketime"),
+    ]) {
+        return;
+    }
+    let up = Netns::new("up");
+    let srv = Netns::new("srv");
+    let cli = Netns::new("cli");
+    link(&up, "198.18.0.1/30", &srv, "198.18.0.2/30", "u");
+    link(&srv, "198.18.0.5/30", &cli, "198.18.0.6/30", "c");
+    let chronyd = Chronyd::start(&up, "198.18.0.1");
+    let server = Server::start(
+        Some(&srv.name),
+        &strata_args(
+            "0.0.0.0:123",
+            &[
+                "--upstream",
+                "198.18.0.1 iburst minpoll 0 maxpoll 1",
+                "--minsources",
+                "1",
+            ],
+        ),
+        None,
+    );
+    wait_log(&server, "synchronized to 198.18.0.1 stratum 2", 40);
+
+    // The upstream comes back with its clock 10 s ahead.
+    drop(chronyd);
+    let _chronyd = Chronyd::start_offset(&up, "198.18.0.1", Some("+10s"));
+    let log = wait_log(&server, "ahead of the served time, beyond the", 60);
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("beyond the"))
+        .unwrap()
+        .to_string();
+    assert!(refusal.contains("ERROR"), "logged at error level: {refusal}");
+    assert!(refusal.contains("--allow-step"), "says what to do: {refusal}");
+    let measured: f64 = refusal
+        .split("the sources are ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {refusal}"));
+    assert!((measured - 10.0).abs() < 0.1, "measured {measured} s: {refusal}");
+
+    // Clients keep the true time, still marked good (holdover), for a while of polls.
+    std::thread::sleep(Duration::from_secs(8));
+    let answer = ntpdig(&cli, "198.18.0.5");
+    let offset = answer["offset"].as_f64().unwrap();
+    assert!(
+        offset.abs() < 0.05,
+        "served time moved: offset {offset}: {answer}"
+    );
+    assert_eq!(answer["leap"], "no-leap", "{answer}");
+
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(log.matches("beyond the").count(), 1, "refused once: {log}");
+    assert_eq!(log.matches("holdover:").count(), 1, "one state change: {log}");
+    assert_eq!(log.matches("synchronized to 198.18.0.1").count(), 1, "{log}");
+    println!("chronyd +10 s: {refusal}; ntpdig offset {offset:+.6} s");
 }

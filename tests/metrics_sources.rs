@@ -46,6 +46,8 @@ fn an_upstream_source_is_exported() {
             &listen,
             "--upstream",
             &upstream,
+            "--minsources",
+            "1",
             "--cores",
             "1",
             "--metrics",

@@ -808,7 +808,7 @@ fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
     let b_args = [
         &common[..],
         &["--iface", "srv1", "--mode", "xdp", "--local-stratum", "5"],
-        &["--peer", "198.18.0.66 minpoll 0 maxpoll 1"],
+        &["--peer", "198.18.0.66 minpoll 0 maxpoll 1", "--minsources", "1"],
     ]
     .concat();
     let mut b = Server::start(Some(&lab.ns("srv")), &b_args, None);

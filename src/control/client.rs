@@ -424,6 +424,7 @@ impl Shell {
 fn log_event(event: &Event) {
     match event {
         Event::Measurement(_) | Event::Statistics(_) => log::debug!("{event}"),
+        Event::CorrectionRefused { .. } => log::error!("{event}"),
         Event::Kiss {
             action: KissAction::Dropped,
             ..
@@ -432,7 +433,9 @@ fn log_event(event: &Event) {
         | Event::Falseticker { .. }
         | Event::Unreachable { .. }
         | Event::Unsynchronized { .. }
-        | Event::Holdover { .. } => log::warn!("{event}"),
+        | Event::Holdover { .. }
+        | Event::Overridden { .. }
+        | Event::Step { .. } => log::warn!("{event}"),
         _ => log::info!("{event}"),
     }
 }

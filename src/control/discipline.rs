@@ -6,8 +6,9 @@
 //! frequency plus the rate that closes the remaining error `e` within `|e| / MAX_SLEW_RATE` (at
 //! least [`MIN_SLEW`]); when that time is up, the slope goes back to the target's frequency. So
 //! the served time never jumps and its rate never differs from the target's by more than
-//! `MAX_SLEW_RATE`. The one exception is the first update after start: an error above the step
-//! threshold is stepped at once, as no client has been served synchronized time yet.
+//! `MAX_SLEW_RATE`. The one exception is an update the caller allows to step (before the first
+//! synchronization, when no client has been served synchronized time yet, or by an operator's
+//! override): an error above the step threshold is then stepped at once.
 
 use crate::clock::ClockParams;
 
@@ -77,14 +78,15 @@ impl Discipline {
     }
 
     /// Moves the model towards `offset` (true minus kernel time at `now`, seconds) and
-    /// `frequency` (s/s).
-    pub fn update(&mut self, now: i64, offset: f64, frequency: f64) -> Correction {
-        let first = self.updates == 0;
+    /// `frequency` (s/s). An error above the step threshold is stepped when `may_step` (the
+    /// caller's word: before the first synchronization, or by an operator's override), else
+    /// slewed.
+    pub fn update(&mut self, now: i64, offset: f64, frequency: f64, may_step: bool) -> Correction {
         self.updates += 1;
         self.frequency = frequency;
         let current = self.correction_ns(now);
         let error = offset - current as f64 * 1e-9;
-        if first && error.abs() > self.step_threshold {
+        if may_step && error.abs() > self.step_threshold {
             self.params = ClockParams {
                 base_ns: now,
                 offset_ns: (offset * 1e9).round() as i64,
@@ -158,12 +160,12 @@ mod tests {
     #[test]
     fn first_large_error_steps() {
         let mut d = Discipline::new(ClockParams::identity(37), DEFAULT_STEP_THRESHOLD);
-        assert_eq!(d.update(T, 0.5, 20e-6), Correction::Step(0.5));
+        assert_eq!(d.update(T, 0.5, 20e-6, true), Correction::Step(0.5));
         assert_eq!(d.correction_ns(T), 500_000_000);
         assert_eq!(d.params().tai_minus_utc, 37);
         // Later large errors slew.
         assert!(matches!(
-            d.update(T + 10 * S, 1.0, 20e-6),
+            d.update(T + 10 * S, 1.0, 20e-6, false),
             Correction::Slew { .. }
         ));
     }
@@ -173,7 +175,7 @@ mod tests {
         let mut d = Discipline::new(ClockParams::identity(0), DEFAULT_STEP_THRESHOLD);
         let freq = 50e-6;
         // A 10 ms error: 20 s at 500 ppm.
-        let c = d.update(T, 0.01, freq);
+        let c = d.update(T, 0.01, freq, true);
         let Correction::Slew { error, until } = c else {
             panic!("{c:?}")
         };
@@ -194,7 +196,7 @@ mod tests {
     #[test]
     fn small_errors_take_the_minimum_slew() {
         let mut d = Discipline::new(ClockParams::identity(0), DEFAULT_STEP_THRESHOLD);
-        let Correction::Slew { until, .. } = d.update(T, 1e-5, 0.0) else {
+        let Correction::Slew { until, .. } = d.update(T, 1e-5, 0.0, true) else {
             panic!()
         };
         assert_eq!(until, T + S);
@@ -203,7 +205,7 @@ mod tests {
     #[test]
     fn clock_changes_leave_the_served_time_alone() {
         let mut d = Discipline::new(ClockParams::identity(0), DEFAULT_STEP_THRESHOLD);
-        d.update(T, 0.5, 30e-6);
+        d.update(T, 0.5, 30e-6, true);
         let served = |d: &Discipline, kernel: i64| d.params().corrected_utc_ns(kernel);
         let before = served(&d, T + 100 * S);
         // The kernel is stepped by the model's 0.5 s and given its 30 ppm at T + 100 s.

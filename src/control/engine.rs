@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
+use super::guard::{Guard, Phase, Refusal, StepLimits, Verdict};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
 use super::refid::refid_of;
@@ -35,6 +36,10 @@ pub const DEFAULT_MAX_DISTANCE: f64 = 1.5;
 const DEADLINE_MARGIN: i64 = SECOND;
 /// The local reference's reference time is refreshed this often (replies grow its dispersion).
 const LOCAL_REFRESH: i64 = SECOND;
+/// Hysteresis: once not serving synchronized time (unsynchronized, or the local reference),
+/// strata synchronizes again only when the root distance is at most this share of the
+/// maximum, so that a distance hovering at the maximum does not flip the state every poll.
+pub const ENTRY_SHARE: f64 = 0.5;
 /// Before the first synchronization, selection waits this long for every source to answer (an
 /// initial burst takes 14 s), so that the first source to answer, which may be a falseticker,
 /// does not get to step the clock alone.
@@ -52,6 +57,8 @@ pub struct EngineConfig {
     pub minsources: usize,
     /// Error above which the first update steps the clock model (seconds).
     pub step_threshold: f64,
+    /// The step and panic limits (see [`super::guard`]).
+    pub limits: StepLimits,
     /// Our clock's precision (log2 s).
     pub precision: i8,
     pub tai_minus_utc: i32,
@@ -122,6 +129,9 @@ pub struct Engine {
     started: i64,
     ever_synchronized: bool,
     last_tick: i64,
+    guard: Guard,
+    /// Changes of [`SyncState`] (a new system peer is not one).
+    state_changes: u64,
     events: Vec<Event>,
 }
 
@@ -148,6 +158,8 @@ impl Engine {
             started: now,
             ever_synchronized: false,
             last_tick: now,
+            guard: Guard::new(config.limits),
+            state_changes: 0,
             events: Vec::new(),
         };
         if config.local_stratum.is_some() {
@@ -170,6 +182,23 @@ impl Engine {
 
     pub fn sync_state(&self) -> SyncState {
         self.sync
+    }
+
+    /// The step and panic limits, and what they refused.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// How many times the synchronization state changed (a new system peer does not count).
+    pub fn state_changes(&self) -> u64 {
+        self.state_changes
+    }
+
+    fn set_sync(&mut self, new: SyncState) {
+        if std::mem::discriminant(&new) != std::mem::discriminant(&self.sync) {
+            self.state_changes += 1;
+        }
+        self.sync = new;
     }
 
     /// The frequency the clock model runs at beyond the kernel clock, without any slew (s/s).
@@ -557,16 +586,38 @@ impl Engine {
             }
         }
 
-        self.frequency_known |= selection.frequency.is_some();
         let frequency = selection.frequency.unwrap_or(self.discipline.frequency());
-        let correction = self.discipline.update(now, selection.offset, frequency);
+        let asked = selection.offset - self.discipline.correction_ns(now) as f64 * 1e-9;
+        let phase = if self.ever_synchronized {
+            Phase::Later
+        } else {
+            Phase::Startup
+        };
+        let own_distance = if self.ever_synchronized {
+            self.root_distance(now)
+        } else {
+            0.0
+        };
+        let (may_step, overridden) = match self.guard.judge(phase, asked, frequency, own_distance) {
+            Verdict::Accept { may_step, overridden } => (may_step, overridden),
+            Verdict::Refuse { refusal, first } => {
+                self.refused(now, refusal, first);
+                return;
+            }
+        };
+        self.frequency_known |= selection.frequency.is_some();
+        let correction = self.discipline.update(now, selection.offset, frequency, may_step);
         let error = match correction {
             Correction::Step(seconds) => {
+                self.guard.stepped();
                 self.events.push(Event::Step { seconds });
                 0.0
             }
             Correction::Slew { error, .. } => error.abs(),
         };
+        if overridden {
+            self.events.push(Event::Overridden { seconds: asked });
+        }
 
         let peer = self.slots[selection.system_peer]
             .as_ref()
@@ -581,12 +632,20 @@ impl Engine {
             .find(|c| c.index == selection.system_peer)
             .map_or(0.0, |c| c.jitter);
         let age = ((now - out.sample.time) as f64 * 1e-9).max(0.0);
-        self.root_delay = up.root_delay.to_seconds_f64() + out.sample.delay;
-        self.root_dispersion = up.root_dispersion.to_seconds_f64()
+        let root_delay = up.root_delay.to_seconds_f64() + out.sample.delay;
+        let root_dispersion = up.root_dispersion.to_seconds_f64()
             + out.dispersion
             + PHI * age
             + (jitter * jitter + selection.selection_jitter.powi(2)).sqrt()
             + error;
+        let serving = matches!(self.sync, SyncState::Synchronized { .. } | SyncState::Holdover);
+        if !serving && root_delay / 2.0 + root_dispersion > self.config.max_distance * ENTRY_SHARE {
+            // The model takes the correction, but the time is not served as synchronized until
+            // the error bound is well inside the maximum (hysteresis).
+            return;
+        }
+        self.root_delay = root_delay;
+        self.root_dispersion = root_dispersion;
         self.reference_kernel = now;
         let stratum = up.stratum + 1;
         let addr = peer.source.addr;
@@ -611,7 +670,7 @@ impl Engine {
         let previous = self.sync;
         self.ever_synchronized = true;
         let id = SourceId(selection.system_peer);
-        self.sync = SyncState::Synchronized { system_peer: id };
+        self.set_sync(SyncState::Synchronized { system_peer: id });
         self.server = ServerState {
             synchronized: true,
             leap,
@@ -639,13 +698,22 @@ impl Engine {
         }
     }
 
+    /// The correction the sources asked for was refused: the served time stays on the clock's
+    /// own (holdover, or the local reference), whatever state it was in.
+    fn refused(&mut self, now: i64, refusal: Refusal, first: bool) {
+        if first {
+            self.events.push(Event::CorrectionRefused { refusal });
+        }
+        self.no_selection(now, "the correction the sources ask for is refused".to_string());
+    }
+
     fn no_selection(&mut self, now: i64, reason: String) {
         match self.sync {
             SyncState::Synchronized { .. } => {
                 if self.config.local_stratum.is_some() {
                     self.go_local(now);
                 } else {
-                    self.sync = SyncState::Holdover;
+                    self.set_sync(SyncState::Holdover);
                     self.events.push(Event::Holdover { reason });
                 }
             }
@@ -658,14 +726,14 @@ impl Engine {
             self.go_local(now);
             return;
         }
-        self.sync = SyncState::Unsynchronized;
+        self.set_sync(SyncState::Unsynchronized);
         self.server = ServerState::unsynchronized(self.config.precision, self.config.unsync_policy);
         self.events.push(Event::Unsynchronized { reason });
     }
 
     fn go_local(&mut self, now: i64) {
         let stratum = self.config.local_stratum.expect("local stratum configured");
-        self.sync = SyncState::Local;
+        self.set_sync(SyncState::Local);
         self.refresh_local(now);
         self.events.push(Event::Local { stratum });
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::guard::Refusal;
 use super::source::Unfit;
 use crate::wire::ntp::Leap;
 use crate::wire::NtpTimestamp;
@@ -85,8 +86,17 @@ pub enum Event {
         addr: SocketAddr,
         stratum: u8,
     },
-    /// The clock model jumped (only at start).
+    /// The clock model jumped (before the first synchronization, or by an operator's override).
     Step {
+        seconds: f64,
+    },
+    /// The sources asked for a correction beyond the step and panic limits; it was not applied.
+    /// Reported once until a correction is accepted again.
+    CorrectionRefused {
+        refusal: Refusal,
+    },
+    /// A correction was accepted past the limits by the operator's one-time override.
+    Overridden {
         seconds: f64,
     },
     /// Synchronized: serving at this stratum, reference ID from this source.
@@ -243,6 +253,11 @@ impl fmt::Display for Event {
             }
             Event::Selected { addr, stratum } => write!(f, "selected source {addr} (stratum {stratum})"),
             Event::Step { seconds } => write!(f, "clock stepped by {seconds:+.6} s"),
+            Event::CorrectionRefused { refusal } => f.write_str(&refusal.describe()),
+            Event::Overridden { seconds } => write!(
+                f,
+                "correction of {seconds:+.6} s accepted past the limits by --allow-step (once)"
+            ),
             Event::Synchronized { addr, stratum } => {
                 write!(f, "synchronized to {} stratum {stratum}", addr.ip())
             }

@@ -17,6 +17,7 @@ pub mod discipline;
 pub mod engine;
 pub mod events;
 pub mod filter;
+pub mod guard;
 pub mod handoff;
 pub mod local;
 pub mod packet;
@@ -74,9 +75,18 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         max_distance: up.max_distance.as_secs_f64(),
         minsources: up.minsources,
         step_threshold: DEFAULT_STEP_THRESHOLD,
+        limits: up.step_limits(),
         precision,
         tai_minus_utc: tai,
     };
+    let selectable = up.selectable_sources();
+    if selectable > 0 && selectable < up.minsources {
+        log::warn!(
+            "{selectable} selectable source(s) configured but minsources is {}: strata will not \
+             serve synchronized time from them; add sources or set minsources = {selectable}",
+            up.minsources
+        );
+    }
     let engine = Engine::new(
         engine_config,
         ClockParams::identity(tai),

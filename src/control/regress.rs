@@ -14,6 +14,12 @@ use std::collections::VecDeque;
 pub const MAX_POINTS: usize = 32;
 /// Points needed before the slope is trusted; below it, the slope given as a hint is used.
 pub const MIN_POINTS_FOR_FREQUENCY: usize = 3;
+/// A point further than this from the line's prediction (seconds), plus what any clock could
+/// drift since the newest point at 500 ppm, is a jump of the source, not noise: the line starts
+/// afresh from it, so that the source's offset is the one it now shows rather than a slope
+/// drawn through both sides of the jump.
+pub const JUMP_GATE: f64 = 1.0;
+const JUMP_DRIFT: f64 = 500e-6;
 
 /// One filter output.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,7 +102,21 @@ impl Regression {
 
     /// Adds a point and fits the line again. `hint` is the slope to use while there are too few
     /// points to fit one (the combined estimate of all sources, or zero).
+    /// Whether `point` is so far from the line that the source must have jumped (see
+    /// [`JUMP_GATE`]; half the point's delay is allowed on top, the most it can move a
+    /// measurement).
+    pub fn is_jump(&self, point: &Point) -> bool {
+        self.estimate.is_some_and(|e| {
+            let since = ((point.time - e.time) as f64 * 1e-9).abs();
+            let gate = JUMP_GATE + JUMP_DRIFT * since + point.delay / 2.0;
+            (point.offset - e.offset_at(point.time)).abs() > gate
+        })
+    }
+
     pub fn add(&mut self, point: Point, hint: f64) -> Estimate {
+        if self.is_jump(&point) {
+            self.points.clear();
+        }
         if self.points.len() == MAX_POINTS {
             self.points.pop_front();
         }
@@ -306,5 +326,27 @@ mod tests {
         r.clock_changed(4 * S, 1.0004, 1e-4, 0.0);
         let e = r.estimate().unwrap();
         assert!(e.frequency.abs() < 1e-12 && e.offset.abs() < 1e-12, "{e:?}");
+    }
+
+    #[test]
+    fn a_jump_of_the_source_starts_the_line_afresh() {
+        let mut r = Regression::new();
+        let point = |i: i64, offset: f64| Point {
+            time: i * 64 * S,
+            offset,
+            delay: 1e-3,
+        };
+        for i in 0..10 {
+            r.add(point(i, 20e-6 * (i * 64) as f64), 0.0);
+        }
+        // The source jumps by an hour: its offset is the hour it shows, not a slope through it.
+        let e = r.add(point(10, 3600.0), 20e-6);
+        assert_eq!((e.points, e.offset), (1, 3600.0));
+        // A jump back likewise.
+        let e = r.add(point(11, 0.0), 20e-6);
+        assert_eq!((e.points, e.offset), (1, 0.0));
+        // Drift at 500 ppm over a long poll is not a jump.
+        let e = r.add(point(12, 500e-6 * 64.0 * 1.5), 20e-6);
+        assert_eq!(e.points, 2);
     }
 }

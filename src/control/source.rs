@@ -324,6 +324,17 @@ impl Source {
             delay,
             dispersion: ours + theirs + PHI * delay,
         };
+        let jumped = self.regression.is_jump(&Point {
+            time: mid,
+            offset,
+            delay,
+        });
+        if jumped {
+            // True time does not jump: the source did. Start its filter and line afresh from
+            // this sample, so that it is judged (and shown) at the offset it now has.
+            self.filter.clear();
+            self.regression.clear();
+        }
         let predicted = self.regression.estimate().map(|e| e.offset_at(mid));
         let poll_secs = self.poll_interval() as f64 * 1e-9;
         let fitted = self

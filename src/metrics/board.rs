@@ -106,11 +106,65 @@ pub struct UpstreamStatus {
     pub jitter: Option<f64>,
 }
 
+/// What guards the served time: the agreement asked for, the step and panic limits, and what
+/// they did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntegrityStatus {
+    /// Agreeing sources needed to synchronize, and how many could take part now.
+    pub minsources: usize,
+    pub selectable: usize,
+    /// The limits, seconds.
+    pub max_startup_step_forward: f64,
+    pub max_startup_step_backward: f64,
+    pub max_correction: f64,
+    /// Steps of the clock model, refused corrections (each update refused counts), and changes
+    /// of the synchronization state, since start.
+    pub steps: u64,
+    pub refusals: u64,
+    pub state_changes: u64,
+    /// The refusal in force: the correction asked for (seconds, or s/s for a frequency) and
+    /// what it means.
+    pub refused_correction: Option<f64>,
+    pub refused: Option<String>,
+}
+
+impl IntegrityStatus {
+    fn from_engine(engine: &Engine, selectable: usize) -> IntegrityStatus {
+        let guard = engine.guard();
+        let limits = guard.limits();
+        IntegrityStatus {
+            minsources: engine.config().minsources,
+            selectable,
+            max_startup_step_forward: limits.startup_forward,
+            max_startup_step_backward: limits.startup_backward,
+            max_correction: limits.max_correction,
+            steps: guard.steps(),
+            refusals: guard.refusals(),
+            state_changes: engine.state_changes(),
+            refused_correction: guard.active().map(|r| r.error),
+            refused: guard.active().map(|r| r.describe()),
+        }
+    }
+
+    /// Why strata cannot synchronize with the sources it has, if that is so.
+    pub fn too_few_sources(&self) -> Option<String> {
+        (self.selectable < self.minsources).then(|| {
+            format!(
+                "{} selectable source(s), minsources is {}: cannot synchronize; add sources or \
+                 lower minsources",
+                self.selectable, self.minsources
+            )
+        })
+    }
+}
+
 /// The control thread's view, as last published.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlStatus {
     pub sync: SyncStatus,
     pub sources: Vec<UpstreamStatus>,
+    #[serde(default)]
+    pub integrity: IntegrityStatus,
 }
 
 impl ControlStatus {
@@ -123,8 +177,13 @@ impl ControlStatus {
             SyncState::Holdover => (SyncStatus::Holdover, None),
             SyncState::Local => (SyncStatus::Local, None),
         };
-        let sources = engine
-            .sources(now)
+        let all = engine.sources(now);
+        let selectable = all
+            .iter()
+            .filter(|s| !matches!(s.unfit, Some(crate::control::source::Unfit::NoSelect)))
+            .count();
+        let integrity = IntegrityStatus::from_engine(engine, selectable);
+        let sources = all
             .into_iter()
             .map(|s| {
                 let state = if Some(s.id) == peer {
@@ -150,7 +209,11 @@ impl ControlStatus {
                 }
             })
             .collect();
-        ControlStatus { sync, sources }
+        ControlStatus {
+            sync,
+            sources,
+            integrity,
+        }
     }
 }
 
@@ -185,6 +248,7 @@ mod tests {
         let board = StatusBoard::new(ControlStatus {
             sync: SyncStatus::Local,
             sources: vec![],
+            integrity: IntegrityStatus::default(),
         });
         let other = board.clone();
         assert_eq!(other.read().sync, SyncStatus::Local);
@@ -201,6 +265,7 @@ mod tests {
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
             }],
+            integrity: IntegrityStatus::default(),
         });
         let read = other.read();
         assert_eq!(read.sync, SyncStatus::Synchronized);

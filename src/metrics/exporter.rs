@@ -427,6 +427,33 @@ impl ReportCollector {
             Some(Unit::Seconds),
             s.tai_minus_utc as f64,
         )?;
+        let i = &s.integrity;
+        g(
+            "clock_correction_refused",
+            "1 while the correction the sources ask for is refused by the step and panic limits.",
+            None,
+            i.refused.is_some() as u8 as f64,
+        )?;
+        if let Some(asked) = i.refused_correction {
+            g(
+                "clock_refused_correction",
+                "The correction being refused (seconds; for a frequency refusal, s/s).",
+                None,
+                asked,
+            )?;
+        }
+        g(
+            "server_minsources",
+            "Agreeing sources needed to synchronize.",
+            None,
+            i.minsources as f64,
+        )?;
+        g(
+            "server_selectable_sources",
+            "Sources that could take part in selection now.",
+            None,
+            i.selectable as f64,
+        )?;
         if let Some(age) = s.since_update {
             g(
                 "server_update_age",
@@ -434,6 +461,23 @@ impl ReportCollector {
                 Some(Unit::Seconds),
                 age,
             )?;
+        }
+        for (name, help, v) in [
+            ("clock_steps", "Steps of the served clock model.", i.steps),
+            (
+                "clock_corrections_refused",
+                "Updates whose correction the step and panic limits refused.",
+                i.refusals,
+            ),
+            (
+                "server_sync_state_changes",
+                "Changes of the synchronization state.",
+                i.state_changes,
+            ),
+        ] {
+            family(enc, name, help, None, MetricType::Counter, |m| {
+                counter(m, &none, v)
+            })?;
         }
         family(
             enc,

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::board::{StatusBoard, SyncStatus, UpstreamStatus};
+use super::board::{IntegrityStatus, StatusBoard, SyncStatus, UpstreamStatus};
 use super::counters::CounterSnapshot;
 use super::histogram::{batch_bound, response_bound_seconds, BATCH_FINITE, RESPONSE_FINITE};
 use super::ResponderCounters;
@@ -84,6 +84,9 @@ pub struct ServerReport {
     pub reference_time: Option<f64>,
     /// Seconds since the reference time.
     pub since_update: Option<f64>,
+    /// Agreement, step and panic limits, and what they did.
+    #[serde(default)]
+    pub integrity: IntegrityStatus,
 }
 
 /// A histogram as recorded: `counts[i]` values fell at or below `bounds[i]` and above the
@@ -280,6 +283,7 @@ impl Observed {
             tai_minus_utc: published.clock.tai_minus_utc,
             reference_time,
             since_update,
+            integrity: control.integrity.clone(),
         };
 
         let snapshots: Vec<CounterSnapshot> = self.responders.iter().map(|r| r.snapshot()).collect();

@@ -76,6 +76,7 @@ fn tracking(out: &mut String, r: &Report) {
     }
     let _ = writeln!(out, "Precision       : 2^{} seconds", s.precision);
     let _ = writeln!(out, "TAI-UTC         : {} seconds", s.tai_minus_utc);
+    integrity(out, r);
     let _ = writeln!(
         out,
         "Version         : {} (commit {}), up {:.0} seconds",
@@ -83,6 +84,36 @@ fn tracking(out: &mut String, r: &Report) {
         r.build.commit,
         (r.now - r.started).max(0.0)
     );
+}
+
+/// The agreement asked for, the step and panic limits, and anything they are refusing now.
+fn integrity(out: &mut String, r: &Report) {
+    let i = &r.server.integrity;
+    if !r.sources.is_empty() {
+        let _ = writeln!(
+            out,
+            "Agreement       : {} source(s) must agree, {} selectable",
+            i.minsources, i.selectable
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Step limits     : start-up +{} s / -{} s, later {} s; {} step(s), {} refusal(s), {} state change(s)",
+        i.max_startup_step_forward,
+        i.max_startup_step_backward,
+        i.max_correction,
+        i.steps,
+        i.refusals,
+        i.state_changes
+    );
+    if let Some(why) = &i.refused {
+        let _ = writeln!(out, "REFUSED         : {why}");
+    }
+    if !r.sources.is_empty() {
+        if let Some(why) = i.too_few_sources() {
+            let _ = writeln!(out, "WARNING         : {why}");
+        }
+    }
 }
 
 fn sources(out: &mut String, r: &Report) {
