@@ -1,27 +1,29 @@
-//! What recording the counters costs a responder, per packet: the socket responder's
-//! per-packet sequence (count the datagram and its timestamp source, `respond()`, count the
-//! reply, record T3 − T2 in the histogram; one batch-size record per batch) run over a batch of
-//! 64 requests, once recording into a real counter block ([`CounterWriter`]) and once into
+//! What recording the counters costs a responder, per packet: the real per-batch routine of the
+//! user-space tiers (`strata::pipeline`, as the socket path runs it: the published state read
+//! once, each request counted, stamped and answered with `respond()`, one T3 clock read, each
+//! reply stamped with its response time recorded and counted as sent) over a batch of 64
+//! requests, once recording into a real counter block ([`CounterWriter`]) and once into
 //! [`NoRecord`], which compiles to nothing. The difference between the two is the cost of the
-//! counters; `record_only/*` isolates the recording calls without `respond()`.
+//! counters; `record_only/*` isolates the recording calls without the rest.
 //!
 //! Run: `cargo bench --bench metrics -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use strata::clock::FixedClock;
+use strata::clock::ClockParams;
 use strata::metrics::counters;
 use strata::metrics::record::{NoRecord, Record};
 use strata::metrics::RxTimestampSource;
-use strata::respond::{respond, stamp_transmit, Admission, ReplyKind};
-use strata::state::{ServerState, UnsyncPolicy};
+use strata::pipeline::{Datagrams, Pipeline, RxStamp};
+use strata::respond::ReplyKind;
+use strata::state::{self, Published, ServerState, StateReader, UnsyncPolicy};
 use strata::wire::ntp::{self, Leap, Mode};
 use strata::wire::{NtpShort, NtpTimestamp};
 
 const BATCH: usize = 64;
-const T2: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_0000);
-const T3: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0001_0000);
+/// CLOCK_REALTIME nanoseconds of the requests' receive stamps.
+const RX_NS: i64 = 1_700_000_000_000_000_000;
 
 fn state() -> ServerState {
     ServerState {
@@ -46,43 +48,53 @@ fn request() -> [u8; ntp::HEADER_LEN] {
     buf
 }
 
-/// One batch as the socket responder serves it, recording into `r`.
+/// One batch through the pipeline, as the socket responder runs it (without the syscalls).
 #[inline(always)]
-fn serve_batch<R: Record>(r: &mut R, bufs: &mut [[u8; ntp::HEADER_LEN]; BATCH], state: &ServerState) {
-    let clock = FixedClock(T3);
-    r.batch(BATCH);
+fn serve_batch<R: Record>(
+    p: &mut Pipeline<Datagrams, R>,
+    reader: &StateReader,
+    bufs: &mut [[u8; ntp::HEADER_LEN]; BATCH],
+    replies: &mut Vec<strata::respond::Reply>,
+) {
+    p.begin(reader, BATCH);
+    replies.clear();
+    let stamp = RxStamp {
+        ns: black_box(RX_NS),
+        source: RxTimestampSource::KernelSoftware,
+        hardware_unused: false,
+    };
     for buf in bufs.iter_mut() {
-        r.received(buf.len());
-        r.rx_timestamp(RxTimestampSource::KernelSoftware);
-        match respond(&mut buf[..], black_box(T2), Admission::Serve, state, &clock) {
-            Ok(reply) => {
-                if !matches!(reply.kind, ReplyKind::Kiss(_)) {
-                    let t3 = black_box(T3);
-                    stamp_transmit(&mut buf[..], t3);
-                    let t2 = ntp::Packet::new_unchecked(&buf[..]).receive_timestamp();
-                    r.response_time(t3.diff_nanos(t2));
-                }
-                r.replied(reply.kind, reply.len);
-            }
-            Err(reason) => r.dropped(reason),
+        if let Some(reply) = p.answer(&mut buf[..], stamp, None) {
+            replies.push(reply);
         }
+    }
+    let t3 = p.transmit_time();
+    for (buf, reply) in bufs.iter_mut().zip(replies.iter()) {
+        p.stamp(&mut buf[..], reply, t3);
+        p.sent(reply);
     }
 }
 
-fn bench_serve<R: Record>(c: &mut Criterion, name: &str, r: &mut R) {
+fn bench_serve<R: Record>(c: &mut Criterion, name: &str, r: R) -> R {
     let template = [request(); BATCH];
-    let state = state();
+    let (_writer, reader) = state::publish(Published {
+        server: state(),
+        clock: ClockParams::identity(0),
+    });
+    let mut pipeline = Pipeline::new(Datagrams, r, None);
     let mut bufs = template;
+    let mut replies = Vec::with_capacity(BATCH);
     let mut group = c.benchmark_group("serve_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function(name, |b| {
         b.iter(|| {
             bufs.copy_from_slice(black_box(&template));
-            serve_batch(r, &mut bufs, &state);
+            serve_batch(&mut pipeline, &reader, &mut bufs, &mut replies);
             black_box(&bufs);
         })
     });
     group.finish();
+    pipeline.into_counters()
 }
 
 /// The recording calls of one packet alone.
@@ -103,9 +115,9 @@ fn bench_record<R: Record>(c: &mut Criterion, name: &str, r: &mut R) {
 }
 
 fn benches(c: &mut Criterion) {
-    let (mut writer, reader) = counters();
-    bench_serve(c, "with_counters", &mut writer);
-    bench_serve(c, "without_counters", &mut NoRecord);
+    let (writer, reader) = counters();
+    let mut writer = bench_serve(c, "with_counters", writer);
+    bench_serve(c, "without_counters", NoRecord);
     bench_record(c, "with_counters", &mut writer);
     bench_record(c, "without_counters", &mut NoRecord);
     // The counters really were written (and the writes cannot be optimised away).

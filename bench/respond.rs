@@ -8,8 +8,9 @@
 //! `*_batched` variants avoid both: criterion prepares a batch of 64 fresh copies untimed
 //! (`iter_batched_ref`), closer to a responder whose frames were written by the NIC or the kernel
 //! long before, at the price of a timer read per batch. Both are run with a
-//! `FixedClock` (the work alone) and a `SystemClock` (plus a real CLOCK_TAI read through the vDSO,
-//! as the responders do); `clock/system_now` is that read alone.
+//! `FixedClock` (the work alone) and a `SystemClock` (plus a real CLOCK_TAI read through the vDSO
+//! per request, a worst case: the responders read T3 once per batch); `clock/system_now` is that
+//! read alone.
 //!
 //! Run: `cargo bench --bench respond -- --warm-up-time 1 --measurement-time 3`
 
@@ -110,14 +111,14 @@ fn bench_respond<C: Clock>(c: &mut Criterion, name: &str, clock: &C) {
     group.bench_function(name, |b| {
         b.iter(|| {
             buf.copy_from_slice(black_box(&template));
-            let reply = respond(black_box(&mut buf), T2, Admission::Serve, &state, clock);
+            let reply = respond(black_box(&mut buf), T2, clock.now(), Admission::Serve, &state);
             black_box(reply).unwrap()
         })
     });
     group.bench_function(format!("{name}_batched"), |b| {
         b.iter_batched_ref(
             || template,
-            |buf| black_box(respond(black_box(buf), T2, Admission::Serve, &state, clock)).unwrap(),
+            |buf| black_box(respond(black_box(buf), T2, clock.now(), Admission::Serve, &state)).unwrap(),
             BatchSize::NumIterations(BATCH),
         )
     });
@@ -133,7 +134,14 @@ fn bench_frame<C: Clock>(c: &mut Criterion, name: &str, clock: &C) {
     group.bench_function(name, |b| {
         b.iter(|| {
             buf.copy_from_slice(black_box(&template));
-            let reply = reply_in_place(black_box(&mut buf), T2, Admission::Serve, &state, clock, NTP_PORT);
+            let reply = reply_in_place(
+                black_box(&mut buf),
+                T2,
+                clock.now(),
+                Admission::Serve,
+                &state,
+                NTP_PORT,
+            );
             black_box(reply).unwrap()
         })
     });
@@ -141,7 +149,14 @@ fn bench_frame<C: Clock>(c: &mut Criterion, name: &str, clock: &C) {
         b.iter_batched_ref(
             || template,
             |buf| {
-                let reply = reply_in_place(black_box(buf), T2, Admission::Serve, &state, clock, NTP_PORT);
+                let reply = reply_in_place(
+                    black_box(buf),
+                    T2,
+                    clock.now(),
+                    Admission::Serve,
+                    &state,
+                    NTP_PORT,
+                );
                 black_box(reply).unwrap()
             },
             BatchSize::NumIterations(BATCH),
@@ -154,15 +169,7 @@ fn bench_frame<C: Clock>(c: &mut Criterion, name: &str, clock: &C) {
 /// just before a TX batch goes out.
 fn bench_restamp(c: &mut Criterion) {
     let mut frame = ipv4_frame();
-    let reply = reply_in_place(
-        &mut frame,
-        T2,
-        Admission::Serve,
-        &state(),
-        &FixedClock(T3),
-        NTP_PORT,
-    )
-    .unwrap();
+    let reply = reply_in_place(&mut frame, T2, T3, Admission::Serve, &state(), NTP_PORT).unwrap();
     let mut t3 = T3;
     let mut group = c.benchmark_group("frame_ipv4");
     group.throughput(Throughput::Elements(1));

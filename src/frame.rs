@@ -15,7 +15,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::clock::Clock;
 use crate::respond::{respond, Admission, DropReason, ReplyKind};
 use crate::state::ServerState;
 use crate::wire::ethernet::{self, EtherType};
@@ -144,24 +143,30 @@ pub struct FrameReply {
 
 /// Answers the NTP request in the Ethernet frame `frame`, rewriting it into the reply frame.
 ///
-/// `rx_time` is T2; T3 is read from `clock` last (re-stamp it later with
+/// `rx_time` is T2 and `tx_time` the T3 to write (re-stamp it later with
 /// [`stamp_transmit_in_frame`]). `ntp_port` is the UDP port requests must be sent to (123).
 /// `frame` is exactly the received bytes (no FCS). On `Err` the frame is left as it was.
 #[inline]
-pub fn reply_in_place<C: Clock + ?Sized>(
+pub fn reply_in_place(
     frame: &mut [u8],
     rx_time: NtpTimestamp,
+    tx_time: NtpTimestamp,
     admission: Admission,
     state: &ServerState,
-    clock: &C,
     ntp_port: u16,
 ) -> Result<FrameReply, FrameDrop> {
     let Located { l3, is_ipv4, request } = locate(frame, ntp_port)?;
     // Everything is checked; from here on the frame becomes the reply.
     let ntp_offset = l3 + request.ip_header_len + udp::HEADER_LEN;
     let ntp_end = l3 + request.ip_header_len + request.udp_len;
-    let reply =
-        respond(&mut frame[ntp_offset..ntp_end], rx_time, admission, state, clock).map_err(FrameDrop::Ntp)?;
+    let reply = respond(
+        &mut frame[ntp_offset..ntp_end],
+        rx_time,
+        tx_time,
+        admission,
+        state,
+    )
+    .map_err(FrameDrop::Ntp)?;
     debug_assert!(reply.len <= ntp_end - ntp_offset);
     let udp_len = udp::HEADER_LEN + reply.len;
     let ip_len = request.ip_header_len + udp_len;
@@ -400,7 +405,6 @@ fn turn_ipv6(packet: &mut [u8], udp_len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FixedClock;
     use crate::respond::KissCode;
     use crate::state::UnsyncPolicy;
     use crate::wire::ethernet::{EthernetAddress, Vlan, VlanTag};
@@ -412,7 +416,6 @@ mod tests {
     const T1: NtpTimestamp = NtpTimestamp(0xe98a_1b2c_1234_5678);
     const T2: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_0000);
     const T3: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_1000);
-    const CLOCK: FixedClock = FixedClock(T3);
     const PORT: u16 = 123;
 
     const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x10]);
@@ -582,13 +585,13 @@ mod tests {
     }
 
     fn answer(frame: &mut [u8]) -> Result<FrameReply, FrameDrop> {
-        reply_in_place(frame, T2, Admission::Serve, &synced(), &CLOCK, PORT)
+        reply_in_place(frame, T2, T3, Admission::Serve, &synced(), PORT)
     }
 
     /// The NTP reply `respond()` alone makes of `payload`.
     fn expected_ntp(payload: &[u8], admission: Admission) -> Vec<u8> {
         let mut buf = payload.to_vec();
-        let reply = respond(&mut buf, T2, admission, &synced(), &CLOCK).unwrap();
+        let reply = respond(&mut buf, T2, T3, admission, &synced()).unwrap();
         buf.truncate(reply.len);
         buf
     }
@@ -679,7 +682,7 @@ mod tests {
             };
             let mut frame = spec.build();
             let before = frame.clone();
-            let got = reply_in_place(&mut frame, T2, Admission::Serve, &synced(), &FixedClock(T3), PORT);
+            let got = reply_in_place(&mut frame, T2, T3, Admission::Serve, &synced(), PORT);
             assert_eq!(got.unwrap_err(), FrameDrop::Ntp(DropReason::Symmetric));
             assert_eq!(frame, before);
             let (from, ntp) = request_source(&frame, PORT).expect("a checked request");
@@ -817,7 +820,7 @@ mod tests {
         for base in [Spec::v4(), Spec::v6()] {
             let mut frame = base.build();
             let admission = Admission::Kiss(KissCode::Rate);
-            let reply = reply_in_place(&mut frame, T2, admission, &synced(), &CLOCK, PORT).unwrap();
+            let reply = reply_in_place(&mut frame, T2, T3, admission, &synced(), PORT).unwrap();
             assert_eq!(reply.kind, ReplyKind::Kiss(KissCode::Rate));
             assert_is_reply(&base, &frame[..reply.len], admission);
         }
@@ -861,7 +864,7 @@ mod tests {
     fn kiss_o_death_is_never_restamped() {
         let mut frame = Spec::v4().build();
         let admission = Admission::Kiss(KissCode::Deny);
-        let reply = reply_in_place(&mut frame, T2, admission, &synced(), &CLOCK, PORT).unwrap();
+        let reply = reply_in_place(&mut frame, T2, T3, admission, &synced(), PORT).unwrap();
         let before = frame.clone();
         stamp_transmit_in_frame(&mut frame, &reply, NtpTimestamp(1));
         assert_eq!(frame, before);
@@ -1227,7 +1230,7 @@ mod tests {
             prop_assert!(reply.len <= request_len);
             // The origin timestamp is the request's own, not T1: compare with respond() itself.
             let mut expected = spec.payload.clone();
-            let r = respond(&mut expected, T2, Admission::Serve, &synced(), &CLOCK).unwrap();
+            let r = respond(&mut expected, T2, T3, Admission::Serve, &synced()).unwrap();
             prop_assert_eq!(&frame[reply.ntp_offset..reply.len], &expected[..r.len]);
             let eth = ethernet::Frame::new_checked(&frame[..reply.len]).unwrap();
             let l3 = eth.encapsulation().unwrap().payload_offset;

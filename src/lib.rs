@@ -7,6 +7,8 @@ pub mod control;
 pub mod fastpath;
 pub mod frame;
 pub mod metrics;
+pub mod pipeline;
+pub mod pool;
 pub mod respond;
 pub mod socket;
 pub mod state;

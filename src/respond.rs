@@ -2,10 +2,10 @@
 //! reason. No I/O, no allocation, no locks; every path (AF_XDP, sockets, tests, fuzzing) calls it.
 //!
 //! The reply is written in place over the request, so a responder needs no second buffer and a
-//! reply can never be longer than its request (no amplification). Callers that send in batches
-//! re-stamp the transmit timestamp with [`stamp_transmit`] just before the batch goes out.
+//! reply can never be longer than its request (no amplification). It reads no clock: the caller
+//! gives T2 and T3. Callers that send in batches give a provisional T3 and re-stamp it with
+//! [`stamp_transmit`] just before the batch goes out (see `crate::pipeline`).
 
-use crate::clock::Clock;
 use crate::state::{ServerState, UnsyncPolicy};
 use crate::wire::extension::Trailer;
 use crate::wire::ntp::{Leap, Mode, Packet, HEADER_LEN};
@@ -125,15 +125,15 @@ const DISPERSION_PPM: i64 = 15;
 
 /// Answers the NTP request in `packet` (the whole UDP payload), writing the reply over it.
 ///
-/// `rx_time` is T2, the request's receive time. The transmit time T3 is read from `clock` as the
-/// last step; a caller that sends later re-stamps it with [`stamp_transmit`].
+/// `rx_time` is T2, the request's receive time, and `tx_time` the transmit time T3 to write; a
+/// caller that sends later re-stamps T3 with [`stamp_transmit`].
 #[inline]
-pub fn respond<C: Clock + ?Sized>(
+pub fn respond(
     packet: &mut [u8],
     rx_time: NtpTimestamp,
+    tx_time: NtpTimestamp,
     admission: Admission,
     state: &ServerState,
-    clock: &C,
 ) -> Result<Reply, DropReason> {
     let request = check_request(packet)?;
 
@@ -177,7 +177,7 @@ pub fn respond<C: Clock + ?Sized>(
             reply.set_reference_id(state.reference_id);
             reply.set_reference_timestamp(state.reference_time);
             reply.set_receive_timestamp(rx_time);
-            reply.set_transmit_timestamp(clock.now());
+            reply.set_transmit_timestamp(tx_time);
         }
     }
     Ok(Reply {

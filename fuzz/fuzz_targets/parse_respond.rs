@@ -4,7 +4,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::clock::FixedClock;
 use strata::frame::{reply_in_place, stamp_transmit_in_frame};
 use strata::respond::{respond, Admission, KissCode};
 use strata::state::{ServerState, UnsyncPolicy};
@@ -33,16 +32,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut buf = request.to_vec();
-    let clock = FixedClock(NtpTimestamp(0xe98a_1b2d_0000_1000));
+    let tx = NtpTimestamp(0xe98a_1b2d_0000_1000);
     let rx = NtpTimestamp(0xe98a_1b2d_0000_0000);
-    match respond(&mut buf, rx, admission, &state, &clock) {
+    match respond(&mut buf, rx, tx, admission, &state) {
         Ok(reply) => assert!(reply.len <= request.len()),
         Err(_) => assert_eq!(buf, request),
     }
 
     // The same bytes as a whole frame, as the AF_XDP path sees them.
     let mut frame = request.to_vec();
-    match reply_in_place(&mut frame, rx, admission, &state, &clock, 123) {
+    match reply_in_place(&mut frame, rx, tx, admission, &state, 123) {
         Ok(reply) => {
             assert!(reply.len <= request.len());
             stamp_transmit_in_frame(&mut frame[..reply.len], &reply, NtpTimestamp(1));

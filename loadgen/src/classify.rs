@@ -145,7 +145,6 @@ pub fn judge(payload: &[u8], version: u8) -> Verdict {
 mod tests {
     use super::*;
     use crate::request::{RequestKind, RequestTemplate};
-    use strata::clock::FixedClock;
     use strata::respond::{respond, Admission};
     use strata::state::{ServerState, UnsyncPolicy};
     use strata::wire::NtpShort;
@@ -169,7 +168,7 @@ mod tests {
         let mut buf = [0u8; 48];
         RequestTemplate::new(RequestKind::Basic).write(&mut buf, NtpTimestamp(0xabcd));
         let t = NtpTimestamp(0xe000_0000_0000_0000);
-        respond(&mut buf, t, admission, state, &FixedClock(t.add_nanos(1_000))).unwrap();
+        respond(&mut buf, t, t.add_nanos(1_000), admission, state).unwrap();
         buf
     }
 

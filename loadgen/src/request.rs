@@ -90,9 +90,9 @@ mod tests {
         assert!(strata::respond::respond(
             &mut reply[..len],
             NtpTimestamp(1),
+            NtpTimestamp(2),
             strata::respond::Admission::Serve,
             &state,
-            &strata::clock::FixedClock(NtpTimestamp(2)),
         )
         .is_ok());
     }

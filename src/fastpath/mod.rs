@@ -26,13 +26,13 @@ pub mod stats;
 pub mod xsk;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
 use crate::config::MAX_BATCH_SIZE;
 use crate::control::handoff::SymmetricSender;
-use crate::metrics::{self, CounterSnapshot, ResponderCounters};
+use crate::metrics::{CounterSnapshot, ResponderCounters};
+use crate::pool::ResponderPool;
 use crate::state::StateReader;
 
 pub use abi::{XdpCounter, XdpCounters};
@@ -70,8 +70,7 @@ pub struct Served {
 /// The attached programs and the running responder threads.
 pub struct XdpServer {
     served: Vec<Served>,
-    responders: Vec<ResponderCounters>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    pool: ResponderPool,
     /// Handles for the metrics exporter; taken with [`XdpServer::take_stats_readers`].
     stats: StatsReaders,
 }
@@ -166,8 +165,7 @@ pub fn run_with_symmetric(
 
     let mut server = XdpServer {
         served,
-        responders: Vec::new(),
-        threads: Vec::new(),
+        pool: ResponderPool::new("xdp", shutdown),
         stats,
     };
     for (index, (iface, socket)) in sockets.into_iter().enumerate() {
@@ -182,7 +180,6 @@ pub fn run_with_symmetric(
                 socket.queue
             ),
         }
-        let (writer, reader) = metrics::counters();
         let name = format!(
             "xdp responder {index} ({iface} queue {}, {}, core {core})",
             socket.queue,
@@ -194,37 +191,19 @@ pub fn run_with_symmetric(
         );
         log::info!("{name} starts");
         let state = state.clone();
-        let stop = shutdown.clone();
+        let stop = server.pool.shutdown();
         let symmetric = symmetric.clone();
         let (batch_size, ntp_port, busy) = (config.batch_size, config.ntp_port, config.busy_poll.is_some());
-        let spawned = thread::Builder::new()
-            .name(format!("strata-xdp-{index}"))
-            .spawn(move || {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                    log::warn!("{name}: could not pin the thread to CPU {core}; running unpinned");
-                }
-                responder::Responder::new(name, socket, batch_size, state, writer, stop, ntp_port, busy)
-                    .with_symmetric(symmetric)
-                    .run()
-            });
-        match spawned {
-            Ok(handle) => {
-                server.threads.push(handle);
-                server.responders.push(ResponderCounters {
-                    path: "xdp",
-                    index,
-                    core,
-                    counters: reader,
-                });
-            }
-            Err(e) => {
-                shutdown.store(true, Ordering::Relaxed);
-                server.join();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot start responder thread {index}: {e}"),
-                ));
-            }
+        let started = server.pool.spawn(index, core, name, move |name, counters| {
+            responder::Responder::new(
+                name, socket, batch_size, state, counters, stop, ntp_port, busy, symmetric,
+            )
+            .run()
+        });
+        if let Err(e) = started {
+            // The started threads are joined; the programs are detached.
+            server.join();
+            return Err(e);
         }
     }
     Ok(server)
@@ -236,7 +215,7 @@ impl XdpServer {
     }
 
     pub fn responders(&self) -> &[ResponderCounters] {
-        &self.responders
+        self.pool.responders()
     }
 
     /// Takes the read-only handles on the program counters and socket statistics, for the
@@ -246,32 +225,19 @@ impl XdpServer {
     }
 
     pub fn total(&self) -> CounterSnapshot {
-        metrics::total(&self.responders)
+        self.pool.total()
     }
 
     /// Whether some thread has ended (before shutdown, that is a failure).
     pub fn any_finished(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished())
+        self.pool.any_finished()
     }
 
     /// Waits for every thread (after `shutdown` was set), reads the program counters, and
     /// detaches the programs.
     pub fn join(mut self) -> Stopped {
-        let mut failures = Vec::new();
-        for (index, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(e.to_string()),
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    failures.push(format!("xdp responder {index} panicked: {what}"));
-                }
-            }
-        }
+        let pool = std::mem::replace(&mut self.pool, ResponderPool::new("xdp", Arc::default()));
+        let (responders, failures) = pool.join();
         let programs = self
             .served
             .iter()
@@ -281,7 +247,7 @@ impl XdpServer {
             s.program.detach();
         }
         Stopped {
-            responders: std::mem::take(&mut self.responders),
+            responders,
             programs,
             failures,
         }

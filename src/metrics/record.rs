@@ -1,9 +1,10 @@
 //! The calls a responder makes to record one batch, as a trait: [`CounterWriter`] records, and
-//! [`NoRecord`] does nothing. The responders call [`CounterWriter`] directly; the trait exists
-//! so that a benchmark can run the same per-packet sequence with and without recording and
-//! report what the counters cost (bench/metrics.rs).
+//! [`NoRecord`] does nothing. The shared pipeline (`crate::pipeline`) records through it, so
+//! that a benchmark can run the real per-batch routine with and without recording and report
+//! what the counters cost (bench/metrics.rs).
 
 use super::counters::{CounterWriter, RxTimestampSource};
+use crate::frame::FrameDrop;
 use crate::respond::{DropReason, ReplyKind};
 
 /// What a responder records, call by call.
@@ -14,6 +15,9 @@ pub trait Record {
     fn replied(&mut self, kind: ReplyKind, bytes: usize);
     fn dropped(&mut self, reason: DropReason);
     fn response_time(&mut self, ns: i64);
+    fn dropped_frame(&mut self, reason: FrameDrop);
+    fn hardware_stamp_unused(&mut self);
+    fn send_error(&mut self);
 }
 
 impl Record for CounterWriter {
@@ -41,6 +45,18 @@ impl Record for CounterWriter {
     fn response_time(&mut self, ns: i64) {
         CounterWriter::response_time(self, ns)
     }
+    #[inline(always)]
+    fn dropped_frame(&mut self, reason: FrameDrop) {
+        CounterWriter::dropped_frame(self, reason)
+    }
+    #[inline(always)]
+    fn hardware_stamp_unused(&mut self) {
+        CounterWriter::hardware_stamp_unused(self)
+    }
+    #[inline(always)]
+    fn send_error(&mut self) {
+        CounterWriter::send_error(self)
+    }
 }
 
 /// Records nothing: the baseline of the counters' cost.
@@ -60,4 +76,10 @@ impl Record for NoRecord {
     fn dropped(&mut self, _: DropReason) {}
     #[inline(always)]
     fn response_time(&mut self, _: i64) {}
+    #[inline(always)]
+    fn dropped_frame(&mut self, _: FrameDrop) {}
+    #[inline(always)]
+    fn hardware_stamp_unused(&mut self) {}
+    #[inline(always)]
+    fn send_error(&mut self) {}
 }

@@ -1,7 +1,6 @@
 //! Every rule of `respond()`, one test each, and the properties that hold for any input.
 
 use super::*;
-use crate::clock::FixedClock;
 use crate::wire::extension::ExtensionField;
 use crate::wire::ntp::Repr;
 use proptest::prelude::*;
@@ -10,7 +9,6 @@ const T1: NtpTimestamp = NtpTimestamp(0xe98a_1b2c_1234_5678);
 const T2: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_0000);
 const T3: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_1000);
 const REF: NtpTimestamp = NtpTimestamp(0xe98a_1b20_0000_0000);
-const CLOCK: FixedClock = FixedClock(T3);
 
 fn synced() -> ServerState {
     ServerState {
@@ -48,7 +46,7 @@ fn request(version: u8, mode: Mode) -> Vec<u8> {
 }
 
 fn answer(buf: &mut [u8], state: &ServerState) -> Result<(Reply, Repr), DropReason> {
-    let reply = respond(buf, T2, Admission::Serve, state, &CLOCK)?;
+    let reply = respond(buf, T2, T3, Admission::Serve, state)?;
     Ok((
         reply,
         Repr::parse(&Packet::new_unchecked(&buf[..reply.len])).unwrap(),
@@ -148,10 +146,7 @@ fn each_drop_reason() {
     ];
     for (mut bytes, reason) in cases {
         let before = bytes.clone();
-        assert_eq!(
-            respond(&mut bytes, T2, Admission::Serve, &state, &CLOCK),
-            Err(reason)
-        );
+        assert_eq!(respond(&mut bytes, T2, T3, Admission::Serve, &state), Err(reason));
         assert_eq!(bytes, before, "a dropped request is left untouched ({reason:?})");
     }
     let mut unsync_drop = synced();
@@ -231,7 +226,7 @@ fn kiss_of_death_for_each_code() {
             let mut state = synced();
             state.synchronized = synchronized;
             let mut buf = request(4, Mode::Client);
-            let reply = respond(&mut buf, T2, Admission::Kiss(code), &state, &CLOCK).unwrap();
+            let reply = respond(&mut buf, T2, T3, Admission::Kiss(code), &state).unwrap();
             assert_eq!(
                 reply,
                 Reply {
@@ -259,7 +254,7 @@ fn kiss_of_death_for_each_code() {
 #[test]
 fn kiss_is_refused_for_invalid_requests_too() {
     let mut buf = request(4, Mode::Private);
-    let got = respond(&mut buf, T2, Admission::Kiss(KissCode::Rate), &synced(), &CLOCK);
+    let got = respond(&mut buf, T2, T3, Admission::Kiss(KissCode::Rate), &synced());
     assert_eq!(got, Err(DropReason::Private));
 }
 
@@ -289,7 +284,7 @@ proptest! {
         state.unsync_policy = if drop_unsync { UnsyncPolicy::Drop } else { UnsyncPolicy::Answer };
         let admission = kiss.map_or(Admission::Serve, |i| Admission::Kiss(KissCode::ALL[i]));
         let mut buf = bytes.clone();
-        match respond(&mut buf, T2, admission, &state, &CLOCK) {
+        match respond(&mut buf, T2, T3, admission, &state) {
             Ok(reply) => {
                 prop_assert!(reply.len <= bytes.len());
                 let r = Repr::parse(&Packet::new_unchecked(&buf[..reply.len])).unwrap();
@@ -307,7 +302,7 @@ proptest! {
     ) {
         let mut buf = header;
         buf[0] = (buf[0] & 0b1100_0000) | (version << 3) | Mode::Client as u8;
-        let reply = respond(&mut buf, T2, Admission::Serve, &synced(), &CLOCK).unwrap();
+        let reply = respond(&mut buf, T2, T3, Admission::Serve, &synced()).unwrap();
         prop_assert_eq!(reply.len, HEADER_LEN);
     }
 }

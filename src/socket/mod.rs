@@ -16,13 +16,13 @@ pub mod responder;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
 use crate::config::{ServerConfig, MAX_BATCH_SIZE};
 use crate::control::handoff::SymmetricSender;
-use crate::metrics::{self, CounterSnapshot, ResponderCounters};
+use crate::metrics::{CounterSnapshot, ResponderCounters};
+use crate::pool::ResponderPool;
 use crate::state::StateReader;
 
 use bind::{bind_error, bind_reuseport, check_not_in_use, ServerSocket};
@@ -53,8 +53,7 @@ impl From<&ServerConfig> for SocketConfig {
 /// The running responder threads.
 pub struct SocketServer {
     local_addrs: Vec<SocketAddr>,
-    responders: Vec<ResponderCounters>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    pool: ResponderPool,
 }
 
 /// How the threads ended.
@@ -118,49 +117,18 @@ pub fn run_with_symmetric(
         sockets.push(own);
     }
 
-    let mut server = SocketServer {
-        local_addrs,
-        responders: Vec::new(),
-        threads: Vec::new(),
-    };
+    let mut pool = ResponderPool::new("socket", shutdown);
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
-        let (writer, reader) = metrics::counters();
-        let name = format!("socket responder {index} (core {core})");
         let state = state.clone();
-        let stop = shutdown.clone();
         let symmetric = symmetric.clone();
+        let stop = pool.shutdown();
         let batch_size = config.batch_size;
-        let spawned = thread::Builder::new()
-            .name(format!("strata-sock-{index}"))
-            .spawn(move || {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                    log::warn!("{name}: could not pin the thread to CPU {core}; running unpinned");
-                }
-                Responder::new(name, own, batch_size, state, writer, stop)
-                    .with_symmetric(symmetric)
-                    .run()
-            });
-        match spawned {
-            Ok(handle) => {
-                server.threads.push(handle);
-                server.responders.push(ResponderCounters {
-                    path: "socket",
-                    index,
-                    core,
-                    counters: reader,
-                });
-            }
-            Err(e) => {
-                shutdown.store(true, Ordering::Relaxed);
-                server.join();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot start responder thread {index}: {e}"),
-                ));
-            }
-        }
+        let name = format!("socket responder {index} (core {core})");
+        pool.spawn(index, core, name, move |name, counters| {
+            Responder::new(name, own, batch_size, state, counters, stop, symmetric).run()
+        })?;
     }
-    Ok(server)
+    Ok(SocketServer { local_addrs, pool })
 }
 
 impl SocketServer {
@@ -171,40 +139,23 @@ impl SocketServer {
 
     /// The counters of each responder thread.
     pub fn responders(&self) -> &[ResponderCounters] {
-        &self.responders
+        self.pool.responders()
     }
 
     /// The counters of all threads together.
     pub fn total(&self) -> CounterSnapshot {
-        metrics::total(&self.responders)
+        self.pool.total()
     }
 
     /// Whether some thread has ended (before shutdown, that is a failure).
     pub fn any_finished(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished())
+        self.pool.any_finished()
     }
 
     /// Waits for every thread to end (after `shutdown` was set).
     pub fn join(self) -> Stopped {
-        let mut failures = Vec::new();
-        for (index, thread) in self.threads.into_iter().enumerate() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(e.to_string()),
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    failures.push(format!("socket responder {index} panicked: {what}"));
-                }
-            }
-        }
-        Stopped {
-            responders: self.responders,
-            failures,
-        }
+        let (responders, failures) = self.pool.join();
+        Stopped { responders, failures }
     }
 }
 
@@ -219,6 +170,7 @@ mod tests {
     use crate::wire::ntp::{Leap, Mode, Packet, Repr};
     use crate::wire::{NtpShort, NtpTimestamp};
     use std::net::UdpSocket;
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);

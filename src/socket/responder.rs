@@ -1,5 +1,5 @@
-//! The loop of one socket responder thread: receive a batch, answer each datagram in place with
-//! `respond()`, re-stamp the transmit times, send the batch back in one call.
+//! The loop of one socket responder thread: receive a batch, answer each datagram in place
+//! through the shared pipeline (`crate::pipeline`), stamp T3, send the batch back in one call.
 //!
 //! The thread owns its sockets, buffers and counters; it shares nothing writable with other
 //! threads and takes no lock. The server state is read once per batch from the seqlock. It
@@ -10,13 +10,11 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::clock::read::read_clock_ns;
-use crate::clock::{Clock, SystemClock};
 use crate::control::handoff::SymmetricSender;
 use crate::metrics::{CounterWriter, RxTimestampSource};
-use crate::respond::{respond, stamp_transmit, Admission, DropReason, ReplyKind};
+use crate::pipeline::{Datagrams, Pipeline, RxStamp};
+use crate::respond::Reply;
 use crate::state::StateReader;
-use crate::wire::ntp;
 
 use super::bind::{os_error_text, ServerSocket, IO_TIMEOUT};
 use super::mmsg::Batch;
@@ -28,12 +26,10 @@ pub struct Responder {
     pollfds: Vec<libc::pollfd>,
     batch: Batch,
     state: StateReader,
-    counters: CounterWriter,
+    pipeline: Pipeline<Datagrams, CounterWriter>,
     shutdown: Arc<AtomicBool>,
     reported_receive_error: bool,
     reported_send_error: bool,
-    /// Where symmetric packets (modes 1, 2) go: the control thread's peers. Never waits.
-    symmetric: Option<SymmetricSender>,
 }
 
 impl Responder {
@@ -46,6 +42,7 @@ impl Responder {
         state: StateReader,
         counters: CounterWriter,
         shutdown: Arc<AtomicBool>,
+        symmetric: Option<SymmetricSender>,
     ) -> Responder {
         assert!(!sockets.is_empty());
         let pollfds = sockets
@@ -62,18 +59,11 @@ impl Responder {
             pollfds,
             batch: Batch::new(batch_size),
             state,
-            counters,
+            pipeline: Pipeline::new(Datagrams, counters, symmetric),
             shutdown,
             reported_receive_error: false,
             reported_send_error: false,
-            symmetric: None,
         }
-    }
-
-    /// Hands symmetric packets to the control thread (see `control::handoff`).
-    pub fn with_symmetric(mut self, symmetric: Option<SymmetricSender>) -> Responder {
-        self.symmetric = symmetric;
-        self
     }
 
     /// Serves until the shutdown flag is set. Fails only if waiting for the sockets fails.
@@ -141,59 +131,43 @@ impl Responder {
             }
         };
         // Read right after the receive: T2 for any datagram that came without a kernel stamp.
-        let user_rx_ns = read_clock_ns(libc::CLOCK_REALTIME);
+        let user_rx_ns = self.pipeline.clock_ns();
         self.serve(index, received, user_rx_ns);
         true
     }
 
     fn serve(&mut self, index: usize, received: usize, user_rx_ns: i64) {
-        let published = self.state.read();
-        // T3 from CLOCK_REALTIME, the clock of the kernel's software receive stamps (T2).
-        let clock = SystemClock::realtime(published.clock);
         let use_pktinfo = self.sockets[index].pktinfo();
-        self.counters.batch(received);
+        self.pipeline.begin(&self.state, received);
         for i in 0..received {
             // Only looked up when peers are configured: the sender of a symmetric packet.
-            let from = if self.symmetric.is_some() {
+            let from = if self.pipeline.hands_off() {
                 self.batch.source(i)
             } else {
                 None
             };
             let datagram = self.batch.datagram(i);
-            self.counters.received(datagram.len);
             if datagram.truncated {
-                self.counters.truncated();
+                let counters = self.pipeline.counters();
+                counters.received(datagram.len);
+                counters.truncated();
                 continue;
             }
-            if datagram.meta.hardware {
-                self.counters.hardware_stamp_unused();
-            }
-            let rx_ns = match datagram.meta.software_ns {
-                Some(ns) => {
-                    self.counters.rx_timestamp(RxTimestampSource::KernelSoftware);
-                    ns
-                }
-                None => {
-                    self.counters.rx_timestamp(RxTimestampSource::UserSpace);
-                    user_rx_ns
-                }
+            let stamp = match datagram.meta.software_ns {
+                Some(ns) => RxStamp {
+                    ns,
+                    source: RxTimestampSource::KernelSoftware,
+                    hardware_unused: datagram.meta.hardware,
+                },
+                None => RxStamp {
+                    ns: user_rx_ns,
+                    source: RxTimestampSource::UserSpace,
+                    hardware_unused: datagram.meta.hardware,
+                },
             };
-            let rx_time = published.clock.ntp_from_realtime(rx_ns);
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };
-            match respond(
-                datagram.payload,
-                rx_time,
-                Admission::Serve,
-                &published.server,
-                &clock,
-            ) {
-                Ok(reply) => self.batch.push_reply(i, reply.len, reply.kind, pktinfo),
-                Err(reason) => {
-                    if let (DropReason::Symmetric, Some(tx), Some(from)) = (reason, &self.symmetric, from) {
-                        tx.offer(from, rx_ns, datagram.payload);
-                    }
-                    self.counters.dropped(reason)
-                }
+            if let Some(reply) = self.pipeline.answer(datagram.payload, stamp, from) {
+                self.batch.push_reply(i, reply.len, reply.kind, pktinfo);
             }
         }
         let replies = self.batch.replies();
@@ -201,24 +175,20 @@ impl Responder {
             return;
         }
         self.batch.prepare_send();
-        // T3 as late as possible: every reply is stamped right before the one send call.
+        // T3 as late as possible: one clock read for the batch, right before the one send call.
+        let t3 = self.pipeline.transmit_time();
         for j in 0..replies {
-            if !matches!(self.batch.reply_info(j).0, ReplyKind::Kiss(_)) {
-                let reply = self.batch.reply_mut(j);
-                let t3 = clock.now();
-                stamp_transmit(reply, t3);
-                // T2 is in the reply already (its receive timestamp), on the same clock as T3.
-                let t2 = ntp::Packet::new_unchecked(&*reply).receive_timestamp();
-                self.counters.response_time(t3.diff_nanos(t2));
-            }
+            let (kind, len) = self.batch.reply_info(j);
+            self.pipeline
+                .stamp(self.batch.reply_mut(j), &Reply { len, kind }, t3);
         }
-        if let Some(e) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.counters) {
+        if let Some(e) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline) {
             self.send_failed(index, &e);
         }
     }
 
     fn receive_failed(&mut self, index: usize, e: &io::Error) {
-        self.counters.receive_error();
+        self.pipeline.counters().receive_error();
         if !self.reported_receive_error {
             self.reported_receive_error = true;
             log::warn!(
@@ -269,7 +239,11 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
 /// and skipped and the rest are sent with another call. A temporary shortage (EAGAIN, or a partial
 /// send with no parked error) is retried from where it stopped, except that a call that takes
 /// nothing skips one reply, so that the loop always ends.
-pub fn send_replies(batch: &mut Batch, fd: RawFd, counters: &mut CounterWriter) -> Option<io::Error> {
+pub fn send_replies(
+    batch: &mut Batch,
+    fd: RawFd,
+    pipeline: &mut Pipeline<Datagrams, CounterWriter>,
+) -> Option<io::Error> {
     let total = batch.replies();
     let mut first_error = None;
     let mut next = 0;
@@ -278,25 +252,25 @@ pub fn send_replies(batch: &mut Batch, fd: RawFd, counters: &mut CounterWriter) 
             Ok(sent) if sent > 0 => {
                 for j in next..next + sent {
                     let (kind, len) = batch.reply_info(j);
-                    counters.replied(kind, len);
+                    pipeline.sent(&Reply { len, kind });
                 }
                 next += sent;
                 if next < total {
                     if let Some(e) = take_socket_error(fd) {
-                        counters.send_error();
+                        pipeline.send_failed();
                         first_error.get_or_insert(e);
                         next += 1;
                     }
                 }
             }
             Ok(_) => {
-                counters.send_error();
+                pipeline.send_failed();
                 first_error.get_or_insert_with(|| io::Error::other("sendmmsg sent nothing"));
                 next += 1;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                counters.send_error();
+                pipeline.send_failed();
                 first_error.get_or_insert(e);
                 next += 1;
             }
@@ -309,6 +283,7 @@ pub fn send_replies(batch: &mut Batch, fd: RawFd, counters: &mut CounterWriter) 
 mod tests {
     use super::*;
     use crate::metrics::counters;
+    use crate::respond::ReplyKind;
     use crate::socket::bind::bind_reuseport;
     use crate::socket::mmsg::PktInfo;
     use std::net::UdpSocket;
@@ -345,8 +320,9 @@ mod tests {
             batch.push_reply(slot, 8, ReplyKind::Time, pktinfo);
         }
         batch.prepare_send();
-        let (mut writer, reader) = counters();
-        let e = send_replies(&mut batch, server.fd(), &mut writer).expect("an error for the bad reply");
+        let (writer, reader) = counters();
+        let mut pipeline = Pipeline::new(Datagrams, writer, None);
+        let e = send_replies(&mut batch, server.fd(), &mut pipeline).expect("an error for the bad reply");
         // EINVAL or ENETUNREACH, depending on how routing meets the foreign source address.
         assert!(e.raw_os_error().is_some(), "{e}");
         let s = reader.snapshot();

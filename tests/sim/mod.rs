@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 
-use strata::clock::{ClockParams, FixedClock};
+use strata::clock::ClockParams;
 use strata::control::engine::{Engine, EngineConfig, SourceId, DEFAULT_MAX_DISTANCE};
 use strata::control::events::Event;
 use strata::control::guard::StepLimits;
@@ -336,8 +336,7 @@ impl Sim {
                     Behaviour::Serve => Admission::Serve,
                     Behaviour::Kiss(code) => Admission::Kiss(code),
                 };
-                let clock = FixedClock(server_now(departs));
-                if respond(&mut packet, rx, admission, &state, &clock).is_err() {
+                if respond(&mut packet, rx, server_now(departs), admission, &state).is_err() {
                     return;
                 }
                 if self.rng.uniform() < up.loss {
@@ -386,7 +385,7 @@ pub fn client_view(sim: &Sim, t: i64) -> (f64, u8, u8) {
     let mut req = [0u8; 48];
     req[0] = 0x23;
     let rx = published.clock.ntp_from_realtime(sim.kernel(t));
-    respond(&mut req, rx, Admission::Serve, &published.server, &FixedClock(rx)).unwrap();
+    respond(&mut req, rx, rx, Admission::Serve, &published.server).unwrap();
     let p = Packet::new_unchecked(&req[..]);
     (p.root_dispersion().to_seconds_f64(), p.leap() as u8, p.stratum())
 }

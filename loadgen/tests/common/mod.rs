@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strata::clock::read::{kernel_tai_offset, read_clock_ns};
-use strata::clock::{ClockParams, SystemClock};
+use strata::clock::{Clock, ClockParams, SystemClock};
 use strata::respond::{respond, Admission};
 use strata::state::{ServerState, UnsyncPolicy};
 use strata::wire::ntp::Leap;
@@ -231,7 +231,7 @@ fn serve(socket: UdpSocket, fault: Fault, counts: &Counts, stop: &AtomicBool) {
         };
         let rx = params.ntp_from_realtime(read_clock_ns(libc::CLOCK_REALTIME));
         let n = counts.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let Ok(reply) = respond(&mut buf[..len], rx, Admission::Serve, &state, &clock) else {
+        let Ok(reply) = respond(&mut buf[..len], rx, clock.now(), Admission::Serve, &state) else {
             continue;
         };
         let copies = match fault {
