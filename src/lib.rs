@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pool;
 pub mod respond;
+pub mod server;
 pub mod socket;
 pub mod state;
 pub mod wire;
