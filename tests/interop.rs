@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
+#[ignore = "needs chronyd (make test runs it)"]
 fn chronyd_accepts_strata_as_a_stratum_1_server() {
     if !available("chronyd (Debian package chrony)", have_command("chronyd")) {
         return;
@@ -87,6 +88,7 @@ fn ntpdig_until_answered(ns: &Netns, addr: &str) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs root, a network namespace and ntpdig (make test runs it)"]
 fn ntpdig_accepts_strata_over_ipv4_and_ipv6() {
     if !available("root (for a network namespace)", is_root())
         || !available("ip (Debian package iproute2)", have_command("ip"))

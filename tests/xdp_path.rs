@@ -211,6 +211,7 @@ fn stop(server: Server) -> String {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP, python3, ntpdig and chronyd (make test runs it)"]
 fn real_clients_are_answered_through_af_xdp() {
     if !lab_available()
         || !available("ntpdig (Debian package ntpsec-ntpdig)", have_command("ntpdig"))
@@ -264,6 +265,7 @@ fn real_clients_are_answered_through_af_xdp() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn t2_is_the_xdp_stamp_between_send_and_t3() {
     if !lab_available() {
         return;
@@ -307,6 +309,7 @@ fn t2_is_the_xdp_stamp_between_send_and_t3() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
     if !lab_available() {
         return;
@@ -525,8 +528,12 @@ fn vlan_exchange(dev: &str, src_mac: [u8; 6], dst_mac: [u8; 6], vlan: u16) -> Op
         if udp[0..2] != 123u16.to_be_bytes() || udp[2..4] != SPORT.to_be_bytes() {
             continue;
         }
-        // SAFETY: walking the control messages the kernel wrote into `msg`.
         let mut tci = tci_in_frame;
+        // SAFETY: walking the control messages the kernel wrote into `control` through `msg`:
+        // CMSG_FIRSTHDR and CMSG_NXTHDR only return headers that lie within msg_controllen
+        // bytes of msg_control (or null), the buffer is live and no longer written, and a
+        // PACKET_AUXDATA message holds a whole tpacket_auxdata (the kernel writes it so), read
+        // unaligned.
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
             while !cmsg.is_null() {
@@ -619,6 +626,7 @@ fn icmp_echo(to: IpAddr) -> bool {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn each_queue_is_answered_by_its_own_responder() {
     if !lab_available() {
         return;
@@ -655,6 +663,7 @@ fn each_queue_is_answered_by_its_own_responder() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn a_stale_program_is_replaced_and_a_clean_stop_leaves_none() {
     if !lab_available() {
         return;
@@ -726,6 +735,7 @@ fn a_stale_program_is_replaced_and_a_clean_stop_leaves_none() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn auto_mode_falls_back_to_sockets_when_xdp_cannot_start() {
     if !lab_available() {
         return;
@@ -783,6 +793,7 @@ fn auto_mode_falls_back_to_sockets_when_xdp_cannot_start() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
     if !lab_available() {
         return;

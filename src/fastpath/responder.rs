@@ -121,6 +121,7 @@ impl Responder {
 
     /// Nothing to receive: kick TX if replies are waiting to go out, then wait for RX.
     fn idle(&mut self) -> io::Result<()> {
+        self.socket.fill.retry();
         if self.in_flight > 0 && self.socket.tx.needs_wakeup() {
             // Copy mode sends at most a few dozen frames per kick: keep kicking until the
             // completions say everything went.
@@ -165,7 +166,7 @@ impl Responder {
         if done > 0 {
             // SAFETY: these frames are ours again; the fill ring holds every frame of the UMEM,
             // so it has room.
-            unsafe { self.socket.fill.produce(&self.completed[..done]) };
+            unsafe { self.socket.fill.refill(&self.completed[..done]) };
             self.in_flight -= done;
         }
     }
@@ -209,7 +210,7 @@ impl Responder {
         }
         if !self.recycle.is_empty() {
             // SAFETY: dropped frames are ours; the fill ring has room for every frame.
-            unsafe { self.socket.fill.produce(&self.recycle) };
+            unsafe { self.socket.fill.refill(&self.recycle) };
         }
         if !self.tx.is_empty() {
             self.submit();
@@ -245,7 +246,7 @@ impl Responder {
                 self.pipeline.send_failed();
             }
             // SAFETY: these frames were not produced; they are still ours.
-            unsafe { self.socket.fill.produce(&self.tx[produced..]) };
+            unsafe { self.socket.fill.refill(&self.tx[produced..]) };
         }
         if self.socket.tx.needs_wakeup() {
             self.kick_tx();

@@ -3,8 +3,10 @@
 //!
 //! A [`Batch`] is allocated once per thread. Each received datagram is answered in place in its
 //! own buffer and sent back to the address it came from, so a reply needs no copy. The message
-//! headers hold pointers into the buffers; they are rewritten before every call (which resets
-//! the lengths the kernel overwrote anyway), so no pointer outlives the borrow it came from.
+//! headers hold pointers into the buffers; the call that hands them to the kernel (receive,
+//! send) writes those pointers itself, right before the system call, from borrows of the
+//! buffers taken there. So no pointer the kernel sees outlives the borrow it came from, and the
+//! safe methods are sound whatever order they are called in.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -84,6 +86,9 @@ pub struct Batch {
     received: usize,
     pending: Box<[Pending]>,
     pending_len: usize,
+    /// How many of the queued replies have their send headers' lengths and control message
+    /// written (by [`Batch::prepare_send`]).
+    prepared: usize,
     tx_control: Box<[ControlBuf<TX_CONTROL_LEN>]>,
     tx_iov: Box<[libc::iovec]>,
     tx_msgs: Box<[libc::mmsghdr]>,
@@ -215,10 +220,12 @@ impl Batch {
     /// Allocates the buffers for batches of up to `capacity` datagrams.
     pub fn new(capacity: usize) -> Batch {
         assert!(capacity > 0);
-        // SAFETY (for the zeroed values below): all-zero iovec, mmsghdr and sockaddr_storage
-        // values are valid (null pointers, zero lengths); they are filled in before every call.
+        // The headers and names start all zero; they are filled in before every call.
+        // SAFETY: an all-zero iovec is valid: a null base pointer and a length of zero.
         let zero_iov = || unsafe { zeroed::<libc::iovec>() };
+        // SAFETY: an all-zero mmsghdr is valid: null pointers and lengths of zero.
         let zero_msg = || unsafe { zeroed::<libc::mmsghdr>() };
+        // SAFETY: sockaddr_storage is plain integers, valid all zero (family AF_UNSPEC).
         let zero_name = || unsafe { zeroed::<libc::sockaddr_storage>() };
         let none = Pending {
             slot: 0,
@@ -236,6 +243,7 @@ impl Batch {
             received: 0,
             pending: vec![none; capacity].into_boxed_slice(),
             pending_len: 0,
+            prepared: 0,
             tx_control: vec![ControlBuf([0; TX_CONTROL_LEN]); capacity].into_boxed_slice(),
             tx_iov: (0..capacity).map(|_| zero_iov()).collect(),
             tx_msgs: (0..capacity).map(|_| zero_msg()).collect(),
@@ -251,17 +259,25 @@ impl Batch {
     pub fn receive(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         self.received = 0;
         self.pending_len = 0;
+        self.prepared = 0;
+        // As in `send`: each buffer's pointers come from one borrow of it taken now.
+        let data = self.data.as_mut_ptr();
+        let names = self.names.as_mut_ptr();
+        let control = self.rx_control.as_mut_ptr();
         for i in 0..self.capacity {
             self.rx_iov[i] = libc::iovec {
-                iov_base: self.data[i].as_mut_ptr() as *mut libc::c_void,
+                iov_base: data.wrapping_add(i).cast(),
                 iov_len: DATAGRAM_CAPACITY,
             };
+        }
+        let iov = self.rx_iov.as_mut_ptr();
+        for i in 0..self.capacity {
             let hdr = &mut self.rx_msgs[i].msg_hdr;
-            hdr.msg_name = &mut self.names[i] as *mut _ as *mut libc::c_void;
+            hdr.msg_name = names.wrapping_add(i).cast();
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = &mut self.rx_iov[i];
+            hdr.msg_iov = iov.wrapping_add(i);
             hdr.msg_iovlen = 1;
-            hdr.msg_control = self.rx_control[i].0.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_control = control.wrapping_add(i).cast();
             hdr.msg_controllen = RX_CONTROL_LEN as _;
             hdr.msg_flags = 0;
             self.rx_msgs[i].msg_len = 0;
@@ -337,44 +353,75 @@ impl Batch {
         &mut self.data[p.slot][..p.len]
     }
 
-    /// Fills in the send headers for the queued replies. Call once, then [`Batch::send`].
+    /// Writes what the send headers of the queued replies hold besides pointers: the lengths,
+    /// and the control message that sets a reply's source address. Optional: [`Batch::send`]
+    /// does it for any reply that needs it. Calling it before the replies are stamped keeps
+    /// that work out of the time between the T3 stamp and the send; replies may still be
+    /// rewritten ([`Batch::reply_mut`]) and more queued afterwards.
     pub fn prepare_send(&mut self) {
-        for j in 0..self.pending_len {
+        for j in self.prepared..self.pending_len {
             let p = self.pending[j];
-            self.tx_iov[j] = libc::iovec {
-                iov_base: self.data[p.slot].as_mut_ptr() as *mut libc::c_void,
-                iov_len: p.len,
-            };
-            let name_len = self.rx_msgs[p.slot].msg_hdr.msg_namelen;
             let control_len = match &p.pktinfo {
                 Some(info) => write_source_pktinfo(&mut self.tx_control[j].0, info),
                 None => 0,
             };
+            // The kernel set the name's length on receive; never more than the buffer anyway.
+            let name_len = self.rx_msgs[p.slot]
+                .msg_hdr
+                .msg_namelen
+                .min(size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+            self.tx_iov[j].iov_len = p.len;
             let hdr = &mut self.tx_msgs[j].msg_hdr;
-            hdr.msg_name = &mut self.names[p.slot] as *mut _ as *mut libc::c_void;
             hdr.msg_namelen = name_len;
-            hdr.msg_iov = &mut self.tx_iov[j];
             hdr.msg_iovlen = 1;
-            hdr.msg_control = if control_len > 0 {
-                self.tx_control[j].0.as_mut_ptr() as *mut libc::c_void
-            } else {
-                ptr::null_mut()
-            };
             hdr.msg_controllen = control_len as _;
             hdr.msg_flags = 0;
-            self.tx_msgs[j].msg_len = 0;
         }
+        self.prepared = self.pending_len;
     }
 
     /// One sendmmsg call for the queued replies from the `from`-th on; returns how many the
     /// kernel took. An error belongs to the `from`-th reply.
     pub fn send(&mut self, fd: RawFd, from: usize) -> io::Result<usize> {
         assert!(from < self.pending_len);
+        self.prepare_send();
+        // Every pointer handed to the kernel is made here, each buffer's from one borrow of the
+        // whole buffer taken now, after the last use of any other borrow of it (a reply being
+        // stamped through `reply_mut`, say) and before the call. So none can have been
+        // invalidated by a later borrow, and two replies of one slot (or one reply sent by two
+        // calls) share a pointer's provenance rather than invalidate each other's.
+        let data = self.data.as_mut_ptr();
+        let names = self.names.as_mut_ptr();
+        let control = self.tx_control.as_mut_ptr();
+        for j in from..self.pending_len {
+            // In bounds: `slot` < `received` <= `capacity` (push_reply checks it), and so is `j`.
+            self.tx_iov[j].iov_base = data.wrapping_add(self.pending[j].slot).cast();
+        }
+        let iov = self.tx_iov.as_mut_ptr();
+        for j in from..self.pending_len {
+            let slot = self.pending[j].slot;
+            let msg = &mut self.tx_msgs[j];
+            msg.msg_len = 0;
+            let hdr = &mut msg.msg_hdr;
+            hdr.msg_name = names.wrapping_add(slot).cast();
+            hdr.msg_iov = iov.wrapping_add(j);
+            hdr.msg_control = if hdr.msg_controllen > 0 {
+                control.wrapping_add(j).cast()
+            } else {
+                ptr::null_mut()
+            };
+        }
+        let msgs = self.tx_msgs.as_mut_ptr().wrapping_add(from);
         let count = self.pending_len - from;
-        // SAFETY: headers `from..pending_len` were filled by prepare_send and point into this
-        // batch's buffers (data, names, tx_iov, tx_control), none of which has moved or been
-        // freed since; the kernel only reads them (and writes msg_len).
-        let n = unsafe { libc::sendmmsg(fd, self.tx_msgs.as_mut_ptr().add(from), count as libc::c_uint, 0) };
+        // SAFETY: `msgs` points to headers `from..pending_len` of `tx_msgs` (`count` of them, in
+        // bounds), each written completely above or by prepare_send (called above for every
+        // queued reply): one iovec (`tx_iov[j]`) of `len` <= DATAGRAM_CAPACITY bytes at the
+        // start of the buffer `data[slot]`, a name of at most `sockaddr_storage` bytes at
+        // `names[slot]`, and either no control message or one of at most TX_CONTROL_LEN bytes
+        // at `tx_control[j]`. Those pointers were derived just above from borrows that nothing
+        // has invalidated since, into buffers that `&mut self` keeps alive and unaliased for the
+        // whole call. The kernel only reads through them, and writes only the headers' msg_len.
+        let n = unsafe { libc::sendmmsg(fd, msgs, count as libc::c_uint, 0) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -503,6 +550,71 @@ mod tests {
         let (n, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"pong");
         assert_eq!(from, std::net::SocketAddr::from(([127, 0, 0, 2], port)));
+    }
+
+    /// A server socket on 127.0.0.1 and a client that sent it one datagram per payload, and a
+    /// batch holding them all, received.
+    fn received(payloads: &[&[u8]]) -> (crate::socket::bind::ServerSocket, std::net::UdpSocket, Batch) {
+        let server = crate::socket::bind::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        for p in payloads {
+            client.send_to(p, server.local_addr()).unwrap();
+        }
+        let mut batch = Batch::new(payloads.len());
+        // Without MSG_WAITFORONE the call waits for all of them (each up to the socket's
+        // receive timeout); on loopback they are there already.
+        assert_eq!(batch.receive(server.fd(), 0).unwrap(), payloads.len());
+        (server, client, batch)
+    }
+
+    fn next_datagram(client: &std::net::UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn send_needs_no_prepare_and_sends_what_the_buffers_hold_then() {
+        // Room for three replies; the third answers the second request again.
+        let (server, client, mut batch) = received(&[b"one", b"two", b"three"]);
+        batch.datagram(0).payload.copy_from_slice(b"ONE");
+        batch.push_reply(0, 3, ReplyKind::Time, None);
+        // No prepare_send: send writes whatever the headers need.
+        assert_eq!(batch.send(server.fd(), 0).unwrap(), 1);
+        assert_eq!(next_datagram(&client), b"ONE");
+
+        // Prepared first, then rewritten (as T3 is stamped) and another reply queued: what goes
+        // out is the buffers as they are at the send, every reply included.
+        batch.push_reply(1, 3, ReplyKind::Time, None);
+        batch.prepare_send();
+        batch.reply_mut(0).copy_from_slice(b"uno");
+        batch.reply_mut(1).copy_from_slice(b"dos");
+        batch.push_reply(1, 2, ReplyKind::Time, None);
+        assert_eq!(batch.replies(), 3);
+        assert_eq!(batch.send(server.fd(), 1).unwrap(), 2);
+        assert_eq!(next_datagram(&client), b"dos");
+        assert_eq!(next_datagram(&client), b"do");
+        // A repeated send (as after a refused reply) sends the same bytes again.
+        assert_eq!(batch.send(server.fd(), 0).unwrap(), 3);
+        assert_eq!(next_datagram(&client), b"uno");
+        assert_eq!(next_datagram(&client), b"dos");
+        assert_eq!(next_datagram(&client), b"do");
+    }
+
+    #[test]
+    fn a_new_receive_forgets_the_replies_and_their_headers() {
+        let (server, client, mut batch) = received(&[b"abc"]);
+        batch.push_reply(0, 3, ReplyKind::Time, None);
+        batch.prepare_send();
+        client.send_to(b"xyz!", server.local_addr()).unwrap();
+        assert_eq!(batch.receive(server.fd(), libc::MSG_WAITFORONE).unwrap(), 1);
+        assert_eq!(batch.replies(), 0);
+        batch.push_reply(0, 4, ReplyKind::Time, None);
+        assert_eq!(batch.send(server.fd(), 0).unwrap(), 1);
+        assert_eq!(next_datagram(&client), b"xyz!");
     }
 
     const OVERSIZE: usize = DATAGRAM_CAPACITY + 1000;

@@ -174,6 +174,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The test servers' batch size: at most this many datagrams per recvmmsg call.
+    const BATCH: usize = 16;
 
     struct TestServer {
         server: Option<SocketServer>,
@@ -209,7 +211,7 @@ mod tests {
             let config = SocketConfig {
                 listen,
                 cores,
-                batch_size: 16,
+                batch_size: BATCH,
             };
             let server = run(&config, reader, shutdown.clone())?;
             Ok(TestServer {
@@ -514,21 +516,51 @@ mod tests {
                 c.set_nonblocking(true).unwrap();
                 let req = request(4, Mode::Client, NtpTimestamp(9));
                 let mut sink = [0u8; 64];
+                let (mut sent, mut answered) = (0u64, 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..64 {
-                        let _ = c.send_to(&req, v4);
+                        if c.send_to(&req, v4).is_ok() {
+                            sent += 1;
+                        }
                     }
-                    while c.recv_from(&mut sink).is_ok() {}
+                    while c.recv_from(&mut sink).is_ok() {
+                        answered += 1;
+                    }
                 }
+                (sent, answered)
             })
         };
         std::thread::sleep(Duration::from_millis(50));
-        for _ in 0..5 {
+        const EXCHANGES: u64 = 5;
+        for _ in 0..EXCHANGES {
             exchange(v6, v6, 1);
         }
         stop.store(true, Ordering::Relaxed);
-        flood.join().unwrap();
-        assert!(server.total().requests > 5);
+        let (flood_sent, flood_answered) = flood.join().unwrap();
+        // The flooded socket was served as well, not only the other one.
+        assert!(flood_answered > 0, "the flood ({flood_sent} sent) got no reply");
+        // Once the flood's backlog is worked off, every request that reached the server was
+        // answered (or its reply counted as failed), and none was dropped.
+        let total = server.wait_until("every request answered", |s| {
+            s.requests == s.replies() + s.send_errors
+        });
+        assert_eq!(total.dropped(), 0, "{total}");
+        assert_eq!(total.replies_time, total.replies(), "{total}");
+        // The server counted every request whose reply a client got, and none that the test did
+        // not send (the kernel may drop some of the flood before the server sees them).
+        assert!(
+            total.requests >= EXCHANGES + flood_answered,
+            "{} requests counted, but {EXCHANGES} exchanges and {flood_answered} flood replies",
+            total.requests
+        );
+        assert!(
+            total.requests <= EXCHANGES + flood_sent,
+            "{} requests counted, only {} sent",
+            total.requests,
+            EXCHANGES + flood_sent
+        );
+        assert_eq!(total.bytes_in, 48 * total.requests, "{total}");
+        assert_eq!(total.batched_requests, total.requests, "{total}");
     }
 
     #[test]
@@ -550,8 +582,25 @@ mod tests {
         }
         assert!(seen.iter().all(|&s| s));
         let total = server.wait_until("200 replies", |s| s.replies() >= 200);
-        assert_eq!(total.replies_time, 200);
-        assert!(total.batches <= 200 && total.batched_requests == 200);
+        assert_eq!(total.requests, 200, "{total}");
+        assert_eq!(total.replies_time, 200, "{total}");
+        assert_eq!(total.replies(), 200, "{total}");
+        assert_eq!((total.bytes_in, total.bytes_out), (200 * 48, 200 * 48));
+        // Each request was in exactly one receive call, and a call takes 1 to BATCH datagrams.
+        assert_eq!(total.batched_requests, 200, "{total}");
+        let fewest = 200u64.div_ceil(BATCH as u64);
+        assert!(
+            (fewest..=200).contains(&total.batches),
+            "{} receive calls for 200 requests in batches of at most {BATCH}",
+            total.batches
+        );
+        assert_eq!(total.batch_sizes.iter().sum::<u64>(), total.batches, "{total}");
+        let above = crate::metrics::histogram::batch_bucket(BATCH) + 1;
+        assert!(
+            total.batch_sizes[above..].iter().all(|&n| n == 0),
+            "a batch larger than {BATCH}: {:?}",
+            total.batch_sizes
+        );
     }
 
     #[test]

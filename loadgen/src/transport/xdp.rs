@@ -19,6 +19,7 @@ use std::os::fd::AsRawFd;
 use std::ptr;
 
 use strata::clock::read::read_clock_ns;
+use strata::fastpath::xsk::FillRing;
 use strata::wire::ethernet::EthernetAddress;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -70,7 +71,7 @@ pub struct XdpTransport {
     umem: Umem,
     tx: TxQueue,
     rx: RxQueue,
-    fill: FillQueue,
+    fill: FillRing,
     comp: CompQueue,
     /// Request frames not in the kernel's hands.
     free: Vec<FrameDesc>,
@@ -91,7 +92,7 @@ pub struct RxOnly {
     queue: u32,
     umem: Umem,
     rx: RxQueue,
-    fill: FillQueue,
+    fill: FillRing,
     // Kept open with the socket; nothing is ever sent on it.
     _tx: TxQueue,
     _comp: CompQueue,
@@ -188,7 +189,7 @@ fn open_rx_only(iface: &str, queue: u32, mode: BindFlags) -> io::Result<RxOnly> 
         queue,
         umem,
         rx,
-        fill,
+        fill: FillRing::new(fill),
         _tx: tx,
         _comp: comp,
     })
@@ -265,7 +266,7 @@ impl XdpTransport {
             umem,
             tx,
             rx,
-            fill,
+            fill: FillRing::new(fill),
             comp,
             free: free_list,
             scratch,
@@ -431,7 +432,7 @@ impl XdpTransport {
 fn drain_one(
     umem: &Umem,
     rx: &mut RxQueue,
-    fill: &mut FillQueue,
+    fill: &mut FillRing,
     scratch: &mut [FrameDesc],
     options: &XdpOptions,
     on_reply: &mut dyn FnMut(Reply<'_>),
@@ -439,6 +440,7 @@ fn drain_one(
     // SAFETY: the scratch descriptors are overwritten with frames of this socket's UMEM.
     let n = unsafe { rx.consume(scratch) };
     if n == 0 {
+        fill.retry();
         return Ok(0);
     }
     // No per-frame stamp in copy mode: one clock read for the batch, right after it arrived.
@@ -464,8 +466,12 @@ fn drain_one(
             rx_ns,
         });
     }
-    // SAFETY: these frames came from this socket's RX ring and are no longer read; its fill ring
-    // is as large as its RX frame pool, so it has room for all of them.
-    unsafe { fill.produce_and_wakeup(&scratch[..n], rx.fd_mut(), 0) }?;
+    // SAFETY: these frames came from this socket's RX ring (so they are this UMEM's) and are no
+    // longer read. Its fill ring is as large as its RX frame pool, so it has room for all of
+    // them; were it to refuse some all the same, they would wait in the backlog, not be lost.
+    unsafe { fill.refill(&scratch[..n]) };
+    if fill.ring().needs_wakeup() {
+        fill.ring().wakeup(rx.fd_mut(), 0)?;
+    }
     Ok(n)
 }
