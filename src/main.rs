@@ -7,12 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use log::{error, LevelFilter};
 
-use strata::config::{Mode, Overrides, ServerConfig, DEFAULT_CONTROL};
+use strata::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
 use strata::metrics::{control_socket, status_view};
-use strata::state::UnsyncPolicy;
 
 #[derive(Parser)]
 #[command(
@@ -46,184 +45,30 @@ struct StatusArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    /// XDP when an interface is given (sockets on its addresses if XDP cannot start), else sockets
-    Auto,
-    /// The portable socket path (recvmmsg/sendmmsg)
-    Socket,
-    /// AF_XDP kernel bypass on the --iface interfaces
-    Xdp,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum UnsyncArg {
-    /// Answer with leap indicator 3 and stratum 16
-    Answer,
-    /// Send nothing, so that clients turn to other servers at once
-    Drop,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogLevelArg {
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
 #[derive(Args)]
 struct ServeArgs {
     /// TOML configuration file; the flags below override its keys
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Address to serve on, IPv6 as [ADDR]:PORT; repeatable [default: 0.0.0.0:123 and [::]:123]
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Vec<String>,
-
-    /// CPUs to run one responder thread on each, e.g. 0,1 or 0-3 [default: every CPU this process may use]
-    #[arg(long, value_name = "LIST")]
-    cores: Option<String>,
-
-    /// Serve the system clock at this stratum (1-15); without it the server is unsynchronized
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    local_stratum: Option<i64>,
-
-    /// Packet path [default: auto]
-    #[arg(long, value_name = "MODE")]
-    mode: Option<ModeArg>,
-
-    /// What to do with requests while not synchronized [default: answer]
-    #[arg(long, value_name = "POLICY")]
-    unsynchronized: Option<UnsyncArg>,
-
-    /// Datagrams per receive call (1-1024) [default: 64]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    batch_size: Option<i64>,
-
-    /// Log level [default: RUST_LOG if set, else info]
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<LogLevelArg>,
-
-    /// Interface to serve on through XDP/AF_XDP, every receive queue; repeatable
-    #[arg(long, value_name = "IF")]
-    iface: Vec<String>,
-
-    /// UDP port requests are sent to, on the XDP path and its socket fallback [default: 123]
-    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
-    ntp_port: Option<i64>,
-
-    /// Replace an XDP program on the interface that is not strata's
-    #[arg(long)]
-    force: bool,
-
-    /// Busy-poll the AF_XDP sockets (SO_PREFER_BUSY_POLL) instead of sleeping in poll()
-    #[arg(long)]
-    busy_poll: bool,
-
-    /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
-    #[arg(long, value_name = "ADDR:PORT")]
-    metrics: Option<String>,
-
-    /// Answer `strata status` on this Unix socket, or `off` [default: /run/strata/control.sock]
-    #[arg(long, value_name = "PATH")]
-    control: Option<String>,
-
-    /// Upstream server to synchronize to, "HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N]
-    /// [maxpoll N]"; repeatable (replaces the file's `server` entries)
-    #[arg(long, value_name = "HOST[:PORT]")]
-    upstream: Vec<String>,
-
-    /// Symmetric peer (mode 1), same syntax as --upstream; repeatable
-    #[arg(long, value_name = "HOST[:PORT]")]
-    peer: Vec<String>,
-
-    /// Largest root distance, in seconds, of a usable source and of time served as synchronized
-    /// [default: 1.5]
-    #[arg(long, value_name = "SECONDS")]
-    max_distance: Option<String>,
-
-    /// Agreeing sources needed to synchronize [default: 2]
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    minsources: Option<i64>,
-
-    /// Largest first step forward, seconds: sources further ahead of the clock at start are
-    /// refused until --allow-step [default: 1000]
-    #[arg(long, value_name = "SECONDS")]
-    max_startup_step_forward: Option<String>,
-
-    /// Largest first step backward, seconds [default: 1000]
-    #[arg(long, value_name = "SECONDS")]
-    max_startup_step_backward: Option<String>,
-
-    /// Largest correction once synchronized, seconds (or the served time's root distance, if
-    /// larger); a larger one is refused and strata holds over on its own clock [default: 1]
-    #[arg(long, value_name = "SECONDS")]
-    max_correction: Option<String>,
-
-    /// Accept the first correction whatever its size, once (as ntpd's -g)
-    #[arg(long)]
-    allow_step: bool,
-
-    /// Also discipline the system clock (adjtimex): slew, step only at start
-    #[arg(long)]
-    discipline_system: bool,
-
-    /// Write measurements.log and statistics.log (one line per sample) into this directory
-    #[arg(long, value_name = "DIR")]
-    log_dir: Option<PathBuf>,
-}
-
-impl ServeArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            cores: self.cores.clone(),
-            local_stratum: self.local_stratum,
-            mode: self.mode.map(|m| match m {
-                ModeArg::Auto => Mode::Auto,
-                ModeArg::Socket => Mode::Socket,
-                ModeArg::Xdp => Mode::Xdp,
-            }),
-            unsynchronized: self.unsynchronized.map(|u| match u {
-                UnsyncArg::Answer => UnsyncPolicy::Answer,
-                UnsyncArg::Drop => UnsyncPolicy::Drop,
-            }),
-            batch_size: self.batch_size,
-            log_level: self.log_level.map(|l| match l {
-                LogLevelArg::Off => LevelFilter::Off,
-                LogLevelArg::Error => LevelFilter::Error,
-                LogLevelArg::Warn => LevelFilter::Warn,
-                LogLevelArg::Info => LevelFilter::Info,
-                LogLevelArg::Debug => LevelFilter::Debug,
-                LogLevelArg::Trace => LevelFilter::Trace,
-            }),
-            iface: self.iface.clone(),
-            ntp_port: self.ntp_port,
-            force: self.force,
-            busy_poll: self.busy_poll,
-            metrics: self.metrics.clone(),
-            control: self.control.clone(),
-            upstream: self.upstream.clone(),
-            peer: self.peer.clone(),
-            max_distance: self.max_distance.clone(),
-            minsources: self.minsources,
-            max_startup_step_forward: self.max_startup_step_forward.clone(),
-            max_startup_step_backward: self.max_startup_step_backward.clone(),
-            max_correction: self.max_correction.clone(),
-            allow_step: self.allow_step,
-            discipline_system: self.discipline_system,
-            log_dir: self.log_dir.clone(),
-        }
-    }
+    // Every setting's flag, declared with its file key in `config`'s `settings!` list.
+    #[command(flatten)]
+    flags: Overrides,
 }
 
 fn main() -> ExitCode {
-    // clap prints its own errors and exits with 2 (0 for --help and --version).
-    let cli = Cli::parse();
+    // clap prints its own errors and exits with 2 (0 for --help and --version), except for a
+    // flag's bad value, which is worded as every other configuration error.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match flag_error(&e) {
+            Some(e) => {
+                eprintln!("strata: {e}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
@@ -284,7 +129,7 @@ fn fatal(message: &str) {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match ServerConfig::load(args.config.as_deref(), &args.overrides()) {
+    let config = match ServerConfig::load(args.config.as_deref(), &args.flags) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("strata: {e}");
@@ -305,17 +150,26 @@ fn serve(args: &ServeArgs) -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::time::Duration;
+    use strata::config::Mode;
+    use strata::state::UnsyncPolicy;
 
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
     }
 
+    fn serve_args(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["strata", "serve"].iter().chain(flags))?;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as serve");
+        };
+        Ok(args)
+    }
+
     #[test]
-    fn flags_become_overrides() {
-        let cli = Cli::try_parse_from([
-            "strata",
-            "serve",
+    fn flags_become_the_configuration() {
+        let args = serve_args(&[
             "--listen",
             "127.0.0.1:12300",
             "--listen",
@@ -323,40 +177,96 @@ mod tests {
             "--cores",
             "0-1",
             "--local-stratum",
-            "0",
+            "2",
             "--mode",
-            "xdp",
+            "socket",
             "--unsynchronized",
             "drop",
             "--batch-size",
             "8",
             "--log-level",
             "debug",
+            "--max-distance",
+            "0.25",
+            "--allow-step",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("parsed as serve");
+        let machine = strata::config::Machine {
+            allowed: vec![0, 1],
+            configured: 2,
         };
-        let o = args.overrides();
-        assert_eq!(o.listen, vec!["127.0.0.1:12300", "[::1]:12300"]);
-        assert_eq!(o.cores.as_deref(), Some("0-1"));
-        // Range checks belong to the configuration, which names the flag.
-        assert_eq!(o.local_stratum, Some(0));
-        assert_eq!(o.mode, Some(Mode::Xdp));
-        assert_eq!(o.unsynchronized, Some(UnsyncPolicy::Drop));
-        assert_eq!(o.batch_size, Some(8));
-        assert_eq!(o.log_level, Some(LevelFilter::Debug));
-        let e = ServerConfig::resolve(
-            None,
-            &o,
-            &strata::config::Machine {
-                allowed: vec![0, 1],
-                configured: 2,
-            },
-        )
-        .unwrap_err()
-        .to_string();
-        assert_eq!(e, "flag `--local-stratum`: 0 is out of range 1..=15");
+        let c = ServerConfig::resolve(None, &args.flags, &machine).unwrap();
+        assert_eq!(
+            c.listen,
+            vec![
+                "127.0.0.1:12300".parse::<std::net::SocketAddr>().unwrap(),
+                "[::1]:12300".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.cores, vec![0, 1]);
+        assert_eq!(c.local_stratum, Some(2));
+        assert_eq!(c.mode, Mode::Socket);
+        assert_eq!(c.unsynchronized, UnsyncPolicy::Drop);
+        assert_eq!(c.batch_size, 8);
+        assert_eq!(c.log_level, Some(LevelFilter::Debug));
+        assert_eq!(c.upstream.max_distance, Duration::from_millis(250));
+        assert!(c.upstream.allow_step);
+    }
+
+    #[test]
+    fn a_bad_flag_value_is_named_as_a_configuration_error() {
+        let message = |flags: &[&str]| {
+            let e = serve_args(flags).err().expect("refused");
+            assert_eq!(e.exit_code(), 2);
+            flag_error(&e).expect("a value error").to_string()
+        };
+        assert_eq!(
+            message(&["--local-stratum", "0"]),
+            "flag `--local-stratum`: 0 is out of range 1..=15"
+        );
+        // Negative numbers reach the range check rather than being taken for flags.
+        assert_eq!(
+            message(&["--max-distance", "-1"]),
+            "flag `--max-distance`: -1 is out of range [0.001, 16] seconds"
+        );
+        assert_eq!(
+            message(&["--max-distance", "-0.5"]),
+            "flag `--max-distance`: -0.5 is out of range [0.001, 16] seconds"
+        );
+        assert_eq!(
+            message(&["--mode", "fast"]),
+            "flag `--mode`: \"fast\" is not one of auto, socket, xdp"
+        );
+        // Other command-line errors stay clap's, a missing value among them.
+        let e = serve_args(&["--unknown"]).err().unwrap();
+        assert!(flag_error(&e).is_none());
+        let e = serve_args(&["--max-distance", "--minsources", "2"])
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(
+            e.to_string().contains("a value is required for '--max-distance"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_help_lists_the_choices() {
+        let help = Cli::command()
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for expected in [
+            "--local-stratum <N>",
+            "--upstream <HOST[:PORT]>",
+            "--busy-poll",
+            "- answer: Answer with leap indicator 3 and stratum 16",
+            "- xdp:    AF_XDP kernel bypass on the --iface interfaces",
+            "[possible values: off, error, warn, info, debug, trace]",
+        ] {
+            assert!(help.contains(expected), "{expected:?} in\n{help}");
+        }
     }
 
     #[test]

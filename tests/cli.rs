@@ -170,3 +170,48 @@ fn an_address_in_use_is_a_runtime_error_naming_it() {
     assert_ne!(code, 0, "{text}");
     assert!(text.contains(&addr), "{text}");
 }
+
+/// Values a hostile-input probe found accepted silently, or refused without saying why: each is
+/// a configuration error (exit 2) naming the flag or key.
+#[test]
+fn hostile_values_are_configuration_errors() {
+    let config_error = |args: &[&str], must_mention: &[&str]| {
+        let (code, text) = strata(args);
+        assert_eq!(code, 2, "strata {args:?}:\n{text}");
+        for word in must_mention {
+            assert!(
+                text.contains(word),
+                "strata {args:?}: must mention {word:?}:\n{text}"
+            );
+        }
+    };
+    // --listen used to be ignored in favour of the interface's addresses.
+    config_error(
+        &["serve", "--listen", "127.0.0.1:0", "--iface", "lo"],
+        &["flag `--listen`: cannot be combined with `--iface`"],
+    );
+    // A limit that rounds to zero would keep the server from ever synchronizing.
+    config_error(
+        &["serve", "--max-distance", "1e-300", "--listen", "127.0.0.1:0"],
+        &["flag `--max-distance`: 1e-300 is out of range [0.001, 16] seconds"],
+    );
+    // A negative number is a value out of range, not an unknown flag.
+    config_error(
+        &["serve", "--max-distance", "-1", "--listen", "127.0.0.1:0"],
+        &["flag `--max-distance`: -1 is out of range"],
+    );
+    config_error(
+        &["serve", "--local-stratum", "-1", "--listen", "127.0.0.1:0"],
+        &["flag `--local-stratum`: -1 is out of range 1..=15"],
+    );
+    // An endless file is not read to its end.
+    config_error(
+        &["serve", "--config", "/dev/zero"],
+        &["/dev/zero", "larger than 1024 KiB"],
+    );
+    let f = config_file("local_stratum = 1\n[server.x]\nfoo = 1\n");
+    config_error(
+        &["serve", "--config", f.arg()],
+        &[":2: config key `server`: expected a string or an array of strings, found a table"],
+    );
+}
