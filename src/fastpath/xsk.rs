@@ -228,10 +228,12 @@ impl QueueSocket {
 /// (`XDP_UMEM_REG`).
 ///
 /// # Safety
-/// `umem_base` must be the start address of a live mapping (a UMEM), `data_offset` the offset
-/// of a frame's packet data in it (frames are [`FRAME_SIZE`] bytes, aligned to that size, as in
-/// xsk-rs's aligned UMEM), and the [`META_LEN`] bytes before that data must not be written by
-/// anyone (userspace or kernel) during the call: the frame must be the caller's.
+/// `umem_base` must be the start address of a live memory area that an exposed provenance
+/// covers (a UMEM mapping, see above; the tests expose a buffer of their own), `data_offset`
+/// the offset of a frame's packet data in it (frames are [`FRAME_SIZE`] bytes, aligned to that
+/// size, as in xsk-rs's aligned UMEM, and wholly inside the area), and the [`META_LEN`] bytes
+/// before that data must not be written by anyone (userspace or kernel) during the call: the
+/// frame must be the caller's.
 #[inline]
 unsafe fn read_meta(umem_base: usize, data_offset: usize) -> Meta {
     let in_frame = data_offset % FRAME_SIZE as usize;
