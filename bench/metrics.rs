@@ -1,5 +1,5 @@
 //! What recording the counters costs a responder, per packet: the real per-batch routine of the
-//! user-space tiers (`strata::pipeline`, as the socket path runs it: the published state read
+//! user-space tiers (`strata::sys::pipeline`, as the socket path runs it: the published state read
 //! once, each request counted, stamped and answered with `respond()`, one T3 clock read, each
 //! reply stamped with its response time recorded and counted as sent) over a batch of 64
 //! requests, once recording into a real counter block ([`CounterWriter`]) and once into
@@ -11,15 +11,15 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use strata::clock::ClockParams;
-use strata::metrics::counters;
-use strata::metrics::record::{NoRecord, Record};
-use strata::metrics::RxTimestampSource;
-use strata::pipeline::{Datagrams, Pipeline, RxStamp};
-use strata::respond::ReplyKind;
-use strata::state::{self, Published, ServerState, StateReader, UnsyncPolicy};
-use strata::wire::ntp::{self, Leap, Mode};
-use strata::wire::{NtpShort, NtpTimestamp};
+use strata::proto::clock::ClockParams;
+use strata::proto::metrics::counters;
+use strata::proto::metrics::record::{NoRecord, Record};
+use strata::proto::metrics::RxTimestampSource;
+use strata::proto::respond::ReplyKind;
+use strata::proto::state::{self, Published, ServerState, StateReader, UnsyncPolicy};
+use strata::proto::wire::ntp::{self, Leap, Mode};
+use strata::proto::wire::{NtpShort, NtpTimestamp};
+use strata::sys::pipeline::{Datagrams, Pipeline, RxStamp};
 
 const BATCH: usize = 64;
 /// CLOCK_REALTIME nanoseconds of the requests' receive stamps.
@@ -54,7 +54,7 @@ fn serve_batch<R: Record>(
     p: &mut Pipeline<Datagrams, R>,
     reader: &StateReader,
     bufs: &mut [[u8; ntp::HEADER_LEN]; BATCH],
-    replies: &mut Vec<strata::respond::Reply>,
+    replies: &mut Vec<strata::proto::respond::Reply>,
 ) {
     p.begin(reader, BATCH);
     replies.clear();

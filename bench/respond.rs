@@ -18,15 +18,16 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use strata::clock::read::kernel_tai_offset;
-use strata::clock::{Clock, ClockParams, FixedClock, SystemClock};
-use strata::frame::{reply_in_place, stamp_transmit_in_frame};
-use strata::respond::{respond, Admission};
-use strata::state::{ServerState, UnsyncPolicy};
-use strata::wire::ethernet::{self, EtherType, EthernetAddress, Vlan};
-use strata::wire::ipv4::{self, IpProtocol};
-use strata::wire::ntp::{self, Leap, Mode};
-use strata::wire::{udp, NtpShort, NtpTimestamp};
+use strata::proto::clock::{Clock, ClockParams, FixedClock};
+use strata::proto::frame::{reply_in_place, stamp_transmit_in_frame};
+use strata::proto::respond::{respond, Admission};
+use strata::proto::state::{ServerState, UnsyncPolicy};
+use strata::proto::wire::ethernet::{self, EtherType, EthernetAddress, Vlan};
+use strata::proto::wire::ipv4::{self, IpProtocol};
+use strata::proto::wire::ntp::{self, Leap, Mode};
+use strata::proto::wire::{udp, NtpShort, NtpTimestamp};
+use strata::sys::clock::read::kernel_tai_offset;
+use strata::sys::clock::SystemClock;
 
 const T2: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_0000);
 const T3: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_1000);

@@ -1,16 +1,12 @@
-//! strata: a kernel-bypass NTP server. The protocol core is pure and sans-IO (`wire`, `respond`,
-//! `clock`, `state`); the I/O paths (`socket`, later `fastpath`) are thin rooms around it.
+//! strata: a kernel-bypass NTP server, in three layers, each importing only from those before it:
+//!
+//! - [`proto`]: the pure core (wire formats, `respond()`, the frame rewrite, the clock model and
+//!   published state, the control engine, the counters), `#![forbid(unsafe_code)]`;
+//! - [`sys`]: the systems layer (clock reads, adjtimex, sockets, XDP and AF_XDP, the shared
+//!   responder pipeline and thread pool), where the `unsafe` code lives;
+//! - [`daemon`]: configuration, the control thread, the observers and the orchestration of
+//!   `strata serve`.
 
-pub mod clock;
-pub mod config;
-pub mod control;
-pub mod fastpath;
-pub mod frame;
-pub mod metrics;
-pub mod pipeline;
-pub mod pool;
-pub mod respond;
-pub mod server;
-pub mod socket;
-pub mod state;
-pub mod wire;
+pub mod daemon;
+pub mod proto;
+pub mod sys;

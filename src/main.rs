@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use log::{error, LevelFilter};
 
-use strata::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
-use strata::metrics::{control_socket, status_view};
+use strata::daemon::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
+use strata::daemon::observe::{control_socket, status_view};
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +137,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     init_logging(config.log_level);
-    match strata::server::run(&config) {
+    match strata::daemon::server::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             fatal(&message);
@@ -151,8 +151,8 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use std::time::Duration;
-    use strata::config::Mode;
-    use strata::state::UnsyncPolicy;
+    use strata::daemon::config::Mode;
+    use strata::proto::state::UnsyncPolicy;
 
     #[test]
     fn cli_is_well_formed() {
@@ -191,7 +191,7 @@ mod tests {
             "--allow-step",
         ])
         .unwrap();
-        let machine = strata::config::Machine {
+        let machine = strata::daemon::config::Machine {
             allowed: vec![0, 1],
             configured: 2,
         };

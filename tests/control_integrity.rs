@@ -6,9 +6,9 @@
 mod sim;
 
 use sim::*;
-use strata::control::engine::SyncState;
-use strata::control::events::Event;
-use strata::control::guard::{Phase, StepLimits};
+use strata::proto::control::engine::SyncState;
+use strata::proto::control::events::Event;
+use strata::proto::control::guard::{Phase, StepLimits};
 
 const H: i64 = 3600 * S;
 
@@ -271,7 +271,7 @@ fn default_agreement_needs_two_sources() {
     let mut sim = sim_with(
         Setup {
             seed: 140,
-            minsources: strata::control::settings::DEFAULT_MINSOURCES,
+            minsources: strata::proto::control::settings::DEFAULT_MINSOURCES,
             ..Default::default()
         },
         three(100e3)[..1].to_vec(),
@@ -283,7 +283,7 @@ fn default_agreement_needs_two_sources() {
     let mut sim = sim_with(
         Setup {
             seed: 141,
-            minsources: strata::control::settings::DEFAULT_MINSOURCES,
+            minsources: strata::proto::control::settings::DEFAULT_MINSOURCES,
             ..Default::default()
         },
         three(100e3)[..2].to_vec(),
@@ -292,6 +292,6 @@ fn default_agreement_needs_two_sources() {
     assert!(matches!(sim.engine.sync_state(), SyncState::Synchronized { .. }));
 }
 
-fn strata_status(sim: &Sim) -> strata::metrics::board::IntegrityStatus {
-    strata::metrics::board::ControlStatus::from_engine(&sim.engine, sim.kernel(sim.t)).integrity
+fn strata_status(sim: &Sim) -> strata::daemon::observe::board::IntegrityStatus {
+    strata::daemon::observe::board::ControlStatus::from_engine(&sim.engine, sim.kernel(sim.t)).integrity
 }

@@ -4,10 +4,10 @@
 mod sim;
 
 use sim::*;
-use strata::control::engine::SyncState;
-use strata::control::events::{Event, KissAction};
-use strata::control::source::Unfit;
-use strata::respond::KissCode;
+use strata::proto::control::engine::SyncState;
+use strata::proto::control::events::{Event, KissAction};
+use strata::proto::control::source::Unfit;
+use strata::proto::respond::KissCode;
 
 /// Runs the 4-hour scenario and returns (max |error| from 10 min on, RMS over the last hour).
 fn accuracy(upstreams: Vec<Upstream>, seed: u64) -> (i64, f64, Sim) {

@@ -696,7 +696,7 @@ fn a_stale_program_is_replaced_and_a_clean_stop_leaves_none() {
     // A strata program attached the old way (netlink, as `ip link set ... xdp` does) outlives
     // its loader: plant one, and the next start must replace it.
     let object = std::env::temp_dir().join(format!("strata-xdp-{}.o", std::process::id()));
-    std::fs::write(&object, strata::fastpath::program::PLAIN).unwrap();
+    std::fs::write(&object, strata::sys::fastpath::program::PLAIN).unwrap();
     let planted = lab.exec(
         "srv",
         "ip",

@@ -4,12 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::frame::{reply_in_place, stamp_transmit_in_frame};
-use strata::respond::{respond, Admission, KissCode};
-use strata::state::{ServerState, UnsyncPolicy};
-use strata::wire::extension::Trailer;
-use strata::wire::ntp::{Packet, Repr};
-use strata::wire::NtpTimestamp;
+use strata::proto::frame::{reply_in_place, stamp_transmit_in_frame};
+use strata::proto::respond::{respond, Admission, KissCode};
+use strata::proto::state::{ServerState, UnsyncPolicy};
+use strata::proto::wire::extension::Trailer;
+use strata::proto::wire::ntp::{Packet, Repr};
+use strata::proto::wire::NtpTimestamp;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the server's situation; the rest is the request.

@@ -1,10 +1,10 @@
 //! What a reply says, judged on its own bytes: valid time, a Kiss-o'-Death, or invalid with a
 //! reason. Matching it to its request (origin timestamp, flow) is the matcher's part; reading
-//! the header is strata's (`strata::wire::ntp`).
+//! the header is strata's (`strata::proto::wire::ntp`).
 
-use strata::respond::KissCode;
-use strata::wire::ntp::{Leap, Mode, Packet};
-use strata::wire::NtpTimestamp;
+use strata::proto::respond::KissCode;
+use strata::proto::wire::ntp::{Leap, Mode, Packet};
+use strata::proto::wire::NtpTimestamp;
 
 /// Why a reply is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,9 +145,9 @@ pub fn judge(payload: &[u8], version: u8) -> Verdict {
 mod tests {
     use super::*;
     use crate::request::{RequestKind, RequestTemplate};
-    use strata::respond::{respond, Admission};
-    use strata::state::{ServerState, UnsyncPolicy};
-    use strata::wire::NtpShort;
+    use strata::proto::respond::{respond, Admission};
+    use strata::proto::state::{ServerState, UnsyncPolicy};
+    use strata::proto::wire::NtpShort;
 
     fn synchronized() -> ServerState {
         ServerState {

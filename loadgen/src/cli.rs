@@ -6,7 +6,7 @@ use clap::{ArgGroup, Parser};
 
 use crate::request::RequestKind;
 use crate::transport::frame::SrcNet;
-use strata::wire::ethernet::EthernetAddress;
+use strata::proto::wire::ethernet::EthernetAddress;
 
 /// The NTP port, used when `--target` names none.
 pub const NTP_PORT: u16 = 123;

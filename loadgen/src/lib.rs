@@ -6,8 +6,8 @@
 //! of a step the workers hand their counters and histograms to the main thread, which merges
 //! them into one report line (or one JSON object for the whole run).
 //!
-//! The protocol work is strata's: requests are written and replies read with `strata::wire`,
-//! kiss codes come from `strata::respond`; this crate adds only pacing, matching and statistics.
+//! The protocol work is strata's: requests are written and replies read with `strata::proto::wire`,
+//! kiss codes come from `strata::proto::respond`; this crate adds only pacing, matching and statistics.
 
 pub mod affinity;
 pub mod classify;

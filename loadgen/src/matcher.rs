@@ -7,7 +7,7 @@
 //! time (servers only echo it); the send time is kept here, in nanoseconds, which is finer than
 //! the 32.32 format anyway.
 
-use strata::wire::NtpTimestamp;
+use strata::proto::wire::NtpTimestamp;
 
 const SEQ_BITS: u32 = 40;
 const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;

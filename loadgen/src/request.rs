@@ -5,8 +5,8 @@
 //! still finds the request from the origin timestamp of the reply.
 
 use serde::Serialize;
-use strata::wire::ntp::{Leap, Mode, Packet, Repr, HEADER_LEN};
-use strata::wire::{NtpShort, NtpTimestamp};
+use strata::proto::wire::ntp::{Leap, Mode, Packet, Repr, HEADER_LEN};
+use strata::proto::wire::{NtpShort, NtpTimestamp};
 
 /// What kind of request to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -86,12 +86,15 @@ mod tests {
         assert_eq!(repr.origin_timestamp, NtpTimestamp::ZERO);
         // The request is what strata itself would answer.
         let mut reply = buf;
-        let state = strata::state::ServerState::unsynchronized(-20, strata::state::UnsyncPolicy::Answer);
-        assert!(strata::respond::respond(
+        let state = strata::proto::state::ServerState::unsynchronized(
+            -20,
+            strata::proto::state::UnsyncPolicy::Answer,
+        );
+        assert!(strata::proto::respond::respond(
             &mut reply[..len],
             NtpTimestamp(1),
             NtpTimestamp(2),
-            strata::respond::Admission::Serve,
+            strata::proto::respond::Admission::Serve,
             &state,
         )
         .is_ok());

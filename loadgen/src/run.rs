@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use strata::clock::read::read_clock_ns;
+use strata::sys::clock::read::read_clock_ns;
 
 use crate::affinity;
 use crate::cli::Args;

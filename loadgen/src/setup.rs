@@ -4,8 +4,8 @@
 use std::io;
 use std::net::SocketAddr;
 
-use strata::fastpath::iface::Interface;
-use strata::wire::ethernet::EthernetAddress;
+use strata::proto::wire::ethernet::EthernetAddress;
+use strata::sys::fastpath::iface::Interface;
 
 use crate::cli::{parse_mac, Args};
 use crate::transport::socket::SocketTransport;

@@ -8,7 +8,7 @@ use std::io;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
-use strata::clock::read::read_clock_ns;
+use strata::sys::clock::read::read_clock_ns;
 
 use crate::classify::{self, Invalid, Verdict};
 use crate::matcher::{Match, Matcher};

@@ -13,16 +13,16 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 
-use strata::clock::ClockParams;
-use strata::control::engine::{Engine, EngineConfig, SourceId, DEFAULT_MAX_DISTANCE};
-use strata::control::events::Event;
-use strata::control::guard::StepLimits;
-use strata::control::source::Association;
-use strata::control::spec::SourceOptions;
-use strata::respond::{respond, Admission, KissCode};
-use strata::state::{ServerState, UnsyncPolicy};
-use strata::wire::ntp::{Leap, Packet};
-use strata::wire::{NtpShort, NtpTimestamp};
+use strata::proto::clock::ClockParams;
+use strata::proto::control::engine::{Engine, EngineConfig, SourceId, DEFAULT_MAX_DISTANCE};
+use strata::proto::control::events::Event;
+use strata::proto::control::guard::StepLimits;
+use strata::proto::control::source::Association;
+use strata::proto::control::spec::SourceOptions;
+use strata::proto::respond::{respond, Admission, KissCode};
+use strata::proto::state::{ServerState, UnsyncPolicy};
+use strata::proto::wire::ntp::{Leap, Packet};
+use strata::proto::wire::{NtpShort, NtpTimestamp};
 
 pub const S: i64 = 1_000_000_000;
 pub const MS: i64 = 1_000_000;

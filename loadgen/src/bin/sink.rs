@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use strata::fastpath::iface::Interface;
+use strata::sys::fastpath::iface::Interface;
 use strata_loadgen::transport::xdp_prog::Sink;
 
 fn main() -> ExitCode {

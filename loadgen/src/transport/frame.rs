@@ -4,9 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use strata::wire::ethernet::{self, EtherType, EthernetAddress, Frame, Vlan};
-use strata::wire::ipv4::{self, IpProtocol};
-use strata::wire::udp;
+use strata::proto::wire::ethernet::{self, EtherType, EthernetAddress, Frame, Vlan};
+use strata::proto::wire::ipv4::{self, IpProtocol};
+use strata::proto::wire::udp;
 
 /// Ethernet + IPv4 (no options) + UDP.
 pub const HEADERS_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;

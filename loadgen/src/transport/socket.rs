@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use strata::clock::read::read_clock_ns;
-use strata::socket::bind::{sockaddr_from, sockaddr_to, TIMESTAMPING_FLAGS};
-use strata::socket::mmsg::parse_control;
+use strata::sys::clock::read::read_clock_ns;
+use strata::sys::socket::bind::{sockaddr_from, sockaddr_to, TIMESTAMPING_FLAGS};
+use strata::sys::socket::mmsg::parse_control;
 
 use super::{Reply, Transport};
 

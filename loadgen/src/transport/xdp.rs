@@ -18,9 +18,9 @@ use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use strata::clock::read::read_clock_ns;
-use strata::fastpath::xsk::FillRing;
-use strata::wire::ethernet::EthernetAddress;
+use strata::proto::wire::ethernet::EthernetAddress;
+use strata::sys::clock::read::read_clock_ns;
+use strata::sys::fastpath::xsk::FillRing;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -46,7 +46,7 @@ const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 const SOL_XDP: libc::c_int = 283;
 /// The payload length the per-flow headers are prepared for (a basic request); other lengths
 /// get their headers rewritten per frame.
-const TEMPLATE_PAYLOAD: usize = strata::wire::ntp::HEADER_LEN;
+const TEMPLATE_PAYLOAD: usize = strata::proto::wire::ntp::HEADER_LEN;
 
 /// Where and as whom an AF_XDP transport sends.
 #[derive(Debug, Clone)]

@@ -13,12 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strata::clock::read::{kernel_tai_offset, read_clock_ns};
-use strata::clock::{Clock, ClockParams, SystemClock};
-use strata::respond::{respond, Admission};
-use strata::state::{ServerState, UnsyncPolicy};
-use strata::wire::ntp::Leap;
-use strata::wire::NtpShort;
+use strata::proto::clock::{Clock, ClockParams};
+use strata::proto::respond::{respond, Admission};
+use strata::proto::state::{ServerState, UnsyncPolicy};
+use strata::proto::wire::ntp::Leap;
+use strata::proto::wire::NtpShort;
+use strata::sys::clock::read::{kernel_tai_offset, read_clock_ns};
+use strata::sys::clock::SystemClock;
 
 pub const LOADGEN: &str = env!("CARGO_BIN_EXE_strata-loadgen");
 

@@ -1,0 +1,441 @@
+//! The I/O shell around the engine: one connected UDP socket per source, name resolution, pool
+//! upkeep, the symmetric packets handed over by the responders, the logs, the optional system
+//! clock discipline, and publishing. Everything it decides, it asks the engine; it only moves
+//! bytes and time in and out.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::resolve::Resolver;
+use super::statslog::StatsLog;
+use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::proto::clock::ClockParams;
+use crate::proto::control::engine::{Engine, SourceId, SyncState};
+use crate::proto::control::events::{Event, KissAction};
+use crate::proto::control::source::{Association, Unfit};
+use crate::proto::control::spec::{SourceKind, SourceSpec};
+use crate::proto::state::{Published, StateWriter};
+use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
+use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
+use crate::sys::handoff::SymmetricReceiver;
+
+/// The longest the loop waits before it looks at the shutdown flag and the symmetric channel.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How often the status board, the kernel's TAI offset and the pools are looked at.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Pools are resolved again this often, and names of unreachable sources no sooner than this.
+const RESOLVE_AGAIN: Duration = Duration::from_secs(3600);
+const RESOLVE_RETRY: Duration = Duration::from_secs(60);
+/// A pool member that has not answered this many polls is replaced.
+const UNREACHABLE_POLLS: u32 = 8;
+
+fn kernel_now() -> i64 {
+    read_clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// One configured entry and the associations it has now.
+struct Entry {
+    spec: SourceSpec,
+    /// The addresses of its last resolution.
+    addrs: Vec<SocketAddr>,
+    /// Addresses given up on (unreachable or refusing us) until the next resolution.
+    given_up: Vec<SocketAddr>,
+    active: Vec<SourceId>,
+    resolving: bool,
+    resolved_at: Option<Instant>,
+}
+
+struct Link {
+    socket: UdpSocket,
+    entry: usize,
+    polls: u32,
+}
+
+pub(super) struct Shell {
+    engine: Engine,
+    writer: StateWriter,
+    board: StatusBoard,
+    entries: Vec<Entry>,
+    associations: BTreeMap<SourceId, Link>,
+    resolver: Resolver,
+    symmetric: Option<SymmetricReceiver>,
+    statslog: Option<StatsLog>,
+    system: Option<SystemClockDiscipline>,
+    /// The model as last moved into the kernel (with `--discipline-system`).
+    transferred: Option<ClockParams>,
+    tai: i32,
+    last_published: Published,
+    buf: [u8; 1024],
+}
+
+impl Shell {
+    pub(super) fn new(
+        engine: Engine,
+        writer: StateWriter,
+        board: StatusBoard,
+        sources: Vec<SourceSpec>,
+        symmetric: Option<SymmetricReceiver>,
+        statslog: Option<StatsLog>,
+        discipline_system: bool,
+    ) -> Shell {
+        let system = if discipline_system {
+            match read_kernel_frequency() {
+                Ok(f) => Some(SystemClockDiscipline::new(f)),
+                Err(e) => {
+                    log::error!(
+                        "cannot read the kernel clock's state, not disciplining the system clock: {e}"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let tai = engine.config().tai_minus_utc;
+        let last_published = engine.published();
+        let entries = sources
+            .into_iter()
+            .map(|spec| Entry {
+                spec,
+                addrs: Vec::new(),
+                given_up: Vec::new(),
+                active: Vec::new(),
+                resolving: false,
+                resolved_at: None,
+            })
+            .collect();
+        Shell {
+            engine,
+            writer,
+            board,
+            entries,
+            associations: BTreeMap::new(),
+            resolver: Resolver::new(),
+            symmetric,
+            statslog,
+            system,
+            transferred: None,
+            tai,
+            last_published,
+            buf: [0; 1024],
+        }
+    }
+
+    pub(super) fn run(mut self, shutdown: &AtomicBool) {
+        for i in 0..self.entries.len() {
+            self.resolve(i);
+        }
+        let mut next_housekeeping = Instant::now();
+        while !shutdown.load(Ordering::Relaxed) {
+            let now = kernel_now();
+            self.engine.tick(now);
+            for tx in self.engine.transmit(now) {
+                if let Some(a) = self.associations.get_mut(&tx.source) {
+                    a.polls += 1;
+                    if let Err(e) = a.socket.send(&tx.packet) {
+                        log::debug!("sending to {} failed: {e}", tx.to);
+                    }
+                }
+            }
+            if let Some(rx) = &self.symmetric {
+                let packets: Vec<_> = rx.try_iter().collect();
+                for p in packets {
+                    if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
+                        log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
+                    }
+                }
+            }
+            if Instant::now() >= next_housekeeping {
+                next_housekeeping = Instant::now() + HOUSEKEEPING;
+                self.housekeeping();
+            }
+            self.after_engine_calls();
+            self.wait_and_receive();
+            self.after_engine_calls();
+        }
+    }
+
+    /// Waits for a reply (or the next wakeup) and feeds what arrived into the engine.
+    fn wait_and_receive(&mut self) {
+        let wakeup = self.engine.next_wakeup();
+        let now = kernel_now();
+        let until_wakeup = Duration::from_nanos(wakeup.saturating_sub(now).max(0) as u64);
+        let timeout = until_wakeup.min(MAX_WAIT);
+        let ids: Vec<SourceId> = self.associations.keys().copied().collect();
+        let mut fds: Vec<libc::pollfd> = ids
+            .iter()
+            .map(|id| libc::pollfd {
+                fd: self.associations[id].socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if fds.is_empty() {
+            std::thread::sleep(timeout);
+            return;
+        }
+        // SAFETY: `fds` is a live array of `len` pollfd structs; poll writes only their revents.
+        let rc = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as libc::c_int,
+            )
+        };
+        if rc <= 0 {
+            return;
+        }
+        for (i, fd) in fds.iter().enumerate() {
+            if fd.revents == 0 {
+                continue;
+            }
+            let id = ids[i];
+            while let Some(a) = self.associations.get(&id) {
+                match a.socket.recv(&mut self.buf) {
+                    Ok(n) => {
+                        // Stamped in user space, right after the wakeup; see the report's notes.
+                        let rx = kernel_now();
+                        let bytes = self.buf[..n].to_vec();
+                        self.engine.receive(id, &bytes, rx);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP port unreachable and the like: the poll just goes unanswered.
+                        log::debug!("receive from source {:?}: {e}", id);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs the engine's events, publishes what changed, moves the model into the kernel.
+    fn after_engine_calls(&mut self) {
+        let mut stepped = false;
+        for event in self.engine.take_events() {
+            if let Some(log) = self.statslog.as_mut() {
+                if let Err(e) = log.record(&event) {
+                    log::warn!(
+                        "cannot write to the log directory {}: {e}; no more sample logs",
+                        log.dir().display()
+                    );
+                    self.statslog = None;
+                }
+            }
+            stepped |= matches!(event, Event::Step { .. });
+            log_event(&event);
+        }
+        if self.system.is_some() {
+            self.discipline_system(stepped);
+        }
+        let published = self.engine.published();
+        if published != self.last_published {
+            self.writer.publish(&published);
+            self.last_published = published;
+        }
+    }
+
+    fn discipline_system(&mut self, stepped: bool) {
+        let params = self.engine.published().clock;
+        let same = self
+            .transferred
+            .is_some_and(|t| t.frequency_q48 == params.frequency_q48 && t.offset_ns == params.offset_ns);
+        if same && !stepped {
+            return;
+        }
+        let Some(system) = self.system.as_mut() else {
+            return;
+        };
+        let now = kernel_now();
+        let correction = params.corrected_utc_ns(now) - now;
+        let synchronized = matches!(
+            self.engine.sync_state(),
+            SyncState::Synchronized { .. } | SyncState::Holdover
+        );
+        let (adj, change) = system.plan(
+            &params,
+            correction,
+            stepped,
+            synchronized,
+            self.engine.root_distance(now),
+        );
+        match system.apply(&adj) {
+            Ok(()) => {
+                if let Some(step) = adj.step_ns {
+                    log::info!("system clock stepped by {:+.6} s", step as f64 * 1e-9);
+                }
+                self.engine.clock_changed(now, change.step, change.dfreq);
+                self.transferred = Some(self.engine.published().clock);
+            }
+            Err(e) => {
+                log::error!("adjtimex failed, no longer disciplining the system clock: {e}");
+                self.system = None;
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let tai = kernel_tai_offset();
+        if tai != self.tai {
+            log::info!("kernel TAI-UTC offset changed from {} s to {tai} s", self.tai);
+            self.tai = tai;
+            self.engine.set_tai_offset(tai);
+        }
+        for (entry, answer) in self.resolver.answers() {
+            self.resolved(entry, answer);
+        }
+        self.replace_lost_sources();
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            let due = match e.resolved_at {
+                Some(at) if e.spec.kind == SourceKind::Pool => at.elapsed() >= RESOLVE_AGAIN,
+                Some(at) => e.active.is_empty() && at.elapsed() >= RESOLVE_RETRY,
+                None => false,
+            };
+            if due && !e.resolving {
+                self.resolve(i);
+            }
+        }
+        self.board
+            .publish(ControlStatus::from_engine(&self.engine, kernel_now()));
+    }
+
+    fn resolve(&mut self, entry: usize) {
+        let e = &mut self.entries[entry];
+        e.resolving = true;
+        self.resolver.request(entry, e.spec.endpoint());
+    }
+
+    fn resolved(&mut self, entry: usize, answer: Result<Vec<SocketAddr>, String>) {
+        let e = &mut self.entries[entry];
+        e.resolving = false;
+        e.resolved_at = Some(Instant::now());
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                e.addrs = addrs;
+                e.given_up.clear();
+            }
+            Ok(_) => log::warn!("{}: the name has no address", e.spec),
+            Err(message) => log::warn!("{}: {message}", e.spec),
+        }
+        self.fill(entry);
+    }
+
+    /// Adds associations for `entry` up to what it wants, from addresses not in use.
+    fn fill(&mut self, entry: usize) {
+        let wanted = match self.entries[entry].spec.kind {
+            SourceKind::Pool => self.entries[entry].spec.options.max_sources,
+            SourceKind::Server | SourceKind::Peer => 1,
+        };
+        while self.entries[entry].active.len() < wanted {
+            let in_use: Vec<SocketAddr> = self
+                .associations
+                .keys()
+                .filter_map(|id| self.engine.source(*id))
+                .map(|s| s.addr)
+                .collect();
+            let e = &self.entries[entry];
+            let Some(addr) = e
+                .addrs
+                .iter()
+                .find(|a| !in_use.contains(a) && !e.given_up.contains(a))
+                .copied()
+            else {
+                return;
+            };
+            match self.associate(entry, addr) {
+                Ok(id) => self.entries[entry].active.push(id),
+                Err(err) => {
+                    log::warn!("{}: cannot use {addr}: {err}", self.entries[entry].spec);
+                    self.entries[entry].given_up.push(addr);
+                }
+            }
+        }
+    }
+
+    fn associate(&mut self, entry: usize, addr: SocketAddr) -> io::Result<SourceId> {
+        let any: IpAddr = match addr {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(any, 0))?;
+        socket.connect(addr)?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?.ip();
+        let spec = &self.entries[entry].spec;
+        let association = if spec.kind == SourceKind::Peer {
+            Association::Symmetric
+        } else {
+            Association::Client
+        };
+        let id = self
+            .engine
+            .add_source(addr, association, spec.options, Some(local), kernel_now());
+        log::info!("{}: polling {addr} from {local}", spec);
+        self.associations.insert(
+            id,
+            Link {
+                socket,
+                entry,
+                polls: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Pool members that stopped answering or refuse us make room for other addresses.
+    fn replace_lost_sources(&mut self) {
+        let mut lost = Vec::new();
+        for (id, a) in &self.associations {
+            if self.entries[a.entry].spec.kind != SourceKind::Pool {
+                continue;
+            }
+            let Some(src) = self.engine.source(*id) else {
+                continue;
+            };
+            if src.denied().is_some() || (src.reach() == 0 && a.polls >= UNREACHABLE_POLLS) {
+                lost.push(*id);
+            }
+        }
+        for id in lost {
+            let a = self.associations.remove(&id).expect("association");
+            let addr = self.engine.source(id).map(|s| s.addr);
+            self.engine.remove_source(id, kernel_now());
+            let e = &mut self.entries[a.entry];
+            e.active.retain(|x| *x != id);
+            if let Some(addr) = addr {
+                e.given_up.push(addr);
+                log::info!("{}: replacing {addr}", e.spec);
+            }
+            let spare = e.addrs.iter().any(|x| !e.given_up.contains(x));
+            if spare {
+                self.fill(a.entry);
+            } else if !e.resolving {
+                self.resolve(a.entry);
+            }
+        }
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::Measurement(_) | Event::Statistics(_) => log::debug!("{event}"),
+        Event::CorrectionRefused { .. } => log::error!("{event}"),
+        Event::Kiss {
+            action: KissAction::Dropped,
+            ..
+        }
+        | Event::Unusable { why: Unfit::Loop, .. }
+        | Event::Falseticker { .. }
+        | Event::Unreachable { .. }
+        | Event::Unsynchronized { .. }
+        | Event::Holdover { .. }
+        | Event::Overridden { .. }
+        | Event::Step { .. } => log::warn!("{event}"),
+        _ => log::info!("{event}"),
+    }
+}

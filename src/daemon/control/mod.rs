@@ -1,0 +1,211 @@
+//! The slow path: the one thread that decides what the responders serve and publishes it.
+//!
+//! It polls the upstream sources, filters, selects and combines their measurements,
+//! disciplines strata's clock model and publishes the server state with it through the
+//! seqlock, which the responders read without locks. The logic is the pure engine of
+//! `crate::proto::control`, which takes the time as an argument; the thread around it
+//! ([`client`]) does the I/O: sockets, name resolution ([`resolve`]), the symmetric packets the
+//! responders hand over (`crate::sys::handoff`), the logs ([`statslog`]), adjtimex
+//! (`crate::sys::adjtimex`).
+//!
+//! Without sources the engine serves the local reference (`--local-stratum`) or stays
+//! unsynchronized, refreshing the local reference's reference time every second, as
+//! [`local`] describes.
+
+pub mod client;
+pub mod resolve;
+pub mod statslog;
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::proto::clock::ClockParams;
+use crate::proto::state::{self, Published, StateReader};
+use crate::sys::clock::precision::measure_precision;
+use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
+
+use crate::proto::control::discipline::DEFAULT_STEP_THRESHOLD;
+use crate::proto::control::engine::{Engine, EngineConfig};
+use crate::proto::control::spec::SourceKind;
+use crate::sys::handoff::{self, SymmetricSender};
+use client::Shell;
+use statslog::StatsLog;
+
+pub use crate::proto::control::settings::{ControlConfig, UpstreamConfig};
+
+/// The running control thread and what it publishes.
+pub struct Control {
+    reader: StateReader,
+    /// What `/metrics` and `strata status` show of this thread (sync state, sources). A thread
+    /// that runs an [`engine::Engine`] publishes `ControlStatus::from_engine` here after
+    /// each tick.
+    board: StatusBoard,
+    precision: i8,
+    symmetric: Option<SymmetricSender>,
+    thread: JoinHandle<()>,
+}
+
+/// Measures the precision, publishes the first snapshot and starts the thread. The snapshot is
+/// in place before this returns, so responders started afterwards never see an empty state.
+pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Control> {
+    let precision = measure_precision();
+    let tai = kernel_tai_offset();
+    let up = &config.upstream;
+    let engine_config = EngineConfig {
+        local_stratum: config.local_stratum,
+        unsync_policy: config.unsync_policy,
+        max_distance: up.max_distance.as_secs_f64(),
+        minsources: up.minsources,
+        step_threshold: DEFAULT_STEP_THRESHOLD,
+        limits: up.step_limits(),
+        precision,
+        tai_minus_utc: tai,
+    };
+    let selectable = up.selectable_sources();
+    if selectable > 0 && selectable < up.minsources {
+        log::warn!(
+            "{selectable} selectable source(s) configured but minsources is {}: strata will not \
+             serve synchronized time from them; add sources or set minsources = {selectable}",
+            up.minsources
+        );
+    }
+    let engine = Engine::new(
+        engine_config,
+        ClockParams::identity(tai),
+        read_clock_ns(libc::CLOCK_REALTIME),
+    );
+    let (writer, reader) = state::publish(engine.published());
+    let board = StatusBoard::new(ControlStatus::from_engine(
+        &engine,
+        read_clock_ns(libc::CLOCK_REALTIME),
+    ));
+    let statslog = match &up.log_dir {
+        Some(dir) => Some(StatsLog::open(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open the logs in {}: {e}", dir.display()),
+            )
+        })?),
+        None => None,
+    };
+    // Symmetric packets reach the responders; only peers need them handed over.
+    let (symmetric_tx, symmetric_rx) = if up.sources.iter().any(|s| s.kind == SourceKind::Peer) {
+        let (tx, rx) = handoff::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let shell = Shell::new(
+        engine,
+        writer,
+        board.clone(),
+        up.sources.clone(),
+        symmetric_rx,
+        statslog,
+        up.discipline_system,
+    );
+    let thread = thread::Builder::new()
+        .name("strata-control".into())
+        .spawn(move || shell.run(&shutdown))?;
+    Ok(Control {
+        reader,
+        board,
+        precision,
+        symmetric: symmetric_tx,
+        thread,
+    })
+}
+
+impl Control {
+    /// A reader of the published snapshot; clone one per responder.
+    pub fn reader(&self) -> StateReader {
+        self.reader.clone()
+    }
+
+    /// The end the responders hand symmetric packets to (only when peers are configured).
+    pub fn symmetric_sender(&self) -> Option<SymmetricSender> {
+        self.symmetric.clone()
+    }
+
+    /// Where this thread publishes its status for the observers.
+    pub fn status_board(&self) -> StatusBoard {
+        self.board.clone()
+    }
+
+    /// The precision measured at start (log2 seconds).
+    pub fn precision(&self) -> i8 {
+        self.precision
+    }
+
+    /// The snapshot as published now.
+    pub fn published(&self) -> Published {
+        self.reader.read()
+    }
+
+    /// Waits for the thread to stop (after the shutdown flag was set).
+    pub fn join(self) -> thread::Result<()> {
+        self.thread.join()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::clock::Clock;
+    use crate::proto::state::UnsyncPolicy;
+    use crate::proto::wire::NtpTimestamp;
+    use crate::sys::clock::SystemClock;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+    fn now(tai_minus_utc: i32) -> NtpTimestamp {
+        SystemClock::new(ClockParams::identity(tai_minus_utc)).now()
+    }
+
+    #[test]
+    fn publishes_at_once_refreshes_and_stops() {
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let config = ControlConfig::local(Some(1), UnsyncPolicy::Answer);
+        let control = start(config, shutdown.clone()).unwrap();
+        let first = control.published();
+        assert!(first.server.synchronized);
+        assert_eq!(first.server.stratum, 1);
+        assert_eq!(first.server.precision, control.precision());
+        assert_eq!(first.clock.tai_minus_utc, kernel_tai_offset());
+        let age = now(kernel_tai_offset()).diff_nanos(first.server.reference_time);
+        assert!((0..1_000_000_000).contains(&age), "reference time {age} ns old");
+
+        // Within about two intervals the reference time moves forward.
+        let reader = control.reader();
+        let deadline = Instant::now() + 3 * REFRESH_INTERVAL;
+        while reader.read().server.reference_time == first.server.reference_time {
+            assert!(Instant::now() < deadline, "reference time never refreshed");
+            thread::sleep(Duration::from_millis(50));
+        }
+        let refreshed = reader.read().server.reference_time;
+        let step = refreshed.diff_nanos(first.server.reference_time);
+        assert!((500_000_000..2_500_000_000).contains(&step), "{step} ns");
+
+        let stopping = Instant::now();
+        shutdown.store(true, Ordering::Relaxed);
+        control.join().unwrap();
+        assert!(stopping.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unsynchronized_start() {
+        let shutdown = Arc::new(AtomicBool::new(true));
+        let config = ControlConfig::local(None, UnsyncPolicy::Drop);
+        let control = start(config, shutdown).unwrap();
+        let p = control.published();
+        assert!(!p.server.synchronized);
+        assert_eq!(p.server.stratum, 16);
+        assert_eq!(p.server.unsync_policy, UnsyncPolicy::Drop);
+        control.join().unwrap();
+    }
+}

@@ -1,0 +1,9 @@
+//! The daemon: the configuration (file and flags), the control thread that drives the engine,
+//! the observers (`/metrics`, `strata status`) and the orchestration of `strata serve`
+//! ([`server`]). It builds on `crate::proto` and `crate::sys`; nothing imports from it but the
+//! `strata` binary.
+
+pub mod config;
+pub mod control;
+pub mod observe;
+pub mod server;

@@ -1,0 +1,277 @@
+//! What the control thread tells the observers (`/metrics`, `strata status`) about itself: its
+//! synchronization state and each upstream source.
+//!
+//! The control thread is not the hot path, and it publishes a few times a second at most, so
+//! a mutex around a plain value is enough: the writer replaces the whole value, a reader
+//! clones it. Nothing here is read by the responders.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::control::engine::{Engine, SyncState};
+
+/// Where the server stands, as the status output names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    /// No usable source (and no local reference): replies say leap 3, stratum 16.
+    #[default]
+    Unsynchronized,
+    /// Following the selected upstream source.
+    Synchronized,
+    /// Sources were lost: serving on the last frequency while the error bound grows.
+    Holdover,
+    /// Serving the local clock as a reference (`--local-stratum`).
+    Local,
+}
+
+impl SyncStatus {
+    pub const ALL: [SyncStatus; 4] = [
+        SyncStatus::Unsynchronized,
+        SyncStatus::Synchronized,
+        SyncStatus::Holdover,
+        SyncStatus::Local,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            SyncStatus::Unsynchronized => "unsynchronized",
+            SyncStatus::Synchronized => "synchronized",
+            SyncStatus::Holdover => "holdover",
+            SyncStatus::Local => "local",
+        }
+    }
+}
+
+/// What selection made of a source (chrony's `*`, `+`, `x`, `?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// The system peer: the served time follows it.
+    Selected,
+    /// A truechimer that survived selection, not the system peer.
+    Candidate,
+    /// Rejected by the intersection algorithm.
+    Falseticker,
+    /// Not a candidate: unreachable, no data yet, unsynchronized, too far, noselect...
+    Unused,
+}
+
+impl SourceState {
+    pub const ALL: [SourceState; 4] = [
+        SourceState::Selected,
+        SourceState::Candidate,
+        SourceState::Falseticker,
+        SourceState::Unused,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            SourceState::Selected => "selected",
+            SourceState::Candidate => "candidate",
+            SourceState::Falseticker => "falseticker",
+            SourceState::Unused => "unused",
+        }
+    }
+
+    /// chrony's one-character mark for `sources`.
+    pub const fn mark(self) -> char {
+        match self {
+            SourceState::Selected => '*',
+            SourceState::Candidate => '+',
+            SourceState::Falseticker => 'x',
+            SourceState::Unused => '?',
+        }
+    }
+}
+
+/// One upstream source. Times in seconds; `None` where nothing was measured yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// The source's address (`ADDR:PORT`): the `source` label of its metrics.
+    pub name: String,
+    pub state: SourceState,
+    /// Why it is unused, when it is (free text for people, not a label).
+    pub reason: Option<String>,
+    pub stratum: Option<u8>,
+    /// The reachability register: one bit per poll, newest in bit 0.
+    pub reach: u8,
+    /// Poll interval, log2 seconds.
+    pub poll: i8,
+    /// Source time minus served time.
+    pub offset: Option<f64>,
+    /// Round-trip delay of the sample in use.
+    pub delay: Option<f64>,
+    pub jitter: Option<f64>,
+}
+
+/// What guards the served time: the agreement asked for, the step and panic limits, and what
+/// they did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntegrityStatus {
+    /// Agreeing sources needed to synchronize, and how many could take part now.
+    pub minsources: usize,
+    pub selectable: usize,
+    /// The limits, seconds.
+    pub max_startup_step_forward: f64,
+    pub max_startup_step_backward: f64,
+    pub max_correction: f64,
+    /// Steps of the clock model, refused corrections (each update refused counts), and changes
+    /// of the synchronization state, since start.
+    pub steps: u64,
+    pub refusals: u64,
+    pub state_changes: u64,
+    /// The refusal in force: the correction asked for (seconds, or s/s for a frequency) and
+    /// what it means.
+    pub refused_correction: Option<f64>,
+    pub refused: Option<String>,
+}
+
+impl IntegrityStatus {
+    fn from_engine(engine: &Engine, selectable: usize) -> IntegrityStatus {
+        let guard = engine.guard();
+        let limits = guard.limits();
+        IntegrityStatus {
+            minsources: engine.config().minsources,
+            selectable,
+            max_startup_step_forward: limits.startup_forward,
+            max_startup_step_backward: limits.startup_backward,
+            max_correction: limits.max_correction,
+            steps: guard.steps(),
+            refusals: guard.refusals(),
+            state_changes: engine.state_changes(),
+            refused_correction: guard.active().map(|r| r.error),
+            refused: guard.active().map(|r| r.describe()),
+        }
+    }
+
+    /// Why strata cannot synchronize with the sources it has, if that is so.
+    pub fn too_few_sources(&self) -> Option<String> {
+        (self.selectable < self.minsources).then(|| {
+            format!(
+                "{} selectable source(s), minsources is {}: cannot synchronize; add sources or \
+                 lower minsources",
+                self.selectable, self.minsources
+            )
+        })
+    }
+}
+
+/// The control thread's view, as last published.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlStatus {
+    pub sync: SyncStatus,
+    pub sources: Vec<UpstreamStatus>,
+    #[serde(default)]
+    pub integrity: IntegrityStatus,
+}
+
+impl ControlStatus {
+    /// The status of an [`Engine`] at kernel time `now` (CLOCK_REALTIME ns), for a control
+    /// thread that runs one to publish after each tick.
+    pub fn from_engine(engine: &Engine, now: i64) -> ControlStatus {
+        let (sync, peer) = match engine.sync_state() {
+            SyncState::Unsynchronized => (SyncStatus::Unsynchronized, None),
+            SyncState::Synchronized { system_peer } => (SyncStatus::Synchronized, Some(system_peer)),
+            SyncState::Holdover => (SyncStatus::Holdover, None),
+            SyncState::Local => (SyncStatus::Local, None),
+        };
+        let all = engine.sources(now);
+        let selectable = all
+            .iter()
+            .filter(|s| !matches!(s.unfit, Some(crate::proto::control::source::Unfit::NoSelect)))
+            .count();
+        let integrity = IntegrityStatus::from_engine(engine, selectable);
+        let sources = all
+            .into_iter()
+            .map(|s| {
+                let state = if Some(s.id) == peer {
+                    SourceState::Selected
+                } else if s.falseticker {
+                    SourceState::Falseticker
+                } else if s.survivor {
+                    SourceState::Candidate
+                } else {
+                    SourceState::Unused
+                };
+                let output = engine.source(s.id).and_then(|src| src.last_output());
+                UpstreamStatus {
+                    name: s.addr.to_string(),
+                    state,
+                    reason: s.unfit.map(|u| u.label().to_string()),
+                    stratum: s.stratum,
+                    reach: s.reach,
+                    poll: s.poll,
+                    offset: s.offset,
+                    delay: output.map(|o| o.sample.delay),
+                    jitter: output.map(|o| o.jitter),
+                }
+            })
+            .collect();
+        ControlStatus {
+            sync,
+            sources,
+            integrity,
+        }
+    }
+}
+
+/// The shared slot the control thread publishes into. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<ControlStatus>>);
+
+impl StatusBoard {
+    pub fn new(initial: ControlStatus) -> StatusBoard {
+        StatusBoard(Arc::new(Mutex::new(initial)))
+    }
+
+    /// Replaces the published status.
+    pub fn publish(&self, status: ControlStatus) {
+        // A reader that panicked while holding the lock cannot have left a half-written value
+        // (readers only clone): the value is still whole, so poisoning is ignored.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// A copy of the published status.
+    pub fn read(&self) -> ControlStatus {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_replaces_and_read_copies() {
+        let board = StatusBoard::new(ControlStatus {
+            sync: SyncStatus::Local,
+            sources: vec![],
+            integrity: IntegrityStatus::default(),
+        });
+        let other = board.clone();
+        assert_eq!(other.read().sync, SyncStatus::Local);
+        board.publish(ControlStatus {
+            sync: SyncStatus::Synchronized,
+            sources: vec![UpstreamStatus {
+                name: "192.0.2.1:123".into(),
+                state: SourceState::Selected,
+                reason: None,
+                stratum: Some(1),
+                reach: 0o377,
+                poll: 6,
+                offset: Some(1e-4),
+                delay: Some(2e-3),
+                jitter: Some(5e-5),
+            }],
+            integrity: IntegrityStatus::default(),
+        });
+        let read = other.read();
+        assert_eq!(read.sync, SyncStatus::Synchronized);
+        assert_eq!(read.sources[0].state.mark(), '*');
+        let json = serde_json::to_string(&read).unwrap();
+        assert!(json.contains("\"state\":\"selected\""), "{json}");
+        assert_eq!(serde_json::from_str::<ControlStatus>(&json).unwrap(), read);
+    }
+}

@@ -1,0 +1,629 @@
+//! The Prometheus view of a [`Report`]: every metric family, named `strata_...`, in base units,
+//! counters ending in `_total`, labels low-cardinality (path, queue, core, reason, code,
+//! source, interface, cpu).
+//!
+//! prometheus-client's metric types own their values, but strata's values live in the
+//! responders' counter blocks and the kernel: so the report is encoded through a [`Collector`]
+//! with constant metrics, built fresh for each scrape. The encoder writes OpenMetrics text;
+//! [`super::text`] turns it into the classic 0.0.4 text format for clients that do not ask for
+//! OpenMetrics.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::board::{SourceState, SyncStatus};
+use super::report::{CountersReport, Histogram, Report};
+use crate::sys::fastpath::abi::XdpCounter;
+
+/// Every metric name starts with this (and an underscore).
+pub const PREFIX: &str = "strata";
+
+/// The report as OpenMetrics text, `# EOF` included.
+pub fn encode_openmetrics(report: Report) -> String {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(ReportCollector(report)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail, and every label and value here is encodable");
+    out
+}
+
+#[derive(Debug)]
+struct ReportCollector(Report);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A per-source gauge that exists only once measured: name, help, unit, value.
+type OptionalGauge = (
+    &'static str,
+    &'static str,
+    Option<Unit>,
+    fn(&super::board::UpstreamStatus) -> Option<f64>,
+);
+
+/// Writes one family: its descriptor, then one sample per (labels, value) given by `samples`.
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    kind: MetricType,
+    samples: impl FnOnce(&mut MetricEncoder) -> fmt::Result,
+) -> fmt::Result {
+    let mut metric = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
+    samples(&mut metric)
+}
+
+fn counter(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: u64) -> fmt::Result {
+    m.encode_family(labels)?
+        .encode_counter::<NoLabelSet, u64, u64>(&v, None)
+}
+
+fn gauge(m: &mut MetricEncoder, labels: &Labels, v: f64) -> fmt::Result {
+    if labels.is_empty() {
+        // Without labels: `name value`, not `name{} value`.
+        return m.encode_gauge(&v);
+    }
+    m.encode_family(labels)?.encode_gauge(&v)
+}
+
+fn histogram(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, h: &Histogram) -> fmt::Result {
+    // prometheus-client takes per-bucket counts and accumulates them; f64::MAX means +Inf.
+    let buckets: Vec<(f64, u64)> = h
+        .bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::MAX))
+        .zip(h.counts.iter().copied())
+        .collect();
+    m.encode_family(labels)?
+        .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)
+}
+
+/// A family with one counter per responder, the value picked by `value`.
+fn per_responder(
+    enc: &mut DescriptorEncoder,
+    report: &Report,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    value: impl Fn(&CountersReport) -> u64,
+) -> fmt::Result {
+    family(enc, name, help, unit, MetricType::Counter, |m| {
+        for r in &report.responders {
+            counter(
+                m,
+                &responder_labels(r.path.as_str(), r.queue, r.core),
+                value(&r.counters),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn responder_labels(path: &str, queue: usize, core: usize) -> Labels {
+    vec![
+        ("path", path.to_string()),
+        ("queue", queue.to_string()),
+        ("core", core.to_string()),
+    ]
+}
+
+/// A family with one counter per responder and per key of the map `value` picks.
+fn per_responder_by(
+    enc: &mut DescriptorEncoder,
+    report: &Report,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    value: impl Fn(&CountersReport) -> &std::collections::BTreeMap<String, u64>,
+) -> fmt::Result {
+    family(enc, name, help, None, MetricType::Counter, |m| {
+        for r in &report.responders {
+            for (key, v) in value(&r.counters) {
+                let mut labels = responder_labels(r.path.as_str(), r.queue, r.core);
+                labels.push((label, key.clone()));
+                counter(m, &labels, *v)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn xdp_help(counter: XdpCounter) -> &'static str {
+    match counter {
+        XdpCounter::Seen => "Frames the XDP program looked at, per CPU.",
+        XdpCounter::Redirected => "NTP requests the XDP program redirected to an AF_XDP socket, per CPU.",
+        XdpCounter::Passed => "Frames the XDP program passed on to the kernel stack, per CPU.",
+        XdpCounter::RedirectFailed => "NTP requests whose redirect to an AF_XDP socket failed, per CPU.",
+        XdpCounter::DropShort | XdpCounter::DropSrcPortZero => {
+            "Frames the XDP program dropped, by reason, per CPU."
+        }
+        XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
+        XdpCounter::HwStamped => "Frames that carried a NIC hardware receive timestamp, per CPU.",
+    }
+}
+
+impl ReportCollector {
+    fn responders(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let r = &self.0;
+        if r.responders.is_empty() {
+            return Ok(());
+        }
+        per_responder(
+            enc,
+            r,
+            "requests",
+            "NTP requests received (every datagram or frame, answered or not).",
+            None,
+            |c| c.requests,
+        )?;
+        family(
+            enc,
+            "replies",
+            "Replies sent, by kind (time, unsynchronized, kiss).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for x in &r.responders {
+                    let c = &x.counters;
+                    let kiss = c.kiss.values().sum();
+                    for (kind, v) in [
+                        ("time", c.replies_time),
+                        ("unsynchronized", c.replies_unsynchronized),
+                        ("kiss", kiss),
+                    ] {
+                        let mut labels = responder_labels(&x.path, x.queue, x.core);
+                        labels.push(("kind", kind.to_string()));
+                        counter(m, &labels, v)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        per_responder_by(
+            enc,
+            r,
+            "kod_sent",
+            "Kiss-o'-Death replies sent, by code.",
+            "code",
+            |c| &c.kiss,
+        )?;
+        per_responder_by(
+            enc,
+            r,
+            "requests_dropped",
+            "Requests not answered, by reason.",
+            "reason",
+            |c| &c.drops,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "received",
+            "Bytes of requests received (UDP payload on the socket path, whole frames on the XDP path).",
+            Some(Unit::Bytes),
+            |c| c.bytes_in,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "sent",
+            "Bytes of replies sent (UDP payload on the socket path, whole frames on the XDP path).",
+            Some(Unit::Bytes),
+            |c| c.bytes_out,
+        )?;
+        per_responder_by(
+            enc,
+            r,
+            "receive_timestamps",
+            "Requests by the source of their receive timestamp.",
+            "source",
+            |c| &c.rx_timestamps,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "hardware_timestamps_unused",
+            "NIC hardware receive timestamps that arrived but could not be used.",
+            None,
+            |c| c.hardware_stamps_unused,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "receive_errors",
+            "Receive calls that failed.",
+            None,
+            |c| c.receive_errors,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "send_errors",
+            "Replies that could not be sent.",
+            None,
+            |c| c.send_errors,
+        )?;
+        family(
+            enc,
+            "response_time",
+            "Server response time, from receive timestamp (T2) to transmit timestamp (T3).",
+            Some(Unit::Seconds),
+            MetricType::Histogram,
+            |m| {
+                for x in &r.responders {
+                    histogram(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        &x.counters.response_time,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            enc,
+            "receive_batch_size",
+            "Requests taken per receive call (or per AF_XDP RX batch).",
+            None,
+            MetricType::Histogram,
+            |m| {
+                for x in &r.responders {
+                    histogram(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        &x.counters.batch_size,
+                    )?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn xdp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let r = &self.0;
+        if !r.xdp_programs.is_empty() {
+            let drop_reason = |k: XdpCounter| match k {
+                XdpCounter::DropShort => Some("short"),
+                XdpCounter::DropSrcPortZero => Some("src_port_zero"),
+                _ => None,
+            };
+            // The drop counters share one family (`reason` label); every other counter is its
+            // own family.
+            for k in XdpCounter::ALL.iter().filter(|&&k| drop_reason(k).is_none()) {
+                let name = match k {
+                    XdpCounter::MetaFailed => "xdp_metadata_failed".to_string(),
+                    XdpCounter::HwStamped => "xdp_hardware_stamped".to_string(),
+                    other => format!("xdp_{}", other.label()),
+                };
+                family(enc, &name, xdp_help(*k), None, MetricType::Counter, |m| {
+                    for p in &r.xdp_programs {
+                        for (cpu, values) in p.cpus.iter().enumerate() {
+                            let labels: Labels =
+                                vec![("interface", p.interface.clone()), ("cpu", cpu.to_string())];
+                            counter(m, &labels, values.get(k.label()).copied().unwrap_or(0))?;
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            family(
+                enc,
+                "xdp_dropped",
+                xdp_help(XdpCounter::DropShort),
+                None,
+                MetricType::Counter,
+                |m| {
+                    for p in &r.xdp_programs {
+                        for (cpu, values) in p.cpus.iter().enumerate() {
+                            for k in XdpCounter::ALL {
+                                if let Some(reason) = drop_reason(k) {
+                                    let labels: Labels = vec![
+                                        ("interface", p.interface.clone()),
+                                        ("cpu", cpu.to_string()),
+                                        ("reason", reason.to_string()),
+                                    ];
+                                    counter(m, &labels, values.get(k.label()).copied().unwrap_or(0))?;
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+        if let Some(first) = r.xsk_sockets.first() {
+            let helps = [
+                "Frames the AF_XDP socket dropped for other reasons (XDP_STATISTICS rx_dropped).",
+                "Frames dropped for an invalid fill ring descriptor (XDP_STATISTICS rx_invalid_descs).",
+                "TX descriptors the kernel rejected as invalid (XDP_STATISTICS tx_invalid_descs).",
+                "Frames dropped because the RX ring was full (XDP_STATISTICS rx_ring_full).",
+                "Times the kernel found the fill ring empty (XDP_STATISTICS rx_fill_ring_empty_descs).",
+                "Times the kernel found the TX ring empty (XDP_STATISTICS tx_ring_empty_descs).",
+            ];
+            for (i, (field, _)) in first.statistics.fields().iter().enumerate() {
+                family(
+                    enc,
+                    &format!("xsk_{field}"),
+                    helps[i],
+                    None,
+                    MetricType::Counter,
+                    |m| {
+                        for s in &r.xsk_sockets {
+                            let labels: Labels =
+                                vec![("interface", s.interface.clone()), ("queue", s.queue.to_string())];
+                            counter(m, &labels, s.statistics.fields()[i].1)?;
+                        }
+                        Ok(())
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn server(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let s = &self.0.server;
+        let none: Labels = Vec::new();
+        let mut g = |name: &str, help: &str, unit: Option<Unit>, v: f64| {
+            family(enc, name, help, unit, MetricType::Gauge, |m| gauge(m, &none, v))
+        };
+        g(
+            "server_synchronized",
+            "1 when replies carry synchronized time, else 0.",
+            None,
+            s.synchronized as u8 as f64,
+        )?;
+        g(
+            "server_stratum",
+            "Stratum the server replies with.",
+            None,
+            s.stratum as f64,
+        )?;
+        g(
+            "server_leap_indicator",
+            "Leap indicator replies carry (0 none, 1 insert, 2 delete, 3 unsynchronized).",
+            None,
+            s.leap as f64,
+        )?;
+        g(
+            "server_root_delay",
+            "Root delay replies carry.",
+            Some(Unit::Seconds),
+            s.root_delay,
+        )?;
+        g(
+            "server_root_dispersion",
+            "Root dispersion as of the last update.",
+            Some(Unit::Seconds),
+            s.root_dispersion,
+        )?;
+        g(
+            "server_precision",
+            "Precision of the served clock.",
+            Some(Unit::Seconds),
+            2f64.powi(s.precision as i32),
+        )?;
+        g(
+            "clock_offset",
+            "Served time minus the kernel clock.",
+            Some(Unit::Seconds),
+            s.offset,
+        )?;
+        g(
+            "clock_frequency_ppm",
+            "Frequency correction of the served clock against the kernel clock, in parts per million.",
+            None,
+            s.frequency_ppm,
+        )?;
+        g(
+            "clock_tai_offset",
+            "TAI minus UTC, as the kernel has it.",
+            Some(Unit::Seconds),
+            s.tai_minus_utc as f64,
+        )?;
+        let i = &s.integrity;
+        g(
+            "clock_correction_refused",
+            "1 while the correction the sources ask for is refused by the step and panic limits.",
+            None,
+            i.refused.is_some() as u8 as f64,
+        )?;
+        if let Some(asked) = i.refused_correction {
+            g(
+                "clock_refused_correction",
+                "The correction being refused (seconds; for a frequency refusal, s/s).",
+                None,
+                asked,
+            )?;
+        }
+        g(
+            "server_minsources",
+            "Agreeing sources needed to synchronize.",
+            None,
+            i.minsources as f64,
+        )?;
+        g(
+            "server_selectable_sources",
+            "Sources that could take part in selection now.",
+            None,
+            i.selectable as f64,
+        )?;
+        if let Some(age) = s.since_update {
+            g(
+                "server_update_age",
+                "Time since the served clock was last updated (its reference time).",
+                Some(Unit::Seconds),
+                age,
+            )?;
+        }
+        for (name, help, v) in [
+            ("clock_steps", "Steps of the served clock model.", i.steps),
+            (
+                "clock_corrections_refused",
+                "Updates whose correction the step and panic limits refused.",
+                i.refusals,
+            ),
+            (
+                "server_sync_state_changes",
+                "Changes of the synchronization state.",
+                i.state_changes,
+            ),
+        ] {
+            family(enc, name, help, None, MetricType::Counter, |m| {
+                counter(m, &none, v)
+            })?;
+        }
+        family(
+            enc,
+            "server_sync_state",
+            "1 for the server's synchronization state, 0 for the others.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for state in SyncStatus::ALL {
+                    let labels: Labels = vec![("state", state.label().to_string())];
+                    gauge(m, &labels, (state == s.sync) as u8 as f64)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn sources(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let sources = &self.0.sources;
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let label = |name: &str| -> Labels { vec![("source", name.to_string())] };
+        let optional: [OptionalGauge; 4] = [
+            (
+                "source_offset",
+                "Upstream source time minus served time.",
+                Some(Unit::Seconds),
+                |s| s.offset,
+            ),
+            (
+                "source_delay",
+                "Round-trip delay to the upstream source.",
+                Some(Unit::Seconds),
+                |s| s.delay,
+            ),
+            (
+                "source_jitter",
+                "Jitter of the upstream source's offsets.",
+                Some(Unit::Seconds),
+                |s| s.jitter,
+            ),
+            ("source_stratum", "Stratum of the upstream source.", None, |s| {
+                s.stratum.map(f64::from)
+            }),
+        ];
+        for (name, help, unit, pick) in optional {
+            if sources.iter().all(|s| pick(s).is_none()) {
+                continue;
+            }
+            family(enc, name, help, unit, MetricType::Gauge, |m| {
+                for s in sources {
+                    if let Some(v) = pick(s) {
+                        gauge(m, &label(&s.name), v)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        family(
+            enc,
+            "source_reach",
+            "Reachability register of the upstream source (8 bits, newest poll in bit 0).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for s in sources {
+                    gauge(m, &label(&s.name), s.reach as f64)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            enc,
+            "source_poll_interval",
+            "Poll interval of the upstream source.",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| {
+                for s in sources {
+                    gauge(m, &label(&s.name), 2f64.powi(s.poll as i32))?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            enc,
+            "source_state",
+            "1 for what selection made of the upstream source, 0 for the other states.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                for s in sources {
+                    for state in SourceState::ALL {
+                        let mut labels = label(&s.name);
+                        labels.push(("state", state.label().to_string()));
+                        gauge(m, &labels, (state == s.state) as u8 as f64)?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn process(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let r = &self.0;
+        family(
+            enc,
+            "build_info",
+            "Always 1; the labels say which build is running.",
+            None,
+            MetricType::Gauge,
+            |m| {
+                let labels: Labels = vec![
+                    ("version", r.build.version.clone()),
+                    ("commit", r.build.commit.clone()),
+                ];
+                gauge(m, &labels, 1.0)
+            },
+        )?;
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "process_start_time",
+            "When the server process started, in seconds since the Unix epoch.",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| gauge(m, &none, r.started),
+        )?;
+        family(
+            enc,
+            "exporter_read_errors",
+            "Kernel counters (XDP program, AF_XDP sockets) that could not be read for this scrape.",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, r.errors.len() as f64),
+        )
+    }
+}
+
+impl Collector for ReportCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        self.process(&mut enc)?;
+        self.server(&mut enc)?;
+        self.sources(&mut enc)?;
+        self.responders(&mut enc)?;
+        self.xdp(&mut enc)
+    }
+}

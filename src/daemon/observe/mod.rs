@@ -1,0 +1,16 @@
+//! What reads the counters and the state: `/metrics` and `strata status`.
+//!
+//! - [`board`]: what the control thread publishes about itself and its upstream sources;
+//! - [`report`]: everything read into one serializable picture;
+//! - [`exporter`], [`text`], [`http`]: that picture as Prometheus metrics on `GET /metrics`;
+//! - [`control_socket`], [`status_view`]: the same picture for `strata status` over a Unix socket;
+//! - [`observers`]: starting both endpoints for `strata serve`.
+
+pub mod board;
+pub mod control_socket;
+pub mod exporter;
+pub mod http;
+pub mod observers;
+pub mod report;
+pub mod status_view;
+pub mod text;

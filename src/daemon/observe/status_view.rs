@@ -1,0 +1,295 @@
+//! `strata status` for people: the server (like `chronyc tracking`), its upstream sources (like
+//! `chronyc sources`), and its packet counters per responder (like `chronyc serverstats`, per
+//! core), from a [`Report`].
+
+use std::fmt::Write;
+
+use super::report::{CountersReport, Report};
+
+/// Seconds with a sign, in the unit that reads best.
+fn signed_time(seconds: f64) -> String {
+    let a = seconds.abs();
+    let sign = if seconds < 0.0 { '-' } else { '+' };
+    if a >= 1.0 {
+        format!("{sign}{a:.3}s")
+    } else if a >= 1e-3 {
+        format!("{sign}{:.3}ms", a * 1e3)
+    } else if a >= 1e-6 {
+        format!("{sign}{:.1}us", a * 1e6)
+    } else {
+        format!("{sign}{:.0}ns", a * 1e9)
+    }
+}
+
+fn time(seconds: f64) -> String {
+    signed_time(seconds)[1..].to_string()
+}
+
+fn leap_text(leap: u8) -> &'static str {
+    match leap {
+        0 => "normal",
+        1 => "insert second",
+        2 => "delete second",
+        _ => "not synchronised",
+    }
+}
+
+/// The whole human view.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    tracking(&mut out, r);
+    out.push('\n');
+    sources(&mut out, r);
+    out.push('\n');
+    serverstats(&mut out, r);
+    if !r.errors.is_empty() {
+        out.push('\n');
+        for e in &r.errors {
+            let _ = writeln!(out, "warning: {e}");
+        }
+    }
+    out
+}
+
+fn tracking(out: &mut String, r: &Report) {
+    let s = &r.server;
+    let refid = if s.refid.is_empty() { "-" } else { &s.refid };
+    let _ = writeln!(out, "State           : {}", s.sync.label());
+    let _ = writeln!(out, "Reference ID    : {refid}");
+    let _ = writeln!(out, "Stratum         : {}", s.stratum);
+    let _ = writeln!(out, "Leap status     : {}", leap_text(s.leap));
+    let _ = writeln!(out, "Root delay      : {:.9} seconds", s.root_delay);
+    let _ = writeln!(out, "Root dispersion : {:.9} seconds", s.root_dispersion);
+    let _ = writeln!(
+        out,
+        "Offset          : {:+.9} seconds (served time minus the kernel clock)",
+        s.offset
+    );
+    let _ = writeln!(out, "Frequency       : {:+.3} ppm", s.frequency_ppm);
+    match s.since_update {
+        Some(age) => {
+            let _ = writeln!(out, "Last update     : {age:.1} seconds ago");
+        }
+        None => {
+            let _ = writeln!(out, "Last update     : never");
+        }
+    }
+    let _ = writeln!(out, "Precision       : 2^{} seconds", s.precision);
+    let _ = writeln!(out, "TAI-UTC         : {} seconds", s.tai_minus_utc);
+    integrity(out, r);
+    let _ = writeln!(
+        out,
+        "Version         : {} (commit {}), up {:.0} seconds",
+        r.build.version,
+        r.build.commit,
+        (r.now - r.started).max(0.0)
+    );
+}
+
+/// The agreement asked for, the step and panic limits, and anything they are refusing now.
+fn integrity(out: &mut String, r: &Report) {
+    let i = &r.server.integrity;
+    if !r.sources.is_empty() {
+        let _ = writeln!(
+            out,
+            "Agreement       : {} source(s) must agree, {} selectable",
+            i.minsources, i.selectable
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Step limits     : start-up +{} s / -{} s, later {} s; {} step(s), {} refusal(s), {} state change(s)",
+        i.max_startup_step_forward,
+        i.max_startup_step_backward,
+        i.max_correction,
+        i.steps,
+        i.refusals,
+        i.state_changes
+    );
+    if let Some(why) = &i.refused {
+        let _ = writeln!(out, "REFUSED         : {why}");
+    }
+    if !r.sources.is_empty() {
+        if let Some(why) = i.too_few_sources() {
+            let _ = writeln!(out, "WARNING         : {why}");
+        }
+    }
+}
+
+fn sources(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "MS Name/IP address                     Stratum Poll Reach   Offset    Delay   Jitter"
+    );
+    let _ = writeln!(out, "{}", "=".repeat(84));
+    if r.sources.is_empty() {
+        let _ = writeln!(out, "(no upstream sources)");
+        return;
+    }
+    for s in &r.sources {
+        let opt = |v: Option<f64>, signed: bool| match v {
+            Some(v) if signed => signed_time(v),
+            Some(v) => time(v),
+            None => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "^{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
+            s.state.mark(),
+            s.name,
+            s.stratum.map_or("-".to_string(), |n| n.to_string()),
+            s.poll,
+            s.reach,
+            opt(s.offset, true),
+            opt(s.delay, false),
+            opt(s.jitter, false),
+            s.reason
+                .as_ref()
+                .map_or(String::new(), |why| format!("  ({why})"))
+        );
+    }
+}
+
+fn counters_row(out: &mut String, who: &str, core: &str, c: &CountersReport) {
+    let _ = writeln!(
+        out,
+        "{who:<10} {core:>4} {:>12} {:>12} {:>10} {:>8} {:>14} {:>14} {:>6}",
+        c.requests,
+        c.replies,
+        c.dropped,
+        c.kiss.values().sum::<u64>(),
+        c.bytes_in,
+        c.bytes_out,
+        if c.batches > 0 {
+            format!("{:.1}", c.batched_requests as f64 / c.batches as f64)
+        } else {
+            "-".to_string()
+        }
+    );
+}
+
+/// "label n, label n" for the non-zero entries of a map.
+fn nonzero<'a>(items: impl IntoIterator<Item = (&'a String, &'a u64)>) -> String {
+    let parts: Vec<String> = items
+        .into_iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The response time below which a fraction `q` of replies went, to the bucket bound.
+fn quantile_bound(c: &CountersReport, q: f64) -> Option<f64> {
+    let h = &c.response_time;
+    if h.count == 0 {
+        return None;
+    }
+    let target = (q * h.count as f64).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in h.counts.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            return Some(h.bounds.get(i).copied().unwrap_or(f64::INFINITY));
+        }
+    }
+    None
+}
+
+fn serverstats(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "{:<10} {:>4} {:>12} {:>12} {:>10} {:>8} {:>14} {:>14} {:>6}",
+        "responder", "core", "requests", "replies", "dropped", "kod", "bytes in", "bytes out", "batch"
+    );
+    for x in &r.responders {
+        counters_row(
+            out,
+            &format!("{} {}", x.path, x.queue),
+            &x.core.to_string(),
+            &x.counters,
+        );
+    }
+    counters_row(out, "total", "", &r.total);
+    let t = &r.total;
+    let _ = writeln!(out, "Drops           : {}", nonzero(&t.drops));
+    let _ = writeln!(out, "KoD sent        : {}", nonzero(&t.kiss));
+    let _ = writeln!(out, "Rx timestamps   : {}", nonzero(&t.rx_timestamps));
+    let rt = |q| quantile_bound(t, q).map_or("-".to_string(), |b| format!("<= {}", time(b)));
+    let _ = writeln!(
+        out,
+        "Response time   : median {}, 99% {} (T3 - T2, {} replies)",
+        rt(0.5),
+        rt(0.99),
+        t.response_time.count
+    );
+    if t.receive_errors + t.send_errors + t.hardware_stamps_unused > 0 {
+        let _ = writeln!(
+            out,
+            "Errors          : receive {}, send {}, hardware stamps unused {}",
+            t.receive_errors, t.send_errors, t.hardware_stamps_unused
+        );
+    }
+    for p in &r.xdp_programs {
+        let mut sum: std::collections::BTreeMap<&String, u64> = std::collections::BTreeMap::new();
+        for cpu in &p.cpus {
+            for (k, v) in cpu {
+                *sum.entry(k).or_default() += v;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "XDP program on {}: {}",
+            p.interface,
+            nonzero(sum.iter().map(|(k, v)| (*k, v)))
+        );
+    }
+    for s in &r.xsk_sockets {
+        let fields = s.statistics.fields();
+        let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            out,
+            "AF_XDP {} queue {} (responder {}): {}",
+            s.interface,
+            s.nic_queue,
+            s.queue,
+            parts.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::observe::report::test_observed;
+    use crate::proto::respond::{DropReason, ReplyKind};
+
+    #[test]
+    fn times_read_well() {
+        assert_eq!(signed_time(0.0000123), "+12.3us");
+        assert_eq!(signed_time(-0.0021), "-2.100ms");
+        assert_eq!(signed_time(2.5), "+2.500s");
+        assert_eq!(time(4e-8), "40ns");
+    }
+
+    #[test]
+    fn the_view_has_its_three_parts() {
+        let (observed, mut w) = test_observed();
+        w.batch(2);
+        w.received(48);
+        w.received(48);
+        w.replied(ReplyKind::Unsynchronized, 48);
+        w.response_time(20_000);
+        w.dropped(DropReason::Control);
+        let text = render(&observed.report());
+        assert!(text.contains("State           : unsynchronized"), "{text}");
+        assert!(text.contains("Stratum         : 16"), "{text}");
+        assert!(text.contains("(no upstream sources)"), "{text}");
+        assert!(text.contains("socket 0"), "{text}");
+        assert!(text.contains("Drops           : control_mode 1"), "{text}");
+        assert!(text.contains("median <= 32.8us"), "{text}");
+    }
+}

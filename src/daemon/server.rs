@@ -1,0 +1,300 @@
+//! The server as `strata serve` runs it: the control thread first (so that the responders
+//! never see an empty state), then the configured path (`--mode auto` falls back from XDP to
+//! the socket path on the interface's addresses, and says why), then the observers (/metrics,
+//! the status socket); it watches the responder threads until a signal or a failure, and stops
+//! everything in the reverse order.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use log::{info, warn};
+
+use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
+use crate::daemon::control::{self, ControlConfig};
+use crate::daemon::observe::observers;
+use crate::daemon::observe::report::Observed;
+use crate::proto::metrics::{self, ResponderCounters};
+use crate::proto::state::{StateReader, UnsyncPolicy};
+use crate::sys::fastpath;
+use crate::sys::socket::{self, SocketConfig};
+
+/// Runs the server until SIGINT or SIGTERM (Ok) or a failure (the message).
+pub fn run(config: &ServerConfig) -> Result<(), String> {
+    let started = SystemTime::now();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while shutting down ends the process at once (exit code 1).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
+            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
+            .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    }
+
+    let control = control::start(ControlConfig::from(config), shutdown.clone())
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    let precision = control.precision();
+    info!(
+        "clock precision measured: 2^{precision} s (about {} ns)",
+        (1e9 * 2f64.powi(precision as i32)).round()
+    );
+    let published = control.published();
+    let sources = config.upstream.sources.len();
+    if sources > 0 {
+        info!("{sources} upstream source(s) configured; serving as below until one is usable");
+    }
+    match config.local_stratum {
+        Some(stratum) => info!(
+            "serving the system clock as a local reference: stratum {stratum}, refid LOCL, TAI-UTC {} s",
+            published.clock.tai_minus_utc
+        ),
+        None if sources > 0 => info!(
+            "not synchronized yet: {}",
+            match config.unsynchronized {
+                UnsyncPolicy::Answer => "answering as unsynchronized, leap 3 and stratum 16",
+                UnsyncPolicy::Drop => "dropping requests while unsynchronized",
+            }
+        ),
+        None => info!(
+            "no time source (--local-stratum N serves the system clock): {}",
+            match config.unsynchronized {
+                UnsyncPolicy::Answer => "answering as unsynchronized, leap 3 and stratum 16",
+                UnsyncPolicy::Drop => "dropping requests while unsynchronized",
+            }
+        ),
+    }
+
+    let mut server = match start_path(
+        config,
+        control.reader(),
+        control.symmetric_sender(),
+        shutdown.clone(),
+    ) {
+        Ok(server) => server,
+        Err(e) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = control.join();
+            return Err(e);
+        }
+    };
+
+    let observed = Observed {
+        responders: server.responders().to_vec(),
+        xdp: server.take_stats_readers(),
+        state: control.reader(),
+        board: control.status_board(),
+        started,
+    };
+    let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
+        Ok(observers) => observers,
+        Err(e) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = server.join();
+            let _ = control.join();
+            return Err(e);
+        }
+    };
+
+    let mut died = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        if server.any_finished() {
+            died = true;
+            shutdown.store(true, Ordering::Relaxed);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !died {
+        info!("shutting down");
+    }
+    let (responders, failures) = server.join();
+    if control.join().is_err() {
+        warn!("the control thread panicked");
+    }
+    observers.join();
+    log_counters(&responders);
+    if died || !failures.is_empty() {
+        let mut failures = failures;
+        if failures.is_empty() {
+            failures.push("a responder thread stopped unexpectedly".into());
+        }
+        return Err(failures.join("; "));
+    }
+    Ok(())
+}
+
+/// The path that serves: the socket path or the XDP path's threads.
+enum Running {
+    Socket(socket::SocketServer),
+    Xdp(fastpath::XdpServer),
+}
+
+impl Running {
+    fn responders(&self) -> &[ResponderCounters] {
+        match self {
+            Running::Socket(s) => s.responders(),
+            Running::Xdp(s) => s.responders(),
+        }
+    }
+
+    /// The fast path's kernel counters for the metrics (none on the socket path).
+    fn take_stats_readers(&mut self) -> fastpath::StatsReaders {
+        match self {
+            Running::Socket(_) => fastpath::StatsReaders::default(),
+            Running::Xdp(s) => s.take_stats_readers(),
+        }
+    }
+
+    fn any_finished(&self) -> bool {
+        match self {
+            Running::Socket(s) => s.any_finished(),
+            Running::Xdp(s) => s.any_finished(),
+        }
+    }
+
+    /// Waits for the threads; the XDP path also logs its programs' counters and detaches them.
+    fn join(self) -> (Vec<ResponderCounters>, Vec<String>) {
+        match self {
+            Running::Socket(s) => {
+                let stopped = s.join();
+                (stopped.responders, stopped.failures)
+            }
+            Running::Xdp(s) => {
+                let stopped = s.join();
+                for (iface, counters) in &stopped.programs {
+                    match counters {
+                        Ok(c) => info!("xdp program on {iface}: {c}"),
+                        Err(e) => warn!("xdp program on {iface}: cannot read its counters: {e}"),
+                    }
+                }
+                (stopped.responders, stopped.failures)
+            }
+        }
+    }
+}
+
+/// Starts the configured path. `--mode auto` with an interface falls back to the socket path
+/// on the interface's addresses when XDP cannot start, and says why.
+fn start_path(
+    config: &ServerConfig,
+    state: StateReader,
+    symmetric: Option<crate::sys::handoff::SymmetricSender>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Running, String> {
+    if config.path == DataPath::Xdp {
+        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone()) {
+            Ok(server) => return Ok(Running::Xdp(server)),
+            Err(e) if config.mode == Mode::Auto => {
+                warn!(
+                    "mode auto: the XDP path cannot start ({e}); falling back to the socket path on the \
+                     addresses of {}",
+                    config.interfaces.join(", ")
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut socket_config = SocketConfig::from(config);
+    if !config.interfaces.is_empty() {
+        socket_config.listen = interface_listen_addrs(config)?;
+    }
+    let server =
+        socket::run_with_symmetric(&socket_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    info!(
+        "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
+        addrs.join(", "),
+        config.cores.len(),
+        if config.cores.len() == 1 { "" } else { "s" },
+        config.mode,
+        format_core_list(&config.cores),
+        config.batch_size
+    );
+    Ok(Running::Socket(server))
+}
+
+fn start_xdp(
+    config: &ServerConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+    symmetric: Option<crate::sys::handoff::SymmetricSender>,
+) -> Result<fastpath::XdpServer, String> {
+    let xdp_config = fastpath::FastPathConfig {
+        interfaces: config.interfaces.clone(),
+        cores: config.cores.clone(),
+        batch_size: config.batch_size,
+        ntp_port: config.ntp_port,
+        force: config.force,
+        busy_poll: config.busy_poll.then_some(fastpath::BusyPoll {
+            usecs: 20,
+            budget: config.batch_size as u32,
+        }),
+        device_bound: true,
+    };
+    let server =
+        fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
+    for served in server.served() {
+        info!(
+            "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
+             cores {}, batch size {}{})",
+            config.ntp_port,
+            served.interface.name,
+            served.mode,
+            served.interface.rx_queues,
+            if served.interface.rx_queues == 1 { "" } else { "s" },
+            served.interface.addrs.len(),
+            if served.interface.addrs.len() == 1 {
+                ""
+            } else {
+                "es"
+            },
+            config.mode,
+            format_core_list(&config.cores),
+            config.batch_size,
+            if config.busy_poll { ", busy polling" } else { "" }
+        );
+    }
+    Ok(server)
+}
+
+/// The socket path's addresses for `--iface`: each interface's addresses on the NTP port
+/// (IPv6 link-local ones with the interface as their scope).
+fn interface_listen_addrs(config: &ServerConfig) -> Result<Vec<SocketAddr>, String> {
+    let mut listen = Vec::new();
+    for name in &config.interfaces {
+        let iface = fastpath::Interface::lookup(name).map_err(|e| e.to_string())?;
+        for addr in &iface.addrs {
+            listen.push(match addr {
+                IpAddr::V4(v4) => SocketAddr::from((*v4, config.ntp_port)),
+                IpAddr::V6(v6) => {
+                    let scope = if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                        iface.index
+                    } else {
+                        0
+                    };
+                    SocketAddr::V6(SocketAddrV6::new(*v6, config.ntp_port, 0, scope))
+                }
+            });
+        }
+    }
+    if listen.is_empty() {
+        return Err(format!(
+            "{} has no address to serve on",
+            config.interfaces.join(", ")
+        ));
+    }
+    Ok(listen)
+}
+
+fn log_counters(responders: &[ResponderCounters]) {
+    for r in responders {
+        info!(
+            "{} responder {} (core {}): {}",
+            r.path,
+            r.index,
+            r.core,
+            r.snapshot()
+        );
+    }
+    info!("total: {}", metrics::total(responders));
+}

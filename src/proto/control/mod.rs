@@ -1,0 +1,21 @@
+//! The control engine: every source, the clock filter, the regression, selection and
+//! combination, the step and panic limits, the discipline of strata's clock model and the
+//! served state, as one deterministic state machine that performs no I/O and reads no clock
+//! ([`engine::Engine`] over [`source`], [`filter`], [`regress`], [`select`], [`guard`],
+//! [`discipline`]). The thread that drives it is the daemon's (`crate::daemon::control`).
+
+pub mod discipline;
+pub mod engine;
+pub mod events;
+pub mod filter;
+pub mod guard;
+pub mod local;
+pub mod packet;
+pub mod refid;
+pub mod regress;
+pub mod select;
+pub mod settings;
+pub mod source;
+pub mod spec;
+
+pub use settings::{ControlConfig, UpstreamConfig};

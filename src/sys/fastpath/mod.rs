@@ -1,0 +1,255 @@
+//! The kernel-bypass path: an XDP program steers NTP requests into one AF_XDP socket per
+//! receive queue, and one responder thread per queue, pinned to a core, answers them.
+//!
+//! - [`abi`]: the contract with the program in `xdp-prog/` (maps, counters, metadata);
+//! - [`program`]: the compiled objects, embedded;
+//! - [`loader`], [`devbound`], [`existing`]: loading, attaching, replacing a stale program;
+//! - [`iface`]: queues and addresses of an interface;
+//! - [`hwstamp`]: the NIC's hardware receive stamps;
+//! - [`xsk`]: the AF_XDP socket of a queue;
+//! - [`responder`]: the loop of one thread.
+//!
+//! Clean exit: the program is attached through a bpf_link, owned by [`XdpServer`]. Dropping
+//! the server (after a signal, an error, or while a panic unwinds) detaches it, and the kernel
+//! detaches it itself when the process dies any other way, SIGKILL included. Sockets close
+//! with their threads, which also empties their XSKMAP slots.
+
+pub mod abi;
+pub mod devbound;
+pub mod existing;
+pub mod hwstamp;
+pub mod iface;
+pub mod loader;
+pub mod program;
+pub mod responder;
+pub mod stats;
+pub mod xsk;
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
+use crate::proto::state::StateReader;
+use crate::sys::handoff::SymmetricSender;
+use crate::sys::pipeline::MAX_BATCH_SIZE;
+use crate::sys::pool::ResponderPool;
+
+pub use abi::{XdpCounter, XdpCounters};
+pub use iface::Interface;
+pub use loader::{AttachMode, ProgramOptions, XdpProgram};
+pub use stats::{ProgramCounterReader, XskStatistics, XskStatsReader};
+pub use xsk::BusyPoll;
+
+/// What the fast path needs from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastPathConfig {
+    /// Interfaces to serve on; every receive queue of each gets a socket and a responder.
+    pub interfaces: Vec<String>,
+    /// Cores for the responders, assigned to the (interface, queue) pairs in turn.
+    pub cores: Vec<usize>,
+    /// Frames per RX batch.
+    pub batch_size: usize,
+    /// UDP port of requests.
+    pub ntp_port: u16,
+    /// Replace an XDP program that is not strata's.
+    pub force: bool,
+    /// Busy polling for every socket.
+    pub busy_poll: Option<BusyPoll>,
+    /// Try the device-bound program (hardware stamps) first.
+    pub device_bound: bool,
+}
+
+/// One interface being served.
+pub struct Served {
+    pub interface: Interface,
+    pub program: XdpProgram,
+    pub mode: AttachMode,
+}
+
+/// The attached programs and the running responder threads.
+pub struct XdpServer {
+    served: Vec<Served>,
+    pool: ResponderPool,
+    /// Handles for the metrics exporter; taken with [`XdpServer::take_stats_readers`].
+    stats: StatsReaders,
+}
+
+/// Read-only handles on the program counters and socket statistics (see [`stats`]).
+#[derive(Default)]
+pub struct StatsReaders {
+    pub programs: Vec<ProgramCounterReader>,
+    pub sockets: Vec<XskStatsReader>,
+}
+
+/// How the threads ended.
+#[derive(Debug)]
+pub struct Stopped {
+    pub responders: Vec<ResponderCounters>,
+    /// Each interface's program counters as they were at the end.
+    pub programs: Vec<(String, io::Result<XdpCounters>)>,
+    pub failures: Vec<String>,
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+/// Loads and attaches the program on every interface, opens every socket and starts the
+/// responders. Nothing is left behind on error: what was attached is detached again.
+pub fn run(config: &FastPathConfig, state: StateReader, shutdown: Arc<AtomicBool>) -> io::Result<XdpServer> {
+    run_with_symmetric(config, state, shutdown, None)
+}
+
+/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers.
+pub fn run_with_symmetric(
+    config: &FastPathConfig,
+    state: StateReader,
+    shutdown: Arc<AtomicBool>,
+    symmetric: Option<SymmetricSender>,
+) -> io::Result<XdpServer> {
+    if config.interfaces.is_empty() {
+        return Err(invalid("no interface to serve on".into()));
+    }
+    if config.cores.is_empty() {
+        return Err(invalid("no core to run a responder on".into()));
+    }
+    if !(1..=MAX_BATCH_SIZE).contains(&config.batch_size) {
+        return Err(invalid(format!(
+            "batch size {} is out of range 1..={MAX_BATCH_SIZE}",
+            config.batch_size
+        )));
+    }
+
+    let mut served = Vec::new();
+    let mut sockets = Vec::new();
+    let mut stats = StatsReaders::default();
+    for name in &config.interfaces {
+        let interface = Interface::lookup(name)?;
+        let stamps = hwstamp::detect_and_enable(name);
+        log::info!("{name}: {stamps}");
+        let options = ProgramOptions {
+            ntp_port: config.ntp_port,
+            force: config.force,
+        };
+        let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
+        for queue in 0..interface.rx_queues {
+            let socket = xsk::QueueSocket::open(name, queue, config.busy_poll)?;
+            program.register_socket(queue, socket.fd())?;
+            sockets.push((name.clone(), socket));
+        }
+        // Device-bound even without hardware stamps: it costs nothing when the kfunc has no
+        // stamp to give, and it is the variant that will use them once the PHC mapping exists.
+        let mode = program.attach(config.device_bound)?;
+        // Metrics only: a failure here is logged and the server runs without these series.
+        match program
+            .counters_map_fd()
+            .and_then(|fd| ProgramCounterReader::new(name.clone(), fd))
+        {
+            Ok(reader) => stats.programs.push(reader),
+            Err(e) => log::warn!("{name}: the XDP program's counters cannot be exported: {e}"),
+        }
+        if let Some(stale) = &program.replaced {
+            log::info!(
+                "{name}: the replaced program was id {} ({})",
+                stale.id,
+                stale.name
+            );
+        }
+        served.push(Served {
+            interface,
+            program,
+            mode,
+        });
+    }
+
+    let mut server = XdpServer {
+        served,
+        pool: ResponderPool::new("xdp", shutdown),
+        stats,
+    };
+    for (index, (iface, socket)) in sockets.into_iter().enumerate() {
+        let core = config.cores[index % config.cores.len()];
+        match socket.stats_fd() {
+            Ok(fd) => server
+                .stats
+                .sockets
+                .push(XskStatsReader::new(index, iface.clone(), socket.queue, fd)),
+            Err(e) => log::warn!(
+                "{iface} queue {}: the socket's statistics cannot be exported: {e}",
+                socket.queue
+            ),
+        }
+        let name = format!(
+            "xdp responder {index} ({iface} queue {}, {}, core {core})",
+            socket.queue,
+            if socket.zero_copy {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
+        );
+        log::info!("{name} starts");
+        let state = state.clone();
+        let stop = server.pool.shutdown();
+        let symmetric = symmetric.clone();
+        let (batch_size, ntp_port, busy) = (config.batch_size, config.ntp_port, config.busy_poll.is_some());
+        let started = server.pool.spawn(index, core, name, move |name, counters| {
+            responder::Responder::new(
+                name, socket, batch_size, state, counters, stop, ntp_port, busy, symmetric,
+            )
+            .run()
+        });
+        if let Err(e) = started {
+            // The started threads are joined; the programs are detached.
+            server.join();
+            return Err(e);
+        }
+    }
+    Ok(server)
+}
+
+impl XdpServer {
+    pub fn served(&self) -> &[Served] {
+        &self.served
+    }
+
+    pub fn responders(&self) -> &[ResponderCounters] {
+        self.pool.responders()
+    }
+
+    /// Takes the read-only handles on the program counters and socket statistics, for the
+    /// metrics exporter (a second call returns none).
+    pub fn take_stats_readers(&mut self) -> StatsReaders {
+        std::mem::take(&mut self.stats)
+    }
+
+    pub fn total(&self) -> CounterSnapshot {
+        self.pool.total()
+    }
+
+    /// Whether some thread has ended (before shutdown, that is a failure).
+    pub fn any_finished(&self) -> bool {
+        self.pool.any_finished()
+    }
+
+    /// Waits for every thread (after `shutdown` was set), reads the program counters, and
+    /// detaches the programs.
+    pub fn join(mut self) -> Stopped {
+        let pool = std::mem::replace(&mut self.pool, ResponderPool::new("xdp", Arc::default()));
+        let (responders, failures) = pool.join();
+        let programs = self
+            .served
+            .iter()
+            .map(|s| (s.interface.name.clone(), s.program.counters()))
+            .collect();
+        for s in &mut self.served {
+            s.program.detach();
+        }
+        Stopped {
+            responders,
+            programs,
+            failures,
+        }
+    }
+}
