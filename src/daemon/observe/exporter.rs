@@ -475,8 +475,9 @@ impl ReportCollector {
                 i.state_changes,
             ),
         ] {
+            // Without labels: `name_total value`, not `name_total{} value`.
             family(enc, name, help, None, MetricType::Counter, |m| {
-                counter(m, &none, v)
+                m.encode_counter::<NoLabelSet, u64, u64>(&v, None)
             })?;
         }
         family(
