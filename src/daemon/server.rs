@@ -96,11 +96,15 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
     };
 
     let mut died = false;
+    let mut checksums = ChecksumWatch::default();
     while !shutdown.load(Ordering::Relaxed) {
         if server.any_finished() {
             died = true;
             shutdown.store(true, Ordering::Relaxed);
             break;
+        }
+        if let Some(warning) = checksums.check(&metrics::total(server.responders())) {
+            warn!("{warning}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -297,4 +301,59 @@ fn log_counters(responders: &[ResponderCounters]) {
         );
     }
     info!("total: {}", metrics::total(responders));
+}
+
+/// Says once when a large share of the requests is dropped for bad UDP checksums: the clients'
+/// datagrams are being damaged, or a sender's checksum offload leaves them unfinished in a way
+/// strata does not recognise (it does accept the usual one, the pseudo-header sum alone).
+#[derive(Debug, Default)]
+struct ChecksumWatch {
+    said: bool,
+}
+
+/// Bad checksums, at least this many and this share of the requests, are worth a warning.
+const BAD_CHECKSUMS_MIN: u64 = 100;
+const BAD_CHECKSUMS_SHARE: f64 = 0.1;
+
+impl ChecksumWatch {
+    fn check(&mut self, total: &metrics::CounterSnapshot) -> Option<String> {
+        let bad = total.frame_drop_count(crate::proto::frame::FrameDrop::BadUdpChecksum);
+        if self.said || bad < BAD_CHECKSUMS_MIN || (bad as f64) < BAD_CHECKSUMS_SHARE * total.requests as f64
+        {
+            return None;
+        }
+        self.said = true;
+        Some(format!(
+            "{bad} of {} requests were dropped for a bad UDP checksum \
+             (strata_requests_dropped_total{{reason=\"bad_udp_checksum\"}}): the clients' packets are \
+             damaged on the way, or a sender's checksum offload leaves them unfinished; with a local \
+             sender over veth, `ethtool -K DEV tx off` on its side shows which",
+            total.requests
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::FrameDrop;
+
+    #[test]
+    fn bad_checksums_are_reported_once_when_they_are_a_large_share() {
+        let mut watch = ChecksumWatch::default();
+        let mut total = metrics::CounterSnapshot {
+            requests: 1000,
+            ..Default::default()
+        };
+        total.frame_drops[FrameDrop::BadUdpChecksum.index()] = 99;
+        assert_eq!(watch.check(&total), None, "too few");
+        total.frame_drops[FrameDrop::BadUdpChecksum.index()] = 99;
+        total.requests = 100_000;
+        assert_eq!(watch.check(&total), None, "too small a share");
+        total.requests = 1000;
+        total.frame_drops[FrameDrop::BadUdpChecksum.index()] = 200;
+        let said = watch.check(&total).expect("a warning");
+        assert!(said.starts_with("200 of 1000 requests"), "{said}");
+        assert_eq!(watch.check(&total), None, "once");
+    }
 }

@@ -305,7 +305,9 @@ fn check_ipv4(packet: &[u8], ntp_port: u16) -> Result<Request, FrameDrop> {
     if !usable_v4(src) || !usable_v4(dst) || datagram.src_port() == 0 {
         return Err(FrameDrop::BadAddress);
     }
-    if !datagram.verify_checksum_v4(src, dst) {
+    // A checksum left to an offload (the field holds the pseudo-header sum) is accepted: a
+    // local sender over veth sends exactly that, and the reply gets a complete checksum.
+    if !datagram.verify_checksum_v4(src, dst) && !datagram.is_partial_checksum_v4(src, dst) {
         return Err(FrameDrop::BadUdpChecksum);
     }
     Ok(Request {
@@ -333,7 +335,7 @@ fn check_ipv6(packet: &[u8], ntp_port: u16) -> Result<Request, FrameDrop> {
     if !usable_v6(&src) || !usable_v6(&dst) || datagram.src_port() == 0 {
         return Err(FrameDrop::BadAddress);
     }
-    if !datagram.verify_checksum_v6(&src, &dst) {
+    if !datagram.verify_checksum_v6(&src, &dst) && !datagram.is_partial_checksum_v6(&src, &dst) {
         return Err(FrameDrop::BadUdpChecksum);
     }
     Ok(Request {
@@ -1050,6 +1052,42 @@ mod tests {
             |f| f[14 + 40 + 6..14 + 40 + 8].fill(0),
             FrameDrop::BadUdpChecksum,
         );
+    }
+
+    /// What a local sender over veth leaves in the checksum field when it hands the checksum
+    /// to an offload (CHECKSUM_PARTIAL): the pseudo-header sum alone.
+    fn make_partial(frame: &mut [u8], spec: &Spec) {
+        let (l4, udp_len) = match spec.ip {
+            Ip::V4 { ref options, .. } => (14 + 20 + options.len(), 8 + spec.payload.len()),
+            Ip::V6 { .. } => (14 + 40, 8 + spec.payload.len()),
+        };
+        let sum = match spec.ip {
+            Ip::V4 { src, dst, .. } => checksum::pseudo_header_v4(src, dst, 17, udp_len as u16),
+            Ip::V6 { src, dst, .. } => checksum::pseudo_header_v6(&src, &dst, 17, udp_len as u32),
+        };
+        frame[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn a_checksum_left_to_an_offload_is_answered_with_a_complete_one() {
+        for spec in [Spec::v4(), Spec::v6()] {
+            let mut frame = spec.build();
+            make_partial(&mut frame, &spec);
+            let reply = answer(&mut frame).expect("a partial checksum is accepted");
+            // assert_is_reply verifies every checksum of the reply in full.
+            assert_is_reply(&spec, &frame[..reply.len], Admission::Serve);
+            // A field that is neither the full checksum nor this datagram's pseudo-header sum is
+            // still a bad checksum.
+            let l4 = frame.len() - spec.payload.len() - 8;
+            assert_drop(
+                &spec,
+                |f| {
+                    make_partial(f, &spec);
+                    f[l4 + 7] ^= 0x01;
+                },
+                FrameDrop::BadUdpChecksum,
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
             )))
     }
 
+    /// Whether the checksum field holds only the IPv4 pseudo-header sum: what a sender leaves
+    /// when it hands the checksum to an offload (Linux's CHECKSUM_PARTIAL), and what veth
+    /// delivers as it is from a local stack to XDP. Such a datagram was never corrupted on a
+    /// wire; its reply gets a complete checksum.
+    pub fn is_partial_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        self.checksum() == checksum::pseudo_header_v4(src, dst, IpProtocol::UDP.0, self.len())
+    }
+
+    /// The same over IPv6.
+    pub fn is_partial_checksum_v6(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
+        self.checksum() == checksum::pseudo_header_v6(src, dst, IpProtocol::UDP.0, u32::from(self.len()))
+    }
+
     /// Whether the checksum verifies over IPv6, where it is mandatory and zero fails.
     pub fn verify_checksum_v6(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
         self.checksum() != 0
