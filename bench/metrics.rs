@@ -16,37 +16,14 @@ use strata::proto::metrics::counters;
 use strata::proto::metrics::record::{NoRecord, Record};
 use strata::proto::metrics::RxTimestampSource;
 use strata::proto::respond::ReplyKind;
-use strata::proto::state::{self, Published, ServerState, StateReader, UnsyncPolicy};
-use strata::proto::wire::ntp::{self, Leap, Mode};
-use strata::proto::wire::{NtpShort, NtpTimestamp};
+use strata::proto::state::{self, Published, StateReader};
+use strata::proto::wire::ntp;
 use strata::sys::pipeline::{Datagrams, Pipeline, RxStamp};
+use strata_test_support::{ntp_request, synced};
 
 const BATCH: usize = 64;
 /// CLOCK_REALTIME nanoseconds of the requests' receive stamps.
 const RX_NS: i64 = 1_700_000_000_000_000_000;
-
-fn state() -> ServerState {
-    ServerState {
-        synchronized: true,
-        leap: Leap::NoWarning,
-        stratum: 2,
-        precision: -24,
-        root_delay: NtpShort(0x100),
-        root_dispersion: NtpShort(0x200),
-        reference_id: [198, 18, 0, 1],
-        reference_time: NtpTimestamp(0xe98a_1b20_0000_0000),
-        unsync_policy: UnsyncPolicy::Answer,
-    }
-}
-
-fn request() -> [u8; ntp::HEADER_LEN] {
-    let mut buf = [0u8; ntp::HEADER_LEN];
-    let mut p = ntp::Packet::new_unchecked(&mut buf[..]);
-    p.set_leap_version_mode(Leap::Unsynchronized, 4, Mode::Client);
-    p.set_poll(6);
-    p.set_transmit_timestamp(NtpTimestamp(0xe98a_1b2c_1234_5678));
-    buf
-}
 
 /// One batch through the pipeline, as the socket responder runs it (without the syscalls).
 #[inline(always)]
@@ -76,9 +53,9 @@ fn serve_batch<R: Record>(
 }
 
 fn bench_serve<R: Record>(c: &mut Criterion, name: &str, r: R) -> R {
-    let template = [request(); BATCH];
+    let template = [ntp_request(); BATCH];
     let (_writer, reader) = state::publish(Published {
-        server: state(),
+        server: synced(),
         clock: ClockParams::identity(0),
     });
     let mut pipeline = Pipeline::new(Datagrams, r, None);

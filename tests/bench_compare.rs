@@ -8,34 +8,11 @@
 //! unless STRATA_REQUIRE_INTEROP=1 (as `make test` sets), which fails it. ntpd-rs joins when
 //! `make bench` has installed it.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{available, have_command, is_root, STRATA};
 use serde_json::Value;
-
-const CHRONYD: &str = "/usr/sbin/chronyd";
-
-/// The load generator's binaries, beside strata's in the same target directory. Cargo builds
-/// another package's binaries for that package's tests only, so they may be missing or older
-/// than the source: build them (a no-op when they are up to date).
-fn loadgen_bins() -> (PathBuf, PathBuf) {
-    let dir = Path::new(STRATA).parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "strata-loadgen", "--bins"]);
-    if dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cannot build strata-loadgen");
-    (dir.join("strata-loadgen"), dir.join("strata-loadgen-sink"))
-}
+use strata_test_support::*;
 
 fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
     let mut cur = v;
@@ -64,26 +41,25 @@ fn check_percentiles(v: &Value, what: &str) {
 #[test]
 #[ignore = "needs root, network namespaces, XDP, python3 and chronyd (make test runs it)"]
 fn smoke_run_answers_on_every_server_and_writes_every_field() {
-    if !available("root (namespaces, XDP)", is_root())
-        || !available("python3", have_command("python3"))
-        || !available("ip (iproute2)", have_command("ip"))
-        || !available("chronyd", Path::new(CHRONYD).exists())
-    {
+    if !Lab::available() || !available("chronyd", Path::new(CHRONYD).exists()) {
         return;
     }
-    let (loadgen, sink) = loadgen_bins();
+    // The load generator's binaries, beside strata's: cargo builds another package's binaries
+    // for that package's tests only, so they may be missing or older than the source.
+    let bins = workspace_bins("strata-loadgen", &["strata-loadgen", "strata-loadgen-sink"]);
+    let (loadgen, sink) = (&bins[0], &bins[1]);
     let out_dir = std::env::temp_dir().join(format!("strata-compare-test-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join("smoke.json");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/compare");
+    let script = workspace_root().join("bench/compare");
     let run = Command::new("timeout")
         .arg("150")
         .arg(&script)
         .args(["--smoke", "--out"])
         .arg(&out)
-        .env("STRATA_BIN", STRATA)
-        .env("STRATA_LOADGEN_BIN", &loadgen)
-        .env("STRATA_SINK_BIN", &sink)
+        .env("STRATA_BIN", strata_bin())
+        .env("STRATA_LOADGEN_BIN", loadgen)
+        .env("STRATA_SINK_BIN", sink)
         .output()
         .expect("run bench/compare");
     let stdout = String::from_utf8_lossy(&run.stdout);

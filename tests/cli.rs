@@ -1,16 +1,15 @@
 //! Bad flags and bad configuration are refused at start, with a non-zero exit and a message that
 //! names what is wrong; nothing starts serving.
 
-mod common;
-
-use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use strata_test_support::*;
+
 /// Runs `strata ARGS`, which must exit by itself within 10 s; returns (exit code, stderr).
 fn strata(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(STRATA)
+    let mut child = Command::new(strata_bin())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,41 +39,13 @@ fn refused(args: &[&str], must_mention: &[&str]) {
     }
 }
 
-fn config_file(body: &str) -> tempfile_lite::TempFile {
-    let f = tempfile_lite::TempFile::new("toml");
-    std::fs::File::create(&f.path)
+fn config_file(body: &str) -> RemoveOnDrop {
+    let f = RemoveOnDrop(temp_path("cli", "toml"));
+    std::fs::File::create(&f.0)
         .unwrap()
         .write_all(body.as_bytes())
         .unwrap();
     f
-}
-
-mod tempfile_lite {
-    pub struct TempFile {
-        pub path: std::path::PathBuf,
-    }
-    impl TempFile {
-        pub fn new(ext: &str) -> TempFile {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let name = format!(
-                "strata-cli-{}-{}.{ext}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            );
-            TempFile {
-                path: std::env::temp_dir().join(name),
-            }
-        }
-        pub fn arg(&self) -> &str {
-            self.path.to_str().unwrap()
-        }
-    }
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 #[test]

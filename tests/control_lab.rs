@@ -1,6 +1,6 @@
 //! The control thread against real peers, in network namespaces this test makes (named
-//! `strata-t<pid>-...`, removed on every exit path by `Netns`'s Drop), joined by veth pairs
-//! with addresses from 198.18.0.0/24:
+//! `strata-t<pid>-...`, removed on every exit path by strata-test-support's `Netns`), joined by
+//! veth pairs with addresses from 198.18.0.0/24:
 //!
 //! - chronyd (`local stratum 1`) upstream in one namespace, strata in another syncs to it
 //!   (log: "synchronized to 198.18.0.1 stratum 2"), and ntpdig in a third sees stratum 2 and
@@ -14,36 +14,12 @@
 //! them (`-- --include-ignored`). Run so when not root or a tool is missing, each says SKIPPED
 //! and passes, unless STRATA_REQUIRE_INTEROP=1 (as `make test` sets), which fails it.
 
-mod common;
-
-use common::*;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A veth pair between two namespaces, each end addressed and up. Deleted with the namespaces.
-fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, tag: &str) {
-    // Unique per pair: the tests of this file run in parallel in one process.
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let id = format!(
-        "st{}{}{tag}",
-        std::process::id() % 100_000,
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
-    let (ea, eb) = (format!("{id}a"), format!("{id}b"));
-    run_ok("ip", &["link", "add", &ea, "type", "veth", "peer", "name", &eb]);
-    run_ok("ip", &["link", "set", &ea, "netns", &a.name]);
-    run_ok("ip", &["link", "set", &eb, "netns", &b.name]);
-    for (ns, dev, addr) in [(a, &ea, a_addr), (b, &eb, b_addr)] {
-        run_ok("ip", &["-n", &ns.name, "addr", "add", addr, "dev", dev]);
-        run_ok("ip", &["-n", &ns.name, "link", "set", dev, "up"]);
-    }
-}
+use strata_test_support::*;
 
 fn lab_available(extra: &[(&str, &str)]) -> bool {
-    if !available("root (for network namespaces)", is_root())
-        || !available("ip (iproute2)", have_command("ip"))
-    {
+    if !Netns::available() {
         return false;
     }
     extra.iter().all(|(what, cmd)| available(what, have_command(cmd)))
@@ -62,59 +38,6 @@ fn wait_log(server: &Server, text: &str, secs: u64) -> String {
             "no {text:?} within {secs} s in:\n{log}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// chronyd as a stratum-1 server on `addr` in `ns`, killed when dropped.
-struct Chronyd {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Chronyd {
-    fn start(ns: &Netns, addr: &str) -> Chronyd {
-        Chronyd::start_offset(ns, addr, None)
-    }
-
-    /// chronyd whose clock reads `offset` (faketime's syntax, "+10s") from the true time.
-    fn start_offset(ns: &Netns, addr: &str, offset: Option<&str>) -> Chronyd {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "strata-lab-chronyd-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("chrony.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "local stratum 1\nallow\nbindaddress {addr}\ncmdport 0\npidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns.name]);
-        if let Some(offset) = offset {
-            cmd.args(["faketime", "-f", offset]);
-        }
-        let child = cmd
-            .args(["chronyd", "-x", "-d", "-u", "root", "-f"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chronyd");
-        Chronyd { child, dir }
-    }
-}
-
-impl Drop for Chronyd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -171,13 +94,13 @@ fn syncs_to(upstream_kind: &str) {
     let up = Netns::new("up");
     let srv = Netns::new("srv");
     let cli = Netns::new("cli");
-    link(&up, "198.18.0.1/30", &srv, "198.18.0.2/30", "u");
-    link(&srv, "198.18.0.5/30", &cli, "198.18.0.6/30", "c");
+    up.veth("up0", "198.18.0.1/30", &srv, "srv1", "198.18.0.2/30");
+    srv.veth("srv0", "198.18.0.5/30", &cli, "cli0", "198.18.0.6/30");
 
     let _chronyd;
     let _upstream;
     if upstream_kind == "chronyd" {
-        _chronyd = Some(Chronyd::start(&up, "198.18.0.1"));
+        _chronyd = Some(Chronyd::start(Some(&up.name), "198.18.0.1", 123, None));
         _upstream = None;
     } else {
         _chronyd = None;
@@ -249,7 +172,7 @@ fn two_strata_peers_see_each_other() {
     }
     let a = Netns::new("pa");
     let b = Netns::new("pb");
-    link(&a, "198.18.0.9/30", &b, "198.18.0.10/30", "p");
+    a.veth("pa0", "198.18.0.9/30", &b, "pb0", "198.18.0.10/30");
     // A serves its local clock at stratum 1; B at stratum 5 until it has its peer. Each names
     // the other as a symmetric peer.
     let pa = Server::start(
@@ -311,9 +234,9 @@ fn chronyd_restarted_ten_seconds_ahead_is_not_followed() {
     let up = Netns::new("up");
     let srv = Netns::new("srv");
     let cli = Netns::new("cli");
-    link(&up, "198.18.0.1/30", &srv, "198.18.0.2/30", "u");
-    link(&srv, "198.18.0.5/30", &cli, "198.18.0.6/30", "c");
-    let chronyd = Chronyd::start(&up, "198.18.0.1");
+    up.veth("up0", "198.18.0.1/30", &srv, "srv1", "198.18.0.2/30");
+    srv.veth("srv0", "198.18.0.5/30", &cli, "cli0", "198.18.0.6/30");
+    let chronyd = Chronyd::start(Some(&up.name), "198.18.0.1", 123, None);
     let server = Server::start(
         Some(&srv.name),
         &strata_args(
@@ -331,7 +254,7 @@ fn chronyd_restarted_ten_seconds_ahead_is_not_followed() {
 
     // The upstream comes back with its clock 10 s ahead.
     drop(chronyd);
-    let _chronyd = Chronyd::start_offset(&up, "198.18.0.1", Some("+10s"));
+    let _chronyd = Chronyd::start(Some(&up.name), "198.18.0.1", 123, Some("+10s"));
     let log = wait_log(&server, "ahead of the served time, beyond the", 60);
     let refusal = log
         .lines()

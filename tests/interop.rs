@@ -1,11 +1,10 @@
 //! Real NTP clients from Debian accept strata's answers: chronyd as a one-shot client on
 //! loopback, and ntpdig (which only speaks to port 123) inside a namespace this test makes.
 
-mod common;
-
-use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use strata_test_support::*;
 
 #[test]
 #[ignore = "needs chronyd (make test runs it)"]
@@ -90,10 +89,7 @@ fn ntpdig_until_answered(ns: &Netns, addr: &str) -> serde_json::Value {
 #[test]
 #[ignore = "needs root, a network namespace and ntpdig (make test runs it)"]
 fn ntpdig_accepts_strata_over_ipv4_and_ipv6() {
-    if !available("root (for a network namespace)", is_root())
-        || !available("ip (Debian package iproute2)", have_command("ip"))
-        || !available("ntpdig (Debian package ntpsec-ntpdig)", have_command("ntpdig"))
-    {
+    if !Netns::available() || !available("ntpdig (Debian package ntpsec-ntpdig)", have_command("ntpdig")) {
         return;
     }
     let ns = Netns::new("ntpdig");

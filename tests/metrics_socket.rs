@@ -3,15 +3,11 @@
 //! endpoint (or the responders), and the body is clean under `promtool check metrics` (that
 //! test needs promtool: ignored under a plain `cargo test`, run by `make test`).
 
-mod common;
-mod metrics_support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::*;
-use metrics_support::*;
+use strata_test_support::*;
 
 /// A local-stratum server on a free loopback port, with metrics on a free port.
 fn server() -> (Server, SocketAddr, SocketAddr) {
@@ -73,8 +69,8 @@ fn scrape_counts_exactly() {
     assert!(delta("strata_response_time_seconds_sum", &[SOCKET]) > 0.0);
 
     // A mode 6 (control) request and one too short to be NTP: one drop each, no reply.
-    send_unanswered(ntp, "127.0.0.1:0", &request(0x26, 48));
-    send_unanswered(ntp, "127.0.0.1:0", &request(0x23, 20));
+    send_unanswered(ntp, "127.0.0.1:0", &client_request(0x26, 48));
+    send_unanswered(ntp, "127.0.0.1:0", &client_request(0x23, 20));
     let dropped = parse(&scrape(metrics));
     let step = |name: &str, with: &[(&str, &str)]| dropped.sum(name, with) - after.sum(name, with);
     assert_eq!(
@@ -136,8 +132,8 @@ fn scrape_is_promtool_clean() {
     let (server, ntp, metrics) = server();
     // Replies, drops of two reasons and response times: every family has samples.
     assert_eq!(exchange(ntp, "127.0.0.1:0", 10), 10, "every request answered");
-    send_unanswered(ntp, "127.0.0.1:0", &request(0x26, 48));
-    send_unanswered(ntp, "127.0.0.1:0", &request(0x23, 20));
+    send_unanswered(ntp, "127.0.0.1:0", &client_request(0x26, 48));
+    send_unanswered(ntp, "127.0.0.1:0", &client_request(0x23, 20));
     assert!(promtool_clean(&scrape(metrics)), "promtool went missing");
     drop(server);
 }

@@ -4,16 +4,12 @@
 //! `promtool check metrics` (that test needs promtool: ignored under a plain `cargo test`, run by
 //! `make test`).
 
-mod common;
-mod metrics_support;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
-use metrics_support::*;
+use strata_test_support::*;
 
 /// A local-stratum strata upstream and a server synchronized to it, its source selected.
 struct Synced {
@@ -124,7 +120,7 @@ fn an_upstream_source_is_exported() {
         assert_eq!(m.sum("strata_source_state", &[this[0], ("state", state)]), 0.0);
     }
 
-    let out = Command::new(STRATA)
+    let out = Command::new(strata_bin())
         .args(["status", "--json", "--control"])
         .arg(control)
         .output()
@@ -139,7 +135,7 @@ fn an_upstream_source_is_exported() {
     assert_eq!(json["server"]["sync"], "synchronized");
     assert_eq!(json["server"]["refid"], "127.0.0.1");
 
-    let out = Command::new(STRATA)
+    let out = Command::new(strata_bin())
         .args(["status", "--control"])
         .arg(control)
         .output()

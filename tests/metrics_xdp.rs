@@ -4,28 +4,18 @@
 //! program's counters by exactly N; a malformed one raises its drop reason by one; and
 //! `strata status --json` agrees with the scrape.
 
-mod common;
-mod metrics_support;
-
 use std::net::SocketAddr;
 use std::process::Command;
 
-use common::*;
-use metrics_support::*;
+use strata_test_support::*;
 
 const SERVER: &str = "198.18.0.2:123";
 const XDP: (&str, &str) = ("path", "xdp");
 
-fn lab_available() -> bool {
-    available("root (for network namespaces and XDP)", is_root())
-        && available("ip (Debian package iproute2)", have_command("ip"))
-        && available("python3 (bench/lab uses it)", have_command("python3"))
-}
-
 #[test]
 #[ignore = "needs root, network namespaces, XDP, python3 and promtool (make test runs it)"]
 fn xdp_scrape_is_clean_and_counts_exactly() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -105,7 +95,7 @@ fn xdp_scrape_is_clean_and_counts_exactly() {
 
     // A control-mode request: redirected, then dropped by respond().
     run_in(&cli, move || {
-        send_unanswered(ntp, "0.0.0.0:0", &request(0x26, 48))
+        send_unanswered(ntp, "0.0.0.0:0", &client_request(0x26, 48))
     });
     let dropped = parse(&scrape_in(&srv));
     let step = |name: &str, with: &[(&str, &str)]| dropped.sum(name, with) - after.sum(name, with);
@@ -126,7 +116,7 @@ fn xdp_scrape_is_clean_and_counts_exactly() {
     }
 
     // status --json (the control socket is a file: reachable from outside the namespace).
-    let out = Command::new(STRATA)
+    let out = Command::new(strata_bin())
         .args(["status", "--json", "--control", &control_arg])
         .output()
         .unwrap();

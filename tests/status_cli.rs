@@ -2,18 +2,14 @@
 //! `/metrics` on the counters and the state; the human view has its parts; a missing or stale
 //! control socket, or one another server holds, gets a clear message and a non-zero exit.
 
-mod common;
-mod metrics_support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
-use metrics_support::*;
+use strata_test_support::*;
 
 fn status(control: &Path, json: bool) -> Output {
-    let mut cmd = Command::new(STRATA);
+    let mut cmd = Command::new(strata_bin());
     cmd.args(["status", "--control"]).arg(control);
     if json {
         cmd.arg("--json");
@@ -52,7 +48,7 @@ fn status_json_agrees_with_metrics() {
     let _cleanup = RemoveOnDrop(control.clone());
     let (server, ntp, metrics) = server(&control);
     assert_eq!(exchange(ntp, "127.0.0.1:0", 25), 25);
-    send_unanswered(ntp, "127.0.0.1:0", &request(0x27, 48)); // mode 7: private
+    send_unanswered(ntp, "127.0.0.1:0", &client_request(0x27, 48)); // mode 7: private
 
     // Nothing is sent between the two reads, so the counters must agree exactly.
     let out = status(&control, true);
@@ -175,7 +171,7 @@ fn missing_and_stale_sockets_get_a_clear_message() {
 
     // A second server asked for the same socket refuses to start, and says why.
     let ntp = format!("127.0.0.1:{}", free_udp_port());
-    let second = Command::new(STRATA)
+    let second = Command::new(strata_bin())
         .args([
             "serve",
             "--listen",

@@ -1,75 +1,30 @@
 //! The XDP/AF_XDP path end to end, in labs made by `bench/lab` under a prefix of each test's own
-//! (namespaces `strata-x<pid>-<n>-cli|srv|up`), removed on every exit path by [`Lab`]'s Drop.
+//! (namespaces `strata-t<pid>-lab-<n>-cli|srv|up`), removed on every exit path by [`Lab`]'s Drop
+//! (strata-test-support).
 //! Clients run in the cli namespace: real ones (ntpdig, chronyd) through `ip netns exec`, and
 //! this file's own from a thread moved into the namespace with setns(2).
 //!
 //! Counters come from the server's exit log: the XDP program's line ("xdp program on srv0:
 //! seen .., redirected ..") and the responders' lines and totals.
 
-mod common;
-
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use strata::proto::wire::ethernet::{EtherType, EthernetAddress, Vlan, VlanTag};
+use strata_test_support::*;
 
 const SERVER_V4: &str = "198.18.0.2";
 const SERVER_V6: &str = "fd00:5354:5241:1::2";
 const READY: &str = "through XDP";
 
-/// A lab of three namespaces, torn down when dropped.
-struct Lab {
-    prefix: String,
+/// What these tests do with a lab of strata-test-support.
+trait XdpLab {
+    /// Starts `strata serve --iface srv0 ARGS` in the server namespace and waits until it serves.
+    fn serve(&self, args: &[&str]) -> Server;
+    fn xdp_attached(&self) -> bool;
 }
 
-impl Lab {
-    fn up() -> Lab {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "strata-x{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let lab = Lab { prefix };
-        lab.script("up");
-        lab
-    }
-
-    fn script(&self, action: &str) {
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/lab"))
-            .arg(action)
-            .env("STRATA_LAB_PREFIX", &self.prefix)
-            .output()
-            .expect("run bench/lab");
-        assert!(
-            out.status.success(),
-            "bench/lab {action} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ns(&self, side: &str) -> String {
-        format!("{}-{side}", self.prefix)
-    }
-
-    fn ip(&self, side: &str, args: &[&str]) -> String {
-        let ns = self.ns(side);
-        let out = run_ok("ip", &[&["-n", ns.as_str()], args].concat());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn exec(&self, side: &str, cmd: &str, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(side), cmd])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
-    /// Starts `strata serve --iface srv0 ARGS` in the server namespace and waits until it serves.
+impl XdpLab for Lab {
     fn serve(&self, args: &[&str]) -> Server {
         let mut all = vec!["--iface", "srv0", "--mode", "xdp", "--local-stratum", "1"];
         all.extend_from_slice(args);
@@ -78,40 +33,10 @@ impl Lab {
         server
     }
 
-    /// Runs `f` on a thread that lives in namespace `side` (setns changes only the calling
-    /// thread), so that its sockets are that namespace's.
-    fn run_in<T: Send + 'static>(&self, side: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.ns(side));
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: a valid namespace descriptor; CLONE_NEWNET moves only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("the namespace thread panicked")
-    }
-
     fn xdp_attached(&self) -> bool {
         self.ip("srv", &["link", "show", "dev", "srv0"])
             .contains("prog/xdp")
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/lab"))
-            .arg("down")
-            .env("STRATA_LAB_PREFIX", &self.prefix)
-            .output();
-    }
-}
-
-fn lab_available() -> bool {
-    available("root (for network namespaces and XDP)", is_root())
-        && available("ip (Debian package iproute2)", have_command("ip"))
-        && available("python3 (bench/lab uses it)", have_command("python3"))
 }
 
 fn realtime_ns() -> i128 {
@@ -137,9 +62,7 @@ fn ntp_to_unix_ns(ts: u64) -> i128 {
 fn query(server: SocketAddr, bind: &str, timeout: Duration) -> Option<(i128, Vec<u8>)> {
     let sock = UdpSocket::bind(bind).ok()?;
     sock.set_read_timeout(Some(timeout)).ok()?;
-    let mut req = [0u8; 48];
-    req[0] = 0x23; // LI 0, VN 4, mode 3
-    req[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
+    let req = client_request(0x23, 48); // LI 0, VN 4, mode 3
     let sent = realtime_ns();
     sock.send_to(&req, server).ok()?;
     let mut buf = [0u8; 512];
@@ -156,7 +79,7 @@ fn assert_valid_reply(reply: &[u8]) {
     assert_eq!(&reply[12..16], b"LOCL");
     assert_eq!(
         &reply[24..32],
-        &0x0123_4567_89ab_cdefu64.to_be_bytes(),
+        &QUERY_TRANSMIT.to_be_bytes(),
         "origin = our transmit"
     );
 }
@@ -213,7 +136,7 @@ fn stop(server: Server) -> String {
 #[test]
 #[ignore = "needs root, network namespaces, XDP, python3, ntpdig and chronyd (make test runs it)"]
 fn real_clients_are_answered_through_af_xdp() {
-    if !lab_available()
+    if !Lab::available()
         || !available("ntpdig (Debian package ntpsec-ntpdig)", have_command("ntpdig"))
         || !available("chronyd (Debian package chrony)", have_command("chronyd"))
     {
@@ -267,7 +190,7 @@ fn real_clients_are_answered_through_af_xdp() {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn t2_is_the_xdp_stamp_between_send_and_t3() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -311,7 +234,7 @@ fn t2_is_the_xdp_stamp_between_send_and_t3() {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -394,50 +317,27 @@ fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
     assert!(t.passed > 0, "{log}");
 }
 
-fn ones_complement_sum(data: &[u8], mut acc: u32) -> u32 {
-    for w in data.chunks(2) {
-        acc += u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u32;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 /// Sends an NTP request from 198.18.0.1 to 198.18.0.2 tagged with VLAN `vlan` out of `dev`,
 /// and returns the VLAN TCI and NTP payload of the reply.
 fn vlan_exchange(dev: &str, src_mac: [u8; 6], dst_mac: [u8; 6], vlan: u16) -> Option<(u16, Vec<u8>)> {
     const SPORT: u16 = 40123;
     let (src, dst) = ([198u8, 18, 0, 1], [198u8, 18, 0, 2]);
-    let mut ntp = [0u8; 48];
-    ntp[0] = 0x23;
-    ntp[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&SPORT.to_be_bytes());
-    udp.extend_from_slice(&123u16.to_be_bytes());
-    udp.extend_from_slice(&56u16.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(&ntp);
-    let pseudo = ones_complement_sum(&src, ones_complement_sum(&dst, 17 + 56));
-    let sum = fold(ones_complement_sum(&udp, pseudo));
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 76, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let sum = fold(ones_complement_sum(&ip, 0));
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&dst_mac);
-    frame.extend_from_slice(&src_mac);
-    frame.extend_from_slice(&[0x81, 0x00]);
-    frame.extend_from_slice(&vlan.to_be_bytes());
-    frame.extend_from_slice(&[0x08, 0x00]);
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&udp);
+    let frame = RequestFrame {
+        src_mac: EthernetAddress(src_mac),
+        dst_mac: EthernetAddress(dst_mac),
+        vlan: Vlan::Single(VlanTag::new(EtherType::VLAN, 0, false, vlan)),
+        ip: Ip::V4 {
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+            options: Vec::new(),
+        },
+        ident: 0,
+        src_port: SPORT,
+        dst_port: 123,
+        payload: client_request(0x23, 48),
+        ..RequestFrame::v4()
+    }
+    .build();
 
     let ifindex = {
         let name = std::ffi::CString::new(dev).unwrap();
@@ -628,7 +528,7 @@ fn icmp_echo(to: IpAddr) -> bool {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn each_queue_is_answered_by_its_own_responder() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -665,7 +565,7 @@ fn each_queue_is_answered_by_its_own_responder() {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn a_stale_program_is_replaced_and_a_clean_stop_leaves_none() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -737,7 +637,7 @@ fn a_stale_program_is_replaced_and_a_clean_stop_leaves_none() {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn auto_mode_falls_back_to_sockets_when_xdp_cannot_start() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();
@@ -795,7 +695,7 @@ fn auto_mode_falls_back_to_sockets_when_xdp_cannot_start() {
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
-    if !lab_available() {
+    if !Lab::available() {
         return;
     }
     let lab = Lab::up();

@@ -146,22 +146,8 @@ mod tests {
     use super::*;
     use crate::request::{RequestKind, RequestTemplate};
     use strata::proto::respond::{respond, Admission};
-    use strata::proto::state::{ServerState, UnsyncPolicy};
-    use strata::proto::wire::NtpShort;
-
-    fn synchronized() -> ServerState {
-        ServerState {
-            synchronized: true,
-            leap: Leap::NoWarning,
-            stratum: 1,
-            precision: -20,
-            root_delay: NtpShort::ZERO,
-            root_dispersion: NtpShort::ZERO,
-            reference_id: *b"LOCL",
-            reference_time: NtpTimestamp(1 << 32),
-            unsync_policy: UnsyncPolicy::Answer,
-        }
-    }
+    use strata::proto::state::ServerState;
+    use strata_test_support::{synced, unsynchronized};
 
     /// A reply from strata's own respond() to a request carrying `cookie`.
     fn reply(admission: Admission, state: &ServerState) -> [u8; 48] {
@@ -174,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_served_reply_is_valid_and_names_its_request() {
-        let r = reply(Admission::Serve, &synchronized());
+        let r = reply(Admission::Serve, &synced());
         assert_eq!(origin(&r), Ok(NtpTimestamp(0xabcd)));
         match judge(&r, 4) {
             Verdict::Valid { t2, t3 } => assert!((999..=1_000).contains(&t3.diff_nanos(t2))),
@@ -185,11 +171,11 @@ mod tests {
     #[test]
     fn kisses_are_recognised_with_their_code() {
         for (i, code) in KissCode::ALL.into_iter().enumerate() {
-            let r = reply(Admission::Kiss(code), &synchronized());
+            let r = reply(Admission::Kiss(code), &synced());
             assert_eq!(judge(&r, 4), Verdict::Kiss(i));
             assert_eq!(kiss_label(i).as_bytes(), &code.code());
         }
-        let mut r = reply(Admission::Kiss(KissCode::Rate), &synchronized());
+        let mut r = reply(Admission::Kiss(KissCode::Rate), &synced());
         r[12..16].copy_from_slice(b"NKE9");
         assert_eq!(judge(&r, 4), Verdict::Kiss(3));
         assert_eq!(kiss_label(3), "other");
@@ -197,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_flaw_has_its_reason() {
-        let good = reply(Admission::Serve, &synchronized());
+        let good = reply(Admission::Serve, &synced());
         assert_eq!(origin(&good[..47]), Err(Invalid::Malformed));
         assert_eq!(judge(&good[..47], 4), Verdict::Invalid(Invalid::Malformed));
         type Flaw = fn(&mut [u8; 48]);
@@ -227,10 +213,7 @@ mod tests {
             flaw(&mut r);
             assert_eq!(judge(&r, 4), Verdict::Invalid(reason), "{reason:?}");
         }
-        let unsync = reply(
-            Admission::Serve,
-            &ServerState::unsynchronized(-20, UnsyncPolicy::Answer),
-        );
+        let unsync = reply(Admission::Serve, &unsynchronized());
         assert_eq!(judge(&unsync, 4), Verdict::Invalid(Invalid::Unsynchronized));
     }
 

@@ -86,10 +86,7 @@ mod tests {
         assert_eq!(repr.origin_timestamp, NtpTimestamp::ZERO);
         // The request is what strata itself would answer.
         let mut reply = buf;
-        let state = strata::proto::state::ServerState::unsynchronized(
-            -20,
-            strata::proto::state::UnsyncPolicy::Answer,
-        );
+        let state = strata_test_support::unsynchronized();
         assert!(strata::proto::respond::respond(
             &mut reply[..len],
             NtpTimestamp(1),

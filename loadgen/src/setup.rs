@@ -100,8 +100,8 @@ fn open_xdp(args: &Args) -> Result<Transports, String> {
         .map_err(|e| format!("{name}: {e}"))?;
     for other in transport.others() {
         steering
-            .register(other.queue(), other.fd())
-            .map_err(|e| format!("{name} queue {}: {e}", other.queue()))?;
+            .register(other.queue, other.fd())
+            .map_err(|e| format!("{name} queue {}: {e}", other.queue))?;
     }
     steering.attach(iface.index).map_err(|e| format!("{name}: {e}"))?;
     let mut notes = Vec::new();

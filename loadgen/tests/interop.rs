@@ -4,10 +4,12 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{available, free_udp_port, loadgen, only_step, start_chronyd, start_strata, u, TempDir};
+use common::{loadgen, only_step, u};
+use strata_test_support::{available, free_udp_port, Chronyd, Server, CHRONYD};
 
 /// 2000 requests at 1000/s from 8 flows; returns the step.
 fn load(port: u16) -> serde_json::Value {
@@ -49,12 +51,12 @@ fn assert_clean(step: &serde_json::Value, server: &str) {
 #[test]
 #[ignore = "needs chronyd (make test runs it)"]
 fn chronyd_on_loopback_gives_only_valid_replies() {
-    if !available("chronyd (/usr/sbin/chronyd)", Path::new(common::CHRONYD).exists()) {
+    if !available("chronyd (/usr/sbin/chronyd)", Path::new(CHRONYD).exists()) {
         return;
     }
-    let dir = TempDir::new("chronyd");
     let port = free_udp_port();
-    let chronyd = start_chronyd(&dir.0, port);
+    let mut chronyd = Chronyd::start(None, "127.0.0.1", port, None);
+    chronyd.wait_answering(SocketAddr::from(([127, 0, 0, 1], port)));
     let step = load(port);
     drop(chronyd);
     assert_clean(&step, "chronyd");
@@ -62,9 +64,13 @@ fn chronyd_on_loopback_gives_only_valid_replies() {
 
 #[test]
 fn strata_serve_on_loopback_gives_only_valid_replies() {
-    let dir = TempDir::new("strata");
     let port = free_udp_port();
-    let server = start_strata(&dir.0, port);
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        None,
+        &["--mode", "socket", "--listen", &listen, "--local-stratum", "1"],
+        Some(SocketAddr::from(([127, 0, 0, 1], port))),
+    );
     let step = load(port);
     let log = server.log();
     drop(server);

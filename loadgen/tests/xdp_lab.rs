@@ -1,5 +1,5 @@
-//! AF_XDP mode in a pair of namespaces made by this test (strata-lgx-*, removed on every exit
-//! path): the generator on one end of a veth pair, chronyd (a server no one here wrote) on the
+//! AF_XDP mode in a pair of namespaces made by this test (strata-t<pid>-lgx-*, removed on every
+//! exit path): the generator on one end of a veth pair, chronyd (a server no one here wrote) on the
 //! other, serving 198.18.0.2 and routing the simulated clients (198.19.0.0/16) back over the
 //! veth. Every request at a low rate must be answered, validly.
 //!
@@ -10,127 +10,59 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{available, is_root, u, ChildGuard, TempDir, LOADGEN};
+use common::{u, LOADGEN};
+use strata_test_support::{available, run_ok, Chronyd, Netns, CHRONYD};
 
 /// Two namespaces joined by a veth pair, deleted (with their processes) when dropped.
 struct Lab {
-    cli: String,
-    srv: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli: Netns,
+    srv: Netns,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let tag = std::process::id();
         let lab = Lab {
-            cli: format!("strata-lgx{tag}-cli"),
-            srv: format!("strata-lgx{tag}-srv"),
+            cli: Netns::new("lgx-cli"),
+            srv: Netns::new("lgx-srv"),
         };
-        ip(&["netns", "add", &lab.cli]);
-        // From here on, Drop cleans up whatever was made.
-        ip(&["netns", "add", &lab.srv]);
-        ip(&[
-            "link", "add", "lgx-c", "netns", &lab.cli, "type", "veth", "peer", "name", "lgx-s", "netns",
-            &lab.srv,
-        ]);
-        for (ns, dev, addr) in [
-            (&lab.cli, "lgx-c", "198.18.0.1/24"),
-            (&lab.srv, "lgx-s", "198.18.0.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        ip(&[
-            "-n",
-            &lab.srv,
-            "route",
-            "add",
-            "198.19.0.0/16",
-            "via",
-            "198.18.0.1",
-        ]);
+        lab.cli
+            .veth("lgx-c", "198.18.0.1/24", &lab.srv, "lgx-s", "198.18.0.2/24");
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &lab.srv.name,
+                "route",
+                "add",
+                "198.19.0.0/16",
+                "via",
+                "198.18.0.1",
+            ],
+        );
         lab
     }
 
     fn srv_mac(&self) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.srv, "cat", "/sys/class/net/lgx-s/address"])
-            .output()
-            .unwrap();
+        let out = self.srv.exec("cat", &["/sys/class/net/lgx-s/address"]);
         String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.cli, &self.srv] {
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 
 #[test]
 #[ignore = "needs root, network namespaces, AF_XDP and chronyd (make test runs it)"]
 fn af_xdp_mode_against_chronyd_in_a_namespace_answers_everything() {
-    if !available("root (for namespaces and AF_XDP)", is_root())
-        || !available("chronyd", Path::new(common::CHRONYD).exists())
-    {
+    if !Netns::available() || !available("chronyd", Path::new(CHRONYD).exists()) {
         return;
     }
     let lab = Lab::new();
-    let dir = TempDir::new("xdp");
-    let conf = dir.0.join("chrony.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "local stratum 1\nallow all\nbindaddress 198.18.0.2\nport 123\ncmdport 0\npidfile {}\n",
-            dir.0.join("chronyd.pid").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.0.join("chronyd.log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.srv,
-            common::CHRONYD,
-            "-d",
-            "-x",
-            "-u",
-            "root",
-            "-f",
-        ])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let chronyd = ChildGuard { child, log };
+    let chronyd = Chronyd::start(Some(&lab.srv.name), "198.18.0.2", 123, None);
     // chronyd is up once it has bound its port (its log says so before it serves).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &lab.srv, "ss", "-uln"])
-            .output()
-            .unwrap();
+        let out = lab.srv.exec("ss", &["-uln"]);
         if String::from_utf8_lossy(&out.stdout).contains("198.18.0.2:123") {
             break;
         }
@@ -146,7 +78,7 @@ fn af_xdp_mode_against_chronyd_in_a_namespace_answers_everything() {
     let args = [
         "netns",
         "exec",
-        &lab.cli,
+        &lab.cli.name,
         "timeout",
         "60",
         LOADGEN,

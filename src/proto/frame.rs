@@ -408,11 +408,10 @@ fn turn_ipv6(packet: &mut [u8], udp_len: usize) {
 mod tests {
     use super::*;
     use crate::proto::respond::KissCode;
-    use crate::proto::state::UnsyncPolicy;
+    use crate::proto::state::test_fixtures::synced;
     use crate::proto::wire::ethernet::{EthernetAddress, Vlan, VlanTag};
     use crate::proto::wire::extension::ExtensionField;
     use crate::proto::wire::ntp::{Leap, Mode};
-    use crate::proto::wire::NtpShort;
     use proptest::prelude::*;
 
     const T1: NtpTimestamp = NtpTimestamp(0xe98a_1b2c_1234_5678);
@@ -426,20 +425,6 @@ mod tests {
     const SERVER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5354, 0x5241, 1, 0, 0, 0, 0x10);
     const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x5354, 0x5241, 0, 0, 0, 0, 1);
-
-    fn synced() -> ServerState {
-        ServerState {
-            synchronized: true,
-            leap: Leap::NoWarning,
-            stratum: 2,
-            precision: -24,
-            root_delay: NtpShort(0x0000_0100),
-            root_dispersion: NtpShort(0x0000_0200),
-            reference_id: [198, 18, 0, 1],
-            reference_time: NtpTimestamp(0xe98a_1b20_0000_0000),
-            unsync_policy: UnsyncPolicy::Answer,
-        }
-    }
 
     /// An NTPv4 client request with transmit timestamp T1.
     fn ntp_request() -> Vec<u8> {
@@ -477,7 +462,10 @@ mod tests {
         },
     }
 
-    /// What a test request frame is made of.
+    /// What a test request frame is made of. The integration tests and benches build theirs
+    /// with `RequestFrame` of strata-test-support (tests/support/), which these unit tests cannot
+    /// use: it depends on strata, so its `Vlan` and the rest would be a second copy of this
+    /// crate's types. Hence this local builder.
     #[derive(Debug, Clone)]
     struct Spec {
         vlan: Vlan,

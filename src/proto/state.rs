@@ -114,6 +114,31 @@ pub fn publish(initial: Published) -> (StateWriter, StateReader) {
     seqlock::seqlock(initial)
 }
 
+/// The synchronized state strata's unit tests answer with. The integration tests, benches and
+/// loadgen's tests take theirs from `strata-test-support` (tests/support/, `synced()`), which the
+/// unit tests cannot use: it depends on strata, so a unit test would get its `ServerState` from a
+/// second copy of this crate, a different type. This copy stays here, equal to that one.
+#[cfg(test)]
+pub(crate) mod test_fixtures {
+    use super::*;
+
+    /// A synchronized stratum-2 server (reference ID 198.18.0.1) that answers while
+    /// unsynchronized.
+    pub(crate) fn synced() -> ServerState {
+        ServerState {
+            synchronized: true,
+            leap: Leap::NoWarning,
+            stratum: 2,
+            precision: -24,
+            root_delay: NtpShort(0x0000_0100),
+            root_dispersion: NtpShort(0x0000_0200),
+            reference_id: [198, 18, 0, 1],
+            reference_time: NtpTimestamp(0xe98a_1b20_0000_0000),
+            unsync_policy: UnsyncPolicy::Answer,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

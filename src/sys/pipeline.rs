@@ -280,23 +280,12 @@ mod tests {
     use super::*;
     use crate::proto::clock::ClockParams;
     use crate::proto::metrics::counters;
-    use crate::proto::state::{self, UnsyncPolicy};
+    use crate::proto::state::{self, test_fixtures::synced};
     use crate::proto::wire::ntp::{Leap, Mode};
-    use crate::proto::wire::NtpShort;
 
     fn published() -> Published {
         Published {
-            server: ServerState {
-                synchronized: true,
-                leap: Leap::NoWarning,
-                stratum: 2,
-                precision: -20,
-                root_delay: NtpShort(1),
-                root_dispersion: NtpShort(2),
-                reference_id: [198, 18, 0, 1],
-                reference_time: NtpTimestamp(0xe98a_0000_0000_0000),
-                unsync_policy: UnsyncPolicy::Answer,
-            },
+            server: synced(),
             clock: ClockParams::identity(37),
         }
     }

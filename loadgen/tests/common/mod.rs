@@ -1,12 +1,11 @@
-//! Shared pieces of the loadgen tests: the binary run with a time bound and its JSON read back, a
-//! test-only NTP responder with configurable faults, chronyd and `strata serve` as child
-//! processes that are killed on every exit path.
+//! Shared pieces of the loadgen tests: the binary run with a time bound and its JSON read back,
+//! and a test-only NTP responder with configurable faults. What strata's tests share too (the
+//! lab, strata and chronyd as child processes, availability) is in strata-test-support.
 #![allow(dead_code)]
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,45 +14,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use strata::proto::clock::{Clock, ClockParams};
 use strata::proto::respond::{respond, Admission};
-use strata::proto::state::{ServerState, UnsyncPolicy};
-use strata::proto::wire::ntp::Leap;
-use strata::proto::wire::NtpShort;
+use strata::proto::state::ServerState;
 use strata::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 use strata::sys::clock::SystemClock;
+use strata_test_support::synced;
 
 pub const LOADGEN: &str = env!("CARGO_BIN_EXE_strata-loadgen");
-
-/// Whether a missing peer fails the test (set by `make test` and CI) or skips it.
-pub fn interop_required() -> bool {
-    std::env::var_os("STRATA_REQUIRE_INTEROP").is_some_and(|v| v == "1")
-}
-
-/// Returns false (and prints a SKIPPED line) when `what` is missing and the test may be skipped;
-/// panics when interop tests are required.
-pub fn available(what: &str, ok: bool) -> bool {
-    if !ok {
-        assert!(
-            !interop_required(),
-            "{what} is required (STRATA_REQUIRE_INTEROP=1) but missing"
-        );
-        eprintln!("SKIPPED: {what} is not available here");
-    }
-    ok
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A UDP port on loopback that no one uses right now.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// What one loadgen run printed.
 pub struct Run {
@@ -133,19 +99,6 @@ pub fn f(v: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
 
-/// Sends one NTPv4 client request and returns the reply, if one comes within `timeout`.
-pub fn ntp_query(server: SocketAddr, timeout: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
-    sock.set_read_timeout(Some(timeout)).ok()?;
-    let mut req = [0u8; 48];
-    req[0] = 0x23; // LI 0, VN 4, mode 3
-    req[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
-    sock.send_to(&req, server).ok()?;
-    let mut buf = [0u8; 512];
-    let (n, _) = sock.recv_from(&mut buf).ok()?;
-    Some(buf[..n].to_vec())
-}
-
 /// What the test responder does to the requests it gets.
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
@@ -212,18 +165,10 @@ impl Drop for Responder {
 fn serve(socket: UdpSocket, fault: Fault, counts: &Counts, stop: &AtomicBool) {
     let params = ClockParams::identity(kernel_tai_offset());
     let clock = SystemClock::realtime(params);
+    // Synchronized just now: the replies' root dispersion stays small.
     let state = ServerState {
-        synchronized: true,
-        leap: Leap::NoWarning,
-        stratum: 1,
-        precision: -20,
-        root_delay: NtpShort::ZERO,
-        root_dispersion: NtpShort(1),
-        reference_id: *b"TEST",
-        reference_time: clock
-            .params
-            .ntp_from_realtime(read_clock_ns(libc::CLOCK_REALTIME)),
-        unsync_policy: UnsyncPolicy::Answer,
+        reference_time: params.ntp_from_realtime(read_clock_ns(libc::CLOCK_REALTIME)),
+        ..synced()
     };
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::SeqCst) {
@@ -258,150 +203,4 @@ fn serve(socket: UdpSocket, fault: Fault, counts: &Counts, stop: &AtomicBool) {
             }
         }
     }
-}
-
-/// A child process killed (and reaped) when dropped, with its output collected in a file.
-pub struct ChildGuard {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl ChildGuard {
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `addr` answers an NTP query, or panics with the log.
-    pub fn wait_answering(&mut self, addr: SocketAddr, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ntp_query(addr, Duration::from_millis(200)).is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what} exited early ({status}): {}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not answer on {addr} in 10 s: {}",
-                self.log()
-            );
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A scratch directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "strata-loadgen-{tag}-{}-{}",
-            std::process::id(),
-            read_clock_ns(libc::CLOCK_MONOTONIC)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub const CHRONYD: &str = "/usr/sbin/chronyd";
-
-/// Starts chronyd in the foreground serving its local clock at stratum 1 on 127.0.0.1:`port`,
-/// without touching the system clock (-x), and waits until it answers.
-pub fn start_chronyd(dir: &Path, port: u16) -> ChildGuard {
-    let conf = dir.join("chrony.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "local stratum 1\nallow 127.0.0.1\nbindaddress 127.0.0.1\nport {port}\ncmdport 0\n\
-             pidfile {}\n",
-            dir.join("chronyd.pid").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("chronyd.log");
-    let mut cmd = Command::new(CHRONYD);
-    cmd.args(["-d", "-x", "-f"]).arg(&conf);
-    if is_root() {
-        // Stay root: the scratch files belong to root, and the default user could not read them.
-        cmd.args(["-u", "root"]);
-    }
-    let file = std::fs::File::create(&log).unwrap();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("start chronyd");
-    let mut guard = ChildGuard { child, log };
-    guard.wait_answering(SocketAddr::from(([127, 0, 0, 1], port)), "chronyd");
-    guard
-}
-
-/// The `strata` binary of this workspace, built (a no-op when fresh) with the cargo that runs
-/// these tests, into the same target directory and profile.
-///
-/// Cargo only gives a package's own binaries to its integration tests (CARGO_BIN_EXE_*), and
-/// `strata` belongs to the root package. The test executable sits in target/<profile>/deps/, so
-/// the binary is target/<profile>/strata; building it first makes sure it is not stale.
-pub fn strata_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "strata",
-        "--bin",
-        "strata",
-        "--manifest-path",
-    ])
-    .arg(&manifest)
-    .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build -p strata");
-    assert!(status.success(), "cargo build -p strata failed");
-    let bin = profile_dir.join("strata");
-    assert!(bin.exists(), "{} is missing after the build", bin.display());
-    bin
-}
-
-/// Starts `strata serve --listen 127.0.0.1:PORT --local-stratum 1` and waits until it answers.
-pub fn start_strata(dir: &Path, port: u16) -> ChildGuard {
-    let log = dir.join("strata.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(strata_binary())
-        .args([
-            "serve",
-            "--mode",
-            "socket",
-            "--listen",
-            &listen,
-            "--local-stratum",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("start strata serve");
-    let mut guard = ChildGuard { child, log };
-    guard.wait_answering(SocketAddr::from(([127, 0, 0, 1], port)), "strata serve");
-    guard
 }

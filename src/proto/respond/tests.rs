@@ -1,6 +1,7 @@
 //! Every rule of `respond()`, one test each, and the properties that hold for any input.
 
 use super::*;
+use crate::proto::state::test_fixtures::synced;
 use crate::proto::wire::extension::ExtensionField;
 use crate::proto::wire::ntp::Repr;
 use proptest::prelude::*;
@@ -9,20 +10,6 @@ const T1: NtpTimestamp = NtpTimestamp(0xe98a_1b2c_1234_5678);
 const T2: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_0000);
 const T3: NtpTimestamp = NtpTimestamp(0xe98a_1b2d_0000_1000);
 const REF: NtpTimestamp = NtpTimestamp(0xe98a_1b20_0000_0000);
-
-fn synced() -> ServerState {
-    ServerState {
-        synchronized: true,
-        leap: Leap::NoWarning,
-        stratum: 2,
-        precision: -24,
-        root_delay: NtpShort(0x0000_0100),
-        root_dispersion: NtpShort(0x0000_0200),
-        reference_id: [198, 18, 0, 1],
-        reference_time: REF,
-        unsync_policy: UnsyncPolicy::Answer,
-    }
-}
 
 fn request(version: u8, mode: Mode) -> Vec<u8> {
     let mut buf = vec![0u8; HEADER_LEN];

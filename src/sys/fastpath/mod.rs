@@ -134,7 +134,11 @@ pub fn run_with_symmetric(
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
         for queue in 0..interface.rx_queues {
-            let socket = xsk::QueueSocket::open(name, queue, config.busy_poll)?;
+            let options = xsk::SocketOptions {
+                busy_poll: config.busy_poll,
+                ..xsk::SocketOptions::default()
+            };
+            let socket = xsk::QueueSocket::open(name, queue, &options)?;
             program.register_socket(queue, socket.fd())?;
             sockets.push((name.clone(), socket));
         }

@@ -1,4 +1,6 @@
-//! One AF_XDP socket per receive queue, each with its own UMEM and rings (xsk-rs).
+//! One AF_XDP socket per receive queue, each with its own UMEM and rings (xsk-rs). strata's
+//! responders use the default [`SocketOptions`]; strata-loadgen opens its sockets here too, with
+//! a larger UMEM of which only part goes to the fill ring (the rest it sends from).
 //!
 //! Zero-copy is tried first; when the driver refuses it (veth answers EFAULT, drivers without
 //! zero-copy EOPNOTSUPP or EINVAL) the socket is made again in copy mode on a fresh UMEM. Both
@@ -7,8 +9,8 @@
 //!
 //! Frame accounting: every UMEM frame is always in exactly one place (the fill ring, the
 //! kernel, the RX ring, the responder's hands, the TX ring, the completion ring, or the
-//! backlog of [`FillRing`]). The fill ring is as large as the UMEM, so returning a frame to it
-//! should never fail; should it fail all the same, [`FillRing`] keeps the frames it refused and
+//! backlog of [`FillRing`]). The fill ring is as large as the UMEM (the part of it that
+//! receives, see [`SocketOptions::fill_frames`]), so returning a frame to it should never fail; should it fail all the same, [`FillRing`] keeps the frames it refused and
 //! offers them again first, so that none is lost.
 
 use std::ffi::CString;
@@ -23,9 +25,9 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::abi::{Meta, META_LEN};
 
-/// Frames per UMEM, and the size of the fill ring.
+/// Frames per UMEM, and the size of the fill ring (by default, see [`SocketOptions`]).
 pub const FRAMES: u32 = 4096;
-/// RX, TX and completion ring sizes.
+/// RX, TX and completion ring sizes (by default).
 pub const RING: u32 = 2048;
 /// Bytes per frame: a page halves are plenty for NTP and keep two frames per page.
 pub const FRAME_SIZE: u32 = 2048;
@@ -39,6 +41,36 @@ pub struct BusyPoll {
     pub budget: u32,
 }
 
+/// How a queue's socket is made. [`Default`] is what strata's responders use: [`FRAMES`] frames,
+/// all of them in the fill ring, [`RING`]-sized RX, TX and completion rings, no busy polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Frames in the UMEM.
+    pub frames: u32,
+    /// How many of them are given to the fill ring at open (to receive into), and the fill
+    /// ring's size (a power of two, at most `frames`). The others are handed over in
+    /// [`QueueSocket::spare`], to send from.
+    pub fill_frames: u32,
+    /// RX and TX ring sizes (a power of two); also how many frames one TX kick may send.
+    pub ring: u32,
+    /// Completion ring size (a power of two).
+    pub comp_ring: u32,
+    /// Busy polling (`--busy-poll`), if any.
+    pub busy_poll: Option<BusyPoll>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> SocketOptions {
+        SocketOptions {
+            frames: FRAMES,
+            fill_frames: FRAMES,
+            ring: RING,
+            comp_ring: RING,
+            busy_poll: None,
+        }
+    }
+}
+
 /// A queue's socket with its UMEM and the four rings.
 pub struct QueueSocket {
     pub umem: Umem,
@@ -46,27 +78,27 @@ pub struct QueueSocket {
     pub rx: RxQueue,
     pub fill: FillRing,
     pub comp: CompQueue,
+    /// The UMEM's frames that were not given to the fill ring (none with the default options):
+    /// the caller's, in no ring.
+    pub spare: Vec<FrameDesc>,
     /// The queue this socket is bound to.
     pub queue: u32,
     pub zero_copy: bool,
 }
 
-fn sizes() -> (QueueSize, QueueSize, FrameSize) {
-    (
-        QueueSize::new(FRAMES).expect("a power of two"),
-        QueueSize::new(RING).expect("a power of two"),
-        FrameSize::new(FRAME_SIZE).expect("a valid frame size"),
-    )
+fn queue_size(n: u32, what: &str) -> io::Result<QueueSize> {
+    QueueSize::new(n)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} size {n}: {e}")))
 }
 
 impl QueueSocket {
     /// Opens the socket of `queue` on interface `name`, zero-copy when the driver allows it.
-    pub fn open(name: &str, queue: u32, busy_poll: Option<BusyPoll>) -> io::Result<QueueSocket> {
-        let socket = match Self::open_with(name, queue, BindFlags::XDP_ZEROCOPY) {
+    pub fn open(name: &str, queue: u32, options: &SocketOptions) -> io::Result<QueueSocket> {
+        let socket = match Self::open_with(name, queue, options, BindFlags::XDP_ZEROCOPY) {
             Ok(s) => s,
             Err(zc) => {
                 log::debug!("{name} queue {queue}: zero-copy bind failed ({zc}); using copy mode");
-                Self::open_with(name, queue, BindFlags::XDP_COPY).map_err(|e| {
+                Self::open_with(name, queue, options, BindFlags::XDP_COPY).map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!(
@@ -76,10 +108,10 @@ impl QueueSocket {
                 })?
             }
         };
-        if let Some(bp) = busy_poll {
+        if let Some(bp) = options.busy_poll {
             socket.set_busy_poll(bp)?;
         }
-        socket.raise_tx_budget();
+        socket.raise_tx_budget(options.ring);
         Ok(socket)
     }
 
@@ -88,11 +120,11 @@ impl QueueSocket {
     /// could fill the TX ring. Since 6.17 the budget can be raised (XDP_MAX_TX_SKB_BUDGET,
     /// up to the ring's size); one kick then sends a whole batch. Older kernels answer
     /// ENOPROTOOPT and keep the default, which still works, with more kicks: ignored.
-    fn raise_tx_budget(&self) {
+    fn raise_tx_budget(&self, ring: u32) {
         /// `SOL_XDP` and `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h; Debian's headers predate it).
         const SOL_XDP: libc::c_int = 283;
         const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-        let budget = RING as libc::c_int;
+        let budget = ring as libc::c_int;
         // SAFETY: `budget` is a live c_int and its size is passed.
         unsafe {
             libc::setsockopt(
@@ -105,20 +137,39 @@ impl QueueSocket {
         }
     }
 
-    fn open_with(name: &str, queue: u32, mode: BindFlags) -> io::Result<QueueSocket> {
-        let (fill_size, ring, frame_size) = sizes();
+    fn open_with(
+        name: &str,
+        queue: u32,
+        options: &SocketOptions,
+        mode: BindFlags,
+    ) -> io::Result<QueueSocket> {
+        let fill_size = queue_size(options.fill_frames, "fill ring")?;
+        let ring = queue_size(options.ring, "RX/TX ring")?;
+        let comp_size = queue_size(options.comp_ring, "completion ring")?;
+        let frame_size = FrameSize::new(FRAME_SIZE).expect("a valid frame size");
+        let frame_count = NonZeroU32::new(options.frames)
+            .filter(|n| n.get() >= options.fill_frames)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} UMEM frames: fewer than the {} of the fill ring",
+                        options.frames, options.fill_frames
+                    ),
+                )
+            })?;
         let umem_config = UmemConfig::builder()
             .frame_size(frame_size)
             .fill_queue_size(fill_size)
-            .comp_queue_size(ring)
+            .comp_queue_size(comp_size)
             .build()
             .map_err(|e| io::Error::other(format!("UMEM config: {e}")))?;
-        let (umem, frames) = Umem::new(umem_config, NonZeroU32::new(FRAMES).expect("non-zero"), false)
+        let (umem, mut frames) = Umem::new(umem_config, frame_count, false)
             .map_err(|e| io::Error::other(format!("cannot create the UMEM: {}", error_chain(&e))))?;
         let socket_config = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
-            // strata loads its own program; libxdp must not load its default one.
+            // The caller loads its own program; libxdp must not load its default one.
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
             .build();
@@ -129,6 +180,7 @@ impl QueueSocket {
             .map_err(|e| io::Error::other(error_chain(&e)))?;
         let (mut fill, comp) =
             rings.ok_or_else(|| io::Error::other("the UMEM's fill and completion rings were taken"))?;
+        let spare = frames.split_off(options.fill_frames as usize);
         // SAFETY: the frames are this UMEM's, and none is in use anywhere yet.
         let given = unsafe { fill.produce(&frames) };
         if given != frames.len() {
@@ -141,8 +193,9 @@ impl QueueSocket {
             umem,
             tx,
             rx,
-            fill: FillRing::new(fill),
+            fill: FillRing::with_capacity(fill, frames.len()),
             comp,
+            spare,
             queue,
             zero_copy: mode.contains(BindFlags::XDP_ZEROCOPY),
         })
@@ -252,11 +305,12 @@ unsafe fn read_meta(umem_base: usize, data_offset: usize) -> Meta {
 
 /// Where frames are returned to the kernel for receiving: a UMEM's fill ring, and behind it a
 /// backlog of the frames the ring refused, offered to the ring again (first) at the next call,
-/// so that a refusal never loses a frame. The ring is as large as the UMEM, so a refusal is not
-/// expected at all; each frame that had to wait is counted, and the first is logged.
+/// so that a refusal never loses a frame. The ring is as large as the frames that circulate
+/// through it, so a refusal is not expected at all; each frame that had to wait is counted, and
+/// the first is logged.
 ///
-/// The backlog's room for every frame of the UMEM is allocated up front: returning frames never
-/// allocates (no more frames than the UMEM's can ever wait).
+/// The backlog's room for every one of those frames is allocated up front: returning frames
+/// never allocates (no more frames than those can ever wait).
 pub struct FillRing<Q: FrameRing = FillQueue> {
     ring: Q,
     backlog: Vec<FrameDesc>,
@@ -292,10 +346,16 @@ impl FrameRing for FillQueue {
 }
 
 impl<Q: FrameRing> FillRing<Q> {
+    /// The fill ring of a UMEM of the default [`FRAMES`] frames.
     pub fn new(ring: Q) -> FillRing<Q> {
+        FillRing::with_capacity(ring, FRAMES as usize)
+    }
+
+    /// The fill ring of a UMEM of which `frames` frames circulate through it.
+    pub fn with_capacity(ring: Q, frames: usize) -> FillRing<Q> {
         FillRing {
             ring,
-            backlog: Vec::with_capacity(FRAMES as usize),
+            backlog: Vec::with_capacity(frames),
             waited: 0,
         }
     }

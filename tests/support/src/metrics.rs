@@ -1,17 +1,16 @@
-//! Helpers of the metrics and status tests: scraping `/metrics` over plain HTTP, reading the
-//! Prometheus text back, `promtool check metrics`, and a netns lab for the XDP path.
-#![allow(dead_code)]
+//! What the metrics and status tests share: scraping `/metrics` over plain HTTP, reading the
+//! Prometheus text back, `promtool check metrics`, and NTP exchanges to count.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::common::{available, have_command};
+use crate::avail::{available, have_command};
+use crate::frames::client_request;
+use crate::process::temp_path;
 
 /// Where the server says it serves metrics ("metrics on http://ADDR/metrics" in its log).
 pub fn metrics_addr(log: &str) -> SocketAddr {
@@ -22,23 +21,9 @@ pub fn metrics_addr(log: &str) -> SocketAddr {
     rest[..rest.find("/metrics").unwrap()].parse().unwrap()
 }
 
-/// A control socket path of this test process's own.
+/// A control socket path of this test process's own (see [`temp_path`]).
 pub fn control_path(tag: &str) -> PathBuf {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!(
-        "strata-t{}-{tag}-{}.sock",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// Removes a file (a control socket a killed server left) when the test ends, however it ends.
-pub struct RemoveOnDrop(pub PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    temp_path(tag, "sock")
 }
 
 /// Sends `request` as is and returns the whole response (the server closes after it).
@@ -151,16 +136,6 @@ pub fn promtool_clean(body: &str) -> bool {
     true
 }
 
-/// A client request of `len` bytes with `first` as its first byte (LI/VN/mode).
-pub fn request(first: u8, len: usize) -> Vec<u8> {
-    let mut req = vec![0u8; len];
-    req[0] = first;
-    if len >= 48 {
-        req[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
-    }
-    req
-}
-
 /// Sends `n` client requests from `bind`, one at a time, each waiting for its reply; returns
 /// how many replies came.
 pub fn exchange(server: SocketAddr, bind: &str, n: usize) -> usize {
@@ -169,7 +144,7 @@ pub fn exchange(server: SocketAddr, bind: &str, n: usize) -> usize {
     let mut got = 0;
     let mut buf = [0u8; 512];
     for _ in 0..n {
-        sock.send_to(&request(0x23, 48), server).unwrap();
+        sock.send_to(&client_request(0x23, 48), server).unwrap();
         if let Ok((len, _)) = sock.recv_from(&mut buf) {
             assert_eq!(len, 48);
             got += 1;
@@ -184,62 +159,4 @@ pub fn send_unanswered(server: SocketAddr, bind: &str, payload: &[u8]) {
     let sock = std::net::UdpSocket::bind(bind).unwrap();
     sock.send_to(payload, server).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-}
-
-/// Runs `f` on a thread that lives in the network namespace `ns` (setns moves only the
-/// calling thread), so that its sockets are that namespace's.
-pub fn run_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: a valid namespace descriptor; CLONE_NEWNET moves only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("the namespace thread panicked")
-}
-
-/// The netns lab of `bench/lab` under a prefix of this test's own, torn down when dropped.
-pub struct Lab {
-    pub prefix: String,
-}
-
-impl Lab {
-    pub fn up() -> Lab {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let lab = Lab {
-            prefix: format!(
-                "strata-m{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ),
-        };
-        let out = lab.script("up");
-        assert!(
-            out.status.success(),
-            "bench/lab up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lab
-    }
-
-    fn script(&self, action: &str) -> std::process::Output {
-        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/lab"))
-            .arg(action)
-            .env("STRATA_LAB_PREFIX", &self.prefix)
-            .output()
-            .expect("run bench/lab")
-    }
-
-    pub fn ns(&self, side: &str) -> String {
-        format!("{}-{side}", self.prefix)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.script("down");
-    }
 }
