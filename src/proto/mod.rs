@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod control;
 pub mod frame;
+pub mod leap;
 pub mod metrics;
 pub mod respond;
 pub mod state;

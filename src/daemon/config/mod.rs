@@ -56,7 +56,7 @@ use crate::sys::socket::SocketConfig;
 use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
-    parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance,
+    parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance, FilePath,
     InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, Peer, Pool, Port, Server, SocketPath,
     Source, StepLimit, Stratum,
 };
@@ -141,6 +141,10 @@ settings! {
 
     /// Write measurements.log and statistics.log (one line per sample) into this directory
     log_dir: Option<DirPath>, flag(value_name = "DIR"), key "log_dir";
+
+    /// The IERS/IETF leap-seconds.list to check TAI-UTC and coming leaps against, or `off`
+    /// [default: /usr/share/zoneinfo/leap-seconds.list]
+    leap_seconds_list: Option<OffOr<FilePath>>, flag(value_name = "PATH"), key "leap_seconds_list";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -449,6 +453,10 @@ impl ServerConfig {
             allow_step: s.allow_step.is_some_and(|g| g.value),
             discipline_system: s.discipline_system.is_some_and(|g| g.value),
             log_dir: s.log_dir.map(|g| g.value.0),
+            leap_seconds_list: match s.leap_seconds_list {
+                Some(g) => g.value.0.map(|p| p.0),
+                None => default.leap_seconds_list,
+            },
         };
 
         Ok(ServerConfig {
@@ -1057,6 +1065,34 @@ mod upstream_tests {
 
         let none = ServerConfig::resolve(None, &Overrides::default(), &machine()).unwrap();
         assert_eq!(none.upstream, crate::proto::control::UpstreamConfig::default());
+    }
+
+    #[test]
+    fn the_leap_seconds_list_is_tzdata_s_a_path_or_off() {
+        let default = ServerConfig::resolve(None, &Overrides::default(), &machine()).unwrap();
+        assert_eq!(
+            default.upstream.leap_seconds_list.as_deref(),
+            Some(Path::new("/usr/share/zoneinfo/leap-seconds.list"))
+        );
+        let text = "leap_seconds_list = \"/etc/leap.list\"\n";
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), text)),
+            &Overrides::default(),
+            &machine(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream.leap_seconds_list.as_deref(),
+            Some(Path::new("/etc/leap.list"))
+        );
+        let text = "leap_seconds_list = \"off\"\n";
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), text)),
+            &Overrides::default(),
+            &machine(),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.leap_seconds_list, None);
     }
 
     #[test]

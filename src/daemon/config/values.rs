@@ -548,6 +548,19 @@ impl Setting for DirPath {
     }
 }
 
+/// A file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePath(pub PathBuf);
+
+impl Setting for FilePath {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.contains('\0') {
+            return Err(format!("{text:?} is not a file path"));
+        }
+        Ok(FilePath(PathBuf::from(text)))
+    }
+}
+
 /// The I/O path asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::resolve::Resolver;
 use super::statslog::StatsLog;
+use crate::daemon::control::leapfile::LeapFile;
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
 use crate::proto::clock::ClockParams;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
@@ -64,6 +65,8 @@ pub(super) struct Shell {
     resolver: Resolver,
     symmetric: Option<SymmetricReceiver>,
     statslog: Option<StatsLog>,
+    /// The leap-seconds.list, judged against the time at each publication.
+    leap_file: LeapFile,
     system: Option<SystemClockDiscipline>,
     /// The model as last moved into the kernel (with `--discipline-system`).
     transferred: Option<ClockParams>,
@@ -73,6 +76,12 @@ pub(super) struct Shell {
 }
 
 impl Shell {
+    /// Publishes what `leap_file` says with the status (see `leapfile`).
+    pub(super) fn with_leap_file(mut self, leap_file: LeapFile) -> Shell {
+        self.leap_file = leap_file;
+        self
+    }
+
     pub(super) fn new(
         engine: Engine,
         writer: StateWriter,
@@ -117,6 +126,7 @@ impl Shell {
             resolver: Resolver::new(),
             symmetric,
             statslog,
+            leap_file: LeapFile::load(None),
             system,
             transferred: None,
             tai,
@@ -300,8 +310,11 @@ impl Shell {
                 self.resolve(i);
             }
         }
-        self.board
-            .publish(ControlStatus::from_engine(&self.engine, kernel_now()));
+        let now = kernel_now();
+        self.board.publish(ControlStatus {
+            leap_list: self.leap_file.status(now.div_euclid(1_000_000_000)),
+            ..ControlStatus::from_engine(&self.engine, now)
+        });
     }
 
     fn resolve(&mut self, entry: usize) {

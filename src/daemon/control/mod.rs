@@ -13,6 +13,7 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod leapfile;
 pub mod resolve;
 pub mod statslog;
 
@@ -78,10 +79,14 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         read_clock_ns(libc::CLOCK_REALTIME),
     );
     let (writer, reader) = state::publish(engine.published());
-    let board = StatusBoard::new(ControlStatus::from_engine(
-        &engine,
-        read_clock_ns(libc::CLOCK_REALTIME),
-    ));
+    let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
+    let now = read_clock_ns(libc::CLOCK_REALTIME);
+    let leap_status = leap_file.status(now.div_euclid(1_000_000_000));
+    leapfile::log_at_start(&leap_status);
+    let board = StatusBoard::new(ControlStatus {
+        leap_list: leap_status,
+        ..ControlStatus::from_engine(&engine, now)
+    });
     let statslog = match &up.log_dir {
         Some(dir) => Some(StatsLog::open(dir).map_err(|e| {
             io::Error::new(
@@ -106,7 +111,8 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         symmetric_rx,
         statslog,
         up.discipline_system,
-    );
+    )
+    .with_leap_file(leap_file);
     let thread = thread::Builder::new()
         .name("strata-control".into())
         .spawn(move || shell.run(&shutdown))?;

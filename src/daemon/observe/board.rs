@@ -158,6 +158,73 @@ impl IntegrityStatus {
     }
 }
 
+/// What the configured leap-seconds.list says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeapListState {
+    /// None configured (`leap_seconds_list = "off"`).
+    #[default]
+    Off,
+    /// Read, its hash verified, not expired.
+    Valid,
+    /// Valid once, past its expiry now: it says nothing of leaps since.
+    Expired,
+    /// Missing, unreadable or damaged.
+    Unusable,
+}
+
+/// The leap-seconds.list as the status shows it. Times are Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeapListStatus {
+    pub path: Option<String>,
+    pub state: LeapListState,
+    /// Why it is unusable.
+    pub problem: Option<String>,
+    pub expires: Option<f64>,
+    /// TAI − UTC now, by the list.
+    pub tai_minus_utc: Option<i32>,
+    /// The next leap the list announces (before its expiry): when, and +1 or −1 second.
+    pub next_leap: Option<(f64, i32)>,
+}
+
+fn utc_date(unix: f64) -> String {
+    let ts = crate::proto::wire::NtpTimestamp::from_unix_nanos((unix * 1e9) as i128);
+    crate::proto::control::events::format_time(ts)[..10].to_string()
+}
+
+impl LeapListStatus {
+    /// One line for the log and the status: the path, what it says, and what to do.
+    pub fn describe(&self) -> String {
+        let path = self.path.as_deref().unwrap_or("-");
+        let fallback = "leap warnings come from the upstreams' majority";
+        match self.state {
+            LeapListState::Off => "off".to_string(),
+            LeapListState::Unusable => format!(
+                "{path}: unusable ({}); {fallback}",
+                self.problem.as_deref().unwrap_or("unknown")
+            ),
+            LeapListState::Expired => format!(
+                "{path}: EXPIRED on {}: it says nothing of leaps since; install a newer tzdata \
+                 or point leap_seconds_list at a current copy; {fallback} meanwhile",
+                self.expires.map_or("?".into(), utc_date)
+            ),
+            LeapListState::Valid => format!(
+                "{path}: TAI-UTC {} s, {}, valid until {}",
+                self.tai_minus_utc.map_or("?".into(), |n| n.to_string()),
+                match self.next_leap {
+                    Some((at, delta)) => format!(
+                        "a leap second {} at the end of the day before {}",
+                        if delta > 0 { "inserted" } else { "deleted" },
+                        utc_date(at)
+                    ),
+                    None => "no leap second announced".to_string(),
+                },
+                self.expires.map_or("?".into(), utc_date)
+            ),
+        }
+    }
+}
+
 /// The control thread's view, as last published.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlStatus {
@@ -165,6 +232,8 @@ pub struct ControlStatus {
     pub sources: Vec<UpstreamStatus>,
     #[serde(default)]
     pub integrity: IntegrityStatus,
+    #[serde(default)]
+    pub leap_list: LeapListStatus,
 }
 
 impl ControlStatus {
@@ -213,6 +282,7 @@ impl ControlStatus {
             sync,
             sources,
             integrity,
+            leap_list: LeapListStatus::default(),
         }
     }
 }
@@ -249,6 +319,7 @@ mod tests {
             sync: SyncStatus::Local,
             sources: vec![],
             integrity: IntegrityStatus::default(),
+            leap_list: LeapListStatus::default(),
         });
         let other = board.clone();
         assert_eq!(other.read().sync, SyncStatus::Local);
@@ -266,6 +337,7 @@ mod tests {
                 jitter: Some(5e-5),
             }],
             integrity: IntegrityStatus::default(),
+            leap_list: LeapListStatus::default(),
         });
         let read = other.read();
         assert_eq!(read.sync, SyncStatus::Synchronized);

@@ -15,7 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::board::{SourceState, SyncStatus};
+use super::board::{LeapListState, SourceState, SyncStatus};
 use super::report::{CountersReport, Histogram, Report};
 use crate::sys::fastpath::abi::XdpCounter;
 
@@ -427,6 +427,29 @@ impl ReportCollector {
             Some(Unit::Seconds),
             s.tai_minus_utc as f64,
         )?;
+        let leap = &s.leap_list;
+        g(
+            "leap_list_valid",
+            "1 when the leap-seconds.list was read, its hash verified and it has not expired.",
+            None,
+            (leap.state == LeapListState::Valid) as u8 as f64,
+        )?;
+        if let Some(expires) = leap.expires {
+            g(
+                "leap_list_expiry_timestamp",
+                "When the leap-seconds.list expires (Unix time).",
+                Some(Unit::Seconds),
+                expires,
+            )?;
+        }
+        if let Some(offset) = leap.tai_minus_utc {
+            g(
+                "leap_list_tai_offset",
+                "TAI minus UTC now, by the leap-seconds.list.",
+                Some(Unit::Seconds),
+                offset as f64,
+            )?;
+        }
         let i = &s.integrity;
         g(
             "clock_correction_refused",

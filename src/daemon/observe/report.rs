@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::board::{IntegrityStatus, StatusBoard, SyncStatus, UpstreamStatus};
+use super::board::{IntegrityStatus, LeapListStatus, StatusBoard, SyncStatus, UpstreamStatus};
 use crate::proto::frame::FrameDrop;
 use crate::proto::metrics::counters::CounterSnapshot;
 use crate::proto::metrics::histogram::{batch_bound, response_bound_seconds, BATCH_FINITE, RESPONSE_FINITE};
@@ -87,6 +87,9 @@ pub struct ServerReport {
     /// Agreement, step and panic limits, and what they did.
     #[serde(default)]
     pub integrity: IntegrityStatus,
+    /// The leap-seconds.list and what it says now.
+    #[serde(default)]
+    pub leap_list: LeapListStatus,
 }
 
 /// A histogram as recorded: `counts[i]` values fell at or below `bounds[i]` and above the
@@ -284,6 +287,7 @@ impl Observed {
             reference_time,
             since_update,
             integrity: control.integrity.clone(),
+            leap_list: control.leap_list.clone(),
         };
 
         let snapshots: Vec<CounterSnapshot> = self.responders.iter().map(|r| r.snapshot()).collect();

@@ -35,7 +35,12 @@ pub struct UpstreamConfig {
     pub discipline_system: bool,
     /// Where to write the measurements and statistics logs.
     pub log_dir: Option<PathBuf>,
+    /// The leap-seconds.list to check against (`None`: off).
+    pub leap_seconds_list: Option<PathBuf>,
 }
+
+/// Where tzdata puts its copy of the IERS/IETF list.
+pub const DEFAULT_LEAP_SECONDS_LIST: &str = "/usr/share/zoneinfo/leap-seconds.list";
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -47,6 +52,7 @@ impl Default for UpstreamConfig {
             max_startup_step_backward: Duration::from_secs_f64(guard::DEFAULT_STARTUP_BACKWARD),
             max_correction: Duration::from_secs_f64(guard::DEFAULT_MAX_CORRECTION),
             allow_step: false,
+            leap_seconds_list: Some(PathBuf::from(DEFAULT_LEAP_SECONDS_LIST)),
             discipline_system: false,
             log_dir: None,
         }
