@@ -203,12 +203,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     #[inline]
     pub fn answer(&mut self, buf: &mut [u8], stamp: RxStamp, from: Option<SocketAddr>) -> Option<C::Reply> {
         self.counters.received(buf.len());
-        let clock = &self.published.clock;
-        let rx_time = if C::CLOCK == libc::CLOCK_TAI {
-            clock.ntp_from_tai(stamp.ns)
-        } else {
-            clock.ntp_from_realtime(stamp.ns)
-        };
+        let rx_time = self.ntp_time(stamp.ns);
         match self
             .carrier
             .answer(buf, rx_time, Admission::Serve, &self.published.server)
@@ -226,7 +221,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
                     if let Some((from, ntp)) = self.carrier.sender(buf, from) {
                         // The control thread takes receive times on CLOCK_REALTIME.
                         let realtime_ns = if C::CLOCK == libc::CLOCK_TAI {
-                            stamp.ns - clock.tai_minus_utc as i64 * SECOND
+                            stamp.ns - self.published.clock.tai_minus_utc as i64 * SECOND
                         } else {
                             stamp.ns
                         };
@@ -242,7 +237,12 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     /// T3 for the whole batch: one clock read, to be made right before the send call.
     #[inline]
     pub fn transmit_time(&self) -> NtpTimestamp {
-        let ns = self.clock_ns();
+        self.ntp_time(self.clock_ns())
+    }
+
+    /// Nanoseconds on the carrier's clock as served NTP time.
+    #[inline]
+    fn ntp_time(&self, ns: i64) -> NtpTimestamp {
         let clock = &self.published.clock;
         if C::CLOCK == libc::CLOCK_TAI {
             clock.ntp_from_tai(ns)

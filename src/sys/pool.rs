@@ -9,6 +9,21 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::proto::metrics::{self, CounterSnapshot, CounterWriter, ResponderCounters};
+use crate::sys::pipeline::MAX_BATCH_SIZE;
+
+/// Checks what every path's responders need: a core to run on and a batch size in range.
+pub fn check_responders(cores: &[usize], batch_size: usize) -> io::Result<()> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    if cores.is_empty() {
+        return Err(invalid("no core to run a responder on".into()));
+    }
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        return Err(invalid(format!(
+            "batch size {batch_size} is out of range 1..={MAX_BATCH_SIZE}"
+        )));
+    }
+    Ok(())
+}
 
 /// The running responder threads of one path.
 pub struct ResponderPool {

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::daemon::observe::board::{LeapListState, LeapListStatus};
 use crate::proto::leap::LeapList;
+use crate::proto::wire::timestamp::UNIX_EPOCH_NTP_SECONDS as UNIX_EPOCH_NTP;
 
 /// The real list is about 5 KB; anything much larger is not one.
 const MAX_BYTES: u64 = 256 * 1024;
-/// NTP seconds (era 0) at the Unix epoch.
-const UNIX_EPOCH_NTP: i64 = 2_208_988_800;
 
 /// The configured list, as read at start.
 #[derive(Debug, Clone)]

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
-use crate::sys::pipeline::MAX_BATCH_SIZE;
-use crate::sys::pool::ResponderPool;
+
+use crate::sys::pool::{check_responders, ResponderPool};
 
 pub use abi::{XdpCounter, XdpCounters};
 pub use iface::Interface;
@@ -111,15 +111,7 @@ pub fn run_with_symmetric(
     if config.interfaces.is_empty() {
         return Err(invalid("no interface to serve on".into()));
     }
-    if config.cores.is_empty() {
-        return Err(invalid("no core to run a responder on".into()));
-    }
-    if !(1..=MAX_BATCH_SIZE).contains(&config.batch_size) {
-        return Err(invalid(format!(
-            "batch size {} is out of range 1..={MAX_BATCH_SIZE}",
-            config.batch_size
-        )));
-    }
+    check_responders(&config.cores, config.batch_size)?;
 
     let mut served = Vec::new();
     let mut sockets = Vec::new();

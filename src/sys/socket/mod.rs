@@ -22,8 +22,8 @@ use std::sync::Arc;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
-use crate::sys::pipeline::MAX_BATCH_SIZE;
-use crate::sys::pool::ResponderPool;
+
+use crate::sys::pool::{check_responders, ResponderPool};
 
 use bind::{bind_error, bind_reuseport, check_not_in_use, ServerSocket};
 use responder::Responder;
@@ -79,15 +79,7 @@ pub fn run_with_symmetric(
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
     }
-    if config.cores.is_empty() {
-        return Err(invalid("no core to run a responder on".into()));
-    }
-    if !(1..=MAX_BATCH_SIZE).contains(&config.batch_size) {
-        return Err(invalid(format!(
-            "batch size {} is out of range 1..={MAX_BATCH_SIZE}",
-            config.batch_size
-        )));
-    }
+    check_responders(&config.cores, config.batch_size)?;
 
     for &addr in &config.listen {
         if addr.port() != 0 {
