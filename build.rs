@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCE: &str = "xdp-prog/strata_xdp.c";
-const HEADER: &str = "xdp-prog/strata_xdp.h";
+const HEADERS: [&str; 2] = ["xdp-prog/strata_xdp.h", "xdp-prog/strata_answer.h"];
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");
-    println!("cargo:rerun-if-changed={HEADER}");
+    for header in HEADERS {
+        println!("cargo:rerun-if-changed={header}");
+    }
     println!("cargo:rerun-if-env-changed=CLANG");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-2-Clause OR GPL-2.0-only */
 /*
- * strata's XDP program: steer NTP requests for this server into the AF_XDP socket of the
- * queue they arrived on, with a receive timestamp in the metadata area; pass everything else
- * to the kernel untouched (ARP, ND, SSH, the control thread's upstream replies, which come
- * *from* port 123 to an ephemeral port).
+ * strata's XDP program: answer plain NTP client requests for this server itself (XDP_TX, see
+ * strata_answer.h) when the config map says so; steer every other NTP request into the AF_XDP
+ * socket of the queue it arrived on, with a receive timestamp in the metadata area; pass
+ * everything else to the kernel untouched (ARP, ND, SSH, the control thread's upstream replies,
+ * which come *from* port 123 to an ephemeral port).
  *
  * Built twice by build.rs (see there for why):
  *   strata_xdp.o            plain: the stamp is bpf_ktime_get_tai_ns() at XDP time;
@@ -11,7 +12,8 @@
  *                           stamp with the bpf_xdp_metadata_rx_timestamp kfunc, which the
  *                           verifier only allows in a program loaded bound to one device.
  *
- * The pipeline is parse -> classify (port, destination) -> [admit] -> stamp -> redirect. The
+ * The pipeline is parse -> classify (port, destination) -> [admit] -> answer (plain requests,
+ * XDP_TX; see strata_answer.h) -> stamp -> redirect (everything else). The
  * access list (an LPM trie on the source) and the per-source rate limiter of a later issue
  * go where strata_xdp() marks it: the parsed source address is already in struct request for
  * them, and their drop reasons extend enum strata_counter.
@@ -26,6 +28,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "strata_xdp.h"
+#include "strata_answer.h"
 
 #define NTP_HEADER_LEN 48
 #define MAX_VLAN_TAGS 2
@@ -81,6 +84,9 @@ struct request {
 	__u32 src_v4;
 	struct in6_addr src_v6;
 	__u16 src_port;
+	/* Offsets of the IP and UDP headers in the frame, for answer(). */
+	__u32 l3;
+	__u32 l4;
 };
 
 static __always_inline void count(__u32 index)
@@ -167,6 +173,8 @@ static __always_inline enum verdict parse(struct xdp_md *ctx, const struct strat
 			return NOT_OURS;
 		req->is_v6 = 0;
 		req->src_v4 = ip->saddr;
+		req->l3 = cursor - data;
+		req->l4 = cursor + ihl - data;
 		return classify_udp(cursor + ihl, data_end, cfg, req);
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -181,6 +189,8 @@ static __always_inline enum verdict parse(struct xdp_md *ctx, const struct strat
 			return NOT_OURS;
 		req->is_v6 = 1;
 		__builtin_memcpy(&req->src_v6, &ip6->saddr, sizeof(req->src_v6));
+		req->l3 = cursor - data;
+		req->l4 = (void *)(ip6 + 1) - data;
 		return classify_udp((void *)(ip6 + 1), data_end, cfg, req);
 	}
 	return NOT_OURS;
@@ -242,7 +252,31 @@ int strata_xdp(struct xdp_md *ctx)
 		break;
 	}
 	/* The ACL (LPM trie on req's source) and the per-source rate limiter of the next issue
-	 * decide here, before the stamp and the redirect, with their own drop counters. */
+	 * decide here, before the answer and the redirect, with their own drop counters. */
+	if (cfg->flags & STRATA_CFG_ANSWER) {
+		switch (answer(ctx, now, req.l3, req.l4, req.is_v6)) {
+		case ANSWER_TIME:
+			count(STRATA_ANSWERED);
+			return XDP_TX;
+		case ANSWER_UNSYNC:
+			count(STRATA_ANSWERED_UNSYNC);
+			return XDP_TX;
+		case ANSWER_DROP:
+			count(STRATA_DROP_UNSYNC);
+			return XDP_DROP;
+		case ANSWER_TORN:
+			count(STRATA_STATE_TORN);
+			break;
+		case ANSWER_FAILED:
+			count(STRATA_ANSWER_FAILED);
+			break;
+		case ANSWER_BROKEN:
+			count(STRATA_ANSWER_FAILED);
+			return XDP_DROP;
+		case ANSWER_NOT_PLAIN:
+			break;
+		}
+	}
 	if (!stamp(ctx, now))
 		count(STRATA_META_FAILED);
 

@@ -39,6 +39,46 @@ struct strata_config {
 
 #define STRATA_CFG_CHECK_V4 1u
 #define STRATA_CFG_CHECK_V6 2u
+/* Answer plain requests in the program (XDP_TX) instead of redirecting them (--xdp-answer). */
+#define STRATA_CFG_ANSWER 4u
+
+/* The single entry of the state map: what the control thread publishes (the server state and
+ * the TAI->NTP conversion), written by user space through an mmap of the map while the program
+ * reads it. A sequence lock keeps a reader from combining two generations: `seq` is odd while
+ * user space writes; a reader copies the fields and keeps them only if `seq` was even and
+ * unchanged around the copy. A reader that fails twice hands the request to AF_XDP instead.
+ *
+ * The conversion needs only unsigned multiplies and shifts (BPF has no signed division before
+ * cpu v4, and it is not needed): for a CLOCK_TAI reading t,
+ *     ntp(t) = ntp_anchor + (t - tai_anchor_ns) * rate_int + hi64((t - tai_anchor_ns) * rate_frac)
+ * for t >= tai_anchor_ns, and the same subtracted for t < tai_anchor_ns, modulo 2^64 (the NTP era).
+ * rate_int + rate_frac / 2^64 is the number of NTP fraction units (2^-32 s) per TAI nanosecond,
+ * frequency correction included; src/sys/fastpath/state_map.rs computes it from ClockParams and
+ * mirrors this formula exactly. */
+struct strata_state {
+	__u64 seq;
+	__u64 tai_anchor_ns;
+	__u64 ntp_anchor;
+	__u64 rate_int;
+	__u64 rate_frac;
+	/* NTP 32.32: when the clock was last set (0: never, no dispersion growth). */
+	__u64 reference_time;
+	/* NTP short format (16.16), host byte order. */
+	__u32 root_delay;
+	__u32 root_dispersion;
+	/* The reference ID as it goes on the wire. */
+	__u8 refid[4];
+	/* STRATA_STATE_* */
+	__u8 flags;
+	/* The leap indicator announced while synchronized (0-3). */
+	__u8 leap;
+	__u8 stratum;
+	__s8 precision;
+};
+
+#define STRATA_STATE_VALID 1u  /* published at least once: until then every request goes up */
+#define STRATA_STATE_SYNCED 2u /* synchronized: answer with the time */
+#define STRATA_STATE_UNSYNC_DROP 4u /* while unsynchronized, drop instead of answering LI=3 */
 
 /* Per-CPU counters, indices into the counters array. Drops are grouped so that the ACL and
  * the rate limiter (a later issue) add their reasons after STRATA_DROP_SRC_PORT_ZERO. */
@@ -51,7 +91,12 @@ enum strata_counter {
 	STRATA_DROP_SRC_PORT_ZERO = 5, /* source port 0 cannot be answered */
 	STRATA_META_FAILED = 6,     /* no room for metadata: redirected without a stamp */
 	STRATA_HW_STAMPED = 7,      /* the NIC gave a hardware stamp */
-	STRATA_COUNTERS = 8,
+	STRATA_ANSWERED = 8,        /* answered by the program itself (XDP_TX) with the time */
+	STRATA_ANSWERED_UNSYNC = 9, /* answered by the program itself, unsynchronized (LI=3) */
+	STRATA_DROP_UNSYNC = 10,    /* not synchronized and configured to stay silent */
+	STRATA_STATE_TORN = 11,     /* the state changed under two reads: redirected instead */
+	STRATA_ANSWER_FAILED = 12,  /* could not shorten the frame for the reply: redirected */
+	STRATA_COUNTERS = 13,
 };
 
 #define STRATA_MAX_QUEUES 64

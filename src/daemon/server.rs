@@ -78,6 +78,21 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         }
     };
 
+    if let Running::Xdp(xdp) = &server {
+        // The XDP programs answer plain requests with what the control thread publishes.
+        match xdp.state_maps() {
+            Ok(maps) => {
+                for map in maps {
+                    control.add_mirror(Box::new(map));
+                }
+            }
+            Err(e) if config.xdp_answer => {
+                warn!("the XDP programs cannot be given the server state ({e}); every request goes to AF_XDP")
+            }
+            Err(_) => {}
+        }
+    }
+
     let observed = Observed {
         responders: server.responders().to_vec(),
         xdp: server.take_stats_readers(),
@@ -234,13 +249,14 @@ fn start_xdp(
             budget: config.batch_size as u32,
         }),
         device_bound: true,
+        answer: config.xdp_answer,
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     for served in server.served() {
         info!(
             "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
-             cores {}, batch size {}{})",
+             cores {}, batch size {}{}; {})",
             config.ntp_port,
             served.interface.name,
             served.mode,
@@ -255,7 +271,12 @@ fn start_xdp(
             config.mode,
             format_core_list(&config.cores),
             config.batch_size,
-            if config.busy_poll { ", busy polling" } else { "" }
+            if config.busy_poll { ", busy polling" } else { "" },
+            if config.xdp_answer {
+                "plain requests answered in XDP, the rest by AF_XDP"
+            } else {
+                "every request answered by AF_XDP (--xdp-answer off)"
+            }
         );
     }
     Ok(server)

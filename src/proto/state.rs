@@ -104,6 +104,13 @@ impl Words for Published {
     }
 }
 
+/// Another place a published snapshot must reach, in a form of its own: the XDP program's state
+/// map (`crate::sys::fastpath::state_map`). The control thread calls it after every
+/// publication, and once with the current snapshot when it is added.
+pub trait StateMirror: Send {
+    fn mirror(&mut self, published: &Published);
+}
+
 /// The control thread's handle for publishing snapshots.
 pub type StateWriter = SeqLockWriter<Published>;
 /// A responder's handle for reading them; clone one per responder.

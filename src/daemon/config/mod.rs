@@ -11,6 +11,7 @@
 //! iface = ["eth0"]                       # XDP path: serve every queue of these interfaces
 //! ntp_port = 123                         # the UDP port requests go to (XDP path, fallback)
 //! busy_poll = false                      # XDP path: busy-poll the AF_XDP sockets
+//! xdp_answer = "on"                      # XDP path: on | off, the program answers plain requests
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
@@ -57,7 +58,7 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance, FilePath,
-    InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, Peer, Pool, Port, Server, SocketPath,
+    InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool, Port, Server, SocketPath,
     Source, StepLimit, Stratum,
 };
 
@@ -95,6 +96,10 @@ settings! {
 
     /// Busy-poll the AF_XDP sockets (SO_PREFER_BUSY_POLL) instead of sleeping in poll()
     busy_poll: bool, flag(), key "busy_poll";
+
+    /// XDP path: the XDP program answers plain requests itself (XDP_TX); off sends every
+    /// request to the AF_XDP responders [default: on]
+    xdp_answer: Option<OnOff>, flag(value_name = "on|off"), key "xdp_answer";
 
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
@@ -217,6 +222,8 @@ pub struct ServerConfig {
     pub force: bool,
     /// Busy-poll the AF_XDP sockets.
     pub busy_poll: bool,
+    /// The XDP program answers plain requests itself.
+    pub xdp_answer: bool,
     /// The Prometheus endpoint.
     pub metrics: Endpoint<SocketAddr>,
     /// The control socket of `strata status`.
@@ -472,6 +479,7 @@ impl ServerConfig {
             ntp_port: s.ntp_port.map_or(DEFAULT_NTP_PORT, |g| g.value.0),
             force: s.force.is_some_and(|g| g.value),
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
+            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0),
             metrics,
             control,
             upstream,
@@ -668,6 +676,7 @@ mod tests {
                 ntp_port: 123,
                 force: false,
                 busy_poll: false,
+                xdp_answer: true,
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),

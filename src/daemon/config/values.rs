@@ -616,6 +616,30 @@ impl fmt::Display for Mode {
     }
 }
 
+/// A feature that is on or off: `on`/`off` on the command line, the same strings or a boolean
+/// in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnOff(pub bool);
+
+impl Setting for OnOff {
+    const CHOICES: &'static [Choice<OnOff>] = &[
+        Choice::new("on", OnOff(true), ""),
+        Choice::new("off", OnOff(false), ""),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+
+    fn from_toml(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Boolean(b) => Ok(OnOff(*b)),
+            Value::String(s) => Self::parse(s),
+            other => Err(expected("\"on\", \"off\" or a boolean", other)),
+        }
+    }
+}
+
 impl Setting for UnsyncPolicy {
     const CHOICES: &'static [Choice<UnsyncPolicy>] = &[
         Choice::new(

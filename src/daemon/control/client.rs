@@ -59,6 +59,7 @@ struct Link {
 pub(super) struct Shell {
     engine: Engine,
     writer: StateWriter,
+    mirrors: super::Mirrors,
     board: StatusBoard,
     entries: Vec<Entry>,
     associations: BTreeMap<SourceId, Link>,
@@ -85,6 +86,7 @@ impl Shell {
     pub(super) fn new(
         engine: Engine,
         writer: StateWriter,
+        mirrors: super::Mirrors,
         board: StatusBoard,
         sources: Vec<SourceSpec>,
         symmetric: Option<SymmetricReceiver>,
@@ -120,6 +122,7 @@ impl Shell {
         Shell {
             engine,
             writer,
+            mirrors,
             board,
             entries,
             associations: BTreeMap::new(),
@@ -245,6 +248,10 @@ impl Shell {
         let published = self.engine.published();
         if published != self.last_published {
             self.writer.publish(&published);
+            let mut mirrors = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+            for mirror in mirrors.iter_mut() {
+                mirror.mirror(&published);
+            }
             self.last_published = published;
         }
     }

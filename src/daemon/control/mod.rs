@@ -19,12 +19,12 @@ pub mod statslog;
 
 use std::io;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
 use crate::proto::clock::ClockParams;
-use crate::proto::state::{self, Published, StateReader};
+use crate::proto::state::{self, Published, StateMirror, StateReader};
 use crate::sys::clock::precision::measure_precision;
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 
@@ -46,8 +46,14 @@ pub struct Control {
     board: StatusBoard,
     precision: i8,
     symmetric: Option<SymmetricSender>,
+    mirrors: Mirrors,
     thread: JoinHandle<()>,
 }
+
+/// Where else each publication goes (the XDP programs' state maps), added once the paths run.
+/// Locked by the control thread once per publication and by [`Control::add_mirror`]: never on
+/// a responder's path.
+pub(crate) type Mirrors = Arc<Mutex<Vec<Box<dyn StateMirror>>>>;
 
 /// Measures the precision, publishes the first snapshot and starts the thread. The snapshot is
 /// in place before this returns, so responders started afterwards never see an empty state.
@@ -103,9 +109,11 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     } else {
         (None, None)
     };
+    let mirrors = Mirrors::default();
     let shell = Shell::new(
         engine,
         writer,
+        mirrors.clone(),
         board.clone(),
         up.sources.clone(),
         symmetric_rx,
@@ -121,6 +129,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         board,
         precision,
         symmetric: symmetric_tx,
+        mirrors,
         thread,
     })
 }
@@ -144,6 +153,14 @@ impl Control {
     /// The precision measured at start (log2 seconds).
     pub fn precision(&self) -> i8 {
         self.precision
+    }
+
+    /// Adds a mirror of every publication: it gets the current snapshot now, then each new one.
+    pub fn add_mirror(&self, mut mirror: Box<dyn StateMirror>) {
+        // Under the lock, so that a publication cannot fall between this read and the push.
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        mirror.mirror(&self.reader.read());
+        mirrors.push(mirror);
     }
 
     /// The snapshot as published now.

@@ -140,11 +140,24 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         XdpCounter::Redirected => "NTP requests the XDP program redirected to an AF_XDP socket, per CPU.",
         XdpCounter::Passed => "Frames the XDP program passed on to the kernel stack, per CPU.",
         XdpCounter::RedirectFailed => "NTP requests whose redirect to an AF_XDP socket failed, per CPU.",
-        XdpCounter::DropShort | XdpCounter::DropSrcPortZero => {
+        XdpCounter::DropShort | XdpCounter::DropSrcPortZero | XdpCounter::DropUnsync => {
             "Frames the XDP program dropped, by reason, per CPU."
         }
         XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
         XdpCounter::HwStamped => "Frames that carried a NIC hardware receive timestamp, per CPU.",
+        XdpCounter::Answered => {
+            "NTP requests the XDP program answered itself with the time (XDP_TX), per CPU."
+        }
+        XdpCounter::AnsweredUnsync => {
+            "NTP requests the XDP program answered itself as unsynchronized (LI=3), per CPU."
+        }
+        XdpCounter::StateTorn => {
+            "Plain requests redirected to AF_XDP because the published state changed under the \
+             program's two reads, per CPU."
+        }
+        XdpCounter::AnswerFailed => {
+            "Plain requests the XDP program could not turn into a reply (frame not shortened), per CPU."
+        }
     }
 }
 
@@ -291,6 +304,7 @@ impl ReportCollector {
             let drop_reason = |k: XdpCounter| match k {
                 XdpCounter::DropShort => Some("short"),
                 XdpCounter::DropSrcPortZero => Some("src_port_zero"),
+                XdpCounter::DropUnsync => Some("unsynchronized"),
                 _ => None,
             };
             // The drop counters share one family (`reason` label); every other counter is its

@@ -2,9 +2,11 @@
 //! lock-free snapshot that publishes them, and the [`Clock`] abstraction (reading a real kernel
 //! clock is the systems layer's: `crate::sys::clock`).
 
+pub mod linear;
 pub mod params;
 pub mod seqlock;
 
+pub use linear::LinearNtp;
 pub use params::ClockParams;
 
 use crate::proto::wire::NtpTimestamp;

@@ -11,8 +11,16 @@ pub const MAP_COUNTERS: &str = "strata_counters";
 pub const MAP_CONFIG: &str = "strata_config";
 pub const MAP_ADDRS_V4: &str = "strata_addrs_v4";
 pub const MAP_ADDRS_V6: &str = "strata_addrs_v6";
+pub const MAP_STATE: &str = "strata_state";
 /// Every map, for reusing aya's maps in the device-bound object.
-pub const MAPS: [&str; 5] = [MAP_XSKS, MAP_COUNTERS, MAP_CONFIG, MAP_ADDRS_V4, MAP_ADDRS_V6];
+pub const MAPS: [&str; 6] = [
+    MAP_XSKS,
+    MAP_COUNTERS,
+    MAP_CONFIG,
+    MAP_ADDRS_V4,
+    MAP_ADDRS_V6,
+    MAP_STATE,
+];
 
 /// Queues (XSKMAP entries) and addresses (per family) the maps have room for.
 pub const MAX_QUEUES: u32 = 64;
@@ -23,6 +31,12 @@ pub const META_HW: u32 = 1;
 
 pub const CFG_CHECK_V4: u16 = 1;
 pub const CFG_CHECK_V6: u16 = 2;
+/// The program answers plain requests itself (`--xdp-answer on`).
+pub const CFG_ANSWER: u16 = 4;
+
+pub const STATE_VALID: u8 = 1;
+pub const STATE_SYNCED: u8 = 2;
+pub const STATE_UNSYNC_DROP: u8 = 4;
 
 /// `struct strata_meta`: written by the program just before the frame's first byte.
 #[repr(C)]
@@ -51,6 +65,29 @@ pub struct XdpConfig {
 // SAFETY: plain old data, `repr(C)`, no padding (2 + 2 + 4 bytes), every bit pattern valid.
 unsafe impl aya::Pod for XdpConfig {}
 
+/// `struct strata_state`, the single entry of the state map: what the control thread publishes,
+/// as the program reads it (see `xdp-prog/strata_xdp.h` and [`super::state_map`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpState {
+    /// Odd while user space writes (a sequence lock).
+    pub seq: u64,
+    pub tai_anchor_ns: u64,
+    pub ntp_anchor: u64,
+    pub rate_int: u64,
+    pub rate_frac: u64,
+    pub reference_time: u64,
+    pub root_delay: u32,
+    pub root_dispersion: u32,
+    pub refid: [u8; 4],
+    pub flags: u8,
+    pub leap: u8,
+    pub stratum: u8,
+    pub precision: i8,
+}
+
+pub const STATE_LEN: usize = std::mem::size_of::<XdpState>();
+
 /// `enum strata_counter`: what each slot of the per-CPU counter array counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum XdpCounter {
@@ -62,11 +99,16 @@ pub enum XdpCounter {
     DropSrcPortZero,
     MetaFailed,
     HwStamped,
+    Answered,
+    AnsweredUnsync,
+    DropUnsync,
+    StateTorn,
+    AnswerFailed,
 }
 
 impl XdpCounter {
     /// In index order.
-    pub const ALL: [XdpCounter; 8] = [
+    pub const ALL: [XdpCounter; 13] = [
         XdpCounter::Seen,
         XdpCounter::Redirected,
         XdpCounter::Passed,
@@ -75,6 +117,11 @@ impl XdpCounter {
         XdpCounter::DropSrcPortZero,
         XdpCounter::MetaFailed,
         XdpCounter::HwStamped,
+        XdpCounter::Answered,
+        XdpCounter::AnsweredUnsync,
+        XdpCounter::DropUnsync,
+        XdpCounter::StateTorn,
+        XdpCounter::AnswerFailed,
     ];
 
     pub const fn index(self) -> u32 {
@@ -92,6 +139,11 @@ impl XdpCounter {
             XdpCounter::DropSrcPortZero => "drop_src_port_zero",
             XdpCounter::MetaFailed => "meta_failed",
             XdpCounter::HwStamped => "hw_stamped",
+            XdpCounter::Answered => "answered",
+            XdpCounter::AnsweredUnsync => "answered_unsync",
+            XdpCounter::DropUnsync => "drop_unsync",
+            XdpCounter::StateTorn => "state_torn",
+            XdpCounter::AnswerFailed => "answer_failed",
         }
     }
 }
@@ -107,7 +159,14 @@ impl XdpCounters {
 
     /// Frames the program dropped, for every reason.
     pub fn dropped(&self) -> u64 {
-        self.get(XdpCounter::DropShort) + self.get(XdpCounter::DropSrcPortZero)
+        self.get(XdpCounter::DropShort)
+            + self.get(XdpCounter::DropSrcPortZero)
+            + self.get(XdpCounter::DropUnsync)
+    }
+
+    /// Requests the program answered itself (XDP_TX), synchronized or not.
+    pub fn answered(&self) -> u64 {
+        self.get(XdpCounter::Answered) + self.get(XdpCounter::AnsweredUnsync)
     }
 }
 
@@ -134,6 +193,11 @@ mod tests {
         assert_eq!(std::mem::offset_of!(Meta, hw_ns), 8);
         assert_eq!(std::mem::offset_of!(Meta, magic), 16);
         assert_eq!(std::mem::size_of::<XdpConfig>(), 8);
+        assert_eq!(STATE_LEN, 64);
+        assert_eq!(std::mem::offset_of!(XdpState, reference_time), 40);
+        assert_eq!(std::mem::offset_of!(XdpState, root_delay), 48);
+        assert_eq!(std::mem::offset_of!(XdpState, refid), 56);
+        assert_eq!(std::mem::offset_of!(XdpState, precision), 63);
         assert_eq!(META_LEN % 4, 0, "the kernel wants metadata in 4-byte units");
     }
 

@@ -26,9 +26,10 @@ use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
 use super::abi::{
-    XdpConfig, XdpCounter, XdpCounters, CFG_CHECK_V4, CFG_CHECK_V6, MAPS, MAP_ADDRS_V4, MAP_ADDRS_V6,
-    MAP_CONFIG, MAP_COUNTERS, MAP_XSKS, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+    XdpConfig, XdpCounter, XdpCounters, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, MAPS, MAP_ADDRS_V4,
+    MAP_ADDRS_V6, MAP_CONFIG, MAP_COUNTERS, MAP_STATE, MAP_XSKS, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
 };
+use super::state_map::StateMap;
 use super::iface::Interface;
 use super::{devbound, existing, program};
 
@@ -60,6 +61,8 @@ pub struct ProgramOptions {
     pub ntp_port: u16,
     /// Replace an XDP program that is not strata's.
     pub force: bool,
+    /// Answer plain requests in the program (XDP_TX) instead of redirecting them.
+    pub answer: bool,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -131,7 +134,7 @@ impl XdpProgram {
         let replaced = clear_the_way(iface, options.force)?;
         let mut ebpf = Ebpf::load(program::PLAIN)
             .map_err(|e| other(format!("cannot load the XDP object: {}", chain(&e))))?;
-        configure(&mut ebpf, options.ntp_port, addrs)?;
+        configure(&mut ebpf, options, addrs)?;
         Ok(XdpProgram {
             ebpf,
             interface: iface.name.clone(),
@@ -247,6 +250,28 @@ impl XdpProgram {
         Ok(out)
     }
 
+    /// A writable mapping of the state map, for the control thread to publish into (see
+    /// [`StateMap`]). Until the first publication the program answers nothing itself.
+    pub fn state_map(&self) -> io::Result<StateMap> {
+        StateMap::map(map_data(&self.ebpf, MAP_STATE)?.fd().as_fd(), &self.interface)
+    }
+
+    /// The loaded program's descriptor (for BPF_PROG_TEST_RUN in tests), once attached by aya.
+    pub fn program_fd(&self) -> io::Result<std::os::fd::BorrowedFd<'_>> {
+        if let Some((prog, _)) = &self.devbound {
+            return Ok(prog.as_fd());
+        }
+        let xdp: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or_else(|| other(format!("program {PROGRAM_NAME} is missing from the XDP object")))?
+            .try_into()
+            .map_err(|e| other(format!("{PROGRAM_NAME} is not an XDP program: {e}")))?;
+        xdp.fd()
+            .map(|fd| fd.as_fd())
+            .map_err(|e| other(format!("the XDP program is not loaded: {e}")))
+    }
+
     /// A duplicate of the counters map's descriptor, for a reader on another thread
     /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
     pub fn counters_map_fd(&self) -> io::Result<OwnedFd> {
@@ -349,8 +374,8 @@ fn clear_the_way(iface: &Interface, force: bool) -> io::Result<Option<existing::
 }
 
 /// Fills the config map and the address maps.
-fn configure(ebpf: &mut Ebpf, ntp_port: u16, addrs: &[IpAddr]) -> io::Result<()> {
-    let mut flags = 0;
+fn configure(ebpf: &mut Ebpf, options: &ProgramOptions, addrs: &[IpAddr]) -> io::Result<()> {
+    let mut flags = if options.answer { CFG_ANSWER } else { 0 };
     {
         let mut v4 = HashMap::<_, u32, u8>::try_from(map_mut(ebpf, MAP_ADDRS_V4)?)
             .map_err(|e| other(format!("map {MAP_ADDRS_V4}: {e}")))?;
@@ -385,7 +410,7 @@ fn configure(ebpf: &mut Ebpf, ntp_port: u16, addrs: &[IpAddr]) -> io::Result<()>
         .set(
             0,
             XdpConfig {
-                ntp_port_be: ntp_port.to_be(),
+                ntp_port_be: options.ntp_port.to_be(),
                 flags,
                 reserved: 0,
             },

@@ -6,6 +6,8 @@
 //! - [`loader`], [`devbound`], [`existing`]: loading, attaching, replacing a stale program;
 //! - [`iface`]: queues and addresses of an interface;
 //! - [`hwstamp`]: the NIC's hardware receive stamps;
+//! - [`state_map`]: the server state the program answers plain requests with, published by the
+//!   control thread;
 //! - [`xsk`]: the AF_XDP socket of a queue;
 //! - [`responder`]: the loop of one thread.
 //!
@@ -22,6 +24,7 @@ pub mod iface;
 pub mod loader;
 pub mod program;
 pub mod responder;
+pub mod state_map;
 pub mod stats;
 pub mod xsk;
 
@@ -58,6 +61,8 @@ pub struct FastPathConfig {
     pub busy_poll: Option<BusyPoll>,
     /// Try the device-bound program (hardware stamps) first.
     pub device_bound: bool,
+    /// The XDP program answers plain requests itself (`--xdp-answer`).
+    pub answer: bool,
 }
 
 /// One interface being served.
@@ -123,6 +128,7 @@ pub fn run_with_symmetric(
         let options = ProgramOptions {
             ntp_port: config.ntp_port,
             force: config.force,
+            answer: config.answer,
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
         for queue in 0..interface.rx_queues {
@@ -208,6 +214,12 @@ pub fn run_with_symmetric(
 impl XdpServer {
     pub fn served(&self) -> &[Served] {
         &self.served
+    }
+
+    /// A writable mapping of every interface's state map, for the control thread to publish
+    /// into (`StateMirror`).
+    pub fn state_maps(&self) -> io::Result<Vec<state_map::StateMap>> {
+        self.served.iter().map(|s| s.program.state_map()).collect()
     }
 
     pub fn responders(&self) -> &[ResponderCounters] {
