@@ -104,6 +104,8 @@ fn line<'a>(log: &'a str, start: &str) -> &'a str {
 
 /// The counters a test checks, from the exit log.
 struct Totals {
+    /// Answered by the XDP program itself (XDP_TX).
+    answered: u64,
     redirected: u64,
     passed: u64,
     requests: u64,
@@ -119,6 +121,7 @@ fn totals(log: &str) -> Totals {
         "the socket path must not run:\n{log}"
     );
     Totals {
+        answered: field(program, "answered"),
         redirected: field(program, "redirected"),
         passed: field(program, "passed"),
         requests: field(total, "total:"),
@@ -133,17 +136,17 @@ fn stop(server: Server) -> String {
     log
 }
 
-#[test]
-#[ignore = "needs root, network namespaces, XDP, python3, ntpdig and chronyd (make test runs it)"]
-fn real_clients_are_answered_through_af_xdp() {
+/// ntpdig three times and chronyd once against a server started with `args`, each checked;
+/// the server's exit log.
+fn real_clients(args: &[&str]) -> Option<String> {
     if !Lab::available()
         || !available("ntpdig (Debian package ntpsec-ntpdig)", have_command("ntpdig"))
         || !available("chronyd (Debian package chrony)", have_command("chronyd"))
     {
-        return;
+        return None;
     }
     let lab = Lab::up();
-    let server = lab.serve(&["--cores", "0"]);
+    let server = lab.serve(args);
     for _ in 0..3 {
         let out = lab.exec("cli", "ntpdig", &["-j", "-t", "2", SERVER_V4]);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -177,24 +180,55 @@ fn real_clients_are_answered_through_af_xdp() {
     assert!(offset.abs() < 1e-3, "offset {offset} s:\n{text}");
 
     let log = stop(server);
+    assert!(!lab.xdp_attached(), "a clean stop leaves no XDP program");
+    Some(log)
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, XDP, ntpdig and chronyd (make test runs it)"]
+fn real_clients_are_answered_by_the_xdp_program() {
+    let Some(log) = real_clients(&["--cores", "0"]) else {
+        return;
+    };
+    let t = totals(&log);
+    // Their requests are plain (48 bytes, mode 3): every one answered with XDP_TX (3 from
+    // ntpdig, and chronyd's, as many as it chose to send), none left to the responders. They
+    // come from a local stack over veth with default offloads: unfinished UDP checksums.
+    assert!(t.answered > 3, "{log}");
+    assert_eq!((t.redirected, t.requests), (0, 0), "{log}");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, XDP, ntpdig and chronyd (make test runs it)"]
+fn real_clients_are_answered_through_af_xdp() {
+    let Some(log) = real_clients(&["--cores", "0", "--xdp-answer", "off"]) else {
+        return;
+    };
     let t = totals(&log);
     // Every request the clients sent went through the XDP redirect to a responder, and each
     // got its reply: 3 from ntpdig, and chronyd's (as many as it chose to send).
+    assert_eq!(t.answered, 0, "{log}");
     assert!(t.redirected > 3, "{log}");
     assert_eq!(t.requests, t.redirected, "{log}");
     assert_eq!(t.replies, t.requests, "{log}");
     assert_eq!(t.xdp_stamps, t.replies, "every T2 is the XDP stamp:\n{log}");
-    assert!(!lab.xdp_attached(), "a clean stop leaves no XDP program");
 }
 
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn t2_is_the_xdp_stamp_between_send_and_t3() {
+    for tier in ["on", "off"] {
+        t2_between_send_and_t3(tier);
+    }
+}
+
+/// T2 of replies from the XDP program (`--xdp-answer on`) or an AF_XDP responder (`off`).
+fn t2_between_send_and_t3(xdp_answer: &str) {
     if !Lab::available() {
         return;
     }
     let lab = Lab::up();
-    let server = lab.serve(&["--cores", "1"]);
+    let server = lab.serve(&["--cores", "1", "--xdp-answer", xdp_answer]);
     const N: u64 = 20;
     let exchanges = lab.run_in("cli", || {
         (0..N)
@@ -224,16 +258,26 @@ fn t2_is_the_xdp_stamp_between_send_and_t3() {
         assert!(t3 > t2, "T3 {t3} not after T2 {t2}");
     }
     let t = totals(&log);
-    assert_eq!(
-        (t.redirected, t.requests, t.replies, t.xdp_stamps),
-        (N, N, N, N),
-        "{log}"
-    );
+    if xdp_answer == "on" {
+        assert_eq!((t.answered, t.redirected, t.requests), (N, 0, 0), "{log}");
+    } else {
+        assert_eq!(
+            (t.answered, t.redirected, t.requests, t.replies, t.xdp_stamps),
+            (0, N, N, N, N),
+            "{log}"
+        );
+    }
 }
 
 #[test]
 #[ignore = "needs root, network namespaces, XDP and python3 (make test runs it)"]
 fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
+    for tier in ["on", "off"] {
+        ipv6_and_vlan(tier);
+    }
+}
+
+fn ipv6_and_vlan(xdp_answer: &str) {
     if !Lab::available() {
         return;
     }
@@ -252,7 +296,7 @@ fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
         bytes.try_into().unwrap()
     };
     let (cli_mac, srv_mac) = (mac("cli", "cli0"), mac("srv", "srv0"));
-    let server = lab.serve(&["--cores", "0"]);
+    let server = lab.serve(&["--cores", "0", "--xdp-answer", xdp_answer]);
 
     // Services the kernel answers while the program is attached: UDP on another port, TCP.
     let (udp_echo, tcp) = lab.run_in("srv", || {
@@ -313,7 +357,11 @@ fn ipv6_and_vlan_are_answered_and_other_traffic_passes() {
     assert!(ping_ok, "no ICMP echo reply from {SERVER_V4}");
     let log = stop(server);
     let t = totals(&log);
-    assert_eq!((t.redirected, t.replies), (2, 2), "{log}");
+    if xdp_answer == "on" {
+        assert_eq!((t.answered, t.redirected, t.replies), (2, 0, 0), "{log}");
+    } else {
+        assert_eq!((t.answered, t.redirected, t.replies), (0, 2, 2), "{log}");
+    }
     assert!(t.passed > 0, "{log}");
 }
 
@@ -532,7 +580,8 @@ fn each_queue_is_answered_by_its_own_responder() {
         return;
     }
     let lab = Lab::up();
-    let server = lab.serve(&["--cores", "0,1"]);
+    // The responders' own counters are the point: every request goes to AF_XDP.
+    let server = lab.serve(&["--cores", "0,1", "--xdp-answer", "off"]);
     // veth picks the receive queue from the sender's transmit queue, which follows the
     // socket's flow hash: many sockets spread over both queues.
     const N: usize = 64;
@@ -742,5 +791,37 @@ fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
     assert!(
         symmetric > 0,
         "no mode-1 packet reached B's XDP responders:\n{log_b}\n{log_a}"
+    );
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn requests_with_a_mac_go_to_af_xdp_while_plain_ones_are_answered_in_xdp() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    let server = lab.serve(&["--cores", "0"]);
+    let replies = lab.run_in("cli", || {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let to = SocketAddr::new(SERVER_V4.parse().unwrap(), 123);
+        // A plain request, then one with a 20-byte MAC (key ID and MD5 digest) after the header.
+        [48, 68].map(|len| {
+            sock.send_to(&client_request(0x23, len), to).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, _) = sock.recv_from(&mut buf).expect("a reply");
+            buf[..n].to_vec()
+        })
+    });
+    for reply in &replies {
+        assert_valid_reply(reply);
+    }
+    let log = stop(server);
+    let t = totals(&log);
+    assert_eq!(
+        (t.answered, t.redirected, t.requests, t.replies),
+        (1, 1, 1, 1),
+        "the plain request answered in XDP, the other by a responder:\n{log}"
     );
 }
