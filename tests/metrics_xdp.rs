@@ -33,6 +33,9 @@ fn xdp_scrape_is_clean_and_counts_exactly() {
             "1",
             "--cores",
             "1",
+            // The responders' series are the point here: every request goes to AF_XDP.
+            "--xdp-answer",
+            "off",
             "--metrics",
             "127.0.0.1:0",
             "--control",
@@ -151,4 +154,65 @@ fn xdp_scrape_is_clean_and_counts_exactly() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
     assert!(!control.exists());
+}
+
+/// With the answer tier on (the default), plain requests are counted as the XDP program's own
+/// answers and never reach the responders' series; a request with a MAC goes to a responder.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn xdp_answers_are_counted_as_the_programs_own() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    let mut server = Server::start(
+        Some(&lab.ns("srv")),
+        &[
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+            "--control",
+            "off",
+        ],
+        None,
+    );
+    server.wait_for_log("through XDP");
+    let metrics = metrics_addr(&server.log());
+    let srv = lab.ns("srv");
+    let cli = lab.ns("cli");
+    let scrape_srv = || {
+        let ns = srv.clone();
+        parse(&run_in(&ns, move || scrape(metrics)))
+    };
+    let ntp: SocketAddr = SERVER.parse().unwrap();
+    assert_eq!(run_in(&cli, move || exchange(ntp, "0.0.0.0:0", 1)), 1);
+    let before = scrape_srv();
+    const N: usize = 25;
+    assert_eq!(run_in(&cli, move || exchange(ntp, "0.0.0.0:0", N)), N);
+    run_in(&cli, move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        sock.send_to(&client_request(0x23, 68), ntp).unwrap();
+        let mut buf = [0u8; 128];
+        assert_eq!(sock.recv(&mut buf).expect("a reply to the MAC request"), 48);
+    });
+    let after = scrape_srv();
+    let delta = |name: &str, with: &[(&str, &str)]| after.sum(name, with) - before.sum(name, with);
+    let srv0 = [("interface", "srv0")];
+    assert_eq!(delta("strata_xdp_answered_total", &srv0), N as f64);
+    assert_eq!(delta("strata_xdp_answered_unsync_total", &srv0), 0.0);
+    assert_eq!(delta("strata_xdp_redirected_total", &srv0), 1.0);
+    assert_eq!(delta("strata_requests_total", &[XDP]), 1.0);
+    assert_eq!(delta("strata_replies_total", &[XDP]), 1.0);
+    assert!(after.has("strata_xdp_state_torn_total"));
+    assert_eq!(after.sum("strata_xdp_dropped_total", &[("reason", "unsynchronized")]), 0.0);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
 }

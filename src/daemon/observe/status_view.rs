@@ -215,6 +215,17 @@ fn serverstats(out: &mut String, r: &Report) {
         );
     }
     counters_row(out, "total", "", &r.total);
+    // The XDP program's own answers never reach a responder, so the table above lacks them.
+    for p in &r.xdp_programs {
+        let sum = |key: &str| -> u64 { p.cpus.iter().filter_map(|cpu| cpu.get(key)).sum() };
+        let _ = writeln!(
+            out,
+            "XDP answered    : {} {} time, {} unsynchronized (by the XDP program, not in the table)",
+            p.interface,
+            sum("answered"),
+            sum("answered_unsync")
+        );
+    }
     let t = &r.total;
     let _ = writeln!(out, "Drops           : {}", nonzero(&t.drops));
     let _ = writeln!(out, "KoD sent        : {}", nonzero(&t.kiss));
