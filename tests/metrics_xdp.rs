@@ -198,7 +198,8 @@ fn xdp_answers_are_counted_as_the_programs_own() {
     assert_eq!(run_in(&cli, move || exchange(ntp, "0.0.0.0:0", N)), N);
     run_in(&cli, move || {
         let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        sock.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
         sock.send_to(&client_request(0x23, 68), ntp).unwrap();
         let mut buf = [0u8; 128];
         assert_eq!(sock.recv(&mut buf).expect("a reply to the MAC request"), 48);
@@ -212,7 +213,10 @@ fn xdp_answers_are_counted_as_the_programs_own() {
     assert_eq!(delta("strata_requests_total", &[XDP]), 1.0);
     assert_eq!(delta("strata_replies_total", &[XDP]), 1.0);
     assert!(after.has("strata_xdp_state_torn_total"));
-    assert_eq!(after.sum("strata_xdp_dropped_total", &[("reason", "unsynchronized")]), 0.0);
+    assert_eq!(
+        after.sum("strata_xdp_dropped_total", &[("reason", "unsynchronized")]),
+        0.0
+    );
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }

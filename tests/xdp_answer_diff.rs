@@ -110,14 +110,7 @@ impl Tier {
         } else {
             (NtpTimestamp(1), NtpTimestamp(2))
         };
-        let rust = reply_in_place(
-            &mut theirs,
-            t2,
-            t3,
-            Admission::Serve,
-            &self.published.server,
-            123,
-        );
+        let rust = reply_in_place(&mut theirs, t2, t3, Admission::Serve, &self.published.server, 123);
         match verdict {
             XDP_TX => {
                 let reply: FrameReply = rust.unwrap_or_else(|e| {
@@ -128,7 +121,11 @@ impl Tier {
                     &theirs[..reply.len],
                     "the replies differ for {frame:02x?}"
                 );
-                assert_eq!(ntp_payload_len(frame), Some(48), "XDP answered a request that is not plain");
+                assert_eq!(
+                    ntp_payload_len(frame),
+                    Some(48),
+                    "XDP answered a request that is not plain"
+                );
                 // T2 and T3 on the published clock between the reads around the run; the line
                 // is within a few ns of ClockParams itself (tests of LinearNtp), allow 5.
                 let lo = self.published.clock.ntp_from_tai(before as i64).add_nanos(-5);
@@ -159,7 +156,11 @@ impl Tier {
                         verdict == XDP_PASS && ntp_payload_len(frame) != Some(48),
                         "reply_in_place answers ({:?}) what XDP {} for {frame:02x?}",
                         reply.kind,
-                        if verdict == XDP_DROP { "dropped" } else { "left to AF_XDP" },
+                        if verdict == XDP_DROP {
+                            "dropped"
+                        } else {
+                            "left to AF_XDP"
+                        },
                     );
                 }
             }
@@ -201,10 +202,16 @@ fn assert_checksums(reply: &[u8]) {
         let ip = ipv4::Packet::new_checked(&reply[l3..]).unwrap();
         assert!(ip.verify_checksum(), "IPv4 header checksum");
         assert!(datagram.checksum() != 0);
-        assert!(datagram.verify_checksum_v4(ip.src_addr(), ip.dst_addr()), "UDP checksum");
+        assert!(
+            datagram.verify_checksum_v4(ip.src_addr(), ip.dst_addr()),
+            "UDP checksum"
+        );
     } else {
         let ip = ipv6::Packet::new_checked(&reply[l3..]).unwrap();
-        assert!(datagram.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()), "UDP checksum");
+        assert!(
+            datagram.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()),
+            "UDP checksum"
+        );
     }
 }
 
@@ -306,10 +313,30 @@ fn hand_written_frames_get_the_same_answer_from_both_tiers() {
         cases.push(("v6", plain(RequestFrame::v6()), XDP_TX));
         for (name, vlan) in [
             ("vlan", Vlan::Single(INNER)),
-            ("qinq", Vlan::Double { outer: OUTER, inner: INNER }),
+            (
+                "qinq",
+                Vlan::Double {
+                    outer: OUTER,
+                    inner: INNER,
+                },
+            ),
         ] {
-            cases.push((name, plain(RequestFrame { vlan, ..RequestFrame::v4() }), XDP_TX));
-            cases.push((name, plain(RequestFrame { vlan, ..RequestFrame::v6() }), XDP_TX));
+            cases.push((
+                name,
+                plain(RequestFrame {
+                    vlan,
+                    ..RequestFrame::v4()
+                }),
+                XDP_TX,
+            ));
+            cases.push((
+                name,
+                plain(RequestFrame {
+                    vlan,
+                    ..RequestFrame::v6()
+                }),
+                XDP_TX,
+            ));
         }
         for options in [vec![1, 1, 1, 0], vec![1; 40]] {
             let f = RequestFrame {
@@ -343,8 +370,22 @@ fn hand_written_frames_get_the_same_answer_from_both_tiers() {
             }),
             XDP_TX,
         ));
-        cases.push(("padded", plain(RequestFrame { padding: 6, ..RequestFrame::v4() }), XDP_TX));
-        cases.push(("padded v6", plain(RequestFrame { padding: 20, ..RequestFrame::v6() }), XDP_TX));
+        cases.push((
+            "padded",
+            plain(RequestFrame {
+                padding: 6,
+                ..RequestFrame::v4()
+            }),
+            XDP_TX,
+        ));
+        cases.push((
+            "padded v6",
+            plain(RequestFrame {
+                padding: 20,
+                ..RequestFrame::v6()
+            }),
+            XDP_TX,
+        ));
         cases.push(("short", plain(v4_with(ntp_request()[..47].to_vec())), XDP_DROP));
         cases.push(("empty", plain(v4_with(Vec::new())), XDP_DROP));
         let mut long = ntp_request().to_vec();
@@ -411,8 +452,22 @@ fn hand_written_frames_get_the_same_answer_from_both_tiers() {
             ("multicast MAC", EthernetAddress([0x01, 0, 0x5e, 0, 0, 1])),
             ("zero MAC", EthernetAddress([0; 6])),
         ] {
-            cases.push((name, plain(RequestFrame { src_mac: mac, ..RequestFrame::v4() }), XDP_PASS));
-            cases.push((name, plain(RequestFrame { dst_mac: mac, ..RequestFrame::v4() }), XDP_PASS));
+            cases.push((
+                name,
+                plain(RequestFrame {
+                    src_mac: mac,
+                    ..RequestFrame::v4()
+                }),
+                XDP_PASS,
+            ));
+            cases.push((
+                name,
+                plain(RequestFrame {
+                    dst_mac: mac,
+                    ..RequestFrame::v4()
+                }),
+                XDP_PASS,
+            ));
         }
         // Checksums: none (IPv4 only), partial (a local sender over veth), wrong.
         let mut zero = RequestFrame::v4().build();
@@ -490,7 +545,10 @@ fn frames() -> impl Strategy<Value = Vec<u8>> {
     let vlan = prop_oneof![
         Just(Vlan::Untagged),
         Just(Vlan::Single(INNER)),
-        Just(Vlan::Double { outer: OUTER, inner: INNER })
+        Just(Vlan::Double {
+            outer: OUTER,
+            inner: INNER
+        })
     ];
     let ip = prop_oneof![
         (0usize..=10).prop_map(|words| Ip::V4 {
@@ -524,30 +582,40 @@ fn frames() -> impl Strategy<Value = Vec<u8>> {
     ];
     let checksum_kind = 0u8..4;
     let mutations = proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3);
-    (vlan, ip, payload, 0u8..64, 0u8..4, 0usize..12, checksum_kind, mutations).prop_map(
-        |(vlan, ip, payload, dscp, ecn, padding, checksum_kind, mutations)| {
-            let mut frame = RequestFrame {
-                vlan,
-                ip,
-                payload,
-                dscp,
-                ecn,
-                padding,
-                ..RequestFrame::v4()
-            }
-            .build();
-            match checksum_kind {
-                1 => set_udp_checksum(&mut frame, |pseudo| pseudo),
-                2 => set_udp_checksum(&mut frame, |_| 0),
-                _ => {}
-            }
-            for (at, xor) in mutations {
-                let at = at % frame.len();
-                frame[at] ^= xor;
-            }
-            frame
-        },
+    (
+        vlan,
+        ip,
+        payload,
+        0u8..64,
+        0u8..4,
+        0usize..12,
+        checksum_kind,
+        mutations,
     )
+        .prop_map(
+            |(vlan, ip, payload, dscp, ecn, padding, checksum_kind, mutations)| {
+                let mut frame = RequestFrame {
+                    vlan,
+                    ip,
+                    payload,
+                    dscp,
+                    ecn,
+                    padding,
+                    ..RequestFrame::v4()
+                }
+                .build();
+                match checksum_kind {
+                    1 => set_udp_checksum(&mut frame, |pseudo| pseudo),
+                    2 => set_udp_checksum(&mut frame, |_| 0),
+                    _ => {}
+                }
+                for (at, xor) in mutations {
+                    let at = at % frame.len();
+                    frame[at] ^= xor;
+                }
+                frame
+            },
+        )
 }
 
 #[test]
@@ -620,7 +688,7 @@ fn a_reply_never_mixes_two_publications() {
                 let mut map = map;
                 let mut writes = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let p = if writes % 2 == 0 { &a } else { &b };
+                    let p = if writes.is_multiple_of(2) { &a } else { &b };
                     map.write(&encode(p, tai_now()));
                     writes += 1;
                 }

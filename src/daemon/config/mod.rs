@@ -58,8 +58,8 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance, FilePath,
-    InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool, Port, Server, SocketPath,
-    Source, StepLimit, Stratum,
+    InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool, Port, Server,
+    SocketPath, Source, StepLimit, Stratum,
 };
 
 settings! {

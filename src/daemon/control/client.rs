@@ -19,7 +19,7 @@ use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
-use crate::proto::state::{Published, StateWriter};
+use crate::proto::state::Published;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 use crate::sys::handoff::SymmetricReceiver;
@@ -58,8 +58,7 @@ struct Link {
 
 pub(super) struct Shell {
     engine: Engine,
-    writer: StateWriter,
-    mirrors: super::Mirrors,
+    publisher: super::Publisher,
     board: StatusBoard,
     entries: Vec<Entry>,
     associations: BTreeMap<SourceId, Link>,
@@ -85,8 +84,7 @@ impl Shell {
 
     pub(super) fn new(
         engine: Engine,
-        writer: StateWriter,
-        mirrors: super::Mirrors,
+        publisher: super::Publisher,
         board: StatusBoard,
         sources: Vec<SourceSpec>,
         symmetric: Option<SymmetricReceiver>,
@@ -121,8 +119,7 @@ impl Shell {
             .collect();
         Shell {
             engine,
-            writer,
-            mirrors,
+            publisher,
             board,
             entries,
             associations: BTreeMap::new(),
@@ -247,11 +244,7 @@ impl Shell {
         }
         let published = self.engine.published();
         if published != self.last_published {
-            self.writer.publish(&published);
-            let mut mirrors = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
-            for mirror in mirrors.iter_mut() {
-                mirror.mirror(&published);
-            }
+            self.publisher.publish(&published);
             self.last_published = published;
         }
     }

@@ -55,6 +55,22 @@ pub struct Control {
 /// a responder's path.
 pub(crate) type Mirrors = Arc<Mutex<Vec<Box<dyn StateMirror>>>>;
 
+/// Where the control thread publishes: the responders' seqlock, then every mirror.
+pub(crate) struct Publisher {
+    writer: state::StateWriter,
+    mirrors: Mirrors,
+}
+
+impl Publisher {
+    pub(crate) fn publish(&mut self, published: &Published) {
+        self.writer.publish(published);
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        for mirror in mirrors.iter_mut() {
+            mirror.mirror(published);
+        }
+    }
+}
+
 /// Measures the precision, publishes the first snapshot and starts the thread. The snapshot is
 /// in place before this returns, so responders started afterwards never see an empty state.
 pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Control> {
@@ -112,8 +128,10 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     let mirrors = Mirrors::default();
     let shell = Shell::new(
         engine,
-        writer,
-        mirrors.clone(),
+        Publisher {
+            writer,
+            mirrors: mirrors.clone(),
+        },
         board.clone(),
         up.sources.clone(),
         symmetric_rx,

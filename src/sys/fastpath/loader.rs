@@ -29,8 +29,8 @@ use super::abi::{
     XdpConfig, XdpCounter, XdpCounters, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, MAPS, MAP_ADDRS_V4,
     MAP_ADDRS_V6, MAP_CONFIG, MAP_COUNTERS, MAP_STATE, MAP_XSKS, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
 };
-use super::state_map::StateMap;
 use super::iface::Interface;
+use super::state_map::StateMap;
 use super::{devbound, existing, program};
 
 /// How the program ended up attached.

@@ -54,13 +54,7 @@ pub fn encode(published: &Published, tai_now_ns: u64) -> XdpState {
 /// The entry as the 8 native-endian words it occupies in memory.
 fn words(state: &XdpState) -> [u64; WORDS] {
     let tail = u32::from_ne_bytes(state.refid) as u64
-        | (u32::from_ne_bytes([
-            state.flags,
-            state.leap,
-            state.stratum,
-            state.precision as u8,
-        ]) as u64)
-            << 32;
+        | (u32::from_ne_bytes([state.flags, state.leap, state.stratum, state.precision as u8]) as u64) << 32;
     // On a big-endian host the two u32s of a word swap places; the layout test pins both.
     let (pair, tail) = if cfg!(target_endian = "little") {
         (
@@ -222,9 +216,6 @@ mod tests {
         let mut unsync = published;
         unsync.server.synchronized = false;
         unsync.server.unsync_policy = UnsyncPolicy::Drop;
-        assert_eq!(
-            encode(&unsync, 0).flags,
-            STATE_VALID | STATE_UNSYNC_DROP
-        );
+        assert_eq!(encode(&unsync, 0).flags, STATE_VALID | STATE_UNSYNC_DROP);
     }
 }
