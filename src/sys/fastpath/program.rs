@@ -35,7 +35,11 @@ mod tests {
             let name = format!("STRATA_{} = {},", counter.label().to_uppercase(), counter.index());
             assert!(header.contains(&name), "{name} is not in strata_xdp.h");
         }
-        let source = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_xdp.c"));
+        let source = [
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_xdp.c")),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_answer.h")),
+        ]
+        .concat();
         for map in MAPS {
             assert!(source.contains(&format!("}} {map} SEC(\".maps\");")), "{map}");
         }
