@@ -12,6 +12,7 @@
 pub mod affinity;
 pub mod classify;
 pub mod cli;
+pub mod live;
 pub mod matcher;
 pub mod pacing;
 pub mod progress;
