@@ -87,11 +87,17 @@ struct {
 #define ECHO_BAD_ORIGIN 1
 #define ECHO_KOD 2
 
+/* Mirrored by EchoConfig in loadgen/src/transport/xdp_prog.rs. */
+struct echo_config {
+	__u32 mode;
+	__u32 tai_utc; /* CLOCK_TAI - CLOCK_REALTIME, seconds (0 where no one set the kernel's) */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct echo_config);
 } echo_config SEC(".maps");
 
 static __always_inline void count(void)
@@ -111,9 +117,8 @@ int loadgen_sink(struct xdp_md *ctx)
 }
 
 #define NTP_LEN 48
-/* 1900 to 1970 in seconds, and TAI - UTC since 2017 (a lab echo need not follow leap seconds). */
+/* 1900 to 1970 in seconds. */
 #define NTP_UNIX_OFFSET 2208988800ULL
-#define TAI_UTC 37ULL
 
 SEC("xdp")
 int loadgen_echo(struct xdp_md *ctx)
@@ -124,7 +129,8 @@ int loadgen_echo(struct xdp_md *ctx)
 	struct iphdr *ip;
 	struct udphdr *udp;
 	__u8 *ntp, mac[6];
-	__u32 zero = 0, *mode, addr;
+	__u32 zero = 0, addr;
+	struct echo_config *cfg;
 	__u16 port;
 	__u64 xmt, now, sec, frac;
 
@@ -138,8 +144,8 @@ int loadgen_echo(struct xdp_md *ctx)
 	ntp = (void *)(udp + 1);
 	if (ntp + NTP_LEN > (__u8 *)end || (ntp[0] & 7) != 3)
 		return XDP_PASS;
-	mode = bpf_map_lookup_elem(&echo_config, &zero);
-	if (!mode)
+	cfg = bpf_map_lookup_elem(&echo_config, &zero);
+	if (!cfg)
 		return XDP_PASS;
 
 	__builtin_memcpy(mac, eth->h_dest, 6);
@@ -154,7 +160,7 @@ int loadgen_echo(struct xdp_md *ctx)
 	udp->check = 0;
 
 	xmt = *(__u64 *)(ntp + 40);
-	now = bpf_ktime_get_tai_ns() - TAI_UTC * 1000000000ULL;
+	now = bpf_ktime_get_tai_ns() - (__u64)cfg->tai_utc * 1000000000ULL;
 	sec = now / 1000000000ULL + NTP_UNIX_OFFSET;
 	frac = ((now % 1000000000ULL) << 32) / 1000000000ULL;
 	now = bpf_cpu_to_be64((sec << 32) | frac);
@@ -165,11 +171,11 @@ int loadgen_echo(struct xdp_md *ctx)
 	ntp[3] = (__u8)-20;
 	__builtin_memset(ntp + 4, 0, 8);
 	__builtin_memcpy(ntp + 12, "XDPE", 4);
-	if (*mode == ECHO_KOD) {
+	if (cfg->mode == ECHO_KOD) {
 		ntp[1] = 0;
 		__builtin_memcpy(ntp + 12, "RATE", 4);
 	}
-	if (*mode == ECHO_BAD_ORIGIN)
+	if (cfg->mode == ECHO_BAD_ORIGIN)
 		xmt ^= 0x5a5a5a5a5a5a5a5aULL;
 	*(__u64 *)(ntp + 16) = now;
 	*(__u64 *)(ntp + 24) = xmt;

@@ -14,6 +14,7 @@ use aya::Ebpf;
 
 use super::origin::{EXP_TABLE, RTT_BUCKETS};
 use crate::classify::{Invalid, KISS_KINDS};
+use crate::transport::displaced::Displaced;
 
 /// The compiled object, embedded so that the binary needs no file beside it.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loadgen_live.o"));
@@ -146,6 +147,9 @@ fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
 /// The loaded programs and their maps.
 pub struct LiveProgram {
     ebpf: Ebpf,
+    /// A program taken off the interface for the run; dropped after `ebpf` (field order), so
+    /// that it is put back once live_rx is detached.
+    _displaced: Option<Displaced>,
 }
 
 impl LiveProgram {
@@ -161,6 +165,8 @@ impl LiveProgram {
             xdp.load()
                 .map_err(|e| other(&format!("the kernel refused {name}"), e))?;
         }
+        let displaced =
+            Displaced::take(ifindex).map_err(|e| other("cannot query the interface's XDP program", e))?;
         let rx: &mut Xdp = ebpf
             .program_mut(RX_PROGRAM)
             .expect("loaded above")
@@ -173,7 +179,10 @@ impl LiveProgram {
                 ))
             })?;
         }
-        Ok(LiveProgram { ebpf })
+        Ok(LiveProgram {
+            ebpf,
+            _displaced: displaced,
+        })
     }
 
     /// A handle for the thread that runs the generator (its own descriptor of `live_tx`).

@@ -11,6 +11,10 @@ use aya::maps::{Array, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
+use strata::sys::clock::read::read_clock_ns;
+
+use super::displaced::Displaced;
+
 /// The compiled object, embedded so that the binary needs no file beside it.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loadgen_xdp.o"));
 
@@ -40,7 +44,17 @@ fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
 }
 
-fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<()> {
+/// Loads `program` and attaches it to `ifindex`, first taking off a program attached there through
+/// netlink (put back when the returned [`Displaced`] is dropped, which must come after the
+/// program is detached).
+fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<Option<Displaced>> {
+    let displaced =
+        Displaced::take(ifindex).map_err(|e| other("cannot query the interface's XDP program", e))?;
+    attach(ebpf, program, ifindex)?;
+    Ok(displaced)
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<()> {
     let xdp: &mut Xdp = ebpf
         .program_mut(program)
         .ok_or_else(|| io::Error::other(format!("{program} is missing from the object")))?
@@ -65,6 +79,8 @@ fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<(
 /// The reply-steering program on the generator's interface.
 pub struct ReplySteering {
     ebpf: Ebpf,
+    /// Dropped after `ebpf` (field order), once the program is detached.
+    displaced: Option<Displaced>,
 }
 
 impl ReplySteering {
@@ -81,7 +97,10 @@ impl ReplySteering {
             reserved: 0,
         };
         config.set(0, value, 0).map_err(|e| other(CONFIG_MAP, e))?;
-        Ok(ReplySteering { ebpf })
+        Ok(ReplySteering {
+            ebpf,
+            displaced: None,
+        })
     }
 
     /// Steers the replies arriving on `queue` to the AF_XDP socket `fd`.
@@ -96,9 +115,21 @@ impl ReplySteering {
 
     /// Attaches the program to the interface: from now on replies go to the sockets.
     pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
-        load_and_attach(&mut self.ebpf, RX_PROGRAM, ifindex)
+        self.displaced = load_and_attach(&mut self.ebpf, RX_PROGRAM, ifindex)?;
+        Ok(())
     }
 }
+
+/// Mirrors `struct echo_config` in loadgen_xdp.c.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct EchoConfig {
+    mode: u32,
+    tai_utc: u32,
+}
+
+// SAFETY: EchoConfig is repr(C), Copy, and two u32 with no padding.
+unsafe impl aya::Pod for EchoConfig {}
 
 /// What the echo makes of a request (`echo_config` in loadgen_xdp.c; `ECHO_*` there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,14 +148,19 @@ pub enum EchoMode {
 /// XDP responder could answer there). It counts what it dropped or echoed. Detached when dropped.
 pub struct Sink {
     ebpf: Ebpf,
+    /// Dropped after `ebpf` (field order), once the program is detached.
+    _displaced: Option<Displaced>,
 }
 
 impl Sink {
     /// The drop-everything sink.
     pub fn attach(ifindex: u32) -> io::Result<Sink> {
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| other("cannot load the XDP object", e))?;
-        load_and_attach(&mut ebpf, SINK_PROGRAM, ifindex)?;
-        Ok(Sink { ebpf })
+        let displaced = load_and_attach(&mut ebpf, SINK_PROGRAM, ifindex)?;
+        Ok(Sink {
+            ebpf,
+            _displaced: displaced,
+        })
     }
 
     /// The echo, answering as `mode` says.
@@ -134,13 +170,20 @@ impl Sink {
             let map = ebpf
                 .map_mut(ECHO_CONFIG_MAP)
                 .ok_or_else(|| io::Error::other("no echo config map"))?;
-            let mut config = Array::<_, u32>::try_from(map).map_err(|e| other(ECHO_CONFIG_MAP, e))?;
-            config
-                .set(0, mode as u32, 0)
-                .map_err(|e| other(ECHO_CONFIG_MAP, e))?;
+            let mut config = Array::<_, EchoConfig>::try_from(map).map_err(|e| other(ECHO_CONFIG_MAP, e))?;
+            // The kernel's TAI offset, as the program reads CLOCK_TAI.
+            let tai = read_clock_ns(libc::CLOCK_TAI) - read_clock_ns(libc::CLOCK_REALTIME);
+            let value = EchoConfig {
+                mode: mode as u32,
+                tai_utc: (tai as f64 / 1e9).round().max(0.0) as u32,
+            };
+            config.set(0, value, 0).map_err(|e| other(ECHO_CONFIG_MAP, e))?;
         }
-        load_and_attach(&mut ebpf, ECHO_PROGRAM, ifindex)?;
-        Ok(Sink { ebpf })
+        let displaced = load_and_attach(&mut ebpf, ECHO_PROGRAM, ifindex)?;
+        Ok(Sink {
+            ebpf,
+            _displaced: displaced,
+        })
     }
 
     /// Frames dropped (or echoed) so far, summed over the CPUs.
@@ -185,5 +228,6 @@ mod tests {
         }
         assert!(source.contains(&format!("__uint(max_entries, {MAX_QUEUES});")));
         assert_eq!(std::mem::size_of::<Config>(), 8);
+        assert_eq!(std::mem::size_of::<EchoConfig>(), 8);
     }
 }
