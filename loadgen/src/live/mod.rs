@@ -332,6 +332,11 @@ fn run_step(
         if now >= end_ns || state.sent >= step.count {
             break;
         }
+        // The generator answers only when stopped, or when BPF_PROG_RUN failed.
+        if let Ok(result) = generator.done.try_recv() {
+            result.map_err(|e| format!("BPF_PROG_RUN of the generator failed: {e}"))?;
+            return Err("the generator stopped on its own".into());
+        }
         if now >= next_progress {
             next_progress += PROGRESS_EVERY_NS;
             if let Some(line) = progress.as_mut() {

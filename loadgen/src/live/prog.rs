@@ -302,6 +302,33 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Runs `live_tx` once without sending anything (no live-frames flag): its verdict
+    /// (XDP_TX = 3 for a request written, XDP_DROP = 1 for none due) and the frame it wrote.
+    /// For tests that check the program's frames against this crate's own reading of them.
+    pub fn run_once(&self) -> io::Result<(u32, Vec<u8>)> {
+        let frame = [0u8; FRAME_LEN];
+        let mut out = vec![0u8; FRAME_LEN + 256];
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: FRAME_LEN as u32,
+            data_out: out.as_mut_ptr().cast(),
+            data_size_out: out.len() as u32,
+            repeat: 1,
+            ..Default::default()
+        };
+        // SAFETY: `opts` is a fully initialised bpf_test_run_opts whose `sz` is its own size;
+        // data_in is readable and data_out writable for the sizes given, during the call only.
+        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.fd.as_raw_fd(), &mut opts) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        out.truncate(opts.data_size_out as usize);
+        Ok((opts.retval, out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
