@@ -83,21 +83,29 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
 
-    /// AF_XDP mode: send raw frames on this interface (root; IPv4 target; one thread, sending on
-    /// queue 0 and receiving on every queue)
+    /// How requests leave: `socket` (UDP sockets), `af-xdp` (raw frames through AF_XDP sockets on
+    /// --iface), `live` (raw frames made by an XDP program run with BPF_PROG_RUN in live-frames
+    /// mode and sent with XDP_TX out of --iface, paced inside the program; replies judged and
+    /// counted by an XDP program on --iface; millions of requests/s from one core)
+    /// [default: af-xdp with --iface, else socket]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub transport: Option<TransportKind>,
+
+    /// AF_XDP and live modes: send raw frames on this interface (root; IPv4 target; one thread;
+    /// AF_XDP sends on queue 0 and receives on every queue)
     #[arg(long, value_name = "IF", requires = "dst_mac")]
     pub iface: Option<String>,
 
-    /// AF_XDP mode: the MAC address frames are sent to (the target's, or its router's)
+    /// AF_XDP and live modes: the MAC address frames are sent to (the target's, or its router's)
     #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "iface")]
     pub dst_mac: Option<EthernetAddress>,
 
-    /// AF_XDP mode: the source MAC address [default: the interface's]
+    /// AF_XDP and live modes: the source MAC address [default: the interface's]
     #[arg(long, value_name = "MAC", value_parser = parse_mac, requires = "iface")]
     pub src_mac: Option<EthernetAddress>,
 
-    /// AF_XDP mode: the simulated client network the source addresses are taken from (the
-    /// target must route it back over --iface)
+    /// AF_XDP and live modes: the simulated client network the source addresses are taken from
+    /// (the target must route it back over --iface)
     #[arg(long, value_name = "CIDR", default_value = "198.19.0.0/16", value_parser = SrcNet::parse)]
     pub src_net: SrcNet,
 
@@ -115,6 +123,32 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// How requests leave and replies come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// UDP sockets through the kernel's stack.
+    Socket,
+    /// Raw frames through AF_XDP sockets.
+    AfXdp,
+    /// Raw frames made and sent by an XDP program (BPF_PROG_RUN live frames), replies counted
+    /// by an XDP program.
+    Live,
+}
+
+impl TransportKind {
+    /// The name in the JSON report.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransportKind::Socket => "socket",
+            TransportKind::AfXdp => "af_xdp",
+            TransportKind::Live => "live",
+        }
+    }
+}
+
+/// The most frames one BPF_PROG_RUN batch takes in live mode (the kernel's TEST_XDP_MAX_BATCH).
+pub const LIVE_MAX_BATCH: u16 = 256;
+
 /// The range of a sweep, requests/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sweep {
@@ -127,9 +161,69 @@ pub struct Sweep {
 pub struct CoreList(pub Vec<usize>);
 
 impl Args {
-    /// Whether the run uses AF_XDP (else UDP sockets).
+    /// How the run sends.
+    pub fn transport(&self) -> TransportKind {
+        self.transport.unwrap_or(if self.iface.is_some() {
+            TransportKind::AfXdp
+        } else {
+            TransportKind::Socket
+        })
+    }
+
+    /// Whether the run sends raw frames on --iface (AF_XDP or live), else UDP sockets.
     pub fn xdp(&self) -> bool {
-        self.iface.is_some()
+        self.transport() != TransportKind::Socket
+    }
+
+    /// Checks the combinations clap cannot express; the message names the options at fault.
+    pub fn check(&self) -> Result<(), String> {
+        let kind = self.transport();
+        match kind {
+            TransportKind::Socket => {
+                if self.iface.is_some() {
+                    return Err(
+                        "--iface (and --dst-mac, --src-mac) are for --transport af-xdp or live, \
+                                not socket"
+                            .into(),
+                    );
+                }
+            }
+            TransportKind::AfXdp | TransportKind::Live => {
+                if self.iface.is_none() {
+                    return Err(format!(
+                        "--transport {} sends raw frames: it needs --iface IF and --dst-mac MAC",
+                        if kind == TransportKind::Live {
+                            "live"
+                        } else {
+                            "af-xdp"
+                        }
+                    ));
+                }
+                if self.target.is_ipv6() {
+                    return Err(format!(
+                        "--transport {} sends IPv4 only: give an IPv4 --target",
+                        kind.label()
+                    ));
+                }
+            }
+        }
+        if kind == TransportKind::Live {
+            if self.threads != 1 {
+                return Err(format!(
+                    "--transport live runs one generator thread (one core sends millions of \
+                     requests/s; pin it with --cores); --threads is {}",
+                    self.threads
+                ));
+            }
+            if self.batch > LIVE_MAX_BATCH {
+                return Err(format!(
+                    "--transport live takes at most {LIVE_MAX_BATCH} frames per batch (the \
+                     kernel's limit for BPF_PROG_RUN live frames); --batch is {}",
+                    self.batch
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Flows per thread.
@@ -327,6 +421,7 @@ mod tests {
             (1.5, 2.0, 1, 8)
         );
         assert!(!a.xdp());
+        assert_eq!(a.transport(), TransportKind::Socket);
         let x = args(&[
             "--target",
             "10.0.0.1",
@@ -373,5 +468,51 @@ mod tests {
         ] {
             assert!(args(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn transports_and_their_combinations() {
+        let raw = ["--iface", "veth0", "--dst-mac", "02:00:00:00:00:0a"];
+        let with = |extra: &[&str]| {
+            let mut line = vec!["--target", "10.0.0.1", "--rate", "1M"];
+            line.extend_from_slice(extra);
+            args(&line).unwrap()
+        };
+        let live = with(&[&["--transport", "live"][..], &raw].concat());
+        assert_eq!(
+            (live.transport(), live.xdp(), live.flows()),
+            (TransportKind::Live, true, 256)
+        );
+        assert_eq!(live.check(), Ok(()));
+        assert_eq!(with(&raw).transport(), TransportKind::AfXdp);
+        assert_eq!(with(&raw).check(), Ok(()));
+        let fails = |extra: &[&str], needle: &str| {
+            let e = with(extra).check().unwrap_err();
+            assert!(e.contains(needle), "{extra:?}: {e}");
+        };
+        fails(&["--transport", "live"], "needs --iface IF and --dst-mac");
+        fails(&["--transport", "af-xdp"], "needs --iface IF and --dst-mac");
+        fails(&[&["--transport", "socket"][..], &raw].concat(), "not socket");
+        fails(
+            &[&["--transport", "live", "--threads", "2"][..], &raw].concat(),
+            "one generator thread",
+        );
+        fails(
+            &[&["--transport", "live", "--batch", "512"][..], &raw].concat(),
+            "at most 256",
+        );
+        let mut v6 = args(
+            &[
+                &["--target", "[::1]:123", "--rate", "1", "--transport", "live"][..],
+                &raw,
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(v6.check().unwrap_err().contains("IPv4 only"));
+        v6.transport = Some(TransportKind::Socket);
+        v6.iface = None;
+        assert_eq!(v6.check(), Ok(()));
+        assert!(args(&["--target", "10.0.0.1", "--rate", "1", "--transport", "dpdk"]).is_err());
     }
 }

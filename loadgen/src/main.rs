@@ -4,13 +4,19 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use strata_loadgen::cli::Args;
 use strata_loadgen::report::StepReport;
 use strata_loadgen::run;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        // A usage error like clap's own: the message, the usage line, exit status 2.
+        Args::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, e)
+            .exit();
+    }
     let table = !args.json;
     let mut header_due = table;
     let result = run::run(&args, |step| {

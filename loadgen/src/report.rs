@@ -194,7 +194,7 @@ impl RunReport {
     pub fn new(args: &Args, steps: Vec<StepReport>) -> RunReport {
         RunReport {
             target: args.target.to_string(),
-            transport: if args.xdp() { "af_xdp" } else { "socket" },
+            transport: args.transport().label(),
             request: args.request,
             threads: args.threads,
             flows_per_thread: args.flows(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use strata::sys::clock::read::read_clock_ns;
 
 use crate::affinity;
-use crate::cli::Args;
+use crate::cli::{Args, TransportKind};
 use crate::progress::{Live, ProgressLine};
 use crate::report::{RunReport, StepReport};
 use crate::request::RequestTemplate;
@@ -209,6 +209,10 @@ fn run_step(
 
 /// Runs the whole plan. `on_step` sees each step's report as soon as it is done.
 pub fn run(args: &Args, mut on_step: impl FnMut(&StepReport)) -> Result<RunReport, String> {
+    args.check()?;
+    if args.transport() == TransportKind::Live {
+        return crate::live::run(args, on_step);
+    }
     let plan = plan(args)?;
     let opened = setup::open(args)?;
     for note in &opened.notes {

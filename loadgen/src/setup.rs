@@ -45,7 +45,7 @@ pub fn open(args: &Args) -> Result<Transports, String> {
 }
 
 /// The interface's own MAC address, from sysfs.
-fn interface_mac(name: &str) -> io::Result<EthernetAddress> {
+pub fn interface_mac(name: &str) -> io::Result<EthernetAddress> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))?;
     parse_mac(text.trim()).map_err(io::Error::other)
 }

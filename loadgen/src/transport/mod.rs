@@ -2,6 +2,7 @@
 //! that the worker writes in place into its own buffers, and hands received payloads back with
 //! the flow they arrived on and a receive time.
 
+pub mod displaced;
 pub mod frame;
 pub mod socket;
 pub mod xdp;

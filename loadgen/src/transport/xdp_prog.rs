@@ -7,15 +7,22 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::RawFd;
 
-use aya::maps::{Array, XskMap};
+use aya::maps::{Array, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
+
+use strata::sys::clock::read::read_clock_ns;
+
+use super::displaced::Displaced;
 
 /// The compiled object, embedded so that the binary needs no file beside it.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loadgen_xdp.o"));
 
 const RX_PROGRAM: &str = "loadgen_rx";
 const SINK_PROGRAM: &str = "loadgen_sink";
+const ECHO_PROGRAM: &str = "loadgen_echo";
+const SINK_COUNTS_MAP: &str = "sink_counts";
+const ECHO_CONFIG_MAP: &str = "echo_config";
 const CONFIG_MAP: &str = "loadgen_config";
 const XSKS_MAP: &str = "loadgen_xsks";
 /// XSKMAP entries, as the C source declares them.
@@ -37,7 +44,17 @@ fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
 }
 
-fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<()> {
+/// Loads `program` and attaches it to `ifindex`, first taking off a program attached there through
+/// netlink (put back when the returned [`Displaced`] is dropped, which must come after the
+/// program is detached).
+fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<Option<Displaced>> {
+    let displaced =
+        Displaced::take(ifindex).map_err(|e| other("cannot query the interface's XDP program", e))?;
+    attach(ebpf, program, ifindex)?;
+    Ok(displaced)
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<()> {
     let xdp: &mut Xdp = ebpf
         .program_mut(program)
         .ok_or_else(|| io::Error::other(format!("{program} is missing from the object")))?
@@ -62,6 +79,8 @@ fn load_and_attach(ebpf: &mut Ebpf, program: &str, ifindex: u32) -> io::Result<(
 /// The reply-steering program on the generator's interface.
 pub struct ReplySteering {
     ebpf: Ebpf,
+    /// Dropped after `ebpf` (field order), once the program is detached.
+    displaced: Option<Displaced>,
 }
 
 impl ReplySteering {
@@ -78,7 +97,10 @@ impl ReplySteering {
             reserved: 0,
         };
         config.set(0, value, 0).map_err(|e| other(CONFIG_MAP, e))?;
-        Ok(ReplySteering { ebpf })
+        Ok(ReplySteering {
+            ebpf,
+            displaced: None,
+        })
     }
 
     /// Steers the replies arriving on `queue` to the AF_XDP socket `fd`.
@@ -93,21 +115,86 @@ impl ReplySteering {
 
     /// Attaches the program to the interface: from now on replies go to the sockets.
     pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
-        load_and_attach(&mut self.ebpf, RX_PROGRAM, ifindex)
+        self.displaced = load_and_attach(&mut self.ebpf, RX_PROGRAM, ifindex)?;
+        Ok(())
     }
 }
 
-/// A program that drops every frame, for the far end of a veth pair when measuring how fast the
-/// generator sends. Detached when dropped.
+/// Mirrors `struct echo_config` in loadgen_xdp.c.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct EchoConfig {
+    mode: u32,
+    tai_utc: u32,
+}
+
+// SAFETY: EchoConfig is repr(C), Copy, and two u32 with no padding.
+unsafe impl aya::Pod for EchoConfig {}
+
+/// What the echo makes of a request (`echo_config` in loadgen_xdp.c; `ECHO_*` there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EchoMode {
+    /// A valid reply: mode 4, stratum 1, origin = the request's transmit timestamp, receive =
+    /// transmit = now.
+    Good = 0,
+    /// The same with the origin timestamp corrupted (every reply is invalid: unknown origin).
+    BadOrigin = 1,
+    /// A Kiss-o'-Death (stratum 0, RATE) for every request.
+    Kod = 2,
+}
+
+/// A program on the far end of a veth pair: one that drops every frame (for measuring how fast
+/// the generator sends), or one that turns every NTP request around with XDP_TX (the most any
+/// XDP responder could answer there). It counts what it dropped or echoed. Detached when dropped.
 pub struct Sink {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    /// Dropped after `ebpf` (field order), once the program is detached.
+    _displaced: Option<Displaced>,
 }
 
 impl Sink {
+    /// The drop-everything sink.
     pub fn attach(ifindex: u32) -> io::Result<Sink> {
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| other("cannot load the XDP object", e))?;
-        load_and_attach(&mut ebpf, SINK_PROGRAM, ifindex)?;
-        Ok(Sink { _ebpf: ebpf })
+        let displaced = load_and_attach(&mut ebpf, SINK_PROGRAM, ifindex)?;
+        Ok(Sink {
+            ebpf,
+            _displaced: displaced,
+        })
+    }
+
+    /// The echo, answering as `mode` says.
+    pub fn attach_echo(ifindex: u32, mode: EchoMode) -> io::Result<Sink> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| other("cannot load the XDP object", e))?;
+        {
+            let map = ebpf
+                .map_mut(ECHO_CONFIG_MAP)
+                .ok_or_else(|| io::Error::other("no echo config map"))?;
+            let mut config = Array::<_, EchoConfig>::try_from(map).map_err(|e| other(ECHO_CONFIG_MAP, e))?;
+            // The kernel's TAI offset, as the program reads CLOCK_TAI.
+            let tai = read_clock_ns(libc::CLOCK_TAI) - read_clock_ns(libc::CLOCK_REALTIME);
+            let value = EchoConfig {
+                mode: mode as u32,
+                tai_utc: (tai as f64 / 1e9).round().max(0.0) as u32,
+            };
+            config.set(0, value, 0).map_err(|e| other(ECHO_CONFIG_MAP, e))?;
+        }
+        let displaced = load_and_attach(&mut ebpf, ECHO_PROGRAM, ifindex)?;
+        Ok(Sink {
+            ebpf,
+            _displaced: displaced,
+        })
+    }
+
+    /// Frames dropped (or echoed) so far, summed over the CPUs.
+    pub fn count(&self) -> io::Result<u64> {
+        let map = self
+            .ebpf
+            .map(SINK_COUNTS_MAP)
+            .ok_or_else(|| io::Error::other("no counts map"))?;
+        let counts = PerCpuArray::<_, u64>::try_from(map).map_err(|e| other(SINK_COUNTS_MAP, e))?;
+        let values = counts.get(&0, 0).map_err(|e| other(SINK_COUNTS_MAP, e))?;
+        Ok(values.iter().sum())
     }
 }
 
@@ -120,16 +207,27 @@ mod tests {
         assert_eq!(&OBJECT[..4], b"\x7fELF");
         assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247, "EM_BPF");
         let source = include_str!("../../xdp/loadgen_xdp.c");
-        for name in [RX_PROGRAM, SINK_PROGRAM] {
+        for name in [RX_PROGRAM, SINK_PROGRAM, ECHO_PROGRAM] {
             assert!(
                 source.contains(&format!("int {name}(struct xdp_md *ctx)")),
                 "{name}"
             );
         }
-        for map in [CONFIG_MAP, XSKS_MAP] {
+        for (name, mode) in [
+            ("ECHO_GOOD", EchoMode::Good),
+            ("ECHO_BAD_ORIGIN", EchoMode::BadOrigin),
+            ("ECHO_KOD", EchoMode::Kod),
+        ] {
+            assert!(
+                source.contains(&format!("#define {name} {}\n", mode as u32)),
+                "{name}"
+            );
+        }
+        for map in [CONFIG_MAP, XSKS_MAP, SINK_COUNTS_MAP, ECHO_CONFIG_MAP] {
             assert!(source.contains(&format!("}} {map} SEC(\".maps\");")), "{map}");
         }
         assert!(source.contains(&format!("__uint(max_entries, {MAX_QUEUES});")));
         assert_eq!(std::mem::size_of::<Config>(), 8);
+        assert_eq!(std::mem::size_of::<EchoConfig>(), 8);
     }
 }
