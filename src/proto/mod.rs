@@ -4,6 +4,7 @@
 //! Nothing here imports from `crate::sys` or `crate::daemon` (tests/layering.rs checks).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod clock;
 pub mod control;
 pub mod frame;
