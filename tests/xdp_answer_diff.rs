@@ -28,7 +28,7 @@ use strata::proto::wire::{checksum, ipv4, ipv6, ntp, udp, NtpShort, NtpTimestamp
 use strata::sys::clock::{kernel_tai_offset, read_clock_ns};
 use strata::sys::fastpath::abi::{XdpCounter, META_LEN, META_MAGIC};
 use strata::sys::fastpath::state_map::{encode, StateMap};
-use strata::sys::fastpath::{Interface, ProgramOptions, XdpProgram};
+use strata::sys::fastpath::{AdmissionOptions, Interface, ProgramOptions, XdpProgram};
 use strata_test_support::*;
 
 const XDP_DROP: u32 = 1;
@@ -97,6 +97,11 @@ impl Tier {
     /// Runs `frame` through the program and through `reply_in_place`, and holds them to each
     /// other (see the file's documentation). Returns the verdict.
     fn check(&self, frame: &[u8]) -> u32 {
+        self.check_admitted(frame, Some(Admission::Serve))
+    }
+
+    /// [`Tier::check`] for a request that admission answers with `admission`, or drops (None).
+    fn check_admitted(&self, frame: &[u8], admission: Option<Admission>) -> u32 {
         let prog = self.program.program_fd().unwrap();
         let before = tai_now();
         let (verdict, out) = test_run(prog, frame);
@@ -110,7 +115,13 @@ impl Tier {
         } else {
             (NtpTimestamp(1), NtpTimestamp(2))
         };
-        let rust = reply_in_place(&mut theirs, t2, t3, Admission::Serve, &self.published.server, 123);
+        let Some(admission) = admission else {
+            assert_eq!(verdict, XDP_DROP, "admission drops it: {frame:02x?}");
+            assert_eq!(out, frame, "a dropped frame was changed");
+            return verdict;
+        };
+        let kiss = matches!(admission, Admission::Kiss(_));
+        let rust = reply_in_place(&mut theirs, t2, t3, admission, &self.published.server, 123);
         match verdict {
             XDP_TX => {
                 let reply: FrameReply = rust.unwrap_or_else(|e| {
@@ -130,7 +141,7 @@ impl Tier {
                 // is within a few ns of ClockParams itself (tests of LinearNtp), allow 5.
                 let lo = self.published.clock.ntp_from_tai(before as i64).add_nanos(-5);
                 let hi = self.published.clock.ntp_from_tai(after as i64).add_nanos(5);
-                for (name, t) in [("T2", t2), ("T3", t3)] {
+                for (name, t) in [("T2", t2), ("T3", t3)].into_iter().filter(|_| !kiss) {
                     assert!(
                         t.diff_nanos(lo) >= 0 && hi.diff_nanos(t) >= 0,
                         "{name} {t:?} not within [{lo:?}, {hi:?}]"
@@ -241,6 +252,11 @@ fn set_udp_checksum(frame: &mut [u8], value: impl Fn(u16) -> u16) {
 
 /// Runs `body` with the program loaded on a veth in a namespace of its own.
 fn with_tier(body: impl FnOnce(&mut Tier) + Send + 'static) {
+    with_admitting_tier(AdmissionOptions::default(), body)
+}
+
+/// [`with_tier`], the program admitting requests as `admission` says.
+fn with_admitting_tier(admission: AdmissionOptions, body: impl FnOnce(&mut Tier) + Send + 'static) {
     let a = Netns::new("diff-a");
     let b = Netns::new("diff-b");
     a.veth("srv0", "198.18.0.2/26", &b, "cli0", "198.18.0.1/26");
@@ -250,6 +266,7 @@ fn with_tier(body: impl FnOnce(&mut Tier) + Send + 'static) {
             ntp_port: 123,
             force: false,
             answer: true,
+            admission,
         };
         // No addresses: the program takes every destination as its own, as for a wildcard.
         let mut program = XdpProgram::load(&iface, &[], &options).unwrap();
@@ -734,5 +751,114 @@ fn a_reply_never_mixes_two_publications() {
         let torn = tier.program.counters().unwrap().get(XdpCounter::StateTorn);
         eprintln!("{runs} runs, {writes} writes: {seen_a} A, {seen_b} B, {torn} torn");
         assert!(seen_a > 0 && seen_b > 0, "the writer never raced the reader");
+    });
+}
+
+fn monotonic_now() -> u64 {
+    read_clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+/// Admission: sequences of requests from many sources through the program and through the Rust
+/// `Admitter` with the same rules, limiter settings and secret give the same decisions (time,
+/// KoD DENY, KoD RATE, drop) and the same bytes. The limiter's interval is long (10 s) against
+/// the run (well under a second), so that the two clocks, read microseconds apart, decide the
+/// same; its table is small (64 buckets), so that clients also take over each other's slots.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn admission_decides_as_the_rust_admitter_does() {
+    use strata::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, LimiterConfig, Verdict};
+    if !requires_root() {
+        return;
+    }
+    let rules: Vec<(strata::proto::admission::Prefix, AclAction)> = [
+        ("198.19.0.0/16", AclAction::Deny),
+        ("198.19.1.0/24", AclAction::Allow),
+        ("198.19.1.128/26", AclAction::Deny),
+        ("fd00:5354:5241:8000::/49", AclAction::Deny),
+        ("fd00:5354:5241:8001::/64", AclAction::Allow),
+    ]
+    .iter()
+    .map(|(p, a)| (p.parse().unwrap(), *a))
+    .collect();
+    let limiter = LimiterConfig {
+        interval_ns: 10_000_000_000,
+        burst: 4,
+        leak: 2,
+        kod: 1,
+        v4_prefix: 32,
+        v6_prefix: 64,
+        buckets_log2: 6,
+    };
+    let secret = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+    let options = AdmissionOptions {
+        rules: rules.clone(),
+        deny_action: DenyAction::KissDeny,
+        limiter: Some((limiter, secret)),
+    };
+    with_admitting_tier(options, move |tier| {
+        let mut acl = Acl::default();
+        for (p, a) in &rules {
+            acl.add(*p, *a).unwrap();
+        }
+        let admitter = Admitter {
+            acl,
+            deny_action: DenyAction::KissDeny,
+            limiter: Some(Limiter::new(limiter, secret)),
+        };
+        // 200 clients: allowed and denied IPv4 and IPv6, several in one /64.
+        let sources: Vec<Ip> = (0..200u32)
+            .map(|i| match i % 4 {
+                0 => Ip::V4 {
+                    src: [198, 19, 1, (i % 200) as u8].into(),
+                    dst: SERVER4,
+                    options: vec![],
+                },
+                1 => Ip::V4 {
+                    src: [198, 19, 2 + (i % 7) as u8, i as u8].into(),
+                    dst: SERVER4,
+                    options: vec![],
+                },
+                2 => Ip::V6 {
+                    src: std::net::Ipv6Addr::new(0xfd00, 0x5354, 0x5241, 0x8001, 0, 0, 0, (i % 3) as u16),
+                    dst: SERVER6,
+                },
+                _ => Ip::V6 {
+                    src: std::net::Ipv6Addr::new(0xfd00, 0x5354, 0x5241, 0x8000 + (i % 5) as u16, 1, 2, 3, i as u16),
+                    dst: SERVER6,
+                },
+            })
+            .collect();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..4000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Skewed: a few sources send most requests, so that they go over their limit.
+            let pick = ((rng % 200) * (rng >> 32 & 0xff) / 255) as usize % sources.len();
+            let ip = sources[pick].clone();
+            let frame = RequestFrame { ip: ip.clone(), ..RequestFrame::v4() }.build();
+            let now = monotonic_now();
+            let verdict = admitter.admit(ip.src(), now);
+            let got = tier.check_admitted(&frame, verdict.admission());
+            *seen.entry(format!("{verdict:?}")).or_insert(0u32) += 1;
+            if verdict.admission().is_some() {
+                assert_eq!(got, XDP_TX, "{verdict:?} for {:?}", ip.src());
+            }
+        }
+        eprintln!("decisions: {seen:?}");
+        // Every kind of decision was made (a test that reached none of them could not fail).
+        for kind in [
+            format!("{:?}", Verdict::Answer(Admission::Serve)),
+            format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny))),
+            format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Rate))),
+            format!("{:?}", Verdict::DropLimited),
+        ] {
+            assert!(seen.get(&kind).copied().unwrap_or(0) > 0, "no {kind} in {seen:?}");
+        }
+        let c = tier.program.counters().unwrap();
+        assert_eq!(c.get(XdpCounter::KodDeny) as u32, seen[&format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny)))]);
+        assert_eq!(c.get(XdpCounter::DropLimited) as u32, seen[&format!("{:?}", Verdict::DropLimited)]);
+        assert!(c.get(XdpCounter::Leaked) > 0);
     });
 }

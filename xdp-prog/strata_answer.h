@@ -40,6 +40,7 @@ struct {
 enum answer {
 	ANSWER_TIME,      /* answered with the time: XDP_TX */
 	ANSWER_UNSYNC,    /* answered LI=3, stratum 16: XDP_TX */
+	ANSWER_KISS,      /* answered with admission's Kiss-o'-Death: XDP_TX */
 	ANSWER_DROP,      /* unsynchronized, configured silent: XDP_DROP */
 	ANSWER_NOT_PLAIN, /* not the common case: redirect, frame untouched */
 	ANSWER_TORN,      /* the state changed under both reads: redirect, frame untouched */
@@ -214,10 +215,24 @@ static __always_inline void put_be32(__u8 *p, __u32 v)
 	__builtin_memcpy(p, &v, 4);
 }
 
-/* Checks that the request at l3/l4 is plain and would be answered, and answers it. `rx_tai` is
- * T2 as CLOCK_TAI. `l3` and `l4` are parse()'s offsets of the IP and UDP headers. */
+/* The Kiss-o'-Death code (reference ID) of a STRATA_KISS_* value, as the wire has it. */
+static __always_inline __u32 kiss_code(__u32 kiss)
+{
+	switch (kiss) {
+	case STRATA_KISS_RATE:
+		return bpf_htonl(0x52415445); /* RATE */
+	case STRATA_KISS_DENY:
+		return bpf_htonl(0x44454e59); /* DENY */
+	default:
+		return bpf_htonl(0x52535452); /* RSTR */
+	}
+}
+
+/* Checks that the request at l3/l4 is plain and would be answered, and answers it: with the
+ * time, or with admission's Kiss-o'-Death `kiss` (STRATA_KISS_*, 0: none), as respond() does.
+ * `rx_tai` is T2 as CLOCK_TAI. `l3` and `l4` are parse()'s offsets of the IP and UDP headers. */
 static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u32 l3, __u32 l4,
-					  int is_v6)
+					  int is_v6, __u32 kiss)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -299,7 +314,7 @@ static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u3
 	if (!(state.flags & STRATA_STATE_VALID))
 		return ANSWER_NOT_PLAIN;
 	synced = state.flags & STRATA_STATE_SYNCED;
-	if (!synced && (state.flags & STRATA_STATE_UNSYNC_DROP))
+	if (!kiss && !synced && (state.flags & STRATA_STATE_UNSYNC_DROP))
 		return ANSWER_DROP;
 
 	/* Everything is checked. Cut what follows the reply (Ethernet padding, bytes after the
@@ -366,6 +381,28 @@ static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u3
 	}
 
 	ntp = (__u8 *)(udp + 1);
+	if (kiss) {
+		/* A kiss tells the client nothing about our clock: every timestamp is its own. */
+		__u32 code = kiss_code(kiss);
+
+		__builtin_memcpy(&origin, ntp + 40, 8);
+		ntp[0] = (3 << 6) | (version << 3) | NTP_MODE_SERVER;
+		ntp[1] = 0;
+		ntp[3] = (__u8)state.precision;
+		put_be32(ntp + 4, 0);
+		put_be32(ntp + 8, 0);
+		__builtin_memcpy(ntp + 12, &code, 4);
+		put_be64(ntp + 16, 0);
+		__builtin_memcpy(ntp + 24, &origin, 8);
+		__builtin_memcpy(ntp + 32, &origin, 8);
+		udp->check = 0;
+		{
+			__u16 sum = ~csum_fold(pseudo + SUM_WORDS(udp, UDP_NTP_LEN / 2));
+
+			udp->check = sum ? sum : 0xffff;
+		}
+		return ANSWER_KISS;
+	}
 	t2 = ntp_from_tai(&state, rx_tai);
 	if (synced) {
 		leap = state.leap & 3;

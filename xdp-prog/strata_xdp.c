@@ -28,7 +28,6 @@
 #include <bpf/bpf_endian.h>
 
 #include "strata_xdp.h"
-#include "strata_answer.h"
 
 #define NTP_HEADER_LEN 48
 #define MAX_VLAN_TAGS 2
@@ -96,6 +95,9 @@ static __always_inline void count(__u32 index)
 	if (value)
 		*value += 1; /* per-CPU: no other writer */
 }
+
+#include "strata_admit.h"
+#include "strata_answer.h"
 
 enum verdict { NOT_OURS, OURS, DROP_SHORT, DROP_SRC_PORT_ZERO };
 
@@ -196,8 +198,9 @@ static __always_inline enum verdict parse(struct xdp_md *ctx, const struct strat
 	return NOT_OURS;
 }
 
-/* Writes the receive stamp into the metadata area. Returns 0 when there was no room. */
-static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns)
+/* Writes the receive stamp, and admission's KoD (0: none), into the metadata area. Returns 0
+ * when there was no room. */
+static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns, __u32 kiss)
 {
 	struct strata_meta *meta;
 	void *data;
@@ -217,7 +220,7 @@ static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns)
 	meta->xdp_tai_ns = tai_ns;
 	meta->hw_ns = hw;
 	meta->magic = STRATA_META_MAGIC;
-	meta->flags = hw ? STRATA_META_HW : 0;
+	meta->flags = (hw ? STRATA_META_HW : 0) | kiss << STRATA_META_KISS_SHIFT;
 	if (hw)
 		count(STRATA_HW_STAMPED);
 	return 1;
@@ -230,7 +233,7 @@ int strata_xdp(struct xdp_md *ctx)
 	__u64 now = bpf_ktime_get_tai_ns();
 	struct request req = {};
 	struct strata_config *cfg;
-	__u32 key = 0;
+	__u32 key = 0, kiss = 0;
 	long action;
 
 	count(STRATA_SEEN);
@@ -251,15 +254,38 @@ int strata_xdp(struct xdp_md *ctx)
 	case OURS:
 		break;
 	}
-	/* The ACL (LPM trie on req's source) and the per-source rate limiter of the next issue
-	 * decide here, before the answer and the redirect, with their own drop counters. */
+	/* Admission first: a denied or limited source costs nothing more. */
+	switch (admit(&req, bpf_ktime_get_ns())) {
+	case ADMIT_SERVE:
+		break;
+	case ADMIT_DROP_DENIED:
+		count(STRATA_DROP_DENIED);
+		return XDP_DROP;
+	case ADMIT_DROP_LIMITED:
+		count(STRATA_DROP_LIMITED);
+		return XDP_DROP;
+	case ADMIT_KISS_RATE:
+		count(STRATA_KOD_RATE);
+		kiss = STRATA_KISS_RATE;
+		break;
+	case ADMIT_KISS_DENY:
+		count(STRATA_KOD_DENY);
+		kiss = STRATA_KISS_DENY;
+		break;
+	case ADMIT_KISS_RSTR:
+		count(STRATA_KOD_RSTR);
+		kiss = STRATA_KISS_RSTR;
+		break;
+	}
 	if (cfg->flags & STRATA_CFG_ANSWER) {
-		switch (answer(ctx, now, req.l3, req.l4, req.is_v6)) {
+		switch (answer(ctx, now, req.l3, req.l4, req.is_v6, kiss)) {
 		case ANSWER_TIME:
 			count(STRATA_ANSWERED);
 			return XDP_TX;
 		case ANSWER_UNSYNC:
 			count(STRATA_ANSWERED_UNSYNC);
+			return XDP_TX;
+		case ANSWER_KISS:
 			return XDP_TX;
 		case ANSWER_DROP:
 			count(STRATA_DROP_UNSYNC);
@@ -277,7 +303,7 @@ int strata_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
-	if (!stamp(ctx, now))
+	if (!stamp(ctx, now, kiss))
 		count(STRATA_META_FAILED);
 
 	/* The low bits of the flags are the action when the queue has no socket: pass. */

@@ -25,6 +25,12 @@ struct strata_meta {
 
 #define STRATA_META_MAGIC 0x53545241u /* "STRA" */
 #define STRATA_META_HW 1u             /* hw_ns holds a hardware stamp */
+/* Bits 1-2 of flags: admission's Kiss-o'-Death for the responder to send instead of the time
+ * (0 none, STRATA_KISS_RATE, _DENY, _RSTR). */
+#define STRATA_META_KISS_SHIFT 1
+#define STRATA_KISS_RATE 1u
+#define STRATA_KISS_DENY 2u
+#define STRATA_KISS_RSTR 3u
 
 /* The single entry of the config map. */
 struct strata_config {
@@ -80,6 +86,56 @@ struct strata_state {
 #define STRATA_STATE_SYNCED 2u /* synchronized: answer with the time */
 #define STRATA_STATE_UNSYNC_DROP 4u /* while unsynchronized, drop instead of answering LI=3 */
 
+/* Admission (strata_admit.h; src/proto/admission/ is the one definition). The single entry of
+ * the strata_admit map, written once at load. */
+struct strata_admit_config {
+	/* The limiter: average interval between answered requests, and how far a client's
+	 * theoretical arrival time may run ahead of now ((burst - 1) * interval). */
+	__u64 interval_ns;
+	__u64 burst_span_ns;
+	/* The keyed hash's secret, drawn at start. */
+	__u64 secret[2];
+	/* Buckets - 1 (a power of two); the strata_limiter map has that many + 1 entries. */
+	__u32 bucket_mask;
+	/* 1 in 2^leak over-limit requests answered anyway; 1 in 2^kod of the rest get a KoD RATE;
+	 * 0: none. */
+	__u8 leak;
+	__u8 kod;
+	/* Bits of a source address that make a client. */
+	__u8 v4_prefix;
+	__u8 v6_prefix;
+	/* STRATA_DENY_*: what a denied source gets. */
+	__u8 deny_action;
+	/* STRATA_ADMIT_*. */
+	__u8 flags;
+	__u16 reserved;
+	__u32 reserved2;
+};
+
+#define STRATA_ADMIT_ACL_V4 1u /* the IPv4 trie has rules */
+#define STRATA_ADMIT_ACL_V6 2u /* the IPv6 trie has rules */
+#define STRATA_ADMIT_LIMIT 4u  /* rate limiting is on */
+
+#define STRATA_DENY_DROP 0u
+#define STRATA_DENY_KISS_DENY 1u
+#define STRATA_DENY_KISS_RSTR 2u
+
+/* The value of an access-list rule. */
+#define STRATA_ACL_ALLOW 1u
+#define STRATA_ACL_DENY 2u
+#define STRATA_MAX_ACL_RULES 65536
+
+/* One client in the limiter's table (limiter.rs Slot); a bucket holds two. */
+struct strata_slot {
+	__u64 tat_ns;
+	__u32 over;
+	__u32 tag;
+};
+
+struct strata_bucket {
+	struct strata_slot slot[2];
+};
+
 /* Per-CPU counters, indices into the counters array. Drops are grouped so that the ACL and
  * the rate limiter (a later issue) add their reasons after STRATA_DROP_SRC_PORT_ZERO. */
 enum strata_counter {
@@ -96,7 +152,13 @@ enum strata_counter {
 	STRATA_DROP_UNSYNC = 10,    /* not synchronized and configured to stay silent */
 	STRATA_STATE_TORN = 11,     /* the state changed under two reads: redirected instead */
 	STRATA_ANSWER_FAILED = 12,  /* could not shorten the frame for the reply: redirected */
-	STRATA_COUNTERS = 13,
+	STRATA_DROP_DENIED = 13,    /* the access list denies the source: dropped */
+	STRATA_DROP_LIMITED = 14,   /* over its rate limit: dropped */
+	STRATA_LEAKED = 15,         /* over its rate limit, answered anyway (the leak) */
+	STRATA_KOD_RATE = 16,       /* over its rate limit: a KoD RATE (here or by a responder) */
+	STRATA_KOD_DENY = 17,       /* denied: a KoD DENY */
+	STRATA_KOD_RSTR = 18,       /* denied: a KoD RSTR */
+	STRATA_COUNTERS = 19,
 };
 
 #define STRATA_MAX_QUEUES 64

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use log::{info, warn};
 
+use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
 use crate::daemon::observe::observers;
@@ -200,8 +201,10 @@ fn start_path(
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Running, String> {
+    let secret = limiter_secret();
+    log_admission(config);
     if config.path == DataPath::Xdp {
-        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone()) {
+        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone(), secret) {
             Ok(server) => return Ok(Running::Xdp(server)),
             Err(e) if config.mode == Mode::Auto => {
                 warn!(
@@ -218,7 +221,8 @@ fn start_path(
         socket_config.listen = interface_listen_addrs(config)?;
     }
     let server =
-        socket::run_with_symmetric(&socket_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
+        socket::run_with(&socket_config, state, shutdown, symmetric, Some(admitter(config, secret)?))
+            .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
@@ -232,11 +236,69 @@ fn start_path(
     Ok(Running::Socket(server))
 }
 
+/// The rate limiter's hash key: 128 bits from the OS's random source (through the standard
+/// library's per-process SipHash keys), so that nobody outside can tell which addresses share a
+/// bucket of the limiter's table.
+fn limiter_secret() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    std::array::from_fn(|i| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.finish()
+    })
+}
+
+/// The socket path's admission, from the same settings the XDP program gets.
+fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Arc<Admitter>, String> {
+    let mut acl = Acl::default();
+    for (prefix, action) in &config.admission.rules {
+        acl.add(*prefix, *action)?;
+    }
+    Ok(Arc::new(Admitter {
+        acl,
+        deny_action: config.admission.deny_action,
+        limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
+    }))
+}
+
+/// One line on who is answered.
+fn log_admission(config: &ServerConfig) {
+    let a = &config.admission;
+    let deny = a.rules.iter().filter(|(_, act)| *act == AclAction::Deny).count();
+    if !a.rules.is_empty() {
+        info!(
+            "access list: {} allow and {deny} deny prefix(es), the most specific wins; denied clients get {}",
+            a.rules.len() - deny,
+            match a.deny_action {
+                DenyAction::Drop => "nothing",
+                DenyAction::KissDeny => "a KoD DENY",
+                DenyAction::KissRstr => "a KoD RSTR",
+            }
+        );
+    }
+    match &a.limiter {
+        None => info!("rate limiting off (--rate-limit off)"),
+        Some(l) => info!(
+            "rate limiting per client (IPv4 /{}, IPv6 /{}): one request per {} s on average after a \
+             burst of {}, {} of the rest answered anyway, {}; {} clients tracked ({} MiB)",
+            l.v4_prefix,
+            l.v6_prefix,
+            l.interval_ns as f64 / 1e9,
+            l.burst,
+            if l.leak == 0 { "none".to_string() } else { format!("1 in {}", 1u32 << l.leak) },
+            if l.kod == 0 { "no KoD".to_string() } else { format!("a KoD RATE to 1 in {} of the others", 1u32 << l.kod) },
+            2u64 << l.buckets_log2,
+            l.table_bytes() >> 20
+        ),
+    }
+}
+
 fn start_xdp(
     config: &ServerConfig,
     state: StateReader,
     shutdown: Arc<AtomicBool>,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
+    secret: [u64; 2],
 ) -> Result<fastpath::XdpServer, String> {
     let xdp_config = fastpath::FastPathConfig {
         interfaces: config.interfaces.clone(),
@@ -250,6 +312,11 @@ fn start_xdp(
         }),
         device_bound: true,
         answer: config.xdp_answer,
+        admission: fastpath::AdmissionOptions {
+            rules: config.admission.rules.clone(),
+            deny_action: config.admission.deny_action,
+            limiter: config.admission.limiter.map(|l| (l, secret)),
+        },
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;

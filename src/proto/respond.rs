@@ -65,10 +65,14 @@ pub enum DropReason {
     MalformedExtension,
     /// Not synchronized and configured to stay silent.
     Unsynchronized,
+    /// The access list denies the client (admission; `respond()` itself never says this).
+    Denied,
+    /// Over the client's rate limit (admission; `respond()` itself never says this).
+    RateLimited,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -79,6 +83,8 @@ impl DropReason {
         DropReason::Private,
         DropReason::MalformedExtension,
         DropReason::Unsynchronized,
+        DropReason::Denied,
+        DropReason::RateLimited,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -94,6 +100,8 @@ impl DropReason {
             DropReason::Private => "private_mode",
             DropReason::MalformedExtension => "malformed_extension",
             DropReason::Unsynchronized => "unsynchronized",
+            DropReason::Denied => "denied",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 

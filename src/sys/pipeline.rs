@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
-use crate::proto::respond::{self, Admission, Reply, ReplyKind};
+use crate::proto::admission::{Admitter, Verdict};
+use crate::proto::respond::{self, Admission, DropReason, Reply, ReplyKind};
 use crate::proto::state::{Published, ServerState, StateReader};
 use crate::proto::wire::{ntp, NtpTimestamp};
 use crate::sys::clock::read::read_clock_ns;
@@ -153,6 +154,10 @@ pub struct Pipeline<C: Carrier, R: Record> {
     symmetric: Option<SymmetricSender>,
     /// The snapshot the current batch is answered with.
     published: Published,
+    /// Admission by this path itself (the socket path); None where the XDP program admits.
+    admitter: Option<std::sync::Arc<Admitter>>,
+    /// CLOCK_MONOTONIC at the start of the batch, the limiter's clock.
+    batch_monotonic_ns: u64,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -166,6 +171,39 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
                 server: ServerState::unsynchronized(0, crate::proto::state::UnsyncPolicy::Drop),
                 clock: crate::proto::clock::ClockParams::identity(0),
             },
+            admitter: None,
+            batch_monotonic_ns: 0,
+        }
+    }
+
+    /// This path admits requests itself with `admitter` (the socket path: no XDP program
+    /// admits for it).
+    pub fn with_admitter(mut self, admitter: Option<std::sync::Arc<Admitter>>) -> Self {
+        self.admitter = admitter;
+        self
+    }
+
+    /// Whether requests need their sender for admission.
+    pub fn admits(&self) -> bool {
+        self.admitter.is_some()
+    }
+
+    /// The admission of a request from `from` (the access list and rate limiter of this path;
+    /// Serve without an admitter or a sender).
+    #[inline]
+    pub fn admit(&self, from: Option<SocketAddr>) -> Result<Admission, DropReason> {
+        let (Some(admitter), Some(from)) = (&self.admitter, from) else {
+            return Ok(Admission::Serve);
+        };
+        // An IPv4 client on a dual-stack socket arrives IPv4-mapped: it is judged as IPv4.
+        let ip = match from.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from.ip(), std::net::IpAddr::V4),
+            ip => ip,
+        };
+        match admitter.admit(ip, self.batch_monotonic_ns) {
+            Verdict::Answer(admission) => Ok(admission),
+            Verdict::DropDenied => Err(DropReason::Denied),
+            Verdict::DropLimited => Err(DropReason::RateLimited),
         }
     }
 
@@ -194,19 +232,36 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     #[inline]
     pub fn begin(&mut self, state: &StateReader, received: usize) {
         self.published = state.read();
+        if self.admitter.is_some() {
+            self.batch_monotonic_ns = read_clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        }
         self.counters.batch(received);
     }
 
-    /// Answers the request of `len` bytes in `buf` (counted as received), stamped `stamp`.
-    /// Returns the reply to send; a dropped request is counted, left as it was, and, if it is
-    /// a symmetric packet, handed to the control thread with `from` (or the frame's sender).
+    /// Answers the request of `len` bytes in `buf` (counted as received), stamped `stamp`,
+    /// as `admission` says (a drop reason: counted and not answered). Returns the reply to send;
+    /// a dropped request is counted, left as it was, and, if it is a symmetric packet, handed to
+    /// the control thread with `from` (or the frame's sender).
     #[inline]
-    pub fn answer(&mut self, buf: &mut [u8], stamp: RxStamp, from: Option<SocketAddr>) -> Option<C::Reply> {
+    pub fn answer(
+        &mut self,
+        buf: &mut [u8],
+        stamp: RxStamp,
+        from: Option<SocketAddr>,
+        admission: Result<Admission, DropReason>,
+    ) -> Option<C::Reply> {
         self.counters.received(buf.len());
+        let admission = match admission {
+            Ok(admission) => admission,
+            Err(reason) => {
+                self.counters.dropped_frame(FrameDrop::Ntp(reason));
+                return None;
+            }
+        };
         let rx_time = self.ntp_time(stamp.ns);
         match self
             .carrier
-            .answer(buf, rx_time, Admission::Serve, &self.published.server)
+            .answer(buf, rx_time, admission, &self.published.server)
         {
             Ok(reply) => {
                 if stamp.hardware_unused {
@@ -312,12 +367,12 @@ mod tests {
             hardware_unused: true,
         };
         let mut client = request(Mode::Client);
-        let reply = p.answer(&mut client, stamp, None).expect("answered");
+        let reply = p.answer(&mut client, stamp, None, Ok(Admission::Serve)).expect("answered");
         let mut peer = request(Mode::SymmetricActive);
         let from: SocketAddr = "198.18.0.9:123".parse().unwrap();
-        assert!(p.answer(&mut peer, stamp, Some(from)).is_none());
+        assert!(p.answer(&mut peer, stamp, Some(from), Ok(Admission::Serve)).is_none());
         let mut private = request(Mode::Private);
-        assert!(p.answer(&mut private, stamp, None).is_none());
+        assert!(p.answer(&mut private, stamp, None, Ok(Admission::Serve)).is_none());
 
         // T2 is the stamp on the carrier's clock; T3 is what stamp() writes.
         let t2 = published().clock.ntp_from_realtime(realtime);

@@ -58,7 +58,8 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance, FilePath,
-    InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool, Port, Server,
+    AclPrefix, Burst, InterfaceName, Seconds, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Shift,
+    TrackedClients, V4PrefixLen, V6PrefixLen, Peer, Pool, Port, Server,
     SocketPath, Source, StepLimit, Stratum,
 };
 
@@ -100,6 +101,41 @@ settings! {
     /// XDP path: the XDP program answers plain requests itself (XDP_TX); off sends every
     /// request to the AF_XDP responders [default: on]
     xdp_answer: Option<OnOff>, flag(value_name = "on|off"), key "xdp_answer";
+
+    /// Serve clients in this prefix (ADDR/LEN or an address); the most specific of --allow and
+    /// --deny wins; repeatable [default: every client]
+    allow: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "allow";
+
+    /// Refuse clients in this prefix (see --allow); repeatable
+    deny: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "deny";
+
+    /// What a denied client gets [default: drop]
+    deny_action: Option<crate::proto::admission::DenyAction>, flag(value_name = "ACTION"),
+        key "deny_action";
+
+    /// Per-client rate limiting [default: on]
+    rate_limit: Option<OnOff>, flag(value_name = "on|off"), key "rate_limit";
+
+    /// Average seconds between answered requests of one client [default: 1]
+    rate_limit_interval: Option<Seconds<3600>>, flag(value_name = "SECONDS"), key "rate_limit_interval";
+
+    /// Requests a client may send back to back before the interval applies [default: 16]
+    rate_limit_burst: Option<Burst>, flag(value_name = "N"), key "rate_limit_burst";
+
+    /// Answer 1 in 2^N of a client's requests over its limit anyway; 0: none [default: 2]
+    rate_limit_leak: Option<Shift>, flag(value_name = "N"), key "rate_limit_leak";
+
+    /// Send a KoD RATE to 1 in 2^N of the other requests over the limit; 0: none [default: 0]
+    rate_limit_kod: Option<Shift>, flag(value_name = "N"), key "rate_limit_kod";
+
+    /// IPv4 prefix length that makes one client [default: 32]
+    rate_limit_ipv4_prefix: Option<V4PrefixLen>, flag(value_name = "LEN"), key "rate_limit_ipv4_prefix";
+
+    /// IPv6 prefix length that makes one client [default: 64]
+    rate_limit_ipv6_prefix: Option<V6PrefixLen>, flag(value_name = "LEN"), key "rate_limit_ipv6_prefix";
+
+    /// Clients the rate limiter tracks at once, 16 bytes each [default: 2097152, 32 MiB]
+    rate_limit_clients: Option<TrackedClients>, flag(value_name = "N"), key "rate_limit_clients";
 
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
@@ -224,12 +260,74 @@ pub struct ServerConfig {
     pub busy_poll: bool,
     /// The XDP program answers plain requests itself.
     pub xdp_answer: bool,
+    /// Who is answered: the access list, what denied clients get, the rate limiter.
+    pub admission: AdmissionConfig,
     /// The Prometheus endpoint.
     pub metrics: Endpoint<SocketAddr>,
     /// The control socket of `strata status`.
     pub control: Endpoint<PathBuf>,
     /// Upstream sources and how to discipline against them.
     pub upstream: crate::proto::control::UpstreamConfig,
+}
+
+/// The access list, what denied clients get, and the limiter (None: off). The limiter's secret
+/// is drawn when the server starts, not here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdmissionConfig {
+    pub rules: Vec<(crate::proto::admission::Prefix, crate::proto::admission::AclAction)>,
+    pub deny_action: crate::proto::admission::DenyAction,
+    pub limiter: Option<crate::proto::admission::LimiterConfig>,
+}
+
+/// The access list and the limiter from their settings. A prefix both allowed and denied is an
+/// error naming both keys.
+fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
+    use crate::proto::admission::{Acl, AclAction, LimiterConfig};
+    let mut acl = Acl::default();
+    for (given, action) in [(&s.allow, AclAction::Allow), (&s.deny, AclAction::Deny)] {
+        if let Some(given) = given {
+            for prefix in &given.value {
+                acl.add(prefix.0, action).map_err(|e| {
+                    given
+                        .origin
+                        .error(format!("{e}: it is in both `allow` and `deny`"))
+                })?;
+            }
+        }
+    }
+    let on = s.rate_limit.as_ref().is_none_or(|g| g.value.0);
+    let default = LimiterConfig::default();
+    let limiter = on.then(|| LimiterConfig {
+        interval_ns: s
+            .rate_limit_interval
+            .as_ref()
+            .map_or(default.interval_ns, |g| g.value.0.as_nanos() as u64),
+        burst: s.rate_limit_burst.as_ref().map_or(default.burst, |g| g.value.0),
+        leak: s.rate_limit_leak.as_ref().map_or(default.leak, |g| g.value.0),
+        kod: s.rate_limit_kod.as_ref().map_or(default.kod, |g| g.value.0),
+        v4_prefix: s
+            .rate_limit_ipv4_prefix
+            .as_ref()
+            .map_or(default.v4_prefix, |g| g.value.0),
+        v6_prefix: s
+            .rate_limit_ipv6_prefix
+            .as_ref()
+            .map_or(default.v6_prefix, |g| g.value.0),
+        buckets_log2: s
+            .rate_limit_clients
+            .as_ref()
+            .map_or(default.buckets_log2 + 1, |g| buckets_log2_for(g.value.0)),
+    });
+    Ok(AdmissionConfig {
+        rules: acl.rules().to_vec(),
+        deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
+        limiter,
+    })
+}
+
+/// The clients a table of 2^log2 buckets of two holds, for `rate_limit_clients`.
+fn buckets_log2_for(clients: u64) -> u8 {
+    (clients.div_ceil(2).next_power_of_two().trailing_zeros() as u8).max(9)
 }
 
 /// A configuration that cannot be used; the message says where and why.
@@ -387,6 +485,7 @@ impl ServerConfig {
             None => ParsedFile::default(),
         };
         let s = Settings::merge(flags, file)?;
+        let admission = admission_config(&s)?;
 
         let listen_origin = s.listen.as_ref().map(|g| g.origin.clone());
         let listen = match s.listen {
@@ -480,6 +579,7 @@ impl ServerConfig {
             force: s.force.is_some_and(|g| g.value),
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
             xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0),
+            admission,
             metrics,
             control,
             upstream,
@@ -677,6 +777,13 @@ mod tests {
                 force: false,
                 busy_poll: false,
                 xdp_answer: true,
+                admission: AdmissionConfig {
+                    limiter: Some(crate::proto::admission::LimiterConfig {
+                        buckets_log2: 20,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),

@@ -320,6 +320,53 @@ integer_setting!(
     /// Agreeing sources needed to synchronize.
     MinSources(usize), 1..=16
 );
+integer_setting!(
+    /// Requests a client may send back to back before its rate limit applies.
+    Burst(u32), 1..=65536
+);
+integer_setting!(
+    /// A "1 in 2^N" share (the limiter's leak and KoD); 0: none.
+    Shift(u8), 0..=16
+);
+integer_setting!(
+    /// Bits of an IPv4 address that make one client for the limiter.
+    V4PrefixLen(u8), 1..=32
+);
+integer_setting!(
+    /// Bits of an IPv6 address that make one client for the limiter.
+    V6PrefixLen(u8), 1..=128
+);
+integer_setting!(
+    /// Clients the limiter's table holds (rounded up to a power of two, at least 1024).
+    TrackedClients(u64), 1024..=(1 << 28)
+);
+
+/// A prefix of the access list, `ADDR/LEN` or a bare address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclPrefix(pub crate::proto::admission::Prefix);
+
+impl Setting for AclPrefix {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.trim().parse().map(AclPrefix)
+    }
+}
+
+impl ListItem for AclPrefix {
+    const ITEMS: &'static str = "prefix strings";
+    const LIST: &'static str = "a prefix string or an array of them";
+}
+
+impl Setting for crate::proto::admission::DenyAction {
+    const CHOICES: &'static [Choice<Self>] = &[
+        Choice::new("drop", Self::Drop, "Send nothing"),
+        Choice::new("kiss-deny", Self::KissDeny, "A Kiss-o'-Death DENY"),
+        Choice::new("kiss-rstr", Self::KissRstr, "A Kiss-o'-Death RSTR"),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+}
 
 /// A duration in seconds: a TOML integer or float in the file, a decimal number on the command
 /// line, from 1 ms to `MAX` seconds. Below 1 ms a limit means nothing (`1e-300` would round to

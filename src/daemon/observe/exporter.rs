@@ -140,7 +140,11 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         XdpCounter::Redirected => "NTP requests the XDP program redirected to an AF_XDP socket, per CPU.",
         XdpCounter::Passed => "Frames the XDP program passed on to the kernel stack, per CPU.",
         XdpCounter::RedirectFailed => "NTP requests whose redirect to an AF_XDP socket failed, per CPU.",
-        XdpCounter::DropShort | XdpCounter::DropSrcPortZero | XdpCounter::DropUnsync => {
+        XdpCounter::DropShort
+        | XdpCounter::DropSrcPortZero
+        | XdpCounter::DropUnsync
+        | XdpCounter::DropDenied
+        | XdpCounter::DropLimited => {
             "Frames the XDP program dropped, by reason, per CPU."
         }
         XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
@@ -158,6 +162,10 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         XdpCounter::AnswerFailed => {
             "Plain requests the XDP program could not turn into a reply (frame not shortened), per CPU."
         }
+        XdpCounter::Leaked => "Requests over their client's rate limit answered anyway (the leak), per CPU.",
+        XdpCounter::KodRate => "Requests over their client's rate limit given a KoD RATE, per CPU.",
+        XdpCounter::KodDeny => "Requests from denied sources given a KoD DENY, per CPU.",
+        XdpCounter::KodRstr => "Requests from denied sources given a KoD RSTR, per CPU.",
     }
 }
 
@@ -305,6 +313,8 @@ impl ReportCollector {
                 XdpCounter::DropShort => Some("short"),
                 XdpCounter::DropSrcPortZero => Some("src_port_zero"),
                 XdpCounter::DropUnsync => Some("unsynchronized"),
+                XdpCounter::DropDenied => Some("denied"),
+                XdpCounter::DropLimited => Some("rate_limited"),
                 _ => None,
             };
             // The drop counters share one family (`reason` label); every other counter is its

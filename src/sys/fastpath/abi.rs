@@ -12,15 +12,74 @@ pub const MAP_CONFIG: &str = "strata_config";
 pub const MAP_ADDRS_V4: &str = "strata_addrs_v4";
 pub const MAP_ADDRS_V6: &str = "strata_addrs_v6";
 pub const MAP_STATE: &str = "strata_state";
+pub const MAP_ACL_V4: &str = "strata_acl_v4";
+pub const MAP_ACL_V6: &str = "strata_acl_v6";
+pub const MAP_ADMIT: &str = "strata_admit";
+pub const MAP_LIMITER: &str = "strata_limiter";
 /// Every map, for reusing aya's maps in the device-bound object.
-pub const MAPS: [&str; 6] = [
+pub const MAPS: [&str; 10] = [
     MAP_XSKS,
     MAP_COUNTERS,
     MAP_CONFIG,
     MAP_ADDRS_V4,
     MAP_ADDRS_V6,
     MAP_STATE,
+    MAP_ACL_V4,
+    MAP_ACL_V6,
+    MAP_ADMIT,
+    MAP_LIMITER,
 ];
+
+/// Rules each access-list trie has room for.
+pub const MAX_ACL_RULES: u32 = 65536;
+pub const ACL_ALLOW: u8 = 1;
+pub const ACL_DENY: u8 = 2;
+pub const ADMIT_ACL_V4: u8 = 1;
+pub const ADMIT_ACL_V6: u8 = 2;
+pub const ADMIT_LIMIT: u8 = 4;
+pub const DENY_DROP: u8 = 0;
+pub const DENY_KISS_DENY: u8 = 1;
+pub const DENY_KISS_RSTR: u8 = 2;
+
+/// Bits 1-2 of [`Meta::flags`]: the Kiss-o'-Death admission chose (0: none).
+pub const META_KISS_SHIFT: u32 = 1;
+pub const KISS_RATE: u32 = 1;
+pub const KISS_DENY: u32 = 2;
+pub const KISS_RSTR: u32 = 3;
+
+/// `struct strata_admit_config`, the single entry of the admission map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpAdmitConfig {
+    pub interval_ns: u64,
+    pub burst_span_ns: u64,
+    pub secret: [u64; 2],
+    pub bucket_mask: u32,
+    pub leak: u8,
+    pub kod: u8,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub deny_action: u8,
+    pub flags: u8,
+    pub reserved: u16,
+    pub reserved2: u32,
+}
+
+// SAFETY: plain old data, `repr(C)`, no padding (8 + 8 + 16 + 4 + 4 + 4 + 4 bytes, every field
+// at its natural alignment), every bit pattern valid.
+unsafe impl aya::Pod for XdpAdmitConfig {}
+
+/// `struct strata_bucket`: two limiter slots (tat_ns, over, tag each).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpBucket {
+    pub slots: [[u64; 2]; 2],
+}
+
+// SAFETY: plain old data, `repr(C)`, four u64s, every bit pattern valid.
+unsafe impl aya::Pod for XdpBucket {}
+
+
 
 /// Queues (XSKMAP entries) and addresses (per family) the maps have room for.
 pub const MAX_QUEUES: u32 = 64;
@@ -104,11 +163,17 @@ pub enum XdpCounter {
     DropUnsync,
     StateTorn,
     AnswerFailed,
+    DropDenied,
+    DropLimited,
+    Leaked,
+    KodRate,
+    KodDeny,
+    KodRstr,
 }
 
 impl XdpCounter {
     /// In index order.
-    pub const ALL: [XdpCounter; 13] = [
+    pub const ALL: [XdpCounter; 19] = [
         XdpCounter::Seen,
         XdpCounter::Redirected,
         XdpCounter::Passed,
@@ -122,6 +187,12 @@ impl XdpCounter {
         XdpCounter::DropUnsync,
         XdpCounter::StateTorn,
         XdpCounter::AnswerFailed,
+        XdpCounter::DropDenied,
+        XdpCounter::DropLimited,
+        XdpCounter::Leaked,
+        XdpCounter::KodRate,
+        XdpCounter::KodDeny,
+        XdpCounter::KodRstr,
     ];
 
     pub const fn index(self) -> u32 {
@@ -144,6 +215,12 @@ impl XdpCounter {
             XdpCounter::DropUnsync => "drop_unsync",
             XdpCounter::StateTorn => "state_torn",
             XdpCounter::AnswerFailed => "answer_failed",
+            XdpCounter::DropDenied => "drop_denied",
+            XdpCounter::DropLimited => "drop_limited",
+            XdpCounter::Leaked => "leaked",
+            XdpCounter::KodRate => "kod_rate",
+            XdpCounter::KodDeny => "kod_deny",
+            XdpCounter::KodRstr => "kod_rstr",
         }
     }
 }
@@ -162,6 +239,8 @@ impl XdpCounters {
         self.get(XdpCounter::DropShort)
             + self.get(XdpCounter::DropSrcPortZero)
             + self.get(XdpCounter::DropUnsync)
+            + self.get(XdpCounter::DropDenied)
+            + self.get(XdpCounter::DropLimited)
     }
 
     /// Requests the program answered itself (XDP_TX), synchronized or not.
@@ -194,6 +273,10 @@ mod tests {
         assert_eq!(std::mem::offset_of!(Meta, magic), 16);
         assert_eq!(std::mem::size_of::<XdpConfig>(), 8);
         assert_eq!(STATE_LEN, 64);
+        assert_eq!(std::mem::size_of::<XdpAdmitConfig>(), 48);
+        assert_eq!(std::mem::offset_of!(XdpAdmitConfig, bucket_mask), 32);
+        assert_eq!(std::mem::offset_of!(XdpAdmitConfig, flags), 41);
+        assert_eq!(std::mem::size_of::<XdpBucket>(), 32);
         assert_eq!(std::mem::offset_of!(XdpState, reference_time), 40);
         assert_eq!(std::mem::offset_of!(XdpState, root_delay), 48);
         assert_eq!(std::mem::offset_of!(XdpState, refid), 56);

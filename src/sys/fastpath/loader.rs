@@ -21,17 +21,21 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
 use super::abi::{
-    XdpConfig, XdpCounter, XdpCounters, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, MAPS, MAP_ADDRS_V4,
-    MAP_ADDRS_V6, MAP_CONFIG, MAP_COUNTERS, MAP_STATE, MAP_XSKS, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+    XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
+    ADMIT_LIMIT, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY, DENY_KISS_RSTR, MAPS,
+    MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG, MAP_COUNTERS, MAP_LIMITER,
+    MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
 };
 use super::iface::Interface;
 use super::state_map::StateMap;
 use super::{devbound, existing, program};
+use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix};
 
 /// How the program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,17 @@ pub struct ProgramOptions {
     pub force: bool,
     /// Answer plain requests in the program (XDP_TX) instead of redirecting them.
     pub answer: bool,
+    /// Who is answered: the same settings as the socket path's `Admitter`.
+    pub admission: AdmissionOptions,
+}
+
+/// Admission as the program applies it (`xdp-prog/strata_admit.h`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionOptions {
+    pub rules: Vec<(Prefix, AclAction)>,
+    pub deny_action: DenyAction,
+    /// The limiter's settings and its hash's secret; None: no rate limiting.
+    pub limiter: Option<(LimiterConfig, [u64; 2])>,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -115,7 +130,9 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 
 fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a MapData> {
     match ebpf.map(name) {
-        Some(Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d)) => Ok(d),
+        Some(
+            Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d),
+        ) => Ok(d),
         Some(_) => Err(other(format!("map {name} has an unexpected type"))),
         None => Err(other(format!("map {name} is missing from the XDP object"))),
     }
@@ -132,9 +149,22 @@ impl XdpProgram {
     /// [`XdpProgram::attach`], so that no request is redirected to a queue without a socket.
     pub fn load(iface: &Interface, addrs: &[IpAddr], options: &ProgramOptions) -> io::Result<XdpProgram> {
         let replaced = clear_the_way(iface, options.force)?;
-        let mut ebpf = Ebpf::load(program::PLAIN)
-            .map_err(|e| other(format!("cannot load the XDP object: {}", chain(&e))))?;
+        // The limiter's table is sized at load: as configured, or one bucket when it is off.
+        let buckets = options
+            .admission
+            .limiter
+            .map_or(1, |(limiter, _)| 1u32 << limiter.buckets_log2);
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries(MAP_LIMITER, buckets)
+            .load(program::PLAIN)
+            .map_err(|e| {
+                other(format!(
+                    "cannot load the XDP object (rate limiter table of {buckets} buckets): {}",
+                    chain(&e)
+                ))
+            })?;
         configure(&mut ebpf, options, addrs)?;
+        configure_admission(&mut ebpf, &options.admission)?;
         Ok(XdpProgram {
             ebpf,
             interface: iface.name.clone(),
@@ -417,4 +447,66 @@ fn configure(ebpf: &mut Ebpf, options: &ProgramOptions, addrs: &[IpAddr]) -> io:
             0,
         )
         .map_err(|e| other(format!("cannot write the XDP config: {e}")))
+}
+
+/// Fills the access-list tries and the admission config.
+fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Result<()> {
+    let mut flags = 0;
+    let value = |action: AclAction| match action {
+        AclAction::Allow => ACL_ALLOW,
+        AclAction::Deny => ACL_DENY,
+    };
+    let (v4_rules, v6_rules): (Vec<_>, Vec<_>) = admission.rules.iter().partition(|(p, _)| p.addr.is_ipv4());
+    for (rules, limit) in [(&v4_rules, "IPv4"), (&v6_rules, "IPv6")] {
+        if rules.len() > MAX_ACL_RULES as usize {
+            return Err(other(format!(
+                "{} {limit} access-list rules: the XDP program has room for {MAX_ACL_RULES}",
+                rules.len()
+            )));
+        }
+    }
+    {
+        let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
+            .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
+        for (prefix, action) in &v4_rules {
+            let std::net::IpAddr::V4(addr) = prefix.addr else { continue };
+            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
+                .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
+            flags |= ADMIT_ACL_V4;
+        }
+    }
+    {
+        let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
+            .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
+        for (prefix, action) in &v6_rules {
+            let std::net::IpAddr::V6(addr) = prefix.addr else { continue };
+            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
+                .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
+            flags |= ADMIT_ACL_V6;
+        }
+    }
+    let mut config = XdpAdmitConfig {
+        deny_action: match admission.deny_action {
+            DenyAction::Drop => DENY_DROP,
+            DenyAction::KissDeny => DENY_KISS_DENY,
+            DenyAction::KissRstr => DENY_KISS_RSTR,
+        },
+        ..XdpAdmitConfig::default()
+    };
+    if let Some((limiter, secret)) = admission.limiter {
+        flags |= ADMIT_LIMIT;
+        config.interval_ns = limiter.interval_ns;
+        config.burst_span_ns = limiter.burst_span_ns();
+        config.secret = secret;
+        config.bucket_mask = (1u32 << limiter.buckets_log2) - 1;
+        config.leak = limiter.leak;
+        config.kod = limiter.kod;
+        config.v4_prefix = limiter.v4_prefix;
+        config.v6_prefix = limiter.v6_prefix;
+    }
+    config.flags = flags;
+    let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(ebpf, MAP_ADMIT)?)
+        .map_err(|e| other(format!("map {MAP_ADMIT}: {e}")))?;
+    map.set(0, config, 0)
+        .map_err(|e| other(format!("cannot write the XDP admission config: {e}")))
 }

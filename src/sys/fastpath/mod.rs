@@ -40,7 +40,7 @@ use crate::sys::pool::{check_responders, ResponderPool};
 
 pub use abi::{XdpCounter, XdpCounters};
 pub use iface::Interface;
-pub use loader::{AttachMode, ProgramOptions, XdpProgram};
+pub use loader::{AdmissionOptions, AttachMode, ProgramOptions, XdpProgram};
 pub use stats::{ProgramCounterReader, XskStatistics, XskStatsReader};
 pub use xsk::BusyPoll;
 
@@ -63,6 +63,8 @@ pub struct FastPathConfig {
     pub device_bound: bool,
     /// The XDP program answers plain requests itself (`--xdp-answer`).
     pub answer: bool,
+    /// The access list and rate limiter the program applies.
+    pub admission: AdmissionOptions,
 }
 
 /// One interface being served.
@@ -129,6 +131,7 @@ pub fn run_with_symmetric(
             ntp_port: config.ntp_port,
             force: config.force,
             answer: config.answer,
+            admission: config.admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
         for queue in 0..interface.rx_queues {

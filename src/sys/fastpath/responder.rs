@@ -20,13 +20,28 @@ use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
 use crate::sys::pipeline::{Frames, Pipeline, RxStamp};
 
-use super::abi::{Meta, META_HW, META_MAGIC};
+use super::abi::{Meta, KISS_DENY, KISS_RATE, KISS_RSTR, META_HW, META_KISS_SHIFT, META_MAGIC};
+use crate::proto::respond::{Admission, KissCode};
 use super::xsk::QueueSocket;
 
 /// How long an idle responder waits in poll before it looks at the shutdown flag again.
 const IDLE_POLL_MS: i32 = 100;
 /// How long it waits while replies are still in flight (their completions are due soon).
 const IN_FLIGHT_POLL_MS: i32 = 1;
+
+/// What the XDP program's admission decided for a redirected request: the Kiss-o'-Death it
+/// chose, or Serve (also for a frame whose metadata is not the program's).
+pub fn admission_of(meta: &Meta) -> Admission {
+    if meta.magic != META_MAGIC {
+        return Admission::Serve;
+    }
+    match (meta.flags >> META_KISS_SHIFT) & 3 {
+        KISS_RATE => Admission::Kiss(KissCode::Rate),
+        KISS_DENY => Admission::Kiss(KissCode::Deny),
+        KISS_RSTR => Admission::Kiss(KissCode::Rstr),
+        _ => Admission::Serve,
+    }
+}
 
 /// A metadata stamp older than this (against the clock read after the batch arrived) is not
 /// this frame's: the headroom still held an earlier frame's metadata.
@@ -199,7 +214,8 @@ impl Responder {
             let stamp = receive_stamp(&meta, batch_tai_ns);
             // SAFETY: the frame is ours (just received), and no other reference to it exists.
             let mut data = unsafe { self.socket.umem.data_mut(&mut desc) };
-            match self.pipeline.answer(data.contents_mut(), stamp, None) {
+            let admission = Ok(admission_of(&meta));
+            match self.pipeline.answer(data.contents_mut(), stamp, None, admission) {
                 Some(reply) => {
                     data.cursor().set_pos(reply.len);
                     self.replies.push(reply);

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::proto::admission::Admitter;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
@@ -66,15 +67,17 @@ fn invalid(message: String) -> io::Error {
 /// The threads stop when `shutdown` is set; if a thread cannot be started, `shutdown` is set, the
 /// started ones are joined and the error returned.
 pub fn run(config: &SocketConfig, state: StateReader, shutdown: Arc<AtomicBool>) -> io::Result<SocketServer> {
-    run_with_symmetric(config, state, shutdown, None)
+    run_with(config, state, shutdown, None, None)
 }
 
-/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers.
-pub fn run_with_symmetric(
+/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers, and
+/// requests admitted by `admitter` (access list, rate limiter), shared by every thread.
+pub fn run_with(
     config: &SocketConfig,
     state: StateReader,
     shutdown: Arc<AtomicBool>,
     symmetric: Option<SymmetricSender>,
+    admitter: Option<Arc<Admitter>>,
 ) -> io::Result<SocketServer> {
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
@@ -103,11 +106,14 @@ pub fn run_with_symmetric(
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
         let state = state.clone();
         let symmetric = symmetric.clone();
+        let admitter = admitter.clone();
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
         let name = format!("socket responder {index} (core {core})");
         pool.spawn(index, core, name, move |name, counters| {
-            Responder::new(name, own, batch_size, state, counters, stop, symmetric).run()
+            Responder::new(name, own, batch_size, state, counters, stop, symmetric)
+                .with_admitter(admitter)
+                .run()
         })?;
     }
     Ok(SocketServer { local_addrs, pool })

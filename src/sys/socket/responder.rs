@@ -67,6 +67,12 @@ impl Responder {
     }
 
     /// Serves until the shutdown flag is set. Fails only if waiting for the sockets fails.
+    /// Requests are admitted by `admitter` (None: everyone is served).
+    pub fn with_admitter(mut self, admitter: Option<Arc<crate::proto::admission::Admitter>>) -> Responder {
+        self.pipeline = self.pipeline.with_admitter(admitter);
+        self
+    }
+
     pub fn run(mut self) -> io::Result<()> {
         if self.sockets.len() == 1 {
             self.run_one();
@@ -140,8 +146,8 @@ impl Responder {
         let use_pktinfo = self.sockets[index].pktinfo();
         self.pipeline.begin(&self.state, received);
         for i in 0..received {
-            // Only looked up when peers are configured: the sender of a symmetric packet.
-            let from = if self.pipeline.hands_off() {
+            // Only looked up when needed: for admission, or the sender of a symmetric packet.
+            let from = if self.pipeline.hands_off() || self.pipeline.admits() {
                 self.batch.source(i)
             } else {
                 None
@@ -166,7 +172,8 @@ impl Responder {
                 },
             };
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };
-            if let Some(reply) = self.pipeline.answer(datagram.payload, stamp, from) {
+            let admission = self.pipeline.admit(from);
+            if let Some(reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
                 self.batch.push_reply(i, reply.len, reply.kind, pktinfo);
             }
         }
