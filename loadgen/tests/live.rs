@@ -5,9 +5,9 @@
 //! every reply invalid; one that kisses makes every reply a RATE kiss; a drop-all sink is "no
 //! reply". Each run is bounded (0.2 s at 100k/s, and a time limit on the process).
 //!
-//! The namespace tests need root, `ip` and `ethtool` (threaded NAPI on the far end, without
-//! which veth holds the generator's frames until BPF_PROG_RUN returns), so they are `#[ignore]`d
-//! under a plain `cargo test`; `make test` runs them (`-- --include-ignored`). Run so without
+//! The namespace tests need root, `ip` and `ethtool` (threaded NAPI on the far end, at real-time
+//! priority, so that the echo runs beside the generator rather than in its gaps and keeps up on a
+//! busy machine), so they are `#[ignore]`d under a plain `cargo test`; `make test` runs them (`-- --include-ignored`). Run so without
 //! them, they say SKIPPED and pass, unless STRATA_REQUIRE_INTEROP=1 (as `make test` sets), which
 //! fails them. The usage errors need nothing.
 
