@@ -63,7 +63,7 @@ pub struct Args {
     pub cores: Option<CoreList>,
 
     /// Client flows per thread: source ports (socket mode), or source address and port pairs
-    /// (AF_XDP mode) [default: 8 in socket mode, 256 in AF_XDP mode]
+    /// (AF_XDP and live modes) [default: 8 in socket mode, 256 in AF_XDP and live modes]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub flows: Option<u16>,
 
@@ -79,7 +79,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = RequestKind::Basic)]
     pub request: RequestKind,
 
-    /// Requests per send call (and replies per receive call)
+    /// Requests per send call (and replies per receive call); in live mode, frames per
+    /// BPF_PROG_RUN batch, which the kernel sends together (at most 256)
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
 

@@ -43,6 +43,15 @@ impl SignedHistogram {
         }
     }
 
+    /// Records `value` `count` times.
+    pub fn record_n(&mut self, value: i64, count: u64) {
+        if value < 0 {
+            self.negative.saturating_record_n(value.unsigned_abs(), count);
+        } else {
+            self.positive.saturating_record_n(value as u64, count);
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.negative.len() + self.positive.len()
     }

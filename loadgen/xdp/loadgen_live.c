@@ -18,7 +18,9 @@
  * The origin (= the request's transmit timestamp) is 32 bits of send time (bpf_ktime_get_ns in
  * 16 ns ticks) and a 32-bit tag, a hash of that time, the client's address and port and the
  * step's secret: the receiver checks a reply without any per-request state, and its round trip
- * is the receive time less the send time.
+ * is the receive time less the send time. The server's response time is T3 - T2 of the reply;
+ * the offset puts the send and receive times on the wall clock through a reference pair of
+ * readings that user space takes at the start of each step.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -66,6 +68,11 @@ struct live_config {
 	__u64 secret;
 	__u64 prev_secret;
 	__u64 timeout_ns;
+	/* A CLOCK_MONOTONIC reading and the NTP time (CLOCK_REALTIME, 32.32 fixed point) of the same
+	 * instant, taken by user space when the step starts: they put the send and receive times on
+	 * the server's scale for the offset. */
+	__u64 ref_mono_ns;
+	__u64 ref_ntp;
 	__u8 request[NTP_LEN];
 	__u32 exp_q[EXP_TABLE]; /* exponential quantiles << 16 (Poisson gaps) */
 };
@@ -87,6 +94,9 @@ struct live_counts {
 	__u64 kod[KISS_KINDS];
 	__u64 invalid[INVALID_KINDS];
 	__u64 rtt[RTT_BUCKETS];
+	__u64 response[RTT_BUCKETS];   /* T3 - T2 */
+	__u64 offset_pos[RTT_BUCKETS]; /* ((T2 - T1) + (T3 - T4)) / 2, by sign */
+	__u64 offset_neg[RTT_BUCKETS];
 };
 
 struct {
@@ -145,6 +155,31 @@ static __always_inline __u32 rtt_bucket(__u64 ns)
 		ns = (1ULL << 40) - 1;
 	msb = msb64(ns);
 	return 16 + (msb - 4) * 8 + (__u32)((ns >> (msb - 3)) & 7);
+}
+
+/* The magnitude of a 32.32 NTP time difference in ns. */
+static __always_inline __u64 ntp_ns(__u64 mag)
+{
+	return (mag >> 32) * 1000000000ULL + (((mag & 0xffffffffULL) * 1000000000ULL) >> 32);
+}
+
+/* A signed 32.32 NTP time difference in ns. */
+static __always_inline __s64 ntp_diff_ns(__u64 a, __u64 b)
+{
+	__s64 d = (__s64)(a - b);
+
+	return d < 0 ? -(__s64)ntp_ns((__u64)-d) : (__s64)ntp_ns((__u64)d);
+}
+
+/* Counts `value` in its bucket of `hist` (RTT_BUCKETS entries). */
+static __always_inline void bucket_count(__u64 *hist, __u64 value)
+{
+	__u32 b = rtt_bucket(value);
+
+	/* The compiler knows b < RTT_BUCKETS and would drop the check the verifier needs. */
+	asm volatile("" : "+r"(b));
+	if (b < RTT_BUCKETS)
+		hist[b]++;
 }
 
 static __always_inline __u16 fold(__u32 sum)
@@ -264,8 +299,9 @@ int live_rx(struct xdp_md *ctx)
 	__u8 *ntp;
 	struct live_config *cfg;
 	struct live_counts *c;
-	__u32 zero = 0, client, ticks, tag, b;
+	__u32 zero = 0, client, ticks, tag;
 	__u64 now, rtt, t2, t3;
+	__s64 t1_rel, t4_rel, offset;
 	__u8 mode, version, stratum, leap;
 
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -344,11 +380,17 @@ int live_rx(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	c->valid++;
-	b = rtt_bucket(rtt);
-	/* The compiler knows b < RTT_BUCKETS and would drop the check the verifier needs. */
-	asm volatile("" : "+r"(b));
-	if (b < RTT_BUCKETS)
-		c->rtt[b]++;
+	bucket_count(c->rtt, rtt);
+	bucket_count(c->response, ntp_ns(t3 - t2));
+	/* All four on one scale: ns after the step's reference instant. */
+	t1_rel = (__s64)(now - rtt - cfg->ref_mono_ns);
+	t4_rel = (__s64)(now - cfg->ref_mono_ns);
+	/* Halved by an arithmetic shift (BPF has no signed division); rounds towards -inf. */
+	offset = ((ntp_diff_ns(t2, cfg->ref_ntp) - t1_rel) + (ntp_diff_ns(t3, cfg->ref_ntp) - t4_rel)) >> 1;
+	if (offset < 0)
+		bucket_count(c->offset_neg, (__u64)-offset);
+	else
+		bucket_count(c->offset_pos, (__u64)offset);
 	return XDP_DROP;
 }
 

@@ -3,7 +3,7 @@
 //! stdout how many frames it handled (`dropped N` or `echoed N`).
 //!
 //! Without --echo it drops every frame: on the far end of a veth pair the cheapest possible
-//! target for measuring how fast strata-loadgen sends (`--sink`). With --echo it turns every NTP
+//! target for measuring how fast strata-loadgen sends (`--sink`). With --echo it turns every IPv4 NTP
 //! client request around with XDP_TX (mode 4, stratum 1, origin = the request's transmit
 //! timestamp, receive = transmit = now; MACs, addresses and ports swapped, UDP checksum 0): the
 //! most any XDP responder could answer in that place, for comparing servers against. `bad-origin`

@@ -54,6 +54,9 @@ pub struct LiveConfig {
     pub secret: u64,
     pub prev_secret: u64,
     pub timeout_ns: u64,
+    /// A CLOCK_MONOTONIC reading and the NTP time (32.32) of the same instant, for the offset.
+    pub ref_mono_ns: u64,
+    pub ref_ntp: u64,
     pub request: [u8; 48],
     pub exp_q: [u32; EXP_TABLE],
 }
@@ -81,6 +84,11 @@ pub struct LiveCounts {
     pub kod: [u64; KISS_KINDS],
     pub invalid: [u64; Invalid::COUNT],
     pub rtt: [u64; RTT_BUCKETS],
+    /// T3 − T2 of the valid replies.
+    pub response: [u64; RTT_BUCKETS],
+    /// ((T2 − T1) + (T3 − T4)) / 2 of the valid replies, by sign.
+    pub offset_pos: [u64; RTT_BUCKETS],
+    pub offset_neg: [u64; RTT_BUCKETS],
 }
 
 impl Default for LiveCounts {
@@ -93,40 +101,37 @@ impl Default for LiveCounts {
             kod: [0; KISS_KINDS],
             invalid: [0; Invalid::COUNT],
             rtt: [0; RTT_BUCKETS],
+            response: [0; RTT_BUCKETS],
+            offset_pos: [0; RTT_BUCKETS],
+            offset_neg: [0; RTT_BUCKETS],
         }
     }
 }
 
+/// Adds `b` into `a` element by element, or subtracts it (wrapping: counters only grow).
+fn combine<const N: usize>(a: &mut [u64; N], b: &[u64; N], subtract: bool) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = if subtract { x.wrapping_sub(*y) } else { *x + y };
+    }
+}
+
 impl LiveCounts {
-    fn add(&mut self, o: &LiveCounts) {
-        self.received += o.received;
-        self.answered += o.answered;
-        self.valid += o.valid;
-        self.late += o.late;
-        self.kod.iter_mut().zip(o.kod).for_each(|(a, b)| *a += b);
-        self.invalid.iter_mut().zip(o.invalid).for_each(|(a, b)| *a += b);
-        self.rtt.iter_mut().zip(o.rtt).for_each(|(a, b)| *a += b);
+    fn combine(&mut self, o: &LiveCounts, subtract: bool) {
+        let mut scalars = [self.received, self.answered, self.valid, self.late];
+        combine(&mut scalars, &[o.received, o.answered, o.valid, o.late], subtract);
+        [self.received, self.answered, self.valid, self.late] = scalars;
+        combine(&mut self.kod, &o.kod, subtract);
+        combine(&mut self.invalid, &o.invalid, subtract);
+        combine(&mut self.rtt, &o.rtt, subtract);
+        combine(&mut self.response, &o.response, subtract);
+        combine(&mut self.offset_pos, &o.offset_pos, subtract);
+        combine(&mut self.offset_neg, &o.offset_neg, subtract);
     }
 
     /// What was counted since `before` (counters only grow).
     pub fn since(&self, before: &LiveCounts) -> LiveCounts {
-        let d = |a: u64, b: u64| a.wrapping_sub(b);
-        let mut out = LiveCounts {
-            received: d(self.received, before.received),
-            answered: d(self.answered, before.answered),
-            valid: d(self.valid, before.valid),
-            late: d(self.late, before.late),
-            ..LiveCounts::default()
-        };
-        for i in 0..KISS_KINDS {
-            out.kod[i] = d(self.kod[i], before.kod[i]);
-        }
-        for i in 0..Invalid::COUNT {
-            out.invalid[i] = d(self.invalid[i], before.invalid[i]);
-        }
-        for i in 0..RTT_BUCKETS {
-            out.rtt[i] = d(self.rtt[i], before.rtt[i]);
-        }
+        let mut out = *self;
+        out.combine(before, true);
         out
     }
 }
@@ -246,7 +251,7 @@ impl LiveProgram {
         let values = per_cpu.get(&0, 0).map_err(|e| other(COUNTS_MAP, e))?;
         let mut sum = LiveCounts::default();
         for v in values.iter() {
-            sum.add(v);
+            sum.combine(v, false);
         }
         Ok(sum)
     }
@@ -338,13 +343,13 @@ mod tests {
     fn the_structs_match_the_c_layout() {
         let source = include_str!("../../xdp/loadgen_live.c");
         // Offsets as the C lays them out (checked against the source's field order).
-        assert_eq!(size_of::<LiveConfig>(), 88 + 48 + 4 * EXP_TABLE);
+        assert_eq!(size_of::<LiveConfig>(), 104 + 48 + 4 * EXP_TABLE);
         assert_eq!(std::mem::offset_of!(LiveConfig, start_ns), 32);
-        assert_eq!(std::mem::offset_of!(LiveConfig, request), 88);
+        assert_eq!(std::mem::offset_of!(LiveConfig, request), 104);
         assert_eq!(size_of::<LiveState>(), 32);
         assert_eq!(
             size_of::<LiveCounts>(),
-            8 * (4 + KISS_KINDS + Invalid::COUNT + RTT_BUCKETS)
+            8 * (4 + KISS_KINDS + Invalid::COUNT + 4 * RTT_BUCKETS)
         );
         for (name, value) in [
             ("EXP_TABLE", EXP_TABLE),

@@ -144,7 +144,7 @@ pub enum EchoMode {
 }
 
 /// A program on the far end of a veth pair: one that drops every frame (for measuring how fast
-/// the generator sends), or one that turns every NTP request around with XDP_TX (the most any
+/// the generator sends), or one that turns every IPv4 NTP request around with XDP_TX (the most any
 /// XDP responder could answer there). It counts what it dropped or echoed. Detached when dropped.
 pub struct Sink {
     ebpf: Ebpf,
