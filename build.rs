@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCE: &str = "xdp-prog/strata_xdp.c";
-const HEADERS: [&str; 2] = ["xdp-prog/strata_xdp.h", "xdp-prog/strata_answer.h"];
+const HEADERS: [&str; 3] = [
+    "xdp-prog/strata_xdp.h",
+    "xdp-prog/strata_answer.h",
+    "xdp-prog/strata_admit.h",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");

@@ -27,6 +27,9 @@ fn server() -> (Server, SocketAddr, SocketAddr) {
             "127.0.0.1:0",
             "--control",
             "off",
+            // Exact counts from one client: no rate limit in the way.
+            "--rate-limit",
+            "off",
         ],
         Some(ntp),
     );

@@ -36,6 +36,8 @@ fn xdp_scrape_is_clean_and_counts_exactly() {
             // The responders' series are the point here: every request goes to AF_XDP.
             "--xdp-answer",
             "off",
+            "--rate-limit",
+            "off",
             "--metrics",
             "127.0.0.1:0",
             "--control",
@@ -176,6 +178,8 @@ fn xdp_answers_are_counted_as_the_programs_own() {
             "1",
             "--cores",
             "1",
+            "--rate-limit",
+            "off",
             "--metrics",
             "127.0.0.1:0",
             "--control",

@@ -34,6 +34,9 @@ fn server(control: &Path) -> (Server, SocketAddr, SocketAddr) {
             "127.0.0.1:0",
             "--control",
             control,
+            // Exact counts from one client: no rate limit in the way.
+            "--rate-limit",
+            "off",
         ],
         Some(ntp),
     );

@@ -26,7 +26,18 @@ trait XdpLab {
 
 impl XdpLab for Lab {
     fn serve(&self, args: &[&str]) -> Server {
-        let mut all = vec!["--iface", "srv0", "--mode", "xdp", "--local-stratum", "1"];
+        // Tests here count exact answers to bursts from one address: no rate limit in the way
+        // (tests/admission_lab.rs has the limiter's own).
+        let mut all = vec![
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--rate-limit",
+            "off",
+        ];
         all.extend_from_slice(args);
         let mut server = Server::start(Some(&self.ns("srv")), &all, None);
         server.wait_for_log(READY);

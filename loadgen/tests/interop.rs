@@ -68,7 +68,17 @@ fn strata_serve_on_loopback_gives_only_valid_replies() {
     let listen = format!("127.0.0.1:{port}");
     let server = Server::start(
         None,
-        &["--mode", "socket", "--listen", &listen, "--local-stratum", "1"],
+        // A load from one address is what the rate limiter stops: off for a load test.
+        &[
+            "--mode",
+            "socket",
+            "--listen",
+            &listen,
+            "--local-stratum",
+            "1",
+            "--rate-limit",
+            "off",
+        ],
         Some(SocketAddr::from(([127, 0, 0, 1], port))),
     );
     let step = load(port);

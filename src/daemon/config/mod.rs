@@ -316,7 +316,7 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         buckets_log2: s
             .rate_limit_clients
             .as_ref()
-            .map_or(default.buckets_log2 + 1, |g| buckets_log2_for(g.value.0)),
+            .map_or(default.buckets_log2, |g| buckets_log2_for(g.value.0)),
     });
     Ok(AdmissionConfig {
         rules: acl.rules().to_vec(),

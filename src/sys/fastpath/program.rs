@@ -38,6 +38,7 @@ mod tests {
         let source = [
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_xdp.c")),
             include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_answer.h")),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/xdp-prog/strata_admit.h")),
         ]
         .concat();
         for map in MAPS {
