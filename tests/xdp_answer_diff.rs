@@ -823,7 +823,16 @@ fn admission_decides_as_the_rust_admitter_does() {
                     dst: SERVER6,
                 },
                 _ => Ip::V6 {
-                    src: std::net::Ipv6Addr::new(0xfd00, 0x5354, 0x5241, 0x8000 + (i % 5) as u16, 1, 2, 3, i as u16),
+                    src: std::net::Ipv6Addr::new(
+                        0xfd00,
+                        0x5354,
+                        0x5241,
+                        0x8000 + (i % 5) as u16,
+                        1,
+                        2,
+                        3,
+                        i as u16,
+                    ),
                     dst: SERVER6,
                 },
             })
@@ -837,7 +846,11 @@ fn admission_decides_as_the_rust_admitter_does() {
             // Skewed: a few sources send most requests, so that they go over their limit.
             let pick = ((rng % 200) * (rng >> 32 & 0xff) / 255) as usize % sources.len();
             let ip = sources[pick].clone();
-            let frame = RequestFrame { ip: ip.clone(), ..RequestFrame::v4() }.build();
+            let frame = RequestFrame {
+                ip: ip.clone(),
+                ..RequestFrame::v4()
+            }
+            .build();
             let now = monotonic_now();
             let verdict = admitter.admit(ip.src(), now);
             let got = tier.check_admitted(&frame, verdict.admission());
@@ -850,15 +863,30 @@ fn admission_decides_as_the_rust_admitter_does() {
         // Every kind of decision was made (a test that reached none of them could not fail).
         for kind in [
             format!("{:?}", Verdict::Answer(Admission::Serve)),
-            format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny))),
-            format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Rate))),
+            format!(
+                "{:?}",
+                Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny))
+            ),
+            format!(
+                "{:?}",
+                Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Rate))
+            ),
             format!("{:?}", Verdict::DropLimited),
         ] {
             assert!(seen.get(&kind).copied().unwrap_or(0) > 0, "no {kind} in {seen:?}");
         }
         let c = tier.program.counters().unwrap();
-        assert_eq!(c.get(XdpCounter::KodDeny) as u32, seen[&format!("{:?}", Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny)))]);
-        assert_eq!(c.get(XdpCounter::DropLimited) as u32, seen[&format!("{:?}", Verdict::DropLimited)]);
+        assert_eq!(
+            c.get(XdpCounter::KodDeny) as u32,
+            seen[&format!(
+                "{:?}",
+                Verdict::Answer(Admission::Kiss(strata::proto::respond::KissCode::Deny))
+            )]
+        );
+        assert_eq!(
+            c.get(XdpCounter::DropLimited) as u32,
+            seen[&format!("{:?}", Verdict::DropLimited)]
+        );
         assert!(c.get(XdpCounter::Leaked) > 0);
     });
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use log::{info, warn};
 
-use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
 use crate::daemon::observe::observers;
 use crate::daemon::observe::report::Observed;
+use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
 use crate::proto::metrics::{self, ResponderCounters};
 use crate::proto::state::{StateReader, UnsyncPolicy};
 use crate::sys::fastpath;
@@ -220,9 +220,14 @@ fn start_path(
     if !config.interfaces.is_empty() {
         socket_config.listen = interface_listen_addrs(config)?;
     }
-    let server =
-        socket::run_with(&socket_config, state, shutdown, symmetric, Some(admitter(config, secret)?))
-            .map_err(|e| e.to_string())?;
+    let server = socket::run_with(
+        &socket_config,
+        state,
+        shutdown,
+        symmetric,
+        Some(admitter(config, secret)?),
+    )
+    .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
@@ -285,8 +290,16 @@ fn log_admission(config: &ServerConfig) {
             l.v6_prefix,
             l.interval_ns as f64 / 1e9,
             l.burst,
-            if l.leak == 0 { "none".to_string() } else { format!("1 in {}", 1u32 << l.leak) },
-            if l.kod == 0 { "no KoD".to_string() } else { format!("a KoD RATE to 1 in {} of the others", 1u32 << l.kod) },
+            if l.leak == 0 {
+                "none".to_string()
+            } else {
+                format!("1 in {}", 1u32 << l.leak)
+            },
+            if l.kod == 0 {
+                "no KoD".to_string()
+            } else {
+                format!("a KoD RATE to 1 in {} of the others", 1u32 << l.kod)
+            },
             2u64 << l.buckets_log2,
             l.table_bytes() >> 20
         ),

@@ -12,10 +12,10 @@
 
 use std::net::SocketAddr;
 
+use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
-use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::respond::{self, Admission, DropReason, Reply, ReplyKind};
 use crate::proto::state::{Published, ServerState, StateReader};
 use crate::proto::wire::{ntp, NtpTimestamp};
@@ -367,12 +367,18 @@ mod tests {
             hardware_unused: true,
         };
         let mut client = request(Mode::Client);
-        let reply = p.answer(&mut client, stamp, None, Ok(Admission::Serve)).expect("answered");
+        let reply = p
+            .answer(&mut client, stamp, None, Ok(Admission::Serve))
+            .expect("answered");
         let mut peer = request(Mode::SymmetricActive);
         let from: SocketAddr = "198.18.0.9:123".parse().unwrap();
-        assert!(p.answer(&mut peer, stamp, Some(from), Ok(Admission::Serve)).is_none());
+        assert!(p
+            .answer(&mut peer, stamp, Some(from), Ok(Admission::Serve))
+            .is_none());
         let mut private = request(Mode::Private);
-        assert!(p.answer(&mut private, stamp, None, Ok(Admission::Serve)).is_none());
+        assert!(p
+            .answer(&mut private, stamp, None, Ok(Admission::Serve))
+            .is_none());
 
         // T2 is the stamp on the carrier's clock; T3 is what stamp() writes.
         let t2 = published().clock.ntp_from_realtime(realtime);

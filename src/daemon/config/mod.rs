@@ -57,10 +57,10 @@ use crate::sys::socket::SocketConfig;
 use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
-    parse_core_list, parse_listen_addr, unsync_policy_name, BatchSize, CoreList, DirPath, Distance, FilePath,
-    AclPrefix, Burst, InterfaceName, Seconds, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Shift,
-    TrackedClients, V4PrefixLen, V6PrefixLen, Peer, Pool, Port, Server,
-    SocketPath, Source, StepLimit, Stratum,
+    parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
+    Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool,
+    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, V4PrefixLen,
+    V6PrefixLen,
 };
 
 settings! {
@@ -274,7 +274,10 @@ pub struct ServerConfig {
 /// is drawn when the server starts, not here.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AdmissionConfig {
-    pub rules: Vec<(crate::proto::admission::Prefix, crate::proto::admission::AclAction)>,
+    pub rules: Vec<(
+        crate::proto::admission::Prefix,
+        crate::proto::admission::AclAction,
+    )>,
     pub deny_action: crate::proto::admission::DenyAction,
     pub limiter: Option<crate::proto::admission::LimiterConfig>,
 }

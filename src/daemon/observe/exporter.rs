@@ -144,9 +144,7 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         | XdpCounter::DropSrcPortZero
         | XdpCounter::DropUnsync
         | XdpCounter::DropDenied
-        | XdpCounter::DropLimited => {
-            "Frames the XDP program dropped, by reason, per CPU."
-        }
+        | XdpCounter::DropLimited => "Frames the XDP program dropped, by reason, per CPU.",
         XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
         XdpCounter::HwStamped => "Frames that carried a NIC hardware receive timestamp, per CPU.",
         XdpCounter::Answered => {

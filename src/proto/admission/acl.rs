@@ -125,7 +125,11 @@ impl Acl {
             None => {
                 family.by_len.push((prefix.len, HashMap::new()));
                 family.by_len.sort_by(|a, b| b.0.cmp(&a.0));
-                family.by_len.iter().position(|(l, _)| *l == prefix.len).expect("just added")
+                family
+                    .by_len
+                    .iter()
+                    .position(|(l, _)| *l == prefix.len)
+                    .expect("just added")
             }
         };
         match family.by_len[at].1.insert(value, action) {
@@ -199,15 +203,25 @@ mod tests {
     fn prefixes_parse_and_refuse_what_is_wrong() {
         assert_eq!("192.0.2.1".parse::<Prefix>().unwrap().len, 32);
         assert_eq!("::/0".parse::<Prefix>().unwrap().len, 0);
-        for bad in ["192.0.2.1/24", "192.0.2.0/33", "2001:db8::1/32", "example.net", "1.2.3.0/x"] {
+        for bad in [
+            "192.0.2.1/24",
+            "192.0.2.0/33",
+            "2001:db8::1/32",
+            "example.net",
+            "1.2.3.0/x",
+        ] {
             assert!(bad.parse::<Prefix>().is_err(), "{bad}");
         }
         let e = "192.0.2.1/24".parse::<Prefix>().unwrap_err();
         assert!(e.contains("the prefix is 192.0.2.0/24"), "{e}");
         let mut acl = Acl::default();
-        acl.add("192.0.2.0/24".parse().unwrap(), AclAction::Allow).unwrap();
-        acl.add("192.0.2.0/24".parse().unwrap(), AclAction::Allow).unwrap();
-        let e = acl.add("192.0.2.0/24".parse().unwrap(), AclAction::Deny).unwrap_err();
+        acl.add("192.0.2.0/24".parse().unwrap(), AclAction::Allow)
+            .unwrap();
+        acl.add("192.0.2.0/24".parse().unwrap(), AclAction::Allow)
+            .unwrap();
+        let e = acl
+            .add("192.0.2.0/24".parse().unwrap(), AclAction::Deny)
+            .unwrap_err();
         assert!(e.contains("both allowed and denied"), "{e}");
         assert_eq!(acl.rules().len(), 1);
         assert_eq!(acl.lookup("192.0.2.9".parse().unwrap()), AclAction::Allow);

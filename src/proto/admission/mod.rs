@@ -96,8 +96,10 @@ mod tests {
     #[test]
     fn deny_wins_over_the_limiter_and_takes_its_action() {
         let mut acl = Acl::default();
-        acl.add("198.51.100.0/24".parse().unwrap(), AclAction::Deny).unwrap();
-        acl.add("198.51.100.7/32".parse().unwrap(), AclAction::Allow).unwrap();
+        acl.add("198.51.100.0/24".parse().unwrap(), AclAction::Deny)
+            .unwrap();
+        acl.add("198.51.100.7/32".parse().unwrap(), AclAction::Allow)
+            .unwrap();
         let mut admitter = Admitter {
             acl,
             deny_action: DenyAction::KissRstr,

@@ -79,8 +79,6 @@ pub struct XdpBucket {
 // SAFETY: plain old data, `repr(C)`, four u64s, every bit pattern valid.
 unsafe impl aya::Pod for XdpBucket {}
 
-
-
 /// Queues (XSKMAP entries) and addresses (per family) the maps have room for.
 pub const MAX_QUEUES: u32 = 64;
 pub const MAX_ADDRS: usize = 256;

@@ -130,9 +130,9 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 
 fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a MapData> {
     match ebpf.map(name) {
-        Some(
-            Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d),
-        ) => Ok(d),
+        Some(Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d)) => {
+            Ok(d)
+        }
         Some(_) => Err(other(format!("map {name} has an unexpected type"))),
         None => Err(other(format!("map {name} is missing from the XDP object"))),
     }
@@ -469,7 +469,9 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
         let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
             .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
         for (prefix, action) in &v4_rules {
-            let std::net::IpAddr::V4(addr) = prefix.addr else { continue };
+            let std::net::IpAddr::V4(addr) = prefix.addr else {
+                continue;
+            };
             trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
                 .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
             flags |= ADMIT_ACL_V4;
@@ -479,7 +481,9 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
         let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
             .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
         for (prefix, action) in &v6_rules {
-            let std::net::IpAddr::V6(addr) = prefix.addr else { continue };
+            let std::net::IpAddr::V6(addr) = prefix.addr else {
+                continue;
+            };
             trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
                 .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
             flags |= ADMIT_ACL_V6;

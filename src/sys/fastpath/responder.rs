@@ -21,8 +21,8 @@ use crate::sys::handoff::SymmetricSender;
 use crate::sys::pipeline::{Frames, Pipeline, RxStamp};
 
 use super::abi::{Meta, KISS_DENY, KISS_RATE, KISS_RSTR, META_HW, META_KISS_SHIFT, META_MAGIC};
-use crate::proto::respond::{Admission, KissCode};
 use super::xsk::QueueSocket;
+use crate::proto::respond::{Admission, KissCode};
 
 /// How long an idle responder waits in poll before it looks at the shutdown flag again.
 const IDLE_POLL_MS: i32 = 100;
