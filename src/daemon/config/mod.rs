@@ -290,11 +290,7 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
     for (given, action) in [(&s.allow, AclAction::Allow), (&s.deny, AclAction::Deny)] {
         if let Some(given) = given {
             for prefix in &given.value {
-                acl.add(prefix.0, action).map_err(|e| {
-                    given
-                        .origin
-                        .error(format!("{e}: it is in both `allow` and `deny`"))
-                })?;
+                acl.add(prefix.0, action).map_err(|e| given.origin.error(e))?;
             }
         }
     }
@@ -1013,6 +1009,37 @@ mod tests {
         );
         assert_eq!("socket".parse::<Mode>(), Ok(Mode::Socket));
         assert!("Socket".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn admission_settings() {
+        use crate::proto::admission::{AclAction, DenyAction};
+        let c = from_file(
+            "allow = [\"198.51.100.0/24\", \"2001:db8:1::/48\"]\ndeny = \"0.0.0.0/0\"\n\
+             deny_action = \"kiss-rstr\"\nrate_limit_interval = 0.5\nrate_limit_burst = 8\n\
+             rate_limit_leak = 0\nrate_limit_kod = 1\nrate_limit_ipv6_prefix = 56\n\
+             rate_limit_clients = 5000",
+        )
+        .unwrap();
+        let a = &c.admission;
+        assert_eq!(a.rules.len(), 3);
+        assert_eq!(a.rules[2], ("0.0.0.0/0".parse().unwrap(), AclAction::Deny));
+        assert_eq!(a.deny_action, DenyAction::KissRstr);
+        let l = a.limiter.unwrap();
+        assert_eq!((l.interval_ns, l.burst, l.leak, l.kod), (500_000_000, 8, 0, 1));
+        assert_eq!((l.v4_prefix, l.v6_prefix), (32, 56));
+        // 5000 clients: 4096 buckets of two.
+        assert_eq!(l.buckets_log2, 12);
+        let c = from_flags(&["--rate-limit", "off"]).unwrap();
+        assert_eq!(c.admission.limiter, None);
+        let e = err(from_flags(&["--allow", "10.0.0.0/8", "--deny", "10.0.0.0/8"]));
+        assert!(e.contains("flag `--deny`: 10.0.0.0/8 is both allowed and denied"), "{e}");
+        let e = err(from_file("deny = \"10.0.0.1/8\""));
+        assert!(e.contains("has host bits set (the prefix is 10.0.0.0/8)"), "{e}");
+        let e = err(from_file("rate_limit_leak = 17"));
+        assert!(e.contains("rate_limit_leak"), "{e}");
+        let e = err(from_file("rate_limit = \"maybe\""));
+        assert!(e.contains("rate_limit"), "{e}");
     }
 
     #[test]
