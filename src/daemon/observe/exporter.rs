@@ -263,6 +263,15 @@ impl ReportCollector {
         per_responder(
             enc,
             r,
+            "receive_buffer_drops",
+            "Datagrams the kernel dropped before the responder read them: its socket's receive \
+             buffer was full (SO_RXQ_OVFL; the socket path).",
+            None,
+            |c| c.receive_buffer_drops,
+        )?;
+        per_responder(
+            enc,
+            r,
             "send_errors",
             "Replies that could not be sent.",
             None,

@@ -121,6 +121,9 @@ pub struct CountersReport {
     pub rx_timestamps: BTreeMap<String, u64>,
     pub hardware_stamps_unused: u64,
     pub receive_errors: u64,
+    /// Datagrams the kernel dropped before a responder read them (socket receive buffer full).
+    #[serde(default)]
+    pub receive_buffer_drops: u64,
     pub send_errors: u64,
     pub batches: u64,
     pub batched_requests: u64,
@@ -238,6 +241,7 @@ impl CountersReport {
             rx_timestamps,
             hardware_stamps_unused: s.hardware_stamps_unused,
             receive_errors: s.receive_errors,
+            receive_buffer_drops: s.receive_buffer_drops,
             send_errors: s.send_errors,
             batches: s.batches,
             batched_requests: s.batched_requests,

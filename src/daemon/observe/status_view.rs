@@ -238,11 +238,12 @@ fn serverstats(out: &mut String, r: &Report) {
         rt(0.99),
         t.response_time.count
     );
-    if t.receive_errors + t.send_errors + t.hardware_stamps_unused > 0 {
+    if t.receive_errors + t.send_errors + t.hardware_stamps_unused + t.receive_buffer_drops > 0 {
         let _ = writeln!(
             out,
-            "Errors          : receive {}, send {}, hardware stamps unused {}",
-            t.receive_errors, t.send_errors, t.hardware_stamps_unused
+            "Errors          : receive {}, send {}, hardware stamps unused {}, dropped by the kernel \
+             (receive buffer full) {}",
+            t.receive_errors, t.send_errors, t.hardware_stamps_unused, t.receive_buffer_drops
         );
     }
     for p in &r.xdp_programs {

@@ -91,6 +91,7 @@ struct Block {
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
     hardware_stamps_unused: AtomicU64,
     receive_errors: AtomicU64,
+    receive_buffer_drops: AtomicU64,
     send_errors: AtomicU64,
     batches: AtomicU64,
     batched_requests: AtomicU64,
@@ -178,6 +179,13 @@ impl CounterWriter {
         bump(&self.block.receive_errors, 1);
     }
 
+    /// The kernel dropped `n` datagrams for this responder's socket before it read them (its
+    /// receive buffer was full: SO_RXQ_OVFL).
+    #[inline]
+    pub fn receive_buffer_drops(&mut self, n: u64) {
+        bump(&self.block.receive_buffer_drops, n);
+    }
+
     /// A reply could not be sent.
     #[inline]
     pub fn send_error(&mut self) {
@@ -242,6 +250,7 @@ impl CounterReader {
             rx_timestamps: load_all(&b.rx_timestamps),
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
             receive_errors: load(&b.receive_errors),
+            receive_buffer_drops: load(&b.receive_buffer_drops),
             send_errors: load(&b.send_errors),
             batches: load(&b.batches),
             batched_requests: load(&b.batched_requests),
@@ -276,6 +285,8 @@ pub struct CounterSnapshot {
     /// Hardware receive stamps that arrived but were not usable yet.
     pub hardware_stamps_unused: u64,
     pub receive_errors: u64,
+    /// Datagrams the kernel dropped before the responder read them (receive buffer full).
+    pub receive_buffer_drops: u64,
     /// Replies that failed to send.
     pub send_errors: u64,
     /// Receive calls that returned at least one datagram.
@@ -352,6 +363,7 @@ impl AddAssign for CounterSnapshot {
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
         self.receive_errors = self.receive_errors.wrapping_add(o.receive_errors);
+        self.receive_buffer_drops = self.receive_buffer_drops.wrapping_add(o.receive_buffer_drops);
         self.send_errors = self.send_errors.wrapping_add(o.send_errors);
         self.batches = self.batches.wrapping_add(o.batches);
         self.batched_requests = self.batched_requests.wrapping_add(o.batched_requests);
@@ -431,6 +443,9 @@ impl fmt::Display for CounterSnapshot {
             ", {} receive errors, {} send errors, {} batches",
             self.receive_errors, self.send_errors, self.batches
         )?;
+        if self.receive_buffer_drops > 0 {
+            write!(f, ", {} dropped by the kernel (receive buffer full)", self.receive_buffer_drops)?;
+        }
         if let Some(mean) = self.mean_batch() {
             write!(f, " (mean {mean:.1})")?;
         }

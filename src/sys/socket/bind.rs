@@ -173,6 +173,11 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
         };
         setsockopt(raw, level, name, &1 as &libc::c_int).map_err(|e| option_error(what, e))?;
     }
+    // The kernel's count of datagrams it dropped on this socket, with each datagram: metrics only,
+    // so a kernel without it costs nothing but that count.
+    if let Err(e) = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &1 as &libc::c_int) {
+        log::debug!("{addr}: SO_RXQ_OVFL refused ({e}); receive-buffer drops will not be counted");
+    }
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeval(IO_TIMEOUT))
         .map_err(|e| option_error("SO_RCVTIMEO", e))?;
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeval(IO_TIMEOUT))

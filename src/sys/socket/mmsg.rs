@@ -53,6 +53,9 @@ pub struct RxMeta {
     /// A raw hardware (PHC) stamp was present.
     pub hardware: bool,
     pub pktinfo: Option<PktInfo>,
+    /// SO_RXQ_OVFL: how many datagrams the kernel had dropped on this socket (receive buffer
+    /// full) when this one was queued, counted since the socket was made.
+    pub kernel_drops: Option<u32>,
 }
 
 /// One received datagram.
@@ -110,7 +113,9 @@ const fn cmsg_align(len: usize) -> usize {
 }
 
 const _: () = assert!(
-    cmsg_space(size_of::<[libc::timespec; 3]>()) + cmsg_space(size_of::<libc::in6_pktinfo>())
+    cmsg_space(size_of::<[libc::timespec; 3]>())
+        + cmsg_space(size_of::<libc::in6_pktinfo>())
+        + cmsg_space(size_of::<u32>())
         <= RX_CONTROL_LEN
 );
 const _: () = assert!(cmsg_space(size_of::<libc::in6_pktinfo>()) <= TX_CONTROL_LEN);
@@ -147,6 +152,9 @@ pub fn parse_control(buf: &[u8]) -> RxMeta {
                     meta.software_ns = Some(ts[0].tv_sec as i64 * 1_000_000_000 + ts[0].tv_nsec as i64);
                 }
                 meta.hardware = ts[2].tv_sec != 0 || ts[2].tv_nsec != 0;
+            }
+            (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) if data.len() >= size_of::<u32>() => {
+                meta.kernel_drops = Some(read_struct(data));
             }
             (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= size_of::<libc::in_pktinfo>() => {
                 let info: libc::in_pktinfo = read_struct(data);
@@ -504,6 +512,46 @@ mod tests {
         // A header claiming fewer bytes than a header.
         buf[..8].copy_from_slice(&3usize.to_ne_bytes());
         assert_eq!(parse_control(&buf[..n]), RxMeta::default());
+    }
+
+    #[test]
+    fn the_kernel_counts_what_a_full_receive_buffer_dropped() {
+        let server = crate::sys::socket::bind::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = server.local_addr().port();
+        // The smallest receive buffer the kernel allows, then far more than it holds, unread.
+        let small: libc::c_int = 1;
+        // SAFETY: a live c_int of the size passed; setsockopt only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                server.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &small as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..2000 {
+            client.send_to(&[0u8; 48], ("127.0.0.1", port)).unwrap();
+        }
+        let mut batch = Batch::new(64);
+        // What the buffer held was queued before the drops: read it all.
+        let mut held = 0;
+        while let Ok(n) = batch.receive(server.fd(), libc::MSG_DONTWAIT) {
+            held += n;
+            if n == 0 {
+                break;
+            }
+        }
+        assert!(held > 0 && held < 2000, "{held}");
+        // The count rides on each datagram as it is queued: the next one carries the drops.
+        client.send_to(&[0u8; 48], ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let n = batch.receive(server.fd(), libc::MSG_DONTWAIT).unwrap();
+        assert_eq!(n, 1);
+        let drops = batch.datagram(0).meta.kernel_drops.expect("SO_RXQ_OVFL is on");
+        assert_eq!(drops as usize, 2000 - held, "every datagram not held was dropped");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Responder {
     shutdown: Arc<AtomicBool>,
     reported_receive_error: bool,
     reported_send_error: bool,
+    /// Each socket's SO_RXQ_OVFL count as last seen, to count what it grew by.
+    kernel_drops: Vec<u32>,
 }
 
 impl Responder {
@@ -53,7 +55,9 @@ impl Responder {
                 revents: 0,
             })
             .collect();
+        let kernel_drops = vec![0; sockets.len()];
         Responder {
+            kernel_drops,
             name,
             sockets,
             pollfds,
@@ -145,6 +149,17 @@ impl Responder {
     fn serve(&mut self, index: usize, received: usize, user_rx_ns: i64) {
         let use_pktinfo = self.sockets[index].pktinfo();
         self.pipeline.begin(&self.state, received);
+        // The kernel's drop count rides on every datagram; the batch's last one has the latest.
+        if let Some(now) = received
+            .checked_sub(1)
+            .and_then(|last| self.batch.datagram(last).meta.kernel_drops)
+        {
+            let grew = now.wrapping_sub(self.kernel_drops[index]);
+            if grew > 0 {
+                self.pipeline.counters().receive_buffer_drops(u64::from(grew));
+            }
+            self.kernel_drops[index] = now;
+        }
         for i in 0..received {
             // Only looked up when needed: for admission, or the sender of a symmetric packet.
             let from = if self.pipeline.hands_off() || self.pipeline.admits() {
