@@ -117,10 +117,9 @@ fn run(limits: &[&str], rate: &str, src_net: &str, flows: &str) -> Option<(Vec<u
     if !Lab::available() {
         return None;
     }
-    // The server's NAPI thread at real-time priority, so that the lab itself (srv0's 256-frame
-    // ring, refilled only when that thread runs) loses none of the normal clients' requests
-    // under the flood: a loss here must be strata's doing. Every test of this file sets it.
-    std::env::set_var("STRATA_LAB_SERVER_FIFO", "50");
+    // The lab runs the server's NAPI thread at real-time priority (bench/lab), so that the lab
+    // itself (srv0's 256-frame ring, emptied only when that thread runs) loses none of the
+    // normal clients' requests under the flood: a loss here is strata's doing.
     let lab = Lab::up();
     let mut args = vec![
         "--iface",
