@@ -1,7 +1,7 @@
-//! The smoke run of bench/compare: one short step per server and generator mode, in a lab of
-//! its own (strata-cmpPID-*, removed by the script on every exit path). It checks that every
-//! server answered and that the JSON has every field, not the figures: those are for a full run
-//! on a quiet machine.
+//! The smoke run of bench/compare: one short step per server (live generator, then each latency
+//! generator), in a lab of its own (strata-cmpPID-*, removed by the script on every exit path).
+//! It checks that every server answered and that the JSON has every field, not the figures:
+//! those are for a full run on a quiet machine.
 //!
 //! Needs root, python3, `ip` and chronyd, so it is `#[ignore]`d under a plain `cargo test`;
 //! `make test` runs it (`-- --include-ignored`). Run so without them, it says SKIPPED and passes,
@@ -70,7 +70,7 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&out_dir);
     assert_eq!(field(&report, "kind"), "smoke");
-    assert_eq!(number(&report, "schema"), 1.0);
+    assert_eq!(number(&report, "schema"), 2.0);
     for f in [
         "date",
         "finished",
@@ -88,17 +88,24 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
         "generator.cpu.busy_ns",
         "generator.cpu.foreign_ns",
         "generator.cpu.ns_per_request",
-        "generator.cpu.attributed_ns_per_request",
+        "generator.cpu.server_cpu_ns_per_request",
         "generator.max_send.achieved_rate",
     ] {
         number(&report, f);
     }
     assert!(number(&report, "generator.max_send.sent") > 0.0);
+    assert_eq!(field(&report, "settings.rate_generator"), "live");
 
     let servers = field(&report, "servers").as_array().unwrap();
     let by_name = |name: &str| servers.iter().find(|s| s["name"] == name);
     let ntpd_rs_installed = by_name("ntpd-rs").is_some_and(|s| s["skipped"].is_null());
-    let mut expected = vec!["strata-xdp", "strata-socket", "chronyd"];
+    let mut expected = vec![
+        "strata-xdp-answer",
+        "strata-af-xdp",
+        "strata-socket",
+        "chronyd",
+        "echo",
+    ];
     if ntpd_rs_installed {
         expected.push("ntpd-rs");
     } else {
@@ -110,42 +117,49 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
         assert!(s["skipped"].is_null(), "{name} skipped: {s}");
         assert!(s["error"].is_null(), "{name} failed: {s}");
         assert!(field(s, "version").is_string(), "{name}");
-        for mode in ["af_xdp", "socket"] {
-            let m = &s["modes"][mode];
-            let what = format!("{name} {mode}");
-            let steps = field(m, "steps").as_array().unwrap();
-            assert!(!steps.is_empty(), "{what}");
-            for step in steps {
-                for k in [
-                    "offered_rate",
-                    "achieved_rate",
-                    "sent",
-                    "answered",
-                    "valid",
-                    "lost_fraction",
-                ] {
-                    number(step, k);
-                }
-                assert!(number(step, "answered") > 0.0, "{what}: no answer: {step}");
+        let r = field(s, "rate");
+        assert_eq!(field(r, "generator"), "live", "{name}");
+        let steps = field(r, "steps").as_array().unwrap();
+        assert!(!steps.is_empty(), "{name}");
+        for step in steps {
+            for k in [
+                "offered_rate",
+                "achieved_rate",
+                "sent",
+                "answered",
+                "valid",
+                "lost_fraction",
+            ] {
+                number(step, k);
             }
-            assert!(number(m, "highest_rate_below_loss") > 0.0, "{what}: {m}");
-            assert!(field(m, "limited_by").is_string(), "{what}");
-            let at = field(m, "at_80");
+            assert!(number(step, "answered") > 0.0, "{name}: no answer: {step}");
+            field(step, "cpu_busy_share");
+        }
+        assert!(number(r, "highest_rate_below_loss") > 0.0, "{name}: {r}");
+        assert!(field(r, "limited_by").is_string(), "{name}");
+        for generator in ["live", "af_xdp"] {
+            let what = format!("{name} at 80% ({generator})");
+            let at = field(s, &format!("at_80.{generator}"));
             assert!(number(at, "answered") > 0.0, "{what}: {at}");
             number(at, "rate");
             number(at, "lost_fraction");
-            check_percentiles(field(at, "response_time_ns"), &format!("{what} response time"));
             check_percentiles(field(at, "round_trip_ns"), &format!("{what} round trip"));
         }
+        // The live generator measures no response time; the AF_XDP one does.
+        check_percentiles(
+            field(s, "at_80.af_xdp.response_time_ns"),
+            &format!("{name} response time"),
+        );
         let cpu = field(s, "cpu");
         assert!(number(cpu, "answered") > 0.0, "{name}: {cpu}");
         for k in [
             "busy_ns",
             "foreign_ns",
-            "attributed_ns",
+            "server_cpu_busy_ns",
+            "server_cpu_ns_per_answer",
+            "server_cpu_split_ns_per_answer.softirq",
             "generator_ns",
-            "ns_per_answer",
-            "attributed_ns_per_answer",
+            "machine_ns_per_answer",
             "rate",
             "sent",
         ] {
@@ -153,16 +167,23 @@ fn smoke_run_answers_on_every_server_and_writes_every_field() {
         }
         assert!(field(cpu, "sustained").is_boolean());
     }
-    let targets = field(&report, "summary.targets").as_array().unwrap();
-    assert_eq!(targets.len(), 4);
-    for t in targets {
-        assert!(t["target"].is_string() && t.get("value").is_some() && t.get("met").is_some());
+    let summary = field(&report, "summary");
+    for name in [
+        "xdp_answer_rate_vs_echo",
+        "xdp_answer_rate_vs_chronyd",
+        "af_xdp_rate_mpps",
+        "xdp_answer_cpu_per_answer_vs_chronyd",
+    ] {
+        let t = field(summary, name);
+        assert!(t["target"].is_string(), "{name}: {t}");
+        assert!(t.get("value").is_some() && t.get("met").is_some(), "{name}: {t}");
     }
-    assert!(number(&report, "summary.strata_xdp_rate_vs_chronyd") > 0.0);
+    assert!(number(summary, "xdp_answer_rate_vs_chronyd.value") > 0.0);
+    assert!(field(summary, "missed").is_object());
     assert!(!field(&report, "table").as_array().unwrap().is_empty());
     // What the table shows is printed too.
     assert!(
-        stdout.contains("strata-xdp") && stdout.contains("chronyd"),
+        stdout.contains("strata-xdp-answer") && stdout.contains("chronyd") && stdout.contains("echo"),
         "{stdout}"
     );
 }
