@@ -241,3 +241,87 @@ fn a_spray_over_a_slash_16_limits_no_normal_client() {
         "normal clients lost replies (client, replies): {lost:?}\n{line}"
     );
 }
+
+/// One request from `bind` to `server`; the reply, or None after a second.
+fn ask(bind: SocketAddr, server: SocketAddr) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind(bind).expect("bind the client address");
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    s.send_to(&client_request(0x23, 48), server).unwrap();
+    let mut buf = [0u8; 128];
+    let n = s.recv(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+/// What a reply is: "time", a KoD code, or "nothing".
+fn kind(reply: Option<Vec<u8>>) -> String {
+    match reply {
+        None => "nothing".into(),
+        Some(r) if r.len() == 48 && r[1] == 0 => String::from_utf8_lossy(&r[12..16]).into_owned(),
+        Some(r) if r.len() == 48 && r[1] == 1 && r[0] & 7 == 4 => "time".into(),
+        Some(r) => format!("bad reply {r:02x?}"),
+    }
+}
+
+/// The access list on the XDP path, both tiers (the KoD written by the XDP program, or by an
+/// AF_XDP responder from the program's decision), IPv4 and IPv6: a denied prefix gets its KoD,
+/// a more specific allow inside it gets the time, and so does everyone else.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn the_access_list_on_the_xdp_path() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    for tier in ["on", "off"] {
+        let args = [
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+            "--xdp-answer",
+            tier,
+            "--deny",
+            "198.19.0.0/16",
+            "--allow",
+            "198.19.5.0/24",
+            "--deny",
+            "fd00:5354:5241:8000::/49",
+            "--allow",
+            "fd00:5354:5241:8001::/64",
+            "--deny-action",
+            "kiss-rstr",
+        ];
+        let mut server = Server::start(Some(&lab.ns("srv")), &args, None);
+        server.wait_for_log("through XDP");
+        let got = lab.run_in("cli", || {
+            let v4: SocketAddr = format!("{SERVER}:123").parse().unwrap();
+            let v6: SocketAddr = "[fd00:5354:5241:1::2]:123".parse().unwrap();
+            [
+                ("198.19.1.1:0", v4),
+                ("198.19.5.5:0", v4),
+                ("198.18.0.1:0", v4),
+                ("[fd00:5354:5241:8000::5]:0", v6),
+                ("[fd00:5354:5241:8001::5]:0", v6),
+                ("[fd00:5354:5241:1::1]:0", v6),
+            ]
+            .map(|(from, to)| kind(ask(from.parse().unwrap(), to)))
+        });
+        let (status, log) = server.stop();
+        assert!(status.success(), "{log}");
+        assert_eq!(
+            got,
+            ["RSTR", "time", "time", "RSTR", "time", "time"].map(String::from),
+            "--xdp-answer {tier}:\n{log}"
+        );
+        let line = program_line(&log);
+        assert_eq!(field(line, "kod_rstr"), 2, "{line}");
+    }
+}

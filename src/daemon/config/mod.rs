@@ -1033,7 +1033,10 @@ mod tests {
         let c = from_flags(&["--rate-limit", "off"]).unwrap();
         assert_eq!(c.admission.limiter, None);
         let e = err(from_flags(&["--allow", "10.0.0.0/8", "--deny", "10.0.0.0/8"]));
-        assert!(e.contains("flag `--deny`: 10.0.0.0/8 is both allowed and denied"), "{e}");
+        assert!(
+            e.contains("flag `--deny`: 10.0.0.0/8 is both allowed and denied"),
+            "{e}"
+        );
         let e = err(from_file("deny = \"10.0.0.1/8\""));
         assert!(e.contains("has host bits set (the prefix is 10.0.0.0/8)"), "{e}");
         let e = err(from_file("rate_limit_leak = 17"));

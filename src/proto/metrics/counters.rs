@@ -444,7 +444,11 @@ impl fmt::Display for CounterSnapshot {
             self.receive_errors, self.send_errors, self.batches
         )?;
         if self.receive_buffer_drops > 0 {
-            write!(f, ", {} dropped by the kernel (receive buffer full)", self.receive_buffer_drops)?;
+            write!(
+                f,
+                ", {} dropped by the kernel (receive buffer full)",
+                self.receive_buffer_drops
+            )?;
         }
         if let Some(mean) = self.mean_batch() {
             write!(f, " (mean {mean:.1})")?;
