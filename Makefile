@@ -56,8 +56,10 @@ fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run parse_respond corpus/parse_respond seeds/parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
 
 ## bench: criterion micro-benchmarks (respond, frame rewrite, checksum, clock read), then
-## bench/compare: strata (XDP and socket paths) side by side with chronyd and ntpd-rs, the table
-## printed and the JSON written under bench/results/. ntpd-rs is installed once into a cache.
+## bench/compare: strata (XDP answer tier, AF_XDP only, socket path) side by side with chronyd,
+## ntpd-rs and a bare XDP_TX echo, the table printed and the JSON written under bench/results/
+## (ntpd-rs is installed once into a cache); then bench/admission-cost: the XDP program's time
+## per request with rate limiting off and on.
 NTPD_RS_VERSION := 1.9.0
 NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
 bench: deps build
@@ -68,7 +70,7 @@ bench: deps build
 	    --target-dir $(HOME)/.cache/strata-bench/build; }
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "bench/compare: SKIPPED, it needs root (network namespaces, XDP)"; \
-	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare; fi
+	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare && bench/admission-cost; fi
 
 clean:
 	$(CARGO) clean
