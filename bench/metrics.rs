@@ -15,7 +15,7 @@ use strata::proto::clock::ClockParams;
 use strata::proto::metrics::counters;
 use strata::proto::metrics::record::{NoRecord, Record};
 use strata::proto::metrics::RxTimestampSource;
-use strata::proto::respond::ReplyKind;
+use strata::proto::respond::{Admission, ReplyKind};
 use strata::proto::state::{self, Published, StateReader};
 use strata::proto::wire::ntp;
 use strata::sys::pipeline::{Datagrams, Pipeline, RxStamp};
@@ -41,7 +41,7 @@ fn serve_batch<R: Record>(
         hardware_unused: false,
     };
     for buf in bufs.iter_mut() {
-        if let Some(reply) = p.answer(&mut buf[..], stamp, None) {
+        if let Some(reply) = p.answer(&mut buf[..], stamp, None, Ok(Admission::Serve)) {
             replies.push(reply);
         }
     }

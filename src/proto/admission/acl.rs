@@ -124,7 +124,7 @@ impl Acl {
             Some(at) => at,
             None => {
                 family.by_len.push((prefix.len, HashMap::new()));
-                family.by_len.sort_by(|a, b| b.0.cmp(&a.0));
+                family.by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
                 family
                     .by_len
                     .iter()
