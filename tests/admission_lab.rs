@@ -23,18 +23,6 @@ const ROUND: Duration = Duration::from_secs(2);
 /// The flood: 10 s from one address.
 const FLOOD_SECONDS: f64 = 10.0;
 
-/// The number after `label ` in `line`.
-fn field(line: &str, label: &str) -> u64 {
-    let at = line
-        .find(&format!(" {label} "))
-        .unwrap_or_else(|| panic!("no {label:?} in {line}"));
-    line[at + label.len() + 2..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {label:?} in {line}"))
-}
-
 /// 1000 clients, each sending `ROUNDS` requests `ROUND` apart; the replies each got, checked:
 /// server mode, stratum 1, never a KoD.
 fn normal_clients() -> Vec<u32> {
@@ -157,9 +145,7 @@ fn run(limits: &[&str], rate: &str, src_net: &str, flows: &str) -> Option<(Vec<u
 }
 
 fn program_line(log: &str) -> &str {
-    log.lines()
-        .find(|l| l.contains("xdp program on srv0:"))
-        .unwrap_or_else(|| panic!("no program counters in the log:\n{log}"))
+    log_line(log, "xdp program on srv0:")
 }
 
 #[test]
@@ -191,9 +177,9 @@ fn a_flood_from_one_address_gets_its_limit_and_normal_clients_lose_nothing() {
         "normal clients lost replies (client, replies): {lost:?}"
     );
     let line = program_line(&log);
-    let answered = field(line, "answered");
-    let limited = field(line, "drop_limited");
-    let leaked = field(line, "leaked");
+    let answered = log_field(line, "answered");
+    let limited = log_field(line, "drop_limited");
+    let leaked = log_field(line, "leaked");
     let normal = (CLIENTS * ROUNDS) as u64;
     // What reached strata from the flood, and what its limits allow of it.
     let flood_answered = answered - normal;
@@ -233,7 +219,7 @@ fn a_spray_over_a_slash_16_limits_no_normal_client() {
         .collect();
     let line = program_line(&log);
     assert!(
-        field(line, "drop_limited") > 100_000,
+        log_field(line, "drop_limited") > 100_000,
         "the spray was not limited:\n{line}"
     );
     assert!(
@@ -322,6 +308,6 @@ fn the_access_list_on_the_xdp_path() {
             "--xdp-answer {tier}:\n{log}"
         );
         let line = program_line(&log);
-        assert_eq!(field(line, "kod_rstr"), 2, "{line}");
+        assert_eq!(log_field(line, "kod_rstr"), 2, "{line}");
     }
 }

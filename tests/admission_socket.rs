@@ -19,68 +19,51 @@ fn ask(bind: &str, server: SocketAddr) -> String {
     }
 }
 
-#[test]
-fn a_denied_prefix_gets_its_kod_and_a_more_specific_allow_the_time() {
+/// strata on loopback (IPv4 and IPv6, one port) with `rules`; the server and its two addresses.
+fn serve(rules: &[&str]) -> (Server, SocketAddr, SocketAddr) {
     let port = free_udp_port();
     let (v4, v6) = (format!("127.0.0.1:{port}"), format!("[::1]:{port}"));
-    let server = Server::start(
-        None,
-        &[
-            "--listen",
-            &v4,
-            "--listen",
-            &v6,
-            "--local-stratum",
-            "1",
-            "--cores",
-            "0",
-            "--metrics",
-            "off",
-            "--control",
-            "off",
-            "--deny",
-            "127.0.0.0/8",
-            "--allow",
-            "127.0.0.2",
-            "--deny",
-            "::/0",
-            "--allow",
-            "::1",
-            "--deny-action",
-            "kiss-deny",
-        ],
-        Some(v4.parse().unwrap()),
-    );
-    let (to4, to6): (SocketAddr, SocketAddr) = (v4.parse().unwrap(), v6.parse().unwrap());
+    let mut args = vec![
+        "--listen",
+        &v4,
+        "--listen",
+        &v6,
+        "--local-stratum",
+        "1",
+        "--cores",
+        "0",
+        "--metrics",
+        "off",
+        "--control",
+        "off",
+    ];
+    args.extend_from_slice(rules);
+    let server = Server::start(None, &args, Some(v4.parse().unwrap()));
+    (server, v4.parse().unwrap(), v6.parse().unwrap())
+}
+
+#[test]
+fn a_denied_prefix_gets_its_kod_and_a_more_specific_allow_the_time() {
+    let (server, to4, to6) = serve(&[
+        "--deny",
+        "127.0.0.0/8",
+        "--allow",
+        "127.0.0.2",
+        "--deny",
+        "::/0",
+        "--allow",
+        "::1",
+        "--deny-action",
+        "kiss-deny",
+    ]);
     assert_eq!(ask("127.0.0.3:0", to4), "DENY");
     assert_eq!(ask("127.0.0.2:0", to4), "time");
     assert_eq!(ask("[::1]:0", to6), "time");
     drop(server);
 
     // Denied with the default action: nothing at all, on IPv6 too.
-    let port = free_udp_port();
-    let (v4, v6) = (format!("127.0.0.1:{port}"), format!("[::1]:{port}"));
-    let server = Server::start(
-        None,
-        &[
-            "--listen",
-            &v4,
-            "--listen",
-            &v6,
-            "--local-stratum",
-            "1",
-            "--cores",
-            "0",
-            "--metrics",
-            "off",
-            "--control",
-            "off",
-            "--deny",
-            "::1",
-        ],
-        Some(v4.parse().unwrap()),
-    );
-    assert_eq!(ask("[::1]:0", v6.parse().unwrap()), "nothing");
-    assert_eq!(ask("127.0.0.1:0", v4.parse().unwrap()), "time");
+    let (server, to4, to6) = serve(&["--deny", "::1"]);
+    assert_eq!(ask("[::1]:0", to6), "nothing");
+    assert_eq!(ask("127.0.0.1:0", to4), "time");
     drop(server);
 }

@@ -95,24 +95,6 @@ fn assert_valid_reply(reply: &[u8]) {
     );
 }
 
-/// The number after `label ` in `line` ("redirected 5" -> 5).
-fn field(line: &str, label: &str) -> u64 {
-    let at = line
-        .find(&format!("{label} "))
-        .unwrap_or_else(|| panic!("no {label:?} in {line}"));
-    line[at + label.len() + 1..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {label:?} in {line}"))
-}
-
-fn line<'a>(log: &'a str, start: &str) -> &'a str {
-    log.lines()
-        .find(|l| l.contains(start))
-        .unwrap_or_else(|| panic!("no line with {start:?} in the log:\n{log}"))
-}
-
 /// The counters a test checks, from the exit log.
 struct Totals {
     /// Answered by the XDP program itself (XDP_TX).
@@ -125,19 +107,19 @@ struct Totals {
 }
 
 fn totals(log: &str) -> Totals {
-    let program = line(log, "xdp program on srv0:");
-    let total = line(log, "total:");
+    let program = log_line(log, "xdp program on srv0:");
+    let total = log_line(log, "total:");
     assert!(
         !log.contains("socket responder"),
         "the socket path must not run:\n{log}"
     );
     Totals {
-        answered: field(program, "answered"),
-        redirected: field(program, "redirected"),
-        passed: field(program, "passed"),
-        requests: field(total, "total:"),
-        replies: field(total, "bytes),"),
-        xdp_stamps: field(total, "xdp"),
+        answered: log_field(program, "answered"),
+        redirected: log_field(program, "redirected"),
+        passed: log_field(program, "passed"),
+        requests: log_field(total, "total:"),
+        replies: log_field(total, "bytes),"),
+        xdp_stamps: log_field(total, "xdp"),
     }
 }
 
@@ -612,8 +594,8 @@ fn each_queue_is_answered_by_its_own_responder() {
     let log = stop(server);
     let mut per_queue = Vec::new();
     for queue in 0..2 {
-        let l = line(&log, &format!("xdp responder {queue} (core {queue}):"));
-        per_queue.push((field(l, &format!("(core {queue}):")), field(l, "bytes),")));
+        let l = log_line(&log, &format!("xdp responder {queue} (core {queue}):"));
+        per_queue.push((log_field(l, &format!("(core {queue}):")), log_field(l, "bytes),")));
     }
     for (queue, (requests, replies)) in per_queue.iter().enumerate() {
         assert!(*requests > 0, "queue {queue} got nothing:\n{log}");
@@ -793,7 +775,7 @@ fn symmetric_peers_reach_the_control_thread_through_af_xdp() {
     let log_b = stop(b);
     let log_a = stop(a);
     // Each handed-off packet is also counted as a symmetric-mode drop of the responder.
-    let dropped = line(&log_b, "total:");
+    let dropped = log_line(&log_b, "total:");
     let symmetric = dropped
         .split("symmetric_mode ")
         .nth(1)

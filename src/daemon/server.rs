@@ -225,7 +225,7 @@ fn start_path(
         state,
         shutdown,
         symmetric,
-        Some(admitter(config, secret)?),
+        admitter(config, secret)?,
     )
     .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
@@ -253,17 +253,21 @@ fn limiter_secret() -> [u64; 2] {
     })
 }
 
-/// The socket path's admission, from the same settings the XDP program gets.
-fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Arc<Admitter>, String> {
+/// The socket path's admission, from the same settings the XDP program gets; None when there is
+/// nothing to admit (no rules, no limiter), so requests skip the sender lookup and the check.
+fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitter>>, String> {
+    if config.admission.rules.is_empty() && config.admission.limiter.is_none() {
+        return Ok(None);
+    }
     let mut acl = Acl::default();
     for (prefix, action) in &config.admission.rules {
         acl.add(*prefix, *action)?;
     }
-    Ok(Arc::new(Admitter {
+    Ok(Some(Arc::new(Admitter {
         acl,
         deny_action: config.admission.deny_action,
         limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
-    }))
+    })))
 }
 
 /// One line on who is answered.

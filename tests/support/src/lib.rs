@@ -20,6 +20,7 @@
 //! kept next to them (`strata::proto::state::test_fixtures`), equal to these.
 
 pub mod avail;
+pub mod exitlog;
 pub mod fixtures;
 pub mod frames;
 pub mod metrics;
@@ -27,6 +28,7 @@ pub mod netns;
 pub mod process;
 
 pub use avail::*;
+pub use exitlog::*;
 pub use fixtures::*;
 pub use frames::*;
 pub use metrics::*;
