@@ -47,13 +47,21 @@ unit:
 	STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
 	$(CARGO) test --locked --workspace --benches
 
-# The fuzz target needs a nightly toolchain; without one this says so and skips.
+# The fuzz targets need a nightly toolchain; without one this says so and skips. Each target runs
+# FUZZ_SECONDS (2 targets: about two minutes in all, plus the build):
+#   parse_respond   arbitrary bytes through every parser, respond() and the frame rewrite;
+#   admit_respond   an admission configuration and a sequence of requests through the access
+#                   list, the rate limiter and then respond() or the frame rewrite.
+FUZZ_TARGETS := parse_respond:512 admit_respond:1024
 fuzz:
 	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
 	  echo "fuzz: SKIPPED, no nightly toolchain here (cargo-fuzz needs one)"; exit 0; fi; \
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked; \
-	mkdir -p fuzz/corpus/parse_respond; \
-	cd fuzz && $(CARGO) +nightly fuzz run parse_respond corpus/parse_respond seeds/parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; max_len=$${t##*:}; mkdir -p corpus/$$name; \
+	  $(CARGO) +nightly fuzz run $$name corpus/$$name seeds/$$name -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$$max_len || exit 1; \
+	done
 
 ## bench: criterion micro-benchmarks (respond, frame rewrite, checksum, clock read), then
 ## bench/compare: strata (XDP answer tier, AF_XDP only, socket path) side by side with chronyd,
