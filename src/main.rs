@@ -4,57 +4,14 @@
 //! configuration (the message on stderr), 1 when the server fails at run time (a bind error, a
 //! responder thread that dies).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use log::{error, LevelFilter};
 
-use strata::daemon::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
+use strata::daemon::cli::{Cli, Command, ServeArgs, StatusArgs};
+use strata::daemon::config::{flag_error, ServerConfig};
 use strata::daemon::observe::{control_socket, status_view};
-
-#[derive(Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "A kernel-bypass NTP server for public, pool-scale deployment"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-// Parsed once at start: the size of `serve`'s many flags does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Command {
-    /// Serve NTP to clients
-    Serve(ServeArgs),
-    /// Show a running server's state, upstream sources and packet counters
-    Status(StatusArgs),
-}
-
-#[derive(Args)]
-struct StatusArgs {
-    /// The server's control socket
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
-    control: PathBuf,
-
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// TOML configuration file; the flags below override its keys
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    // Every setting's flag, declared with its file key in `config`'s `settings!` list.
-    #[command(flatten)]
-    flags: Overrides,
-}
 
 fn main() -> ExitCode {
     // clap prints its own errors and exits with 2 (0 for --help and --version), except for a

@@ -3,6 +3,7 @@
 //! ([`server`]). It builds on `crate::proto` and `crate::sys`; nothing imports from it but the
 //! `strata` binary.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod observe;
