@@ -9,5 +9,7 @@ pub mod clock;
 pub mod fastpath;
 pub mod handoff;
 pub mod pipeline;
+pub mod notify;
 pub mod pool;
+pub mod privilege;
 pub mod socket;
