@@ -1,17 +1,19 @@
 //! The `strata` command.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 2 for bad flags or a bad
-//! configuration (the message on stderr), 1 when the server fails at run time (a bind error, a
-//! responder thread that dies).
+//! Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM or SIGUSR1), 2 for bad flags or a bad
+//! configuration (the message on stderr; an unknown `user` among them), 1 when the server fails
+//! at run time (a bind error, a responder thread that dies, a failed switch of user).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use log::{error, LevelFilter};
+use log::error;
 
 use strata::daemon::cli::{Cli, Command, ServeArgs, StatusArgs};
 use strata::daemon::config::{flag_error, ServerConfig};
 use strata::daemon::observe::{control_socket, status_view};
+use strata::daemon::server::Service;
+use strata::daemon::{logging, run_as};
 
 fn main() -> ExitCode {
     // clap prints its own errors and exits with 2 (0 for --help and --version), except for a
@@ -58,24 +60,6 @@ fn status(args: &StatusArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(level: Option<LevelFilter>) {
-    let mut builder = env_logger::Builder::new();
-    match level {
-        Some(level) => {
-            builder.filter_level(level);
-        }
-        None => match std::env::var("RUST_LOG") {
-            Ok(spec) if !spec.is_empty() => {
-                builder.parse_filters(&spec);
-            }
-            _ => {
-                builder.filter_level(LevelFilter::Info);
-            }
-        },
-    }
-    builder.init();
-}
-
 /// Reports a fatal error: in the log, or on stderr when logging is off.
 fn fatal(message: &str) {
     if log::log_enabled!(log::Level::Error) {
@@ -93,8 +77,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level);
-    match strata::daemon::server::run(&config) {
+    // A user that does not exist is a configuration error too, found before anything starts.
+    let run_as = match run_as::resolve(config.user.as_deref()) {
+        Ok(run_as) => run_as,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::init(config.log_level, config.log_format);
+    // SIGHUP reads the same file with the same flags again.
+    let file = args.config.clone();
+    let flags = args.flags.clone();
+    let service = Service {
+        run_as,
+        reload: Some(Box::new(move || ServerConfig::load(file.as_deref(), &flags))),
+        log: Some(Box::new(log)),
+    };
+    match strata::daemon::server::run(&config, service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             fatal(&message);
@@ -107,6 +107,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use log::LevelFilter;
     use std::time::Duration;
     use strata::daemon::config::Mode;
     use strata::proto::state::UnsyncPolicy;

@@ -6,5 +6,10 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod logging;
 pub mod observe;
+pub mod reload;
+pub mod run_as;
 pub mod server;
+pub mod service_status;
+pub mod signals;

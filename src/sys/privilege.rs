@@ -79,7 +79,8 @@ pub enum Capability {
 }
 
 impl Capability {
-    fn bit(self) -> u64 {
+    /// Its bit in a capability mask.
+    pub fn bit(self) -> u64 {
         match self {
             // linux/capability.h: CAP_SYS_TIME is 25.
             Capability::SysTime => 1 << 25,

@@ -60,8 +60,8 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
-    Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool,
-    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, UserName,
+    Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, OffOr, OnOff, Peer,
+    Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, UserName,
     V4PrefixLen, V6PrefixLen,
 };
 
@@ -1113,15 +1113,24 @@ mod tests {
         let c = from_flags(&[]).unwrap();
         assert_eq!((c.user, c.log_format), (None, LogFormat::Text));
         let c = from_file("user = \"strata\"\nlog_format = \"json\"").unwrap();
-        assert_eq!((c.user.as_deref(), c.log_format), (Some("strata"), LogFormat::Json));
+        assert_eq!(
+            (c.user.as_deref(), c.log_format),
+            (Some("strata"), LogFormat::Json)
+        );
         let c = from_flags(&["--user", "ntp", "--log-format", "text"]).unwrap();
         assert_eq!((c.user.as_deref(), c.log_format), (Some("ntp"), LogFormat::Text));
         for bad in ["", "a:b", "a b", "-x", "../root"] {
             let e = err(from_file(&format!("user = {bad:?}")));
-            assert!(e.contains("config key `user`") && e.contains("is not a user name"), "{e}");
+            assert!(
+                e.contains("config key `user`") && e.contains("is not a user name"),
+                "{e}"
+            );
         }
         let e = err(from_file("log_format = \"xml\""));
-        assert!(e.contains("\"xml\" is not one of json, text") || e.contains("is not one of text, json"), "{e}");
+        assert!(
+            e.contains("\"xml\" is not one of json, text") || e.contains("is not one of text, json"),
+            "{e}"
+        );
     }
 
     #[test]

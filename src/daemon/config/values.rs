@@ -552,7 +552,9 @@ impl Setting for UserName {
         let bad = text.is_empty()
             || text.len() > 32
             || text.starts_with('-')
-            || text.chars().any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control());
+            || text
+                .chars()
+                .any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control());
         if bad {
             return Err(format!("{text:?} is not a user name"));
         }
@@ -572,8 +574,16 @@ pub enum LogFormat {
 
 impl Setting for LogFormat {
     const CHOICES: &'static [Choice<LogFormat>] = &[
-        Choice::new("text", LogFormat::Text, "One line of text per event, as journald shows it"),
-        Choice::new("json", LogFormat::Json, "One JSON object per line, for log collectors"),
+        Choice::new(
+            "text",
+            LogFormat::Text,
+            "One line of text per event, as journald shows it",
+        ),
+        Choice::new(
+            "json",
+            LogFormat::Json,
+            "One JSON object per line, for log collectors",
+        ),
     ];
 
     fn parse(text: &str) -> Result<Self, String> {

@@ -141,6 +141,10 @@ impl Shell {
         }
         let mut next_housekeeping = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
+            // Once the process switched to `user`: keep only CAP_SYS_TIME, if this thread kept any.
+            if let Err(e) = crate::sys::privilege::settle_this_thread() {
+                log::warn!("the control thread cannot trim its capabilities: {e}");
+            }
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {

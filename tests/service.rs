@@ -1,0 +1,498 @@
+//! strata as a service: the control socket's permissions whatever the umask, the switch to
+//! `user` (every thread's uid and capabilities in /proc), the XDP path under the unit's
+//! capability bounding set with no new privileges, SIGHUP reloading without killing, SIGUSR1
+//! and SIGTERM shutting down cleanly, sd_notify's READY/STATUS/WATCHDOG/STOPPING on a test
+//! notify socket, and the unit itself (`systemd-analyze verify`, and `security` under 3.0).
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_test_support::*;
+
+const UNIT: &str = include_str!("../deploy/strata.service");
+/// nobody and nogroup on Debian.
+const NOBODY: u32 = 65534;
+
+/// `strata serve ARGS` with its stderr in a file, under `umask`, optionally inside a namespace
+/// and behind a command (setpriv); killed when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, umask: &str, prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let log = dir.join("stderr.log");
+        let mut script = format!("umask {umask}; exec");
+        for word in prefix
+            .iter()
+            .copied()
+            .chain([strata_bin().to_str().unwrap(), "serve"])
+            .chain(args.iter().copied())
+        {
+            script.push_str(&format!(" '{word}'"));
+        }
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start strata serve");
+        Daemon { child, log }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for_log(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.log().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "strata serve exited ({status}) before logging {text:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill with our own child's pid and a standard signal.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends `signal` and waits for the exit.
+    fn stop_with(mut self, signal: i32) -> (ExitStatus, String) {
+        self.signal(signal);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within 10 s of signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory others may traverse (the switched server must reach its socket's
+/// directory inside it, as it reaches /run/strata).
+fn scratch(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn socket_args(control: &Path) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_udp_port()),
+        "--local-stratum".into(),
+        "2".into(),
+        "--cores".into(),
+        "0".into(),
+        "--metrics".into(),
+        "off".into(),
+        "--control".into(),
+        control.to_str().unwrap().into(),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn the_control_socket_ignores_the_umask_and_goes_away_at_exit() {
+    let dir = scratch("umask");
+    // A directory strata makes, and one it is given empty and wide open (as RuntimeDirectory=
+    // under a careless mode would be).
+    let given = dir.0.join("given");
+    fs::create_dir(&given).unwrap();
+    fs::set_permissions(&given, fs::Permissions::from_mode(0o777)).unwrap();
+    for control in [dir.0.join("made/control.sock"), given.join("control.sock")] {
+        let mut d = Daemon::start(&dir.0, "000", &[], &strs(&socket_args(&control)), &[]);
+        d.wait_for_log("control socket at");
+        assert_eq!(mode(&control), 0o660, "{}", control.display());
+        assert_eq!(mode(control.parent().unwrap()), 0o750);
+        let (status, log) = d.stop_with(libc::SIGTERM);
+        assert!(status.success(), "{status}: {log}");
+        assert!(!control.exists(), "the socket was left behind:\n{log}");
+        assert!(log.contains("total: "), "no final counters:\n{log}");
+    }
+}
+
+#[test]
+fn sighup_reloads_what_it_can_and_sigusr1_stops_cleanly() {
+    let dir = scratch("sighup");
+    let control = dir.0.join("run/control.sock");
+    let config = dir.0.join("strata.toml");
+    let port = free_udp_port();
+    let write = |extra: &str| {
+        fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:{port}\"]\ncores = [0]\nmetrics = \"off\"\ncontrol = {:?}\n{extra}\n",
+                control.to_str().unwrap()
+            ),
+        )
+        .unwrap()
+    };
+    write("local_stratum = 2\nlog_level = \"info\"");
+    let mut d = Daemon::start(&dir.0, "022", &[], &["--config", config.to_str().unwrap()], &[]);
+    d.wait_for_log("control socket at");
+
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("reload (SIGHUP): the configuration is unchanged");
+
+    write("local_stratum = 3\nlog_level = \"debug\"\ndeny = [\"192.0.2.0/24\"]");
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("reload (SIGHUP): applied log_level: INFO -> DEBUG");
+    d.wait_for_log(
+        "applied only at the next restart: local_stratum; allow, deny, deny_action and rate_limit*",
+    );
+
+    write("local_stratum = 99");
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("the configuration has an error, nothing changed");
+    assert!(d.log().contains("config key `local_stratum`"), "{}", d.log());
+    assert!(d.alive(), "SIGHUP ended the process:\n{}", d.log());
+    // Still serving, as the first configuration said.
+    let reply = ntp_query(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .expect("a reply");
+    assert_eq!(reply[1], 2, "stratum");
+
+    let (status, log) = d.stop_with(libc::SIGUSR1);
+    assert!(status.success(), "{status}: {log}");
+    assert!(!control.exists(), "the socket was left behind:\n{log}");
+    assert!(log.contains("shutting down") && log.contains("total: "), "{log}");
+}
+
+#[test]
+fn systemd_hears_ready_status_watchdog_and_stopping() {
+    let dir = scratch("notify");
+    let notify = dir.0.join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let control = dir.0.join("run/control.sock");
+    let d = Daemon::start(
+        &dir.0,
+        "022",
+        &[],
+        &strs(&socket_args(&control)),
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let log = d.log.clone();
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let len = listener.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no notification: {e}:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        String::from_utf8(buf[..len].to_vec()).unwrap()
+    };
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=serving; synchronized, stratum 2, reference LOCL"),
+        "{ready}"
+    );
+    let started = Instant::now();
+    let ping = next();
+    assert_eq!(ping, "WATCHDOG=1");
+    let ping = next();
+    assert_eq!(ping, "WATCHDOG=1");
+    // Two pings at half the interval (0.2 s), the first one right after READY.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, log) = d.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{log}");
+    let stopping = loop {
+        let m = next();
+        if m != "WATCHDOG=1" {
+            break m;
+        }
+    };
+    assert_eq!(stopping, "STOPPING=1\nSTATUS=shutting down");
+}
+
+#[test]
+fn an_unknown_user_is_a_configuration_error() {
+    let out = Command::new(strata_bin())
+        .args([
+            "serve",
+            "--user",
+            "strata-no-such-user",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("user `strata-no-such-user`: no user"), "{stderr}");
+}
+
+/// Every thread of `pid` as /proc says: (name, uid line, gid line, CapPrm, CapEff).
+fn threads(pid: i32) -> Vec<(String, String, String, String, String)> {
+    let mut out = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out.push((
+            field("Name"),
+            field("Uid"),
+            field("Gid"),
+            field("CapPrm"),
+            field("CapEff"),
+        ));
+    }
+    out
+}
+
+fn assert_unprivileged(pid: i32, log: &str) {
+    let all = threads(pid);
+    assert!(all.len() >= 4, "{all:?}");
+    let nobody = format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}");
+    for (name, uid, gid, prm, eff) in &all {
+        assert_eq!(uid, &nobody, "thread {name}: {all:?}\n{log}");
+        assert_eq!(gid, &nobody, "thread {name}: {all:?}");
+        assert_eq!(
+            prm, "0000000000000000",
+            "thread {name} keeps capabilities: {all:?}"
+        );
+        assert_eq!(
+            eff, "0000000000000000",
+            "thread {name} keeps capabilities: {all:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root (make test runs it)"]
+fn the_socket_path_switches_to_the_user_with_no_capability() {
+    if !available("root", is_root()) {
+        return;
+    }
+    let dir = scratch("user");
+    let control = dir.0.join("run/control.sock");
+    let mut args = socket_args(&control);
+    args.extend(["--user".into(), "nobody".into()]);
+    let mut d = Daemon::start(&dir.0, "000", &[], &strs(&args), &[]);
+    d.wait_for_log("running as user nobody");
+    assert_unprivileged(d.pid(), &d.log());
+    let meta = fs::symlink_metadata(&control).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), mode(&control)), (NOBODY, NOBODY, 0o660));
+    let dir_meta = fs::metadata(control.parent().unwrap()).unwrap();
+    assert_eq!((dir_meta.uid(), dir_meta.gid()), (NOBODY, NOBODY));
+    let status = Command::new(strata_bin())
+        .args(["status", "--control", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let (status, log) = d.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        !control.exists(),
+        "the unprivileged server could not remove its socket:\n{log}"
+    );
+}
+
+/// The unit's CapabilityBoundingSet, as setpriv(1) takes it (`-all,+net_admin,...`).
+fn unit_bounding_set() -> String {
+    let caps = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit sets CapabilityBoundingSet");
+    let mut out = "-all".to_string();
+    for cap in caps.split_whitespace() {
+        out.push_str(&format!(",+{}", cap.trim_start_matches("CAP_").to_lowercase()));
+    }
+    out
+}
+
+#[test]
+fn every_capability_of_the_unit_says_why() {
+    let caps = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap();
+    for cap in caps.split_whitespace() {
+        assert!(
+            UNIT.lines()
+                .any(|l| l.starts_with("#") && l.contains(cap) && l.len() > cap.len() + 12),
+            "{cap} has no comment saying why"
+        );
+    }
+    assert!(
+        !caps.contains("CAP_SYS_TIME"),
+        "CAP_SYS_TIME only with discipline_system"
+    );
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, XDP and setpriv (make test runs it)"]
+fn the_xdp_path_runs_under_the_unit_s_capabilities_then_as_nobody() {
+    if !Lab::available() || !available("setpriv", have_command("setpriv")) {
+        return;
+    }
+    let lab = Lab::up();
+    let dir = scratch("xdp-caps");
+    let control = dir.0.join("run/control.sock");
+    let srv = lab.ns("srv");
+    let bounding = unit_bounding_set();
+    let prefix = [
+        "ip",
+        "netns",
+        "exec",
+        &srv,
+        "setpriv",
+        "--bounding-set",
+        &bounding,
+        "--no-new-privs",
+        "--",
+    ];
+    // Every request to the AF_XDP responders: they are what must keep working after the switch.
+    let args = [
+        "--iface",
+        "srv0",
+        "--mode",
+        "xdp",
+        "--xdp-answer",
+        "off",
+        "--local-stratum",
+        "1",
+        "--cores",
+        "1",
+        "--rate-limit",
+        "off",
+        "--metrics",
+        "off",
+        "--user",
+        "nobody",
+        "--control",
+        control.to_str().unwrap(),
+    ];
+    let mut d = Daemon::start(&dir.0, "022", &prefix, &args, &[]);
+    d.wait_for_log("running as user nobody");
+    assert!(d.log().contains("through XDP"), "{}", d.log());
+    assert_unprivileged(d.pid(), &d.log());
+    let server: std::net::SocketAddr = "198.18.0.2:123".parse().unwrap();
+    let reply = lab.run_in("cli", move || {
+        // From the client's own address (ntp_query sends from loopback).
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(&client_request(0x23, 48), server).unwrap();
+        let mut buf = [0u8; 512];
+        sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+    });
+    let reply = reply.unwrap_or_else(|| panic!("no reply through AF_XDP after the switch:\n{}", d.log()));
+    assert_eq!(reply[1], 1, "stratum");
+    let (status, log) = d.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("total: 1 requests"), "{log}");
+    // The unprivileged process detached its program: the bpf_link went with its descriptor.
+    let link = lab.ip("srv", &["link", "show", "srv0"]);
+    assert!(!link.contains("xdp"), "the XDP program is still attached: {link}");
+}
+
+#[test]
+fn the_unit_verifies_and_scores_under_3() {
+    if !available("systemd-analyze", have_command("systemd-analyze")) {
+        return;
+    }
+    let dir = scratch("unit");
+    // As installed, but with this build's binary and no man page (not installed here).
+    let unit = UNIT
+        .replace("/usr/sbin/strata", strata_bin().to_str().unwrap())
+        .replace("man:strata(8) ", "");
+    let path = dir.0.join("strata.service");
+    fs::write(&path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for strata.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{text}{}",
+                String::from_utf8_lossy(&security.stderr)
+            )
+        });
+    eprintln!("systemd-analyze security: exposure {score}");
+    assert!(score < 3.0, "exposure {score}:\n{text}");
+}
