@@ -136,7 +136,6 @@ fn leftovers() -> Vec<String> {
         "/usr/sbin/strata-loadgen",
         "/usr/lib/systemd/system/strata.service",
         "/etc/strata",
-        "/run/strata",
         "/var/log/strata",
         "/usr/share/man/man8/strata.8.gz",
     ] {
@@ -145,6 +144,15 @@ fn leftovers() -> Vec<String> {
         }
     }
     found
+}
+
+/// Removes a directory the test made, when the test ends.
+struct RemoveDirOnDrop(PathBuf);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Purges the package when the test ends, however it ends.
@@ -199,9 +207,13 @@ fn install_serve_as_the_package_user_and_purge_leave_nothing_behind() {
     assert!(!Path::new("/etc/systemd/system/multi-user.target.wants/strata.service").exists());
 
     // The packaged configuration as the unit runs it (its `user` is the package's user), on a
-    // port of its own; the default control socket in /run/strata.
+    // port and a control socket of its own (in /run, as /run/strata: other strata servers on
+    // this machine may be using the default).
     let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
+    let run_dir = PathBuf::from(format!("/run/strata-pkgtest-{}", std::process::id()));
+    let _run_dir = RemoveDirOnDrop(run_dir.clone());
+    let control = run_dir.join("control.sock");
     let server = Command::new("/usr/sbin/strata")
         .args([
             "serve",
@@ -210,11 +222,20 @@ fn install_serve_as_the_package_user_and_purge_leave_nothing_behind() {
             "--listen",
             &listen,
         ])
-        .args(["--local-stratum", "3", "--metrics", "off", "--cores", "0"])
+        .args([
+            "--local-stratum",
+            "3",
+            "--metrics",
+            "off",
+            "--cores",
+            "0",
+            "--control",
+        ])
+        .arg(&control)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let control = Path::new("/run/strata/control.sock");
+    let control = control.as_path();
     let deadline = Instant::now() + Duration::from_secs(10);
     while ntp_query(listen.parse().unwrap(), Duration::from_millis(200)).is_none() {
         assert!(Instant::now() < deadline, "the packaged strata does not answer");
@@ -226,8 +247,16 @@ fn install_serve_as_the_package_user_and_purge_leave_nothing_behind() {
     }
     let meta = fs::symlink_metadata(control).unwrap();
     assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (uid, gid, 0o660));
-    let status = stdout("/usr/sbin/strata", &["status"]);
-    assert!(status.contains("stratum 3"), "{status}");
+    let status = stdout(
+        "/usr/sbin/strata",
+        &["status", "--control", control.to_str().unwrap()],
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Stratum") && l.ends_with(": 3")),
+        "{status}"
+    );
     let proc_status = fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
     assert!(
         proc_status.contains(&format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}")),
