@@ -261,6 +261,33 @@ fn systemd_hears_ready_status_watchdog_and_stopping() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line_with_the_event_fields() {
+    let dir = scratch("json");
+    let control = dir.0.join("run/control.sock");
+    let mut args = socket_args(&control);
+    args.extend(["--log-format".into(), "json".into()]);
+    let mut d = Daemon::start(&dir.0, "022", &[], &strs(&args), &[]);
+    d.wait_for_log("\"event\":\"sync_state\"");
+    let (status, log) = d.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let local = lines
+        .iter()
+        .find(|l| l["event"] == "sync_state")
+        .expect("a sync_state event");
+    assert_eq!(local["state"], "local");
+    assert_eq!(local["stratum"], 2);
+    assert_eq!(local["level"], "info");
+    assert!(local["time"].as_str().unwrap().ends_with('Z'));
+    assert!(lines
+        .iter()
+        .any(|l| l["message"].as_str().unwrap().starts_with("total: ")));
+}
+
+#[test]
 fn an_unknown_user_is_a_configuration_error() {
     let out = Command::new(strata_bin())
         .args([
@@ -449,6 +476,9 @@ fn the_xdp_path_runs_under_the_unit_s_capabilities_then_as_nobody() {
     let (status, log) = d.stop_with(libc::SIGTERM);
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("total: 1 requests"), "{log}");
+    // One line per event, with its fields.
+    assert!(log.contains("event=xdp_attach iface=srv0 attach="), "{log}");
+    assert!(log.contains("event=xdp_detach iface=srv0"), "{log}");
     // The unprivileged process detached its program: the bpf_link went with its descriptor.
     let link = lab.ip("srv", &["link", "show", "srv0"]);
     assert!(!link.contains("xdp"), "the XDP program is still attached: {link}");

@@ -261,8 +261,13 @@ impl Running {
                 let stopped = s.join();
                 for (iface, counters) in &stopped.programs {
                     match counters {
-                        Ok(c) => info!("xdp program on {iface}: {c}"),
-                        Err(e) => warn!("xdp program on {iface}: cannot read its counters: {e}"),
+                        Ok(c) => {
+                            info!(event = "xdp_detach", iface = iface.as_str(); "xdp program on {iface}: {c}")
+                        }
+                        Err(e) => warn!(
+                            event = "xdp_detach", iface = iface.as_str();
+                            "xdp program on {iface}: cannot read its counters: {e}"
+                        ),
                     }
                 }
                 (stopped.responders, stopped.failures)
@@ -417,6 +422,7 @@ fn start_xdp(
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     for served in server.served() {
         info!(
+            event = "xdp_attach", iface = served.interface.name.as_str(), attach:% = served.mode;
             "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
              cores {}, batch size {}{}; {})",
             config.ntp_port,

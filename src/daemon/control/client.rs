@@ -439,9 +439,11 @@ impl Shell {
 }
 
 fn log_event(event: &Event) {
-    match event {
-        Event::Measurement(_) | Event::Statistics(_) => log::debug!("{event}"),
-        Event::CorrectionRefused { .. } => log::error!("{event}"),
+    use log::Level;
+    // One line per event, with its fields (super::event_log).
+    let level = match event {
+        Event::Measurement(_) | Event::Statistics(_) => Level::Debug,
+        Event::CorrectionRefused { .. } => Level::Error,
         Event::Kiss {
             action: KissAction::Dropped,
             ..
@@ -452,7 +454,8 @@ fn log_event(event: &Event) {
         | Event::Unsynchronized { .. }
         | Event::Holdover { .. }
         | Event::Overridden { .. }
-        | Event::Step { .. } => log::warn!("{event}"),
-        _ => log::info!("{event}"),
-    }
+        | Event::Step { .. } => Level::Warn,
+        _ => Level::Info,
+    };
+    super::event_log::log(event, level, module_path!());
 }

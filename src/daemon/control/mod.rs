@@ -13,6 +13,7 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod event_log;
 pub mod leapfile;
 pub mod resolve;
 pub mod statslog;
