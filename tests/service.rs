@@ -479,6 +479,9 @@ fn the_xdp_path_runs_under_the_unit_s_capabilities_then_as_nobody() {
     // One line per event, with its fields.
     assert!(log.contains("event=xdp_attach iface=srv0 attach="), "{log}");
     assert!(log.contains("event=xdp_detach iface=srv0"), "{log}");
+    // The program's counters are still readable by the unprivileged process (map descriptor).
+    assert!(log.contains("xdp program on srv0: seen "), "{log}");
+    assert!(!log.contains("cannot read its counters"), "{log}");
     // The unprivileged process detached its program: the bpf_link went with its descriptor.
     let link = lab.ip("srv", &["link", "show", "srv0"]);
     assert!(!link.contains("xdp"), "the XDP program is still attached: {link}");
