@@ -2,7 +2,8 @@
 //! `user` (every thread's uid and capabilities in /proc), the XDP path under the unit's
 //! capability bounding set with no new privileges, SIGHUP reloading without killing, SIGUSR1
 //! and SIGTERM shutting down cleanly, sd_notify's READY/STATUS/WATCHDOG/STOPPING on a test
-//! notify socket, and the unit itself (`systemd-analyze verify`, and `security` under 3.0).
+//! notify socket, JSON logs, the unit itself (`systemd-analyze verify`, and `security` under 3.0),
+//! and its system call filter against every call strata makes under strace.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -396,6 +397,16 @@ fn unit_bounding_set() -> String {
     out
 }
 
+/// The unit's LimitMEMLOCK=, as prlimit(1) takes it.
+fn unit_memlock() -> String {
+    let limit = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitMEMLOCK="))
+        .expect("the unit sets LimitMEMLOCK (the UMEM is pinned memory)");
+    let limit = if limit == "infinity" { "unlimited" } else { limit };
+    format!("{limit}:{limit}")
+}
+
 #[test]
 fn every_capability_of_the_unit_says_why() {
     let caps = UNIT
@@ -425,18 +436,30 @@ fn the_xdp_path_runs_under_the_unit_s_capabilities_then_as_nobody() {
     let dir = scratch("xdp-caps");
     let control = dir.0.join("run/control.sock");
     let srv = lab.ns("srv");
-    let bounding = unit_bounding_set();
-    let prefix = [
-        "ip",
-        "netns",
-        "exec",
-        &srv,
+    let mut bounding = unit_bounding_set();
+    let memlock = format!("--memlock={}", unit_memlock());
+    // The unit's LimitMEMLOCK= is what lets the UMEM be pinned without CAP_IPC_LOCK; systemd
+    // (PID 1) sets it. A sandbox without CAP_SYS_RESOURCE (as the one this was written in)
+    // cannot raise the limit: there the test stands CAP_IPC_LOCK in for it, and says so.
+    let can_raise = Command::new("prlimit")
+        .args([memlock.as_str(), "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_raise {
+        eprintln!("NOTE: cannot raise RLIMIT_MEMLOCK here (no CAP_SYS_RESOURCE): CAP_IPC_LOCK stands in for LimitMEMLOCK=");
+        bounding.push_str(",+ipc_lock");
+    }
+    let mut prefix: Vec<&str> = vec!["ip", "netns", "exec", &srv];
+    if can_raise {
+        prefix.extend(["prlimit", memlock.as_str()]);
+    }
+    prefix.extend([
         "setpriv",
         "--bounding-set",
-        &bounding,
+        bounding.as_str(),
         "--no-new-privs",
         "--",
-    ];
+    ]);
     // Every request to the AF_XDP responders: they are what must keep working after the switch.
     let args = [
         "--iface",
@@ -485,6 +508,172 @@ fn the_xdp_path_runs_under_the_unit_s_capabilities_then_as_nobody() {
     // The unprivileged process detached its program: the bpf_link went with its descriptor.
     let link = lab.ip("srv", &["link", "show", "srv0"]);
     assert!(!link.contains("xdp"), "the XDP program is still attached: {link}");
+}
+
+/// The system calls a `SystemCallFilter=` group holds, its nested groups expanded.
+fn syscall_group(group: &str, out: &mut std::collections::BTreeSet<String>) {
+    let list = Command::new("systemd-analyze")
+        .args(["syscall-filter", group])
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "systemd-analyze syscall-filter {group}");
+    for line in String::from_utf8_lossy(&list.stdout).lines().skip(1) {
+        let entry = line.trim();
+        if entry.is_empty() || entry.starts_with('#') {
+            continue;
+        }
+        if entry.starts_with('@') {
+            syscall_group(entry, out);
+        } else {
+            out.insert(entry.to_string());
+        }
+    }
+}
+
+/// What the unit's SystemCallFilter= lines allow: the first one's list, less the `~` ones.
+fn unit_allowed_syscalls() -> std::collections::BTreeSet<String> {
+    let mut allowed = std::collections::BTreeSet::new();
+    let mut denied = std::collections::BTreeSet::new();
+    for line in UNIT.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
+        let (set, list) = match line.strip_prefix('~') {
+            Some(rest) => (&mut denied, rest),
+            None => (&mut allowed, line),
+        };
+        for entry in list.split_whitespace() {
+            if entry.starts_with('@') {
+                syscall_group(entry, set);
+            } else {
+                set.insert(entry.to_string());
+            }
+        }
+    }
+    // ProtectClock= refuses the clock calls on top of the list.
+    if UNIT.lines().any(|l| l == "ProtectClock=yes") {
+        syscall_group("@clock", &mut denied);
+    }
+    allowed.retain(|s| !denied.contains(s));
+    allowed
+}
+
+/// The /proc files outside the process's own (`/proc/self`, `/proc/thread-self`, `/proc/PID`)
+/// that an strace log shows opened: what ProcSubset=pid hides.
+fn proc_outside_pid(trace: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in trace.match_indices("\"/proc/") {
+        let path: String = trace[i + 1..].chars().take_while(|&c| c != '"').collect();
+        let first = path.trim_start_matches("/proc/").split('/').next().unwrap_or("");
+        let own = first == "self" || first == "thread-self" || first.chars().all(|c| c.is_ascii_digit());
+        // aya looks for Ubuntu's kernel version file and falls back to uname(2): a file that
+        // is missing on Debian and under ProcSubset=pid alike.
+        let own = own || path == "/proc/version_signature";
+        if !own && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, XDP, strace and systemd-analyze (make test runs it)"]
+fn the_unit_s_system_call_filter_allows_every_call_strata_makes() {
+    if !Lab::available()
+        || !available("strace", have_command("strace"))
+        || !available("systemd-analyze", have_command("systemd-analyze"))
+    {
+        return;
+    }
+    let allowed = unit_allowed_syscalls();
+    assert!(
+        allowed.contains("bpf") && allowed.contains("sched_setaffinity"),
+        "{allowed:?}"
+    );
+    let lab = Lab::up();
+    let dir = scratch("syscalls");
+    let control = dir.0.join("run/control.sock");
+    let counts = dir.0.join("strace.txt");
+    let srv = lab.ns("srv");
+    let prefix = [
+        "ip",
+        "netns",
+        "exec",
+        &srv,
+        "strace",
+        "-f",
+        "-C",
+        "-o",
+        counts.to_str().unwrap(),
+        "--",
+    ];
+    // Both tiers and the whole life: start, the switch of user, serving, status, reload, stop.
+    let args = [
+        "--iface",
+        "srv0",
+        "--mode",
+        "xdp",
+        "--xdp-answer",
+        "off",
+        "--local-stratum",
+        "1",
+        "--cores",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+        "--user",
+        "nobody",
+        "--control",
+        control.to_str().unwrap(),
+    ];
+    let mut d = Daemon::start(&dir.0, "022", &prefix, &args, &[]);
+    d.wait_for_log("running as user nobody");
+    let server: std::net::SocketAddr = "198.18.0.2:123".parse().unwrap();
+    lab.run_in("cli", move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(&client_request(0x23, 48), server).unwrap();
+        let mut buf = [0u8; 512];
+        sock.recv(&mut buf).expect("a reply");
+    });
+    let status = Command::new(strata_bin())
+        .args(["status", "--control", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    // strace's child is strata: signal it, not strace.
+    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
+    let strata: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill with a standard signal to the strata process this test started.
+    unsafe { libc::kill(strata, libc::SIGHUP) };
+    d.wait_for_log("reload (SIGHUP)");
+    // SAFETY: as above.
+    unsafe { libc::kill(strata, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.alive() {
+        assert!(Instant::now() < deadline, "strata did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let trace = fs::read_to_string(&counts).unwrap();
+    let outside = proc_outside_pid(&trace);
+    assert!(
+        outside.is_empty(),
+        "/proc files ProcSubset=pid hides: {outside:?}"
+    );
+    // The summary table closes the trace.
+    let table = &trace[trace.rfind("% time").expect("strace's summary")..];
+    let used: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|name| {
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .filter(|name| *name != "total" && *name != "syscall")
+        .collect();
+    assert!(used.contains(&"bpf") && used.contains(&"setresuid"), "{table}");
+    let outside: Vec<&&str> = used.iter().filter(|name| !allowed.contains(**name)).collect();
+    assert!(
+        outside.is_empty(),
+        "system calls the unit refuses: {outside:?}\n{table}"
+    );
 }
 
 #[test]
