@@ -397,6 +397,58 @@ fn unit_bounding_set() -> String {
     out
 }
 
+#[test]
+#[ignore = "needs root, network namespaces, XDP and setpriv (make test runs it)"]
+fn the_xdp_path_needs_each_of_its_capabilities() {
+    if !Lab::available() || !available("setpriv", have_command("setpriv")) {
+        return;
+    }
+    let lab = Lab::up();
+    let srv = lab.ns("srv");
+    for cap in ["net_admin", "bpf", "perfmon", "net_raw"] {
+        let dir = scratch("xdp-less");
+        // The unit's set, less one; the memory limit out of the way (ipc_lock).
+        let bounding = format!("{},+ipc_lock,-{cap}", unit_bounding_set());
+        let prefix = [
+            "ip",
+            "netns",
+            "exec",
+            &srv,
+            "setpriv",
+            "--bounding-set",
+            &bounding,
+            "--no-new-privs",
+            "--",
+        ];
+        let args = [
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+            "--user",
+            "nobody",
+        ];
+        let mut d = Daemon::start(&dir.0, "022", &prefix, &args, &[]);
+        let status = d.child.wait().unwrap();
+        let log = d.log();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "started without CAP_{}:\n{log}",
+            cap.to_uppercase()
+        );
+        assert!(!log.contains("running as user"), "{log}");
+    }
+}
+
 /// The unit's LimitMEMLOCK=, as prlimit(1) takes it.
 fn unit_memlock() -> String {
     let limit = UNIT

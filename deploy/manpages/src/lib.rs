@@ -34,8 +34,9 @@ logged. A second signal during the shutdown ends the process at once.
 \fBstrata serve\fR started as root does what needs privileges first (loads and attaches the XDP
 program, binds the AF_XDP or UDP sockets on port 123) and then, when \fBuser\fR is set, runs as
 that user with no capability left, but CAP_SYS_TIME in the control thread when
-\fBdiscipline_system\fR is on. The XDP path needs CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON,
-CAP_NET_RAW and CAP_IPC_LOCK at start; the socket path CAP_NET_BIND_SERVICE for a port below 1024.
+\fBdiscipline_system\fR is on. The XDP path needs CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON and
+CAP_NET_RAW at start, and CAP_IPC_LOCK or a RLIMIT_MEMLOCK large enough for its UMEM; the socket
+path CAP_NET_BIND_SERVICE for a port below 1024.
 .SH SYSTEMD
 With \fBType=notify\fR, strata tells systemd READY=1 once it serves, a STATUS= line whenever
 its synchronization state changes, and WATCHDOG=1 at half the interval of \fBWatchdogSec=\fR.
