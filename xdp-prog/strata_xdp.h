@@ -110,11 +110,17 @@ struct strata_admit_config {
 	__u8 flags;
 	__u16 reserved;
 	__u32 reserved2;
+	/* The total cap, this CPU's share (quota.rs QuotaConfig): nanoseconds between answers,
+	 * and how far ahead of now quiet and busy clients may push its TAT. */
+	__u64 quota_interval_ns;
+	__u64 quota_quiet_span_ns;
+	__u64 quota_busy_span_ns;
 };
 
 #define STRATA_ADMIT_ACL_V4 1u /* the IPv4 trie has rules */
 #define STRATA_ADMIT_ACL_V6 2u /* the IPv6 trie has rules */
 #define STRATA_ADMIT_LIMIT 4u  /* rate limiting is on */
+#define STRATA_ADMIT_QUOTA 8u  /* the total cap is on */
 
 #define STRATA_DENY_DROP 0u
 #define STRATA_DENY_KISS_DENY 1u
@@ -158,7 +164,10 @@ enum strata_counter {
 	STRATA_KOD_RATE = 16,       /* over its rate limit: a KoD RATE (here or by a responder) */
 	STRATA_KOD_DENY = 17,       /* denied: a KoD DENY */
 	STRATA_KOD_RSTR = 18,       /* denied: a KoD RSTR */
-	STRATA_COUNTERS = 19,
+	STRATA_DROP_QUOTA = 19,     /* over the server's total cap: dropped */
+	STRATA_LIMITER_TRACKED = 20, /* limiter slots taken while empty: clients tracked */
+	STRATA_LIMITER_EVICTED = 21, /* limiter slots taken over: clients forgotten */
+	STRATA_COUNTERS = 22,
 };
 
 #define STRATA_MAX_QUEUES 64

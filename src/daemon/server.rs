@@ -15,7 +15,7 @@ use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
 use crate::daemon::observe::observers;
 use crate::daemon::observe::report::Observed;
-use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
+use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig};
 use crate::proto::metrics::{self, ResponderCounters};
 use crate::proto::state::{StateReader, UnsyncPolicy};
 use crate::sys::fastpath;
@@ -100,6 +100,8 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         state: control.reader(),
         board: control.status_board(),
         started,
+        admitter: server.admitter(),
+        limiter_slots: config.admission.limiter.map(|l| 2u64 << l.buckets_log2),
     };
     let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
         Ok(observers) => observers,
@@ -145,14 +147,23 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
 
 /// The path that serves: the socket path or the XDP path's threads.
 enum Running {
-    Socket(socket::SocketServer),
+    /// The socket path, with the admission it applies itself (for the metrics).
+    Socket(socket::SocketServer, Option<Arc<Admitter>>),
     Xdp(fastpath::XdpServer),
 }
 
 impl Running {
+    /// The socket path's own admission (the XDP program admits for the XDP path).
+    fn admitter(&self) -> Option<Arc<Admitter>> {
+        match self {
+            Running::Socket(_, a) => a.clone(),
+            Running::Xdp(_) => None,
+        }
+    }
+
     fn responders(&self) -> &[ResponderCounters] {
         match self {
-            Running::Socket(s) => s.responders(),
+            Running::Socket(s, _) => s.responders(),
             Running::Xdp(s) => s.responders(),
         }
     }
@@ -160,14 +171,14 @@ impl Running {
     /// The fast path's kernel counters for the metrics (none on the socket path).
     fn take_stats_readers(&mut self) -> fastpath::StatsReaders {
         match self {
-            Running::Socket(_) => fastpath::StatsReaders::default(),
+            Running::Socket(..) => fastpath::StatsReaders::default(),
             Running::Xdp(s) => s.take_stats_readers(),
         }
     }
 
     fn any_finished(&self) -> bool {
         match self {
-            Running::Socket(s) => s.any_finished(),
+            Running::Socket(s, _) => s.any_finished(),
             Running::Xdp(s) => s.any_finished(),
         }
     }
@@ -175,7 +186,7 @@ impl Running {
     /// Waits for the threads; the XDP path also logs its programs' counters and detaches them.
     fn join(self) -> (Vec<ResponderCounters>, Vec<String>) {
         match self {
-            Running::Socket(s) => {
+            Running::Socket(s, _) => {
                 let stopped = s.join();
                 (stopped.responders, stopped.failures)
             }
@@ -220,14 +231,9 @@ fn start_path(
     if !config.interfaces.is_empty() {
         socket_config.listen = interface_listen_addrs(config)?;
     }
-    let server = socket::run_with(
-        &socket_config,
-        state,
-        shutdown,
-        symmetric,
-        admitter(config, secret)?,
-    )
-    .map_err(|e| e.to_string())?;
+    let admitter = admitter(config, secret)?;
+    let server = socket::run_with(&socket_config, state, shutdown, symmetric, admitter.clone())
+        .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
@@ -238,7 +244,7 @@ fn start_path(
         format_core_list(&config.cores),
         config.batch_size
     );
-    Ok(Running::Socket(server))
+    Ok(Running::Socket(server, admitter))
 }
 
 /// The rate limiter's hash key: 128 bits from the OS's random source (through the standard
@@ -256,7 +262,8 @@ fn limiter_secret() -> [u64; 2] {
 /// The socket path's admission, from the same settings the XDP program gets; None when there is
 /// nothing to admit (no rules, no limiter), so requests skip the sender lookup and the check.
 fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitter>>, String> {
-    if config.admission.rules.is_empty() && config.admission.limiter.is_none() {
+    let a = &config.admission;
+    if a.rules.is_empty() && a.limiter.is_none() && a.total_per_second.is_none() {
         return Ok(None);
     }
     let mut acl = Acl::default();
@@ -267,6 +274,11 @@ fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitt
         acl,
         deny_action: config.admission.deny_action,
         limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
+        // The socket path's threads share one bucket: the whole cap.
+        quota: config
+            .admission
+            .total_per_second
+            .map(|total| Quota::new(QuotaConfig::share_of(total, 1))),
     })))
 }
 
@@ -308,6 +320,12 @@ fn log_admission(config: &ServerConfig) {
             l.table_bytes() >> 20
         ),
     }
+    if let Some(total) = a.total_per_second {
+        info!(
+            "total cap: {total} answers per second over every client (time and KoDs); clients within \
+             their rate are served first, the rest dropped (over_quota)"
+        );
+    }
 }
 
 fn start_xdp(
@@ -333,7 +351,9 @@ fn start_xdp(
             rules: config.admission.rules.clone(),
             deny_action: config.admission.deny_action,
             limiter: config.admission.limiter.map(|l| (l, secret)),
+            quota: None,
         },
+        quota_total: config.admission.total_per_second,
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;

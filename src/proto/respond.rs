@@ -69,10 +69,12 @@ pub enum DropReason {
     Denied,
     /// Over the client's rate limit (admission; `respond()` itself never says this).
     RateLimited,
+    /// Over the server's total cap (admission; `respond()` itself never says this).
+    OverQuota,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -85,6 +87,7 @@ impl DropReason {
         DropReason::Unsynchronized,
         DropReason::Denied,
         DropReason::RateLimited,
+        DropReason::OverQuota,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -102,6 +105,7 @@ impl DropReason {
             DropReason::Unsynchronized => "unsynchronized",
             DropReason::Denied => "denied",
             DropReason::RateLimited => "rate_limited",
+            DropReason::OverQuota => "over_quota",
         }
     }
 

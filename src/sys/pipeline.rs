@@ -204,6 +204,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             Verdict::Answer(admission) => Ok(admission),
             Verdict::DropDenied => Err(DropReason::Denied),
             Verdict::DropLimited => Err(DropReason::RateLimited),
+            Verdict::DropQuota => Err(DropReason::OverQuota),
         }
     }
 

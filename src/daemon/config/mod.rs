@@ -59,8 +59,8 @@ use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
     Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool,
-    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, V4PrefixLen,
-    V6PrefixLen,
+    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TotalRate, TrackedClients,
+    V4PrefixLen, V6PrefixLen,
 };
 
 settings! {
@@ -136,6 +136,11 @@ settings! {
 
     /// Clients the rate limiter tracks at once, 16 bytes each [default: 2097152, 32 MiB]
     rate_limit_clients: Option<TrackedClients>, flag(value_name = "N"), key "rate_limit_clients";
+
+    /// Cap on everything the server answers per second (time and KoDs, every client); clients
+    /// polling within their rate are served first, the rest dropped and counted; 0: no cap
+    /// [default: 0]
+    rate_limit_total: Option<TotalRate>, flag(value_name = "PER_SECOND"), key "rate_limit_total";
 
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
@@ -280,6 +285,8 @@ pub struct AdmissionConfig {
     )>,
     pub deny_action: crate::proto::admission::DenyAction,
     pub limiter: Option<crate::proto::admission::LimiterConfig>,
+    /// The server's total cap, answers per second; None: no cap.
+    pub total_per_second: Option<u32>,
 }
 
 /// The access list and the limiter from their settings. A prefix both allowed and denied is an
@@ -321,6 +328,7 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         rules: acl.rules().to_vec(),
         deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
         limiter,
+        total_per_second: s.rate_limit_total.as_ref().map(|g| g.value.0).filter(|&t| t > 0),
     })
 }
 

@@ -340,6 +340,10 @@ integer_setting!(
     /// Clients the limiter's table holds (rounded up to a power of two, at least 1024).
     TrackedClients(u64), 1024..=(1 << 28)
 );
+integer_setting!(
+    /// The server's cap on answers per second, over every client (0: no cap).
+    TotalRate(u32), 0..=1_000_000_000
+);
 
 /// A prefix of the access list, `ADDR/LEN` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -144,7 +144,16 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         | XdpCounter::DropSrcPortZero
         | XdpCounter::DropUnsync
         | XdpCounter::DropDenied
-        | XdpCounter::DropLimited => "Frames the XDP program dropped, by reason, per CPU.",
+        | XdpCounter::DropLimited
+        | XdpCounter::DropQuota => "Frames the XDP program dropped, by reason, per CPU.",
+        XdpCounter::LimiterTracked => {
+            "Clients the XDP program's rate limiter tracks: slots of its table taken while empty (a \
+             slot is never emptied, only taken over), per CPU; their sum is the table's occupancy."
+        }
+        XdpCounter::LimiterEvicted => {
+            "Clients the XDP program's rate limiter forgot to make room for another (a slot taken \
+             over), per CPU; rising fast means the table is too small (rate_limit_clients)."
+        }
         XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
         XdpCounter::HwStamped => "Frames that carried a NIC hardware receive timestamp, per CPU.",
         XdpCounter::Answered => {
@@ -313,6 +322,40 @@ impl ReportCollector {
         )
     }
 
+    /// The rate limiter's table, the same families on both paths (summed over every table).
+    fn limiter(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(l) = self.0.limiter else {
+            return Ok(());
+        };
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "rate_limit_slots",
+            "Clients the rate limiter's tables can track at once (rate_limit_clients).",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, l.slots as f64),
+        )?;
+        family(
+            enc,
+            "rate_limit_tracked_clients",
+            "Clients the rate limiter tracks now: table slots in use (a slot is never emptied, only \
+             taken over by another client).",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, l.tracked as f64),
+        )?;
+        family(
+            enc,
+            "rate_limit_evictions",
+            "Clients the rate limiter forgot to make room for others; rising fast while the table \
+             is full means rate_limit_clients is too small (a forgotten client is served as new).",
+            None,
+            MetricType::Counter,
+            |m| counter(m, &none, l.evicted),
+        )
+    }
+
     fn xdp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let r = &self.0;
         if !r.xdp_programs.is_empty() {
@@ -322,6 +365,7 @@ impl ReportCollector {
                 XdpCounter::DropUnsync => Some("unsynchronized"),
                 XdpCounter::DropDenied => Some("denied"),
                 XdpCounter::DropLimited => Some("rate_limited"),
+                XdpCounter::DropQuota => Some("over_quota"),
                 _ => None,
             };
             // The drop counters share one family (`reason` label); every other counter is its
@@ -679,6 +723,7 @@ impl Collector for ReportCollector {
         self.server(&mut enc)?;
         self.sources(&mut enc)?;
         self.responders(&mut enc)?;
+        self.limiter(&mut enc)?;
         self.xdp(&mut enc)
     }
 }

@@ -8,11 +8,13 @@
 //! loads, the state through the seqlock, the board under its own lock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::board::{IntegrityStatus, LeapListStatus, StatusBoard, SyncStatus, UpstreamStatus};
+use crate::proto::admission::Admitter;
 use crate::proto::frame::FrameDrop;
 use crate::proto::metrics::counters::CounterSnapshot;
 use crate::proto::metrics::histogram::{batch_bound, response_bound_seconds, BATCH_FINITE, RESPONSE_FINITE};
@@ -56,6 +58,22 @@ pub struct Observed {
     pub board: StatusBoard,
     /// When the process started (the exporter's `process_start_time_seconds`).
     pub started: SystemTime,
+    /// The socket path's own admission (None on the XDP path, whose program admits).
+    pub admitter: Option<Arc<Admitter>>,
+    /// The slots of each rate limiter table (one per XDP program, one on the socket path);
+    /// None: rate limiting off.
+    pub limiter_slots: Option<u64>,
+}
+
+/// The rate limiter's table: its size and how full it is, summed over every table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LimiterReport {
+    /// Slots in every table.
+    pub slots: u64,
+    /// Clients tracked now (slots ever taken: a slot is never emptied, only taken over).
+    pub tracked: u64,
+    /// Clients forgotten to make room for others, since start.
+    pub evicted: u64,
 }
 
 /// The served clock and the state replies carry.
@@ -173,6 +191,9 @@ pub struct Report {
     pub total: CountersReport,
     pub xdp_programs: Vec<XdpProgramReport>,
     pub xsk_sockets: Vec<XskReport>,
+    /// The rate limiter's occupancy; None when rate limiting is off.
+    #[serde(default)]
+    pub limiter: Option<LimiterReport>,
     /// Kernel counters that could not be read this time, with why.
     pub errors: Vec<String>,
 }
@@ -342,6 +363,33 @@ impl Observed {
             }
         }
 
+        let limiter =
+            self.limiter_slots.map(
+                |slots| match self.admitter.as_ref().and_then(|a| a.limiter.as_ref()) {
+                    Some(limiter) => {
+                        let (tracked, evicted) = limiter.occupancy();
+                        LimiterReport {
+                            slots: limiter.capacity(),
+                            tracked,
+                            evicted,
+                        }
+                    }
+                    None => {
+                        let sum = |k: XdpCounter| -> u64 {
+                            xdp_programs
+                                .iter()
+                                .flat_map(|p| &p.cpus)
+                                .map(|c| c.get(k.label()).copied().unwrap_or(0))
+                                .sum()
+                        };
+                        LimiterReport {
+                            slots: slots * xdp_programs.len() as u64,
+                            tracked: sum(XdpCounter::LimiterTracked),
+                            evicted: sum(XdpCounter::LimiterEvicted),
+                        }
+                    }
+                },
+            );
         Report {
             build: BuildInfo::current(),
             started: unix_seconds(self.started),
@@ -352,6 +400,7 @@ impl Observed {
             total,
             xdp_programs,
             xsk_sockets,
+            limiter,
             errors,
         }
     }
@@ -378,6 +427,8 @@ pub(crate) fn test_observed() -> (Observed, crate::proto::metrics::CounterWriter
         state,
         board: StatusBoard::default(),
         started: SystemTime::now(),
+        admitter: None,
+        limiter_slots: None,
     };
     (observed, writer)
 }

@@ -226,6 +226,13 @@ fn serverstats(out: &mut String, r: &Report) {
             sum("answered_unsync")
         );
     }
+    if let Some(l) = &r.limiter {
+        let _ = writeln!(
+            out,
+            "Rate limiter    : {} of {} client slots in use, {} client(s) forgotten to make room",
+            l.tracked, l.slots, l.evicted
+        );
+    }
     let t = &r.total;
     let _ = writeln!(out, "Drops           : {}", nonzero(&t.drops));
     let _ = writeln!(out, "KoD sent        : {}", nonzero(&t.kiss));

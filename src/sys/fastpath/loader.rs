@@ -28,14 +28,14 @@ use aya::Ebpf;
 
 use super::abi::{
     XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
-    ADMIT_LIMIT, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY, DENY_KISS_RSTR, MAPS,
-    MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG, MAP_COUNTERS, MAP_LIMITER,
-    MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+    ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY,
+    DENY_KISS_RSTR, MAPS, MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG,
+    MAP_COUNTERS, MAP_LIMITER, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
 };
 use super::iface::Interface;
 use super::state_map::StateMap;
 use super::{devbound, existing, program};
-use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix};
+use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix, QuotaConfig};
 
 /// How the program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub struct AdmissionOptions {
     pub deny_action: DenyAction,
     /// The limiter's settings and its hash's secret; None: no rate limiting.
     pub limiter: Option<(LimiterConfig, [u64; 2])>,
+    /// The server's total cap and the shares it is split in (one per receive queue the server
+    /// serves, over all its interfaces: each CPU keeps one share); None: no cap.
+    pub quota: Option<QuotaConfig>,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -507,6 +510,12 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
         config.kod = limiter.kod;
         config.v4_prefix = limiter.v4_prefix;
         config.v6_prefix = limiter.v6_prefix;
+    }
+    if let Some(quota) = admission.quota {
+        flags |= ADMIT_QUOTA;
+        config.quota_interval_ns = quota.interval_ns;
+        config.quota_quiet_span_ns = quota.quiet_span_ns;
+        config.quota_busy_span_ns = quota.busy_span_ns;
     }
     config.flags = flags;
     let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(ebpf, MAP_ADMIT)?)

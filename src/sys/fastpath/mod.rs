@@ -32,6 +32,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::proto::admission::QuotaConfig;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
@@ -63,8 +64,11 @@ pub struct FastPathConfig {
     pub device_bound: bool,
     /// The XDP program answers plain requests itself (`--xdp-answer`).
     pub answer: bool,
-    /// The access list and rate limiter the program applies.
+    /// The access list and rate limiter the program applies (its `quota` is replaced by the
+    /// shares of `quota_total`).
     pub admission: AdmissionOptions,
+    /// The server's total cap, answers per second over every interface; None: no cap.
+    pub quota_total: Option<u32>,
 }
 
 /// One interface being served.
@@ -120,18 +124,32 @@ pub fn run_with_symmetric(
     }
     check_responders(&config.cores, config.batch_size)?;
 
+    let interfaces = config
+        .interfaces
+        .iter()
+        .map(|name| Interface::lookup(name))
+        .collect::<io::Result<Vec<_>>>()?;
+    // The cap is split evenly over every receive queue served: each queue's CPU keeps a share
+    // (RSS spreads clients evenly over the queues).
+    let queues: u32 = interfaces.iter().map(|i| i.rx_queues).sum();
+    let admission = AdmissionOptions {
+        quota: config
+            .quota_total
+            .map(|total| QuotaConfig::share_of(total, queues)),
+        ..config.admission.clone()
+    };
     let mut served = Vec::new();
     let mut sockets = Vec::new();
     let mut stats = StatsReaders::default();
-    for name in &config.interfaces {
-        let interface = Interface::lookup(name)?;
+    for interface in interfaces {
+        let name = &interface.name;
         let stamps = hwstamp::detect_and_enable(name);
         log::info!("{name}: {stamps}");
         let options = ProgramOptions {
             ntp_port: config.ntp_port,
             force: config.force,
             answer: config.answer,
-            admission: config.admission.clone(),
+            admission: admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
         for queue in 0..interface.rx_queues {
