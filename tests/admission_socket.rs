@@ -103,3 +103,87 @@ fn the_total_cap_serves_quiet_clients_through_a_flood() {
     );
     drop(server);
 }
+
+/// `strata clients` on the socket path: a client flooding the server is listed first, with
+/// its requests dropped by the rate limiter, ahead of clients that asked once; /metrics counts
+/// the limiter table's clients and the over-limit drops.
+#[test]
+fn strata_clients_lists_a_flooder_first_and_limited() {
+    let control = control_path("clients");
+    let _cleanup = RemoveOnDrop(control.clone());
+    let port = free_udp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let to: SocketAddr = listen.parse().unwrap();
+    let mut server = Server::start(
+        None,
+        &[
+            "--listen",
+            &listen,
+            "--local-stratum",
+            "1",
+            "--cores",
+            "0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--control",
+            control.to_str().unwrap(),
+            "--clients-sample",
+            "1",
+        ],
+        Some(to),
+    );
+    server.wait_for_log("control socket at");
+    let metrics = metrics_addr(&server.log());
+    for quiet in 1..=5u8 {
+        assert_eq!(ask(&format!("127.0.2.{quiet}:0"), to), "time");
+    }
+    // 2000 requests in bursts a receive buffer holds.
+    let flooder = UdpSocket::bind("127.0.0.9:0").unwrap();
+    for _ in 0..20 {
+        for _ in 0..100 {
+            let _ = flooder.send_to(&client_request(0x23, 48), to);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The watch drains the samples four times a second.
+    std::thread::sleep(Duration::from_millis(700));
+
+    let out = std::process::Command::new(strata_bin())
+        .args(["clients", "--json", "-n", "3", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["sample_shift"], 1);
+    let clients = list["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 3, "{list}");
+    let top = &clients[0];
+    assert_eq!(top["client"], "127.0.0.9", "{list}");
+    let requests = top["requests"].as_u64().unwrap();
+    let limited = top["limited"].as_u64().unwrap();
+    // Estimates from 1 in 2 sampled: near the 2000 sent (the kernel may drop a few).
+    assert!((1000..=2400).contains(&requests), "{top}");
+    assert!(limited > requests / 2, "the default limit answers 16 and a quarter of the rest: {top}");
+    for other in &clients[1..] {
+        assert!(other["client"].as_str().unwrap().starts_with("127.0.2."), "{list}");
+        assert_eq!(other["limited"], 0);
+    }
+
+    let text = std::process::Command::new(strata_bin())
+        .args(["clients", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    let row = text.lines().find(|l| l.starts_with("127.0.0.9")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.ends_with("limited"), "{row}");
+
+    let m = parse(&scrape(metrics));
+    // The flooder, the five, and the start-up check's query from 127.0.0.1.
+    assert_eq!(m.get("strata_rate_limit_tracked_clients"), 7.0);
+    assert_eq!(m.get("strata_rate_limit_evictions_total"), 0.0);
+    assert_eq!(m.get("strata_rate_limit_slots"), 2.0 * 1048576.0);
+    assert!(m.sum("strata_requests_dropped_total", &[("reason", "rate_limited")]) > 500.0);
+    drop(server);
+}

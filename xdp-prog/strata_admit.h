@@ -63,6 +63,12 @@ struct {
 	__type(value, __u64);
 } strata_quota SEC(".maps");
 
+/* Sampled requests for `strata clients`, read by the daemon (talkers.rs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, STRATA_SAMPLES_BYTES);
+} strata_samples SEC(".maps");
+
 enum admit {
 	ADMIT_SERVE,
 	ADMIT_DROP_QUOTA,
@@ -223,15 +229,12 @@ static __always_inline int quota_take(const struct strata_admit_config *cfg, __u
 
 /* The decision for a request from req's source (proto::admission::Admitter::admit): whatever
  * would be sent, the time or a KoD, counts against the total cap. */
-static __always_inline enum admit admit(const struct request *req, __u64 now)
+static __always_inline enum admit decide(const struct strata_admit_config *cfg, const struct request *req,
+					 __u64 now)
 {
-	__u32 key = 0;
-	struct strata_admit_config *cfg = bpf_map_lookup_elem(&strata_admit, &key);
 	enum admit verdict = ADMIT_SERVE;
 	int busy = 0;
 
-	if (!cfg)
-		return ADMIT_SERVE;
 	if (acl_denies(cfg, req)) {
 		switch (cfg->deny_action) {
 		case STRATA_DENY_KISS_DENY:
@@ -251,6 +254,58 @@ static __always_inline enum admit admit(const struct request *req, __u64 now)
 	}
 	if ((cfg->flags & STRATA_ADMIT_QUOTA) && !quota_take(cfg, now, busy))
 		return ADMIT_DROP_QUOTA;
+	return verdict;
+}
+
+/* 1 in 2^sample_shift requests, with their verdict, to the daemon's list of the most active
+ * clients; a full ring loses the sample (counted), never the request. */
+static __always_inline void sample(const struct strata_admit_config *cfg, const struct request *req,
+				   enum admit verdict)
+{
+	struct strata_sample *s;
+	__u8 code;
+
+	if (!cfg->sample_shift || (bpf_get_prandom_u32() & ((1u << (cfg->sample_shift & 31)) - 1)))
+		return;
+	switch (verdict) {
+	case ADMIT_SERVE:
+		code = STRATA_SAMPLE_SERVED;
+		break;
+	case ADMIT_DROP_LIMITED:
+		code = STRATA_SAMPLE_LIMITED;
+		break;
+	case ADMIT_DROP_DENIED:
+		code = STRATA_SAMPLE_DENIED;
+		break;
+	case ADMIT_DROP_QUOTA:
+		code = STRATA_SAMPLE_OVER_QUOTA;
+		break;
+	default:
+		code = STRATA_SAMPLE_KISSED;
+		break;
+	}
+	s = bpf_ringbuf_reserve(&strata_samples, sizeof(*s), 0);
+	if (!s) {
+		count(STRATA_SAMPLES_LOST);
+		return;
+	}
+	client_key(cfg, req, &s->key_hi, &s->key_lo);
+	s->verdict = code;
+	__builtin_memset(s->pad, 0, sizeof(s->pad));
+	bpf_ringbuf_submit(s, 0);
+}
+
+/* Admission for a request from req's source: the decision, sampled. */
+static __always_inline enum admit admit(const struct request *req, __u64 now)
+{
+	__u32 key = 0;
+	struct strata_admit_config *cfg = bpf_map_lookup_elem(&strata_admit, &key);
+	enum admit verdict;
+
+	if (!cfg)
+		return ADMIT_SERVE;
+	verdict = decide(cfg, req, now);
+	sample(cfg, req, verdict);
 	return verdict;
 }
 

@@ -108,7 +108,9 @@ struct strata_admit_config {
 	__u8 deny_action;
 	/* STRATA_ADMIT_*. */
 	__u8 flags;
-	__u16 reserved;
+	/* 1 in 2^sample_shift requests are sampled for `strata clients` (0: none). */
+	__u8 sample_shift;
+	__u8 reserved;
 	__u32 reserved2;
 	/* The total cap, this CPU's share (quota.rs QuotaConfig): nanoseconds between answers,
 	 * and how far ahead of now quiet and busy clients may push its TAT. */
@@ -130,6 +132,22 @@ struct strata_admit_config {
 #define STRATA_ACL_ALLOW 1u
 #define STRATA_ACL_DENY 2u
 #define STRATA_MAX_ACL_RULES 65536
+
+/* A sampled request for `strata clients` (talkers.rs Sample), in the strata_samples ring:
+ * the client key and what admission decided (STRATA_SAMPLE_*, talkers.rs SampleVerdict). */
+struct strata_sample {
+	__u64 key_hi;
+	__u64 key_lo;
+	__u8 verdict;
+	__u8 pad[7];
+};
+
+#define STRATA_SAMPLE_SERVED 0u
+#define STRATA_SAMPLE_KISSED 1u
+#define STRATA_SAMPLE_LIMITED 2u
+#define STRATA_SAMPLE_DENIED 3u
+#define STRATA_SAMPLE_OVER_QUOTA 4u
+#define STRATA_SAMPLES_BYTES (1u << 18)
 
 /* One client in the limiter's table (limiter.rs Slot); a bucket holds two. */
 struct strata_slot {
@@ -167,7 +185,8 @@ enum strata_counter {
 	STRATA_DROP_QUOTA = 19,     /* over the server's total cap: dropped */
 	STRATA_LIMITER_TRACKED = 20, /* limiter slots taken while empty: clients tracked */
 	STRATA_LIMITER_EVICTED = 21, /* limiter slots taken over: clients forgotten */
-	STRATA_COUNTERS = 22,
+	STRATA_SAMPLES_LOST = 22,   /* samples for `strata clients` the full ring refused */
+	STRATA_COUNTERS = 23,
 };
 
 #define STRATA_MAX_QUEUES 64

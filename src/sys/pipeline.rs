@@ -158,6 +158,8 @@ pub struct Pipeline<C: Carrier, R: Record> {
     admitter: Option<std::sync::Arc<Admitter>>,
     /// CLOCK_MONOTONIC at the start of the batch, the limiter's clock.
     batch_monotonic_ns: u64,
+    /// xorshift32 state: the draws that pick the requests sampled for `strata clients`.
+    draw: std::cell::Cell<u32>,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -173,6 +175,8 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             },
             admitter: None,
             batch_monotonic_ns: 0,
+            // Any odd seed: which requests are sampled needs no secret, only no pattern.
+            draw: std::cell::Cell::new(0x9e37_79b9),
         }
     }
 
@@ -200,7 +204,12 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from.ip(), std::net::IpAddr::V4),
             ip => ip,
         };
-        match admitter.admit(ip, self.batch_monotonic_ns) {
+        let mut x = self.draw.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.draw.set(x);
+        match admitter.admit_sampled(ip, self.batch_monotonic_ns, x) {
             Verdict::Answer(admission) => Ok(admission),
             Verdict::DropDenied => Err(DropReason::Denied),
             Verdict::DropLimited => Err(DropReason::RateLimited),

@@ -142,6 +142,10 @@ settings! {
     /// [default: 0]
     rate_limit_total: Option<TotalRate>, flag(value_name = "PER_SECOND"), key "rate_limit_total";
 
+    /// Sample 1 in 2^N requests, with what admission decided, for `strata clients`; 0: off
+    /// [default: 4]
+    clients_sample: Option<Shift>, flag(value_name = "N"), key "clients_sample";
+
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
 
@@ -287,6 +291,19 @@ pub struct AdmissionConfig {
     pub limiter: Option<crate::proto::admission::LimiterConfig>,
     /// The server's total cap, answers per second; None: no cap.
     pub total_per_second: Option<u32>,
+    /// 1 in 2^sample_shift requests sampled for `strata clients`; 0: none.
+    pub sample_shift: u8,
+}
+
+/// `clients_sample`'s default: 1 in 16.
+pub const DEFAULT_CLIENTS_SAMPLE: u8 = 4;
+
+impl AdmissionConfig {
+    /// The prefixes that make a client: the limiter's, or its defaults without it.
+    pub fn prefixes(&self) -> (u8, u8) {
+        let l = self.limiter.unwrap_or_default();
+        (l.v4_prefix, l.v6_prefix)
+    }
 }
 
 /// The access list and the limiter from their settings. A prefix both allowed and denied is an
@@ -329,6 +346,7 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
         limiter,
         total_per_second: s.rate_limit_total.as_ref().map(|g| g.value.0).filter(|&t| t > 0),
+        sample_shift: s.clients_sample.as_ref().map_or(DEFAULT_CLIENTS_SAMPLE, |g| g.value.0),
     })
 }
 
@@ -789,6 +807,7 @@ mod tests {
                         buckets_log2: 20,
                         ..Default::default()
                     }),
+                    sample_shift: DEFAULT_CLIENTS_SAMPLE,
                     ..Default::default()
                 },
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),

@@ -150,6 +150,10 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
             "Clients the XDP program's rate limiter tracks: slots of its table taken while empty (a \
              slot is never emptied, only taken over), per CPU; their sum is the table's occupancy."
         }
+        XdpCounter::SamplesLost => {
+            "Samples for `strata clients` lost because their ring was full (the requests are not), \
+             per CPU."
+        }
         XdpCounter::LimiterEvicted => {
             "Clients the XDP program's rate limiter forgot to make room for another (a slot taken \
              over), per CPU; rising fast means the table is too small (rate_limit_clients)."

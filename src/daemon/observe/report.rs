@@ -14,6 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::board::{IntegrityStatus, LeapListStatus, StatusBoard, SyncStatus, UpstreamStatus};
+use super::clients::ClientWatch;
+use crate::proto::admission::talkers::Talker;
 use crate::proto::admission::Admitter;
 use crate::proto::frame::FrameDrop;
 use crate::proto::metrics::counters::CounterSnapshot;
@@ -63,7 +65,23 @@ pub struct Observed {
     /// The slots of each rate limiter table (one per XDP program, one on the socket path);
     /// None: rate limiting off.
     pub limiter_slots: Option<u64>,
+    /// The most active clients (None: sampling off).
+    pub clients: Option<Arc<ClientWatch>>,
 }
+
+/// The most active clients, for `strata clients`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientsReport {
+    /// 1 in 2^sample_shift requests are sampled; the counts are estimates from the samples.
+    pub sample_shift: u8,
+    /// Samples lost on the way to the summary.
+    pub samples_lost: u64,
+    /// Most active first.
+    pub clients: Vec<Talker>,
+}
+
+/// Clients a report lists at most.
+pub const REPORT_CLIENTS: usize = 256;
 
 /// The rate limiter's table: its size and how full it is, summed over every table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -194,6 +212,9 @@ pub struct Report {
     /// The rate limiter's occupancy; None when rate limiting is off.
     #[serde(default)]
     pub limiter: Option<LimiterReport>,
+    /// The most active clients; None when sampling is off.
+    #[serde(default)]
+    pub clients: Option<ClientsReport>,
     /// Kernel counters that could not be read this time, with why.
     pub errors: Vec<String>,
 }
@@ -401,6 +422,11 @@ impl Observed {
             xdp_programs,
             xsk_sockets,
             limiter,
+            clients: self.clients.as_ref().map(|w| ClientsReport {
+                sample_shift: w.shift(),
+                samples_lost: w.lost(),
+                clients: w.top(REPORT_CLIENTS),
+            }),
             errors,
         }
     }
@@ -429,6 +455,7 @@ pub(crate) fn test_observed() -> (Observed, crate::proto::metrics::CounterWriter
         started: SystemTime::now(),
         admitter: None,
         limiter_slots: None,
+        clients: None,
     };
     (observed, writer)
 }

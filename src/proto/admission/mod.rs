@@ -11,6 +11,8 @@
 pub mod acl;
 pub mod limiter;
 pub mod quota;
+pub mod samples;
+pub mod talkers;
 
 use std::net::IpAddr;
 
@@ -55,12 +57,21 @@ impl Verdict {
 }
 
 /// The access list, what denied clients get, the rate limiter and the server's total cap
-/// (None: off).
+/// (None: off), and where sampled requests go for `strata clients` (None: nowhere).
 pub struct Admitter {
     pub acl: Acl,
     pub deny_action: DenyAction,
     pub limiter: Option<Limiter>,
     pub quota: Option<Quota>,
+    pub samples: Option<Sampling>,
+}
+
+/// 1 in 2^shift requests go to the ring, keyed by the limiter's prefixes.
+pub struct Sampling {
+    pub shift: u8,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub ring: samples::SampleRing,
 }
 
 impl Admitter {
@@ -71,7 +82,30 @@ impl Admitter {
             deny_action: DenyAction::Drop,
             limiter: None,
             quota: None,
+            samples: None,
         }
+    }
+
+    /// [`Admitter::admit`], and the request sampled for `strata clients` when `draw`, a random
+    /// number from the caller, falls in the sampled share.
+    #[inline]
+    pub fn admit_sampled(&self, client: IpAddr, now_ns: u64, draw: u32) -> Verdict {
+        let verdict = self.admit(client, now_ns);
+        if let Some(s) = &self.samples {
+            if s.shift != 0 && draw & ((1u32 << s.shift.min(31)) - 1) == 0 {
+                s.ring.push(talkers::Sample {
+                    key: limiter::client_key(client, s.v4_prefix, s.v6_prefix),
+                    verdict: match verdict {
+                        Verdict::Answer(Admission::Serve) => talkers::SampleVerdict::Served,
+                        Verdict::Answer(Admission::Kiss(_)) => talkers::SampleVerdict::Kissed,
+                        Verdict::DropDenied => talkers::SampleVerdict::Denied,
+                        Verdict::DropLimited => talkers::SampleVerdict::Limited,
+                        Verdict::DropQuota => talkers::SampleVerdict::OverQuota,
+                    },
+                });
+            }
+        }
+        verdict
     }
 
     /// The decision for a request from `client` at `now_ns` (any clock that does not go back;
@@ -122,6 +156,7 @@ mod tests {
             deny_action: DenyAction::KissRstr,
             limiter: None,
             quota: None,
+            samples: None,
         };
         let denied: IpAddr = "198.51.100.8".parse().unwrap();
         let allowed: IpAddr = "198.51.100.7".parse().unwrap();
@@ -145,6 +180,7 @@ mod tests {
             deny_action: DenyAction::Drop,
             limiter: Some(Limiter::new(LimiterConfig::default(), [7, 11])),
             quota: Some(Quota::new(QuotaConfig::share_of(1000, 1))),
+            samples: None,
         };
         let quiet = |i: u32| IpAddr::V4((0x0a00_0000 | i).into());
         let abuser = |i: u32| IpAddr::V4((0xc000_0000 | i).into());

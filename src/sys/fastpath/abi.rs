@@ -17,8 +17,9 @@ pub const MAP_ACL_V6: &str = "strata_acl_v6";
 pub const MAP_ADMIT: &str = "strata_admit";
 pub const MAP_LIMITER: &str = "strata_limiter";
 pub const MAP_QUOTA: &str = "strata_quota";
+pub const MAP_SAMPLES: &str = "strata_samples";
 /// Every map, for reusing aya's maps in the device-bound object.
-pub const MAPS: [&str; 11] = [
+pub const MAPS: [&str; 12] = [
     MAP_XSKS,
     MAP_COUNTERS,
     MAP_CONFIG,
@@ -30,7 +31,11 @@ pub const MAPS: [&str; 11] = [
     MAP_ADMIT,
     MAP_LIMITER,
     MAP_QUOTA,
+    MAP_SAMPLES,
 ];
+
+/// `struct strata_sample`: one sampled request in the strata_samples ring.
+pub const SAMPLE_LEN: usize = 24;
 
 /// Rules each access-list trie has room for.
 pub const MAX_ACL_RULES: u32 = 65536;
@@ -64,7 +69,8 @@ pub struct XdpAdmitConfig {
     pub v6_prefix: u8,
     pub deny_action: u8,
     pub flags: u8,
-    pub reserved: u16,
+    pub sample_shift: u8,
+    pub reserved: u8,
     pub reserved2: u32,
     pub quota_interval_ns: u64,
     pub quota_quiet_span_ns: u64,
@@ -176,11 +182,12 @@ pub enum XdpCounter {
     DropQuota,
     LimiterTracked,
     LimiterEvicted,
+    SamplesLost,
 }
 
 impl XdpCounter {
     /// In index order.
-    pub const ALL: [XdpCounter; 22] = [
+    pub const ALL: [XdpCounter; 23] = [
         XdpCounter::Seen,
         XdpCounter::Redirected,
         XdpCounter::Passed,
@@ -203,6 +210,7 @@ impl XdpCounter {
         XdpCounter::DropQuota,
         XdpCounter::LimiterTracked,
         XdpCounter::LimiterEvicted,
+        XdpCounter::SamplesLost,
     ];
 
     pub const fn index(self) -> u32 {
@@ -234,6 +242,7 @@ impl XdpCounter {
             XdpCounter::DropQuota => "drop_quota",
             XdpCounter::LimiterTracked => "limiter_tracked",
             XdpCounter::LimiterEvicted => "limiter_evicted",
+            XdpCounter::SamplesLost => "samples_lost",
         }
     }
 }

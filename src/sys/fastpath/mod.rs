@@ -42,7 +42,7 @@ use crate::sys::pool::{check_responders, ResponderPool};
 pub use abi::{XdpCounter, XdpCounters};
 pub use iface::Interface;
 pub use loader::{AdmissionOptions, AttachMode, ProgramOptions, XdpProgram};
-pub use stats::{ProgramCounterReader, XskStatistics, XskStatsReader};
+pub use stats::{ProgramCounterReader, SampleReader, XskStatistics, XskStatsReader};
 pub use xsk::BusyPoll;
 
 /// What the fast path needs from the configuration.
@@ -91,6 +91,8 @@ pub struct XdpServer {
 pub struct StatsReaders {
     pub programs: Vec<ProgramCounterReader>,
     pub sockets: Vec<XskStatsReader>,
+    /// The sampled requests of each program, for `strata clients`.
+    pub samples: Vec<SampleReader>,
 }
 
 /// How the threads ended.
@@ -171,6 +173,10 @@ pub fn run_with_symmetric(
         {
             Ok(reader) => stats.programs.push(reader),
             Err(e) => log::warn!("{name}: the XDP program's counters cannot be exported: {e}"),
+        }
+        match program.take_samples() {
+            Ok(ring) => stats.samples.push(SampleReader::new(name.clone(), ring)),
+            Err(e) => log::warn!("{name}: `strata clients` will not see this interface: {e}"),
         }
         if let Some(stale) = &program.replaced {
             log::info!(
