@@ -84,11 +84,17 @@ fn the_total_cap_serves_quiet_clients_through_a_flood() {
         for _ in 0..100 {
             let _ = flooder.send_to(&request, to4);
         }
-        assert_eq!(ask(&format!("127.0.1.{}:0", quiet + 1), to4), "time", "quiet client {quiet}");
+        assert_eq!(
+            ask(&format!("127.0.1.{}:0", quiet + 1), to4),
+            "time",
+            "quiet client {quiet}"
+        );
         std::thread::sleep(Duration::from_millis(15));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    flooder.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 128];
     let mut answered = 0u32;
     while flooder.recv(&mut buf).is_ok() {
@@ -164,9 +170,15 @@ fn strata_clients_lists_a_flooder_first_and_limited() {
     let limited = top["limited"].as_u64().unwrap();
     // Estimates from 1 in 2 sampled: near the 2000 sent (the kernel may drop a few).
     assert!((1000..=2400).contains(&requests), "{top}");
-    assert!(limited > requests / 2, "the default limit answers 16 and a quarter of the rest: {top}");
+    assert!(
+        limited > requests / 2,
+        "the default limit answers 16 and a quarter of the rest: {top}"
+    );
     for other in &clients[1..] {
-        assert!(other["client"].as_str().unwrap().starts_with("127.0.2."), "{list}");
+        assert!(
+            other["client"].as_str().unwrap().starts_with("127.0.2."),
+            "{list}"
+        );
         assert_eq!(other["limited"], 0);
     }
 
@@ -176,7 +188,10 @@ fn strata_clients_lists_a_flooder_first_and_limited() {
         .output()
         .unwrap();
     let text = String::from_utf8(text.stdout).unwrap();
-    let row = text.lines().find(|l| l.starts_with("127.0.0.9")).unwrap_or_else(|| panic!("{text}"));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("127.0.0.9"))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(row.ends_with("limited"), "{row}");
 
     let m = parse(&scrape(metrics));

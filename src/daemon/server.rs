@@ -13,8 +13,8 @@ use log::{info, warn};
 
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
-use crate::daemon::observe::{clients, observers};
 use crate::daemon::observe::report::Observed;
+use crate::daemon::observe::{clients, observers};
 use crate::proto::admission::samples::SampleRing;
 use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig, Sampling};
 

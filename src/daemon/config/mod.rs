@@ -346,7 +346,10 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
         limiter,
         total_per_second: s.rate_limit_total.as_ref().map(|g| g.value.0).filter(|&t| t > 0),
-        sample_shift: s.clients_sample.as_ref().map_or(DEFAULT_CLIENTS_SAMPLE, |g| g.value.0),
+        sample_shift: s
+            .clients_sample
+            .as_ref()
+            .map_or(DEFAULT_CLIENTS_SAMPLE, |g| g.value.0),
     })
 }
 

@@ -62,23 +62,25 @@ pub fn start(
         shift,
     });
     let w = watch.clone();
-    let thread = thread::Builder::new().name("strata-clients".into()).spawn(move || {
-        let mut next = 0u64;
-        while !shutdown.load(Ordering::Relaxed) {
-            let now = w.started.elapsed().as_secs_f64();
-            let mut lost = 0;
-            {
-                let mut talkers = w.talkers.lock().unwrap_or_else(|e| e.into_inner());
-                for ring in &mut xdp {
-                    lost += ring.drain(|s| talkers.record(s, now));
+    let thread = thread::Builder::new()
+        .name("strata-clients".into())
+        .spawn(move || {
+            let mut next = 0u64;
+            while !shutdown.load(Ordering::Relaxed) {
+                let now = w.started.elapsed().as_secs_f64();
+                let mut lost = 0;
+                {
+                    let mut talkers = w.talkers.lock().unwrap_or_else(|e| e.into_inner());
+                    for ring in &mut xdp {
+                        lost += ring.drain(|s| talkers.record(s, now));
+                    }
+                    if let Some(samples) = admitter.as_ref().and_then(|a| a.samples.as_ref()) {
+                        lost += samples.ring.drain(&mut next, |s| talkers.record(s, now));
+                    }
                 }
-                if let Some(samples) = admitter.as_ref().and_then(|a| a.samples.as_ref()) {
-                    lost += samples.ring.drain(&mut next, |s| talkers.record(s, now));
-                }
+                w.lost.fetch_add(lost, Ordering::Relaxed);
+                thread::sleep(TICK);
             }
-            w.lost.fetch_add(lost, Ordering::Relaxed);
-            thread::sleep(TICK);
-        }
-    })?;
+        })?;
     Ok((watch, thread))
 }

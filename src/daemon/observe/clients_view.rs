@@ -76,6 +76,9 @@ mod tests {
         let text = render(&report, 10);
         assert!(text.contains("1 in 16"), "{text}");
         let row = text.lines().find(|l| l.starts_with("198.51.100.7")).unwrap();
-        assert!(row.contains("1600") && row.contains("1200") && row.contains("limited"), "{row}");
+        assert!(
+            row.contains("1600") && row.contains("1200") && row.contains("limited"),
+            "{row}"
+        );
     }
 }

@@ -50,7 +50,8 @@ impl SampleRing {
         std::sync::atomic::fence(Ordering::Release);
         slot.hi.store(sample.key.0, Ordering::Relaxed);
         slot.lo.store(sample.key.1, Ordering::Relaxed);
-        slot.verdict.store(sample.verdict.code() as u64, Ordering::Relaxed);
+        slot.verdict
+            .store(sample.verdict.code() as u64, Ordering::Relaxed);
         slot.seq.store(2 * i + 2, Ordering::Release);
     }
 
@@ -68,7 +69,11 @@ impl SampleRing {
             let i = *next;
             let slot = &self.slots[(i % len) as usize];
             let before = slot.seq.load(Ordering::Acquire);
-            let sample = (slot.hi.load(Ordering::Relaxed), slot.lo.load(Ordering::Relaxed), slot.verdict.load(Ordering::Relaxed));
+            let sample = (
+                slot.hi.load(Ordering::Relaxed),
+                slot.lo.load(Ordering::Relaxed),
+                slot.verdict.load(Ordering::Relaxed),
+            );
             std::sync::atomic::fence(Ordering::Acquire);
             let after = slot.seq.load(Ordering::Relaxed);
             match SampleVerdict::from_code(sample.2 as u8) {

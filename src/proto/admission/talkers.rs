@@ -186,7 +186,9 @@ impl TopTalkers {
         loop {
             if self.lowest.is_empty() {
                 let min = self.entries.iter().map(|e| e.score).fold(f64::INFINITY, f64::min);
-                self.lowest = (0..self.entries.len()).filter(|&i| self.entries[i].score <= min).collect();
+                self.lowest = (0..self.entries.len())
+                    .filter(|&i| self.entries[i].score <= min)
+                    .collect();
                 // Taken from the back: keep the order of the scan.
                 self.lowest.reverse();
                 self.lowest_score = min;
@@ -334,7 +336,11 @@ mod tests {
         assert_eq!(top[0].client, "198.51.100.7");
         assert_eq!(top[1].client, "2001:db8:1:2::/64");
         // Samples times 16, all of them limited.
-        assert!(top[0].requests > 16 * 19_000 && top[0].requests <= 16 * 20_000, "{:?}", top[0]);
+        assert!(
+            top[0].requests > 16 * 19_000 && top[0].requests <= 16 * 20_000,
+            "{:?}",
+            top[0]
+        );
         assert_eq!(top[0].limited, top[0].requests);
         assert!((top[0].rate - 16_000.0).abs() < 1_000.0, "{}", top[0].rate);
         assert!(top[1].served > 0 && top[1].limited == 0);
@@ -364,9 +370,15 @@ mod tests {
     #[test]
     fn keys_read_as_addresses_and_prefixes() {
         assert_eq!(show_key(key("192.0.2.9"), 32, 64), "192.0.2.9");
-        assert_eq!(show_key(client_key("192.0.2.9".parse().unwrap(), 24, 64), 24, 64), "192.0.2.0/24");
+        assert_eq!(
+            show_key(client_key("192.0.2.9".parse().unwrap(), 24, 64), 24, 64),
+            "192.0.2.0/24"
+        );
         assert_eq!(show_key(key("2001:db8::1"), 32, 64), "2001:db8::/64");
-        assert_eq!(show_key(client_key("2001:db8::1".parse().unwrap(), 32, 128), 32, 128), "2001:db8::1");
+        assert_eq!(
+            show_key(client_key("2001:db8::1".parse().unwrap(), 32, 128), 32, 128),
+            "2001:db8::1"
+        );
         assert_eq!(key_addr(key("192.0.2.9")), "192.0.2.9".parse::<IpAddr>().unwrap());
         for code in 0..5 {
             assert_eq!(SampleVerdict::from_code(code).unwrap().code(), code);
