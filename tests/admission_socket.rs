@@ -202,3 +202,112 @@ fn strata_clients_lists_a_flooder_first_and_limited() {
     assert!(m.sum("strata_requests_dropped_total", &[("reason", "rate_limited")]) > 500.0);
     drop(server);
 }
+
+/// The reply's length to `request` sent from `bind`, or 0 for no reply within half a second.
+fn reply_len(bind: &str, server: SocketAddr, request: &[u8]) -> usize {
+    let s = UdpSocket::bind(bind).expect("bind a loopback address");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.send_to(request, server).unwrap();
+    let mut buf = [0u8; 2048];
+    s.recv(&mut buf).unwrap_or(0)
+}
+
+/// No packet class amplifies: for the time, the unsynchronized answer, every KoD and every
+/// drop, what the server sends back is never longer than the request that caused it.
+#[test]
+fn no_class_of_reply_is_longer_than_its_request() {
+    let plain = client_request(0x23, 48);
+    let mut with_extension = client_request(0x23, 48);
+    // An unknown extension field of 16 bytes (type 0x7f00): answered without it.
+    with_extension.extend_from_slice(&[0x7f, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let v1 = client_request(0x08, 48);
+    let mut classes: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    let mut check = |class: &str, bind: &str, to: SocketAddr, request: &[u8]| {
+        let len = reply_len(bind, to, request);
+        classes.push((class.to_string(), request.to_vec(), len));
+    };
+
+    // Time, with and without an extension field, and to an NTPv1 request; KoD RATE; the
+    // rate limiter's drop; a short datagram and modes 6 and 7 (dropped).
+    let (server, to, _) = serve(&[
+        "--rate-limit-burst",
+        "2",
+        "--rate-limit-interval",
+        "100",
+        "--rate-limit-leak",
+        "0",
+        "--rate-limit-kod",
+        "1",
+    ]);
+    check("time", "127.0.5.1:0", to, &plain);
+    check("time (extension)", "127.0.5.2:0", to, &with_extension);
+    check("time (NTPv1)", "127.0.5.3:0", to, &v1);
+    for i in 0..6 {
+        check(&format!("over the limit #{i}"), "127.0.5.4:0", to, &plain);
+    }
+    check("short", "127.0.5.5:0", to, &plain[..20]);
+    check("mode 6", "127.0.5.6:0", to, &client_request(0x16, 48));
+    check("mode 7", "127.0.5.7:0", to, &client_request(0x17, 48));
+    drop(server);
+
+    // KoD DENY and RSTR, and the access list's drop.
+    for action in ["kiss-deny", "kiss-rstr", "drop"] {
+        let (server, to, _) = serve(&["--deny", "127.0.6.0/24", "--deny-action", action]);
+        check(&format!("denied ({action})"), "127.0.6.1:0", to, &plain);
+        drop(server);
+    }
+
+    // Over the total cap: a burst from one client past a cap of 1 per second.
+    let (server, to, _) = serve(&["--rate-limit-total", "1"]);
+    for i in 0..5 {
+        check(&format!("total cap #{i}"), "127.0.7.1:0", to, &plain);
+    }
+    drop(server);
+
+    // Unsynchronized, answered (LI 3, stratum 16).
+    let port = free_udp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let unsync = Server::start(
+        None,
+        &[
+            "--listen",
+            &listen,
+            "--unsynchronized",
+            "answer",
+            "--cores",
+            "0",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+        ],
+        Some(listen.parse().unwrap()),
+    );
+    check("unsynchronized", "127.0.8.1:0", listen.parse().unwrap(), &plain);
+    drop(unsync);
+
+    for (class, request, len) in &classes {
+        assert!(
+            *len <= request.len(),
+            "{class}: {len} bytes out for {} in",
+            request.len()
+        );
+    }
+    // Every class was really reached: answers where there should be, KoDs, and drops.
+    let got = |class: &str| classes.iter().find(|c| c.0 == class).map(|c| c.2).unwrap();
+    assert_eq!(got("time"), 48);
+    assert_eq!(got("time (extension)"), 48);
+    assert_eq!(got("time (NTPv1)"), 48);
+    assert_eq!(got("unsynchronized"), 48);
+    assert_eq!(got("denied (kiss-deny)"), 48);
+    assert_eq!(got("denied (kiss-rstr)"), 48);
+    assert_eq!(got("denied (drop)"), 0);
+    assert_eq!(got("short"), 0);
+    let over: Vec<usize> = (0..6).map(|i| got(&format!("over the limit #{i}"))).collect();
+    assert!(
+        over.contains(&48) && over.contains(&0),
+        "KoD RATE and drops: {over:?}"
+    );
+    let capped: Vec<usize> = (0..5).map(|i| got(&format!("total cap #{i}"))).collect();
+    assert!(capped.contains(&0), "over the cap: {capped:?}");
+}
