@@ -192,7 +192,7 @@ pub fn reply_in_place(
 /// If `frame` is shorter than `reply` says: `reply` must be what `reply_in_place` returned for it.
 #[inline]
 pub fn stamp_transmit_in_frame(frame: &mut [u8], reply: &FrameReply, transmit: NtpTimestamp) {
-    if matches!(reply.kind, ReplyKind::Kiss(_)) {
+    if !reply.kind.restampable() {
         return;
     }
     let ntp = &mut frame[reply.ntp_offset..reply.ntp_offset + ntp::HEADER_LEN];

@@ -28,16 +28,19 @@ pub enum KissCode {
     Deny,
     /// Access restricted (for example by the ACL for that address).
     Rstr,
+    /// NTS negative acknowledgment: the cookie or the authentication failed (RFC 8915 5.7).
+    Ntsn,
 }
 
 impl KissCode {
-    pub const ALL: [KissCode; 3] = [KissCode::Rate, KissCode::Deny, KissCode::Rstr];
+    pub const ALL: [KissCode; 4] = [KissCode::Rate, KissCode::Deny, KissCode::Rstr, KissCode::Ntsn];
 
     pub const fn code(self) -> [u8; 4] {
         match self {
             KissCode::Rate => *b"RATE",
             KissCode::Deny => *b"DENY",
             KissCode::Rstr => *b"RSTR",
+            KissCode::Ntsn => *b"NTSN",
         }
     }
 }
@@ -122,7 +125,20 @@ pub enum ReplyKind {
     Time,
     /// The time marked unsynchronized (LI=3, stratum 16).
     Unsynchronized,
+    /// The time authenticated with NTS (from a synchronized server, or marked unsynchronized):
+    /// its T3 is sealed in and must not be re-stamped.
+    Authenticated {
+        synchronized: bool,
+    },
     Kiss(KissCode),
+}
+
+impl ReplyKind {
+    /// Whether T3 may be written again just before sending: not in a KoD (it carries no time
+    /// of ours) nor in an authenticated reply (it would break the seal).
+    pub fn restampable(self) -> bool {
+        matches!(self, ReplyKind::Time | ReplyKind::Unsynchronized)
+    }
 }
 
 /// A reply now occupying the first `len` bytes of the buffer.
@@ -174,7 +190,7 @@ pub fn respond(
             reply.set_receive_timestamp(request.transmit);
             reply.set_transmit_timestamp(request.transmit);
         }
-        ReplyKind::Time | ReplyKind::Unsynchronized => {
+        ReplyKind::Time | ReplyKind::Unsynchronized | ReplyKind::Authenticated { .. } => {
             let synchronized = kind == ReplyKind::Time;
             let (leap, stratum) = if synchronized {
                 (state.leap, state.stratum)
@@ -210,6 +226,12 @@ struct Request {
     version: u8,
     poll: i8,
     transmit: NtpTimestamp,
+}
+
+/// The header's rules alone (length, version, mode), for a caller that checks the extension
+/// fields itself (NTS).
+pub(crate) fn check_header(packet: &[u8]) -> Result<(), DropReason> {
+    check_request(&packet[..packet.len().min(HEADER_LEN)]).map(|_| ())
 }
 
 /// Applies every rule that decides whether a request is answered at all.

@@ -317,10 +317,10 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     }
 
     /// Writes T3 into a reply and records its response time (T3 − T2). Kiss-o'-Death replies
-    /// carry no time of ours and are left alone.
+    /// carry no time of ours and NTS replies have theirs sealed in: both are left alone.
     #[inline]
     pub fn stamp(&mut self, buf: &mut [u8], reply: &C::Reply, t3: NtpTimestamp) {
-        if matches!(C::kind(reply), ReplyKind::Kiss(_)) {
+        if !C::kind(reply).restampable() {
             return;
         }
         let t2 = C::stamp(buf, reply, t3);

@@ -217,6 +217,23 @@ impl ReportCollector {
                 Ok(())
             },
         )?;
+        family(
+            enc,
+            "nts_authenticated_replies",
+            "Time and unsynchronized replies authenticated with NTS (also counted in replies).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for x in &r.responders {
+                    counter(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        x.counters.replies_authenticated,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         per_responder_by(
             enc,
             r,

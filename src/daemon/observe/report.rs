@@ -147,6 +147,9 @@ pub struct CountersReport {
     pub replies: u64,
     pub replies_time: u64,
     pub replies_unsynchronized: u64,
+    /// Of those, authenticated with NTS.
+    #[serde(default)]
+    pub replies_authenticated: u64,
     /// Kiss-o'-Death replies by code (RATE, DENY, RSTR).
     pub kiss: BTreeMap<String, u64>,
     pub bytes_out: u64,
@@ -276,6 +279,7 @@ impl CountersReport {
             replies: s.replies(),
             replies_time: s.replies_time,
             replies_unsynchronized: s.replies_unsynchronized,
+            replies_authenticated: s.replies_authenticated,
             kiss,
             bytes_out: s.bytes_out,
             drops,

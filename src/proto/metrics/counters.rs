@@ -35,6 +35,7 @@ pub const fn kiss_index(code: KissCode) -> usize {
         KissCode::Rate => 0,
         KissCode::Deny => 1,
         KissCode::Rstr => 2,
+        KissCode::Ntsn => 3,
     }
 }
 
@@ -83,6 +84,7 @@ struct Block {
     bytes_in: AtomicU64,
     replies_time: AtomicU64,
     replies_unsynchronized: AtomicU64,
+    replies_authenticated: AtomicU64,
     replies_kiss: [AtomicU64; KISS_CODES],
     bytes_out: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
@@ -135,6 +137,15 @@ impl CounterWriter {
         match kind {
             ReplyKind::Time => bump(&b.replies_time, 1),
             ReplyKind::Unsynchronized => bump(&b.replies_unsynchronized, 1),
+            // Counted with the time or unsynchronized replies, and on their own.
+            ReplyKind::Authenticated { synchronized } => {
+                bump(&b.replies_authenticated, 1);
+                if synchronized {
+                    bump(&b.replies_time, 1)
+                } else {
+                    bump(&b.replies_unsynchronized, 1)
+                }
+            }
             ReplyKind::Kiss(code) => bump(&b.replies_kiss[kiss_index(code)], 1),
         }
         bump(&b.bytes_out, bytes as u64);
@@ -242,6 +253,7 @@ impl CounterReader {
             bytes_in: load(&b.bytes_in),
             replies_time: load(&b.replies_time),
             replies_unsynchronized: load(&b.replies_unsynchronized),
+            replies_authenticated: load(&b.replies_authenticated),
             replies_kiss: load_all(&b.replies_kiss),
             bytes_out: load(&b.bytes_out),
             drops: load_all(&b.drops),
@@ -271,6 +283,8 @@ pub struct CounterSnapshot {
     pub replies_time: u64,
     /// Replies sent marked unsynchronized (LI=3, stratum 16).
     pub replies_unsynchronized: u64,
+    /// Of the time and unsynchronized replies, those authenticated with NTS.
+    pub replies_authenticated: u64,
     /// Kiss-o'-Death replies sent, indexed like [`KissCode::ALL`].
     pub replies_kiss: [u64; KISS_CODES],
     pub bytes_out: u64,
@@ -355,6 +369,7 @@ impl AddAssign for CounterSnapshot {
         self.bytes_in = self.bytes_in.wrapping_add(o.bytes_in);
         self.replies_time = self.replies_time.wrapping_add(o.replies_time);
         self.replies_unsynchronized = self.replies_unsynchronized.wrapping_add(o.replies_unsynchronized);
+        self.replies_authenticated = self.replies_authenticated.wrapping_add(o.replies_authenticated);
         add_arrays(&mut self.replies_kiss, &o.replies_kiss);
         self.bytes_out = self.bytes_out.wrapping_add(o.bytes_out);
         add_arrays(&mut self.drops, &o.drops);
@@ -528,21 +543,21 @@ mod tests {
         let a = CounterSnapshot {
             requests: 1,
             drops: [1; DROP_REASONS],
-            replies_kiss: [1, 2, 3],
+            replies_kiss: [1, 2, 3, 4],
             batches: 4,
             ..Default::default()
         };
         let b = CounterSnapshot {
             requests: 10,
             drops: [2; DROP_REASONS],
-            replies_kiss: [10, 20, 30],
+            replies_kiss: [10, 20, 30, 40],
             send_errors: 5,
             ..Default::default()
         };
         let c = a + b;
         assert_eq!(c.requests, 11);
         assert_eq!(c.drops, [3; DROP_REASONS]);
-        assert_eq!(c.replies_kiss, [11, 22, 33]);
+        assert_eq!(c.replies_kiss, [11, 22, 33, 44]);
         assert_eq!((c.batches, c.send_errors), (4, 5));
         assert_eq!([a, b].into_iter().sum::<CounterSnapshot>(), c);
     }
