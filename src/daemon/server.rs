@@ -13,10 +13,12 @@ use log::{info, warn};
 
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
+use crate::daemon::nts::NtsService;
 use crate::daemon::observe::report::Observed;
 use crate::daemon::observe::{clients, observers};
 use crate::proto::admission::samples::SampleRing;
 use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig, Sampling};
+use crate::proto::nts::NtsKeys;
 
 /// Samples the socket path's ring holds between two reads by the client watch (a quarter of a
 /// second): 1 in 16 of 260k requests per second.
@@ -70,16 +72,33 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         ),
     }
 
+    let nts = match config
+        .nts
+        .as_ref()
+        .map(|c| NtsService::start(c, shutdown.clone()))
+    {
+        None => None,
+        Some(Ok(nts)) => Some(nts),
+        Some(Err(e)) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = control.join();
+            return Err(e);
+        }
+    };
     let mut server = match start_path(
         config,
         control.reader(),
         control.symmetric_sender(),
         shutdown.clone(),
+        nts.as_ref().map(|n| n.keys.clone()),
     ) {
         Ok(server) => server,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
             let _ = control.join();
+            if let Some(nts) = nts {
+                nts.join();
+            }
             return Err(e);
         }
     };
@@ -127,6 +146,7 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         admitter: server.admitter(),
         limiter_slots: config.admission.limiter.map(|l| 2u64 << l.buckets_log2),
         clients: clients.as_ref().map(|(watch, _)| watch.clone()),
+        nts: nts.as_ref().map(|n| n.view()),
     };
     let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
         Ok(observers) => observers,
@@ -136,6 +156,9 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
             let _ = control.join();
             if let Some((_, thread)) = clients {
                 let _ = thread.join();
+            }
+            if let Some(nts) = nts {
+                nts.join();
             }
             return Err(e);
         }
@@ -162,6 +185,9 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         warn!("the control thread panicked");
     }
     observers.join();
+    if let Some(nts) = nts {
+        nts.join();
+    }
     if let Some((_, thread)) = clients {
         if thread.join().is_err() {
             warn!("the client watch thread panicked");
@@ -244,11 +270,19 @@ fn start_path(
     state: StateReader,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     shutdown: Arc<AtomicBool>,
+    nts: Option<NtsKeys>,
 ) -> Result<Running, String> {
     let secret = limiter_secret();
     log_admission(config);
     if config.path == DataPath::Xdp {
-        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone(), secret) {
+        match start_xdp(
+            config,
+            state.clone(),
+            shutdown.clone(),
+            symmetric.clone(),
+            secret,
+            nts.clone(),
+        ) {
             Ok(server) => return Ok(Running::Xdp(server)),
             Err(e) if config.mode == Mode::Auto => {
                 warn!(
@@ -265,7 +299,7 @@ fn start_path(
         socket_config.listen = interface_listen_addrs(config)?;
     }
     let admitter = admitter(config, secret)?;
-    let server = socket::run_with(&socket_config, state, shutdown, symmetric, admitter.clone())
+    let server = socket::run_with(&socket_config, state, shutdown, symmetric, admitter.clone(), nts)
         .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
@@ -374,6 +408,7 @@ fn start_xdp(
     shutdown: Arc<AtomicBool>,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     secret: [u64; 2],
+    nts: Option<NtsKeys>,
 ) -> Result<fastpath::XdpServer, String> {
     let xdp_config = fastpath::FastPathConfig {
         interfaces: config.interfaces.clone(),
@@ -395,6 +430,7 @@ fn start_xdp(
             sample_shift: config.admission.sample_shift,
         },
         quota_total: config.admission.total_per_second,
+        nts,
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;

@@ -10,4 +10,5 @@ pub mod fastpath;
 pub mod handoff;
 pub mod pipeline;
 pub mod pool;
+pub mod random;
 pub mod socket;

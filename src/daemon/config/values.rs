@@ -612,6 +612,26 @@ impl Setting for FilePath {
     }
 }
 
+/// The name or address NTS-KE gives clients for NTP (a DNS name or an IP address, as the NTPv4
+/// Server Negotiation record carries it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsServerName(pub String);
+
+impl Setting for NtsServerName {
+    fn parse(text: &str) -> Result<Self, String> {
+        let ok = !text.is_empty()
+            && text.len() <= 255
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        if ok {
+            Ok(NtsServerName(text.to_string()))
+        } else {
+            Err(format!("{text:?} is not a host name or an IP address"))
+        }
+    }
+}
+
 /// The I/O path asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

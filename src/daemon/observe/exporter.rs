@@ -274,6 +274,15 @@ impl ReportCollector {
             "source",
             |c| &c.rx_timestamps,
         )?;
+        per_responder_by(
+            enc,
+            r,
+            "nts_refused",
+            "NTS requests refused, by reason: cookie_expired, cookie_invalid and bad_authenticator got \
+             an NTS NAK (KoD NTSN), malformed was dropped.",
+            "reason",
+            |c| &c.nts_refusals,
+        )?;
         per_responder(
             enc,
             r,
@@ -340,6 +349,52 @@ impl ReportCollector {
                 }
                 Ok(())
             },
+        )
+    }
+
+    /// NTS-KE sessions and the cookie keys (NTS requests are counted with the responders').
+    fn nts(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(n) = &self.0.nts else {
+            return Ok(());
+        };
+        let c = n.sessions;
+        family(
+            enc,
+            "nts_ke_sessions",
+            "NTS-KE sessions by outcome: ok (cookies sent), bad_request, tls_failed, timed_out, and \
+             refused before TLS: busy (too many at once) and rate_limited (one address too often).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (outcome, v) in [
+                    ("ok", c.ok),
+                    ("bad_request", c.bad_request),
+                    ("tls_failed", c.tls_failed),
+                    ("timed_out", c.timed_out),
+                    ("busy", c.busy),
+                    ("rate_limited", c.rate_limited),
+                ] {
+                    counter(m, &vec![("outcome", outcome.to_string())], v)?;
+                }
+                Ok(())
+            },
+        )?;
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "nts_cookie_key_age",
+            "Seconds since the current cookie key came into use (it rotates every nts_key_rotation).",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| gauge(m, &none, n.key_age_s as f64),
+        )?;
+        family(
+            enc,
+            "nts_cookie_key_rotation",
+            "Seconds between cookie key rotations.",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| gauge(m, &none, n.rotation_s as f64),
         )
     }
 
@@ -745,6 +800,7 @@ impl Collector for ReportCollector {
         self.sources(&mut enc)?;
         self.responders(&mut enc)?;
         self.limiter(&mut enc)?;
+        self.nts(&mut enc)?;
         self.xdp(&mut enc)
     }
 }

@@ -67,6 +67,8 @@ pub struct Observed {
     pub limiter_slots: Option<u64>,
     /// The most active clients (None: sampling off).
     pub clients: Option<Arc<ClientWatch>>,
+    /// The NTS service (None: NTS off).
+    pub nts: Option<crate::daemon::nts::NtsView>,
 }
 
 /// The most active clients, for `strata clients`.
@@ -159,6 +161,9 @@ pub struct CountersReport {
     /// Receive timestamps by source.
     pub rx_timestamps: BTreeMap<String, u64>,
     pub hardware_stamps_unused: u64,
+    /// NTS requests refused, by reason (NAKed, or dropped as malformed).
+    #[serde(default)]
+    pub nts_refusals: BTreeMap<String, u64>,
     pub receive_errors: u64,
     /// Datagrams the kernel dropped before a responder read them (socket receive buffer full).
     #[serde(default)]
@@ -218,6 +223,9 @@ pub struct Report {
     /// The most active clients; None when sampling is off.
     #[serde(default)]
     pub clients: Option<ClientsReport>,
+    /// NTS-KE and the cookie keys; None when NTS is off.
+    #[serde(default)]
+    pub nts: Option<crate::daemon::nts::NtsReport>,
     /// Kernel counters that could not be read this time, with why.
     pub errors: Vec<String>,
 }
@@ -286,6 +294,11 @@ impl CountersReport {
             dropped: s.dropped(),
             rx_timestamps,
             hardware_stamps_unused: s.hardware_stamps_unused,
+            nts_refusals: crate::proto::nts::NtsRefusal::ALL
+                .iter()
+                .zip(s.nts_refusals)
+                .map(|(why, n)| (why.label().to_string(), n))
+                .collect(),
             receive_errors: s.receive_errors,
             receive_buffer_drops: s.receive_buffer_drops,
             send_errors: s.send_errors,
@@ -431,6 +444,7 @@ impl Observed {
                 samples_lost: w.lost(),
                 clients: w.top(REPORT_CLIENTS),
             }),
+            nts: self.nts.as_ref().map(|n| n.report()),
             errors,
         }
     }
@@ -460,6 +474,7 @@ pub(crate) fn test_observed() -> (Observed, crate::proto::metrics::CounterWriter
         admitter: None,
         limiter_slots: None,
         clients: None,
+        nts: None,
     };
     (observed, writer)
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::histogram::{self, BATCH_BUCKETS, RESPONSE_BUCKETS};
 use crate::proto::frame::FrameDrop;
+use crate::proto::nts::NtsRefusal;
 use crate::proto::respond::{DropReason, KissCode, ReplyKind};
 
 /// How many drop reasons `respond()` can give.
@@ -92,6 +93,8 @@ struct Block {
     truncated: AtomicU64,
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
     hardware_stamps_unused: AtomicU64,
+    /// NTS requests refused, by [`NtsRefusal::ALL`] (the first three got a NAK).
+    nts_refusals: [AtomicU64; NtsRefusal::ALL.len()],
     receive_errors: AtomicU64,
     receive_buffer_drops: AtomicU64,
     send_errors: AtomicU64,
@@ -178,6 +181,12 @@ impl CounterWriter {
         bump(&self.block.rx_timestamps[source.index()], 1);
     }
 
+    /// An NTS request was refused (NAKed, or dropped as malformed).
+    #[inline]
+    pub fn nts_refused(&mut self, why: NtsRefusal) {
+        bump(&self.block.nts_refusals[why as usize], 1);
+    }
+
     /// A hardware receive stamp arrived but could not be used (no PHC-to-TAI mapping yet).
     #[inline]
     pub fn hardware_stamp_unused(&mut self) {
@@ -261,6 +270,7 @@ impl CounterReader {
             truncated: load(&b.truncated),
             rx_timestamps: load_all(&b.rx_timestamps),
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
+            nts_refusals: std::array::from_fn(|i| load(&b.nts_refusals[i])),
             receive_errors: load(&b.receive_errors),
             receive_buffer_drops: load(&b.receive_buffer_drops),
             send_errors: load(&b.send_errors),
@@ -298,6 +308,8 @@ pub struct CounterSnapshot {
     pub rx_timestamps: [u64; RxTimestampSource::ALL.len()],
     /// Hardware receive stamps that arrived but were not usable yet.
     pub hardware_stamps_unused: u64,
+    /// NTS requests refused, indexed like [`NtsRefusal::ALL`].
+    pub nts_refusals: [u64; NtsRefusal::ALL.len()],
     pub receive_errors: u64,
     /// Datagrams the kernel dropped before the responder read them (receive buffer full).
     pub receive_buffer_drops: u64,
@@ -377,6 +389,9 @@ impl AddAssign for CounterSnapshot {
         self.truncated = self.truncated.wrapping_add(o.truncated);
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
+        for (a, b) in self.nts_refusals.iter_mut().zip(o.nts_refusals) {
+            *a = a.wrapping_add(b);
+        }
         self.receive_errors = self.receive_errors.wrapping_add(o.receive_errors);
         self.receive_buffer_drops = self.receive_buffer_drops.wrapping_add(o.receive_buffer_drops);
         self.send_errors = self.send_errors.wrapping_add(o.send_errors);

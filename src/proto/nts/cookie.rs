@@ -2,9 +2,11 @@
 //! server so that it keeps no state per client. A cookie is
 //!
 //! ```text
-//! key epoch (u32) | nonce (16) | AES-SIV-CMAC-256( aead id (u16) | C2S key | S2C key )
+//! key epoch (u32) | nonce (16) | AES-SIV-CMAC-256( aead id (u16) | 0 (u16) | C2S key | S2C key )
 //! ```
 //!
+//! (the zero keeps the cookie's length a multiple of 4, as chrony requires of cookies: 104 bytes
+//! with AES-SIV-CMAC-256 keys inside, 72 with AES-128-GCM-SIV keys);
 //! sealed with the cookie key of its epoch. Cookie keys are not stored: each is derived from
 //! one master key and the epoch number (HKDF-SHA256), and an epoch is `rotation` seconds of
 //! served time. So the key rotates on schedule without any state; a restart changes nothing;
@@ -23,13 +25,13 @@ pub const MASTER_KEY_LEN: usize = 32;
 /// The cookie nonce's length.
 pub const COOKIE_NONCE_LEN: usize = 16;
 /// The longest cookie this server issues (AES-SIV-CMAC-256 keys inside).
-pub const MAX_COOKIE_LEN: usize = 4 + COOKIE_NONCE_LEN + TAG_LEN + 2 + 2 * MAX_KEY_LEN;
+pub const MAX_COOKIE_LEN: usize = 4 + COOKIE_NONCE_LEN + TAG_LEN + 4 + 2 * MAX_KEY_LEN;
 /// The HKDF salt: the purpose of the derived keys.
 const SALT: &[u8] = b"strata NTS cookie key";
 
 /// The length of a cookie carrying keys of `aead`.
 pub const fn cookie_len(aead: Aead) -> usize {
-    4 + COOKIE_NONCE_LEN + TAG_LEN + 2 + 2 * aead.key_len()
+    4 + COOKIE_NONCE_LEN + TAG_LEN + 4 + 2 * aead.key_len()
 }
 
 /// One association's keys, as a cookie carries them.
@@ -178,11 +180,12 @@ impl CookieKeys {
         let body = &mut out[20..len];
         let n = keys.aead.key_len();
         body[..2].copy_from_slice(&keys.aead.id().to_be_bytes());
-        body[2..2 + n].copy_from_slice(keys.c2s());
-        body[2 + n..2 + 2 * n].copy_from_slice(keys.s2c());
+        body[2..4].fill(0);
+        body[4..4 + n].copy_from_slice(keys.c2s());
+        body[4 + n..4 + 2 * n].copy_from_slice(keys.s2c());
         let key = self.key(epoch);
         let (head, body) = out.split_at_mut(20);
-        Aead::SivCmac256.seal(&key, &head[4..20], &head[..4], body, 2 + 2 * n)?;
+        Aead::SivCmac256.seal(&key, &head[4..20], &head[..4], body, 4 + 2 * n)?;
         Ok(len)
     }
 
@@ -204,11 +207,11 @@ impl CookieKeys {
             .map_err(|_| CookieError::Invalid)?;
         let plain = &body[plain];
         let id = u16::from_be_bytes([plain[0], plain[1]]);
-        if Aead::from_id(id) != Some(aead) {
+        if Aead::from_id(id) != Some(aead) || plain[2..4] != [0, 0] {
             return Err(CookieError::Invalid);
         }
         let n = aead.key_len();
-        SessionKeys::new(aead, &plain[2..2 + n], &plain[2 + n..2 + 2 * n]).ok_or(CookieError::Invalid)
+        SessionKeys::new(aead, &plain[4..4 + n], &plain[4 + n..4 + 2 * n]).ok_or(CookieError::Invalid)
     }
 }
 

@@ -101,11 +101,11 @@ fn find_fields(packet: &[u8]) -> Result<Fields, NtsRefusal> {
                 uid = Some((at, at + len))
             }
             NTS_COOKIE if cookie.is_none() => {
-                // The value is padded to 4; the cookie is the length of one of ours, or none.
+                // A cookie of ours is a multiple of 4 long: the whole value, no padding.
                 let body = Aead::ALL
                     .into_iter()
                     .map(cookie_len)
-                    .find(|&n| n.next_multiple_of(4) == field.value.len() || n == field.value.len())
+                    .find(|&n| n == field.value.len())
                     .ok_or(NtsRefusal::Malformed)?;
                 cookie = Some((at + 4, at + 4 + body));
             }
@@ -127,9 +127,12 @@ fn find_fields(packet: &[u8]) -> Result<Fields, NtsRefusal> {
     }
 }
 
+/// A part of a buffer: start and end offsets.
+type Span = (usize, usize);
+
 /// The nonce and ciphertext of an authenticator field's value: `nonce length (16) |
 /// ciphertext length (16) | nonce, padded | ciphertext, padded`.
-fn authenticator(value: &[u8]) -> Result<((usize, usize), (usize, usize)), NtsRefusal> {
+fn authenticator(value: &[u8]) -> Result<(Span, Span), NtsRefusal> {
     if value.len() < 4 {
         return Err(NtsRefusal::Malformed);
     }

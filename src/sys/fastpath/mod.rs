@@ -69,6 +69,8 @@ pub struct FastPathConfig {
     pub admission: AdmissionOptions,
     /// The server's total cap, answers per second over every interface; None: no cap.
     pub quota_total: Option<u32>,
+    /// NTS key material for the responders (the XDP program passes NTS requests up).
+    pub nts: Option<crate::proto::nts::NtsKeys>,
 }
 
 /// One interface being served.
@@ -222,11 +224,16 @@ pub fn run_with_symmetric(
         let state = state.clone();
         let stop = server.pool.shutdown();
         let symmetric = symmetric.clone();
+        let nts = config
+            .nts
+            .as_ref()
+            .map(|k| k.responder(crate::sys::random::seed()));
         let (batch_size, ntp_port, busy) = (config.batch_size, config.ntp_port, config.busy_poll.is_some());
         let started = server.pool.spawn(index, core, name, move |name, counters| {
             responder::Responder::new(
                 name, socket, batch_size, state, counters, stop, ntp_port, busy, symmetric,
             )
+            .with_nts(nts)
             .run()
         });
         if let Err(e) = started {
