@@ -16,6 +16,11 @@ use strata_test_support::*;
 /// A test CA and a server certificate for 127.0.0.1 and localhost, as PEM files in `dir`:
 /// (CA, certificate, key).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    certificates_for(dir, &["127.0.0.1"])
+}
+
+/// [`certificates`] for the addresses `ips`.
+fn certificates_for(dir: &Path, ips: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -24,9 +29,11 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    for ip in ips {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(ip.parse().unwrap()));
+    }
     params
         .distinguished_name
         .push(DnType::CommonName, "strata test server");
@@ -285,4 +292,92 @@ fn chronyd_synchronizes_to_strata_over_nts() {
     let line = log_line(&log, "replies (");
     assert!(!line.contains(" 0 replies"), "{line}");
     assert!(log.contains("authenticated") || line.contains("replies"), "{log}");
+}
+
+/// NTS through the XDP path: the XDP program passes NTS requests (longer than 48 bytes) up to
+/// the AF_XDP responder, which answers them with the same pipeline; NTS-KE is served by the
+/// kernel's TCP in the same namespace. A client in the lab's client namespace gets keys,
+/// cookies and authenticated replies.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn nts_on_the_xdp_path() {
+    if !Lab::available() {
+        return;
+    }
+    let dir = TempDir::new("nts-xdp");
+    let (ca, cert, key) = certificates_for(&dir.0, &["198.18.0.2"]);
+    let lab = Lab::up();
+    let mut server = Server::start(
+        Some(&lab.ns("srv")),
+        &[
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+            "--rate-limit",
+            "off",
+            "--nts-certificate",
+            cert.to_str().unwrap(),
+            "--nts-private-key",
+            key.to_str().unwrap(),
+            "--nts-ke-listen",
+            "198.18.0.2:4460",
+            "--nts-key-file",
+            dir.0.join("nts.key").to_str().unwrap(),
+        ],
+        None,
+    );
+    server.wait_for_log("through XDP");
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let results = lab.run_in("cli", move || {
+        let config = ke_client::client_config(Some(&ca_pem)).unwrap();
+        let est = ke_client::establish(
+            config,
+            "198.18.0.2:4460".parse().unwrap(),
+            "198.18.0.2",
+            &[Aead::SivCmac256],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let to: SocketAddr = "198.18.0.2:123".parse().unwrap();
+        let s = UdpSocket::bind("198.18.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut verdicts = Vec::new();
+        for i in 0..20u8 {
+            let uid = [i; 32];
+            let request = nts_client::request(
+                &header(),
+                &uid,
+                &est.response.cookies[i as usize % 8],
+                1,
+                &est.keys,
+                &[i; 16],
+            );
+            s.send_to(&request, to).unwrap();
+            let mut buf = [0u8; 2048];
+            verdicts.push(match s.recv(&mut buf) {
+                Ok(n) => nts_client::verify(&buf[..n], &uid, &est.keys)
+                    .map(|c| c.len())
+                    .map_err(|e| format!("{e:?}")),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        verdicts
+    });
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    for (i, v) in results.iter().enumerate() {
+        assert_eq!(v, &Ok(2), "request {i}: {v:?}\n{log}");
+    }
+    let program = log_line(&log, "xdp program on srv0:");
+    assert!(log_field(program, "redirected") >= 20, "{program}");
+    assert!(log.contains("20 NTS-authenticated"), "{log}");
 }

@@ -431,6 +431,9 @@ impl fmt::Display for CounterSnapshot {
             self.replies_time,
             self.replies_unsynchronized
         )?;
+        if self.replies_authenticated > 0 {
+            write!(f, ", {} NTS-authenticated", self.replies_authenticated)?;
+        }
         for (code, n) in KissCode::ALL.iter().zip(&self.replies_kiss) {
             if *n > 0 {
                 let code = code.code();
