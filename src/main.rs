@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::error;
 
-use strata::daemon::cli::{Cli, Command, ServeArgs, StatusArgs};
+use strata::daemon::cli::{Cli, ClientsArgs, Command, ServeArgs, StatusArgs};
 use strata::daemon::config::{flag_error, ServerConfig};
-use strata::daemon::observe::{control_socket, status_view};
+use strata::daemon::observe::{clients_view, control_socket, status_view};
 use strata::daemon::server::Service;
 use strata::daemon::{logging, run_as};
 
@@ -31,7 +31,31 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
+        Command::Clients(args) => clients(&args),
     }
+}
+
+/// `strata clients`: exit code 0 with the list, 1 (and a message on stderr) without a report.
+fn clients(args: &ClientsArgs) -> ExitCode {
+    use std::io::Write;
+    let report = match control_socket::request(&args.control) {
+        Ok((_, report)) => report,
+        Err(e) => {
+            eprintln!("strata clients: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if args.json {
+        let mut list = report.clients.clone();
+        if let Some(c) = &mut list {
+            c.clients.truncate(args.count);
+        }
+        serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
+    } else {
+        clients_view::render(&report, args.count)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// `strata status`: exit code 0 with the report, 1 (and a message on stderr) without one.

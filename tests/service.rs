@@ -184,7 +184,7 @@ fn sighup_reloads_what_it_can_and_sigusr1_stops_cleanly() {
     d.signal(libc::SIGHUP);
     d.wait_for_log("reload (SIGHUP): applied log_level: INFO -> DEBUG");
     d.wait_for_log(
-        "applied only at the next restart: local_stratum; allow, deny, deny_action and rate_limit*",
+        "applied only at the next restart: local_stratum; allow, deny, deny_action, rate_limit* and clients_sample",
     );
 
     write("local_stratum = 99");
@@ -204,6 +204,53 @@ fn sighup_reloads_what_it_can_and_sigusr1_stops_cleanly() {
     assert!(status.success(), "{status}: {log}");
     assert!(!control.exists(), "the socket was left behind:\n{log}");
     assert!(log.contains("shutting down") && log.contains("total: "), "{log}");
+}
+
+#[test]
+#[ignore = "needs root (make test runs it)"]
+fn sighup_reloads_the_nts_certificate_as_the_switched_user() {
+    if !available("root", is_root()) {
+        return;
+    }
+    let dir = scratch("nts-reload");
+    let cert = dir.0.join("server.pem");
+    let key = dir.0.join("server.key");
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    fs::write(&cert, params.self_signed(&key_pair).unwrap().pem()).unwrap();
+    fs::write(&key, key_pair.serialize_pem()).unwrap();
+    // As an operator would give them: the key to root and the service's group, not to others.
+    for path in [&cert, &key] {
+        std::os::unix::fs::chown(path, Some(0), Some(NOBODY)).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let control = dir.0.join("run/control.sock");
+    let ke = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut args = socket_args(&control);
+    let key_file = dir.0.join("nts.key");
+    let nts = [
+        "--user",
+        "nobody",
+        "--nts-certificate",
+        cert.to_str().unwrap(),
+        "--nts-private-key",
+        key.to_str().unwrap(),
+        "--nts-key-file",
+        key_file.to_str().unwrap(),
+    ];
+    args.extend(nts.iter().map(|a| a.to_string()));
+    args.extend(["--nts-ke-listen".to_string(), ke.to_string()]);
+    let mut d = Daemon::start(&dir.0, "022", &[], &strs(&args), &[]);
+    d.wait_for_log("running as user nobody");
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("the NTS certificate and key are read again");
+    d.wait_for_log("NTS-KE: certificate reloaded");
+    assert!(d.alive(), "{}", d.log());
+    let (status, log) = d.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{log}");
 }
 
 #[test]

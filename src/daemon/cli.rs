@@ -26,6 +26,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show a running server's state, upstream sources and packet counters
     Status(StatusArgs),
+    /// Show the most active clients of a running server, with what admission did to them
+    Clients(ClientsArgs),
+}
+
+#[derive(Args)]
+pub struct ClientsArgs {
+    /// The server's control socket
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Clients to show, most active first (the server keeps up to 256 in its report)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub count: usize,
 }
 
 #[derive(Args)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod logging;
+pub mod nts;
 pub mod observe;
 pub mod reload;
 pub mod run_as;

@@ -1,5 +1,6 @@
 //! SIGHUP: the configuration is read again (the same file and flags as at start) and compared
-//! with the running one. A configuration with an error changes nothing; the log level (and
+//! with the running one. (NTS certificates and keys are not its business: the NTS-KE service
+//! reads their files again when they change.) A configuration with an error changes nothing; the log level (and
 //! format) are applied at once; every other changed setting is named, as needing a restart.
 //!
 //! Why so little is live: the access list, the rate limiter and its secret live in the XDP
@@ -49,35 +50,59 @@ pub fn apply(running: &mut ServerConfig, new: ServerConfig, log: &dyn LogControl
         log.set_format(new.log_format);
         running.log_format = new.log_format;
     }
-    let changed = |name: &'static str, differs: bool, out: &mut Outcome| {
+    // Every field named, so that a new setting cannot be left out of this list unnoticed.
+    let ServerConfig {
+        listen,
+        cores,
+        local_stratum,
+        mode,
+        path: _, // follows mode and iface
+        unsynchronized,
+        batch_size,
+        log_level: _,
+        log_format: _,
+        user,
+        interfaces,
+        ntp_port,
+        force: _, // a flag for the moment of the start
+        busy_poll,
+        xdp_answer,
+        admission,
+        metrics,
+        control,
+        upstream,
+        nts,
+    } = new;
+    let r = &*running;
+    for (name, differs) in [
+        ("listen", r.listen != listen),
+        ("cores", r.cores != cores),
+        ("local_stratum", r.local_stratum != local_stratum),
+        ("mode", r.mode != mode),
+        ("unsynchronized", r.unsynchronized != unsynchronized),
+        ("batch_size", r.batch_size != batch_size),
+        ("user", r.user != user),
+        ("iface", r.interfaces != interfaces),
+        ("ntp_port", r.ntp_port != ntp_port),
+        ("busy_poll", r.busy_poll != busy_poll),
+        ("xdp_answer", r.xdp_answer != xdp_answer),
+        (
+            "allow, deny, deny_action, rate_limit* and clients_sample",
+            r.admission != admission,
+        ),
+        ("metrics", r.metrics != metrics),
+        ("control", r.control != control),
+        (
+            "server, pool, peer and the discipline settings",
+            r.upstream != upstream,
+        ),
+        // The certificate and key files themselves are read again when they change.
+        ("nts_*", r.nts != nts),
+    ] {
         if differs {
             out.need_restart.push(name);
         }
-    };
-    let (r, n) = (&*running, &new);
-    changed("listen", r.listen != n.listen, &mut out);
-    changed("cores", r.cores != n.cores, &mut out);
-    changed("local_stratum", r.local_stratum != n.local_stratum, &mut out);
-    changed("mode", r.mode != n.mode, &mut out);
-    changed("unsynchronized", r.unsynchronized != n.unsynchronized, &mut out);
-    changed("batch_size", r.batch_size != n.batch_size, &mut out);
-    changed("user", r.user != n.user, &mut out);
-    changed("iface", r.interfaces != n.interfaces, &mut out);
-    changed("ntp_port", r.ntp_port != n.ntp_port, &mut out);
-    changed("busy_poll", r.busy_poll != n.busy_poll, &mut out);
-    changed("xdp_answer", r.xdp_answer != n.xdp_answer, &mut out);
-    changed(
-        "allow, deny, deny_action and rate_limit*",
-        r.admission != n.admission,
-        &mut out,
-    );
-    changed("metrics", r.metrics != n.metrics, &mut out);
-    changed("control", r.control != n.control, &mut out);
-    changed(
-        "server, pool, peer and the discipline settings",
-        r.upstream != n.upstream,
-        &mut out,
-    );
+    }
     out
 }
 
@@ -153,7 +178,10 @@ mod tests {
         assert_eq!(out.applied, vec!["log_level: INFO -> DEBUG"]);
         assert_eq!(
             out.need_restart,
-            vec!["local_stratum", "allow, deny, deny_action and rate_limit*"]
+            vec![
+                "local_stratum",
+                "allow, deny, deny_action, rate_limit* and clients_sample"
+            ]
         );
         assert_eq!(*log.0.borrow(), vec!["level DEBUG"]);
         // What needs a restart keeps its running value.

@@ -12,4 +12,5 @@ pub mod notify;
 pub mod pipeline;
 pub mod pool;
 pub mod privilege;
+pub mod random;
 pub mod socket;

@@ -24,8 +24,8 @@ package's \fIstrata\fR group) may read the status.
 .TP
 \fBSIGHUP\fR
 Reads the configuration file again. A file with an error changes nothing (the error is logged).
-The log level is applied at once; every other changed setting is named in the log as needing a
-restart.
+The log level and format are applied at once, and the NTS certificate and key are read again;
+every other changed setting is named in the log as needing a restart.
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR, \fBSIGUSR1\fR
 Shut down cleanly: the XDP program is detached, the control socket removed and the final counters
