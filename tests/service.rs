@@ -665,6 +665,9 @@ fn proc_outside_pid(trace: &str) -> Vec<String> {
         // aya looks for Ubuntu's kernel version file and falls back to uname(2): a file that
         // is missing on Debian and under ProcSubset=pid alike.
         let own = own || path == "/proc/version_signature";
+        // glibc's malloc asks whether to shrink a thread arena's heap with mmap or madvise;
+        // without the file it takes madvise, which is as good.
+        let own = own || path == "/proc/sys/vm/overcommit_memory";
         if !own && !out.contains(&path) {
             out.push(path);
         }
@@ -737,20 +740,14 @@ fn the_unit_s_system_call_filter_allows_every_call_strata_makes() {
         .output()
         .unwrap();
     assert!(status.status.success());
-    // strace's child is strata: signal it, not strace.
-    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
-    let strata: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
-    // SAFETY: kill with a standard signal to the strata process this test started.
-    unsafe { libc::kill(strata, libc::SIGHUP) };
-    d.wait_for_log("reload (SIGHUP)");
-    // SAFETY: as above.
-    unsafe { libc::kill(strata, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.alive() {
-        assert!(Instant::now() < deadline, "strata did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let trace = fs::read_to_string(&counts).unwrap();
+    stop_traced(&mut d);
+    check_trace(&counts, &allowed, &["bpf", "setresuid"]);
+}
+
+/// Checks an `strace -f -C` log against the unit: every system call allowed, no /proc file
+/// outside ProcSubset=pid; and that the calls `expected` are there (the trace saw the run).
+fn check_trace(path: &Path, allowed: &std::collections::BTreeSet<String>, expected: &[&str]) {
+    let trace = fs::read_to_string(path).unwrap();
     let outside = proc_outside_pid(&trace);
     assert!(
         outside.is_empty(),
@@ -767,12 +764,104 @@ fn the_unit_s_system_call_filter_allows_every_call_strata_makes() {
         })
         .filter(|name| *name != "total" && *name != "syscall")
         .collect();
-    assert!(used.contains(&"bpf") && used.contains(&"setresuid"), "{table}");
+    for call in expected {
+        assert!(used.contains(call), "no {call} in\n{table}");
+    }
     let outside: Vec<&&str> = used.iter().filter(|name| !allowed.contains(**name)).collect();
     assert!(
         outside.is_empty(),
         "system calls the unit refuses: {outside:?}\n{table}"
     );
+}
+
+/// Stops the strata that strace runs (strace's child: signalled, not strace).
+fn stop_traced(d: &mut Daemon) {
+    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).unwrap();
+    let strata: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill with a standard signal to the strata process this test started.
+    unsafe { libc::kill(strata, libc::SIGHUP) };
+    d.wait_for_log("reload (SIGHUP)");
+    // SAFETY: as above.
+    unsafe { libc::kill(strata, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.alive() {
+        assert!(Instant::now() < deadline, "strata did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs root, strace and systemd-analyze (make test runs it)"]
+fn the_socket_path_with_nts_makes_no_call_the_unit_refuses() {
+    if !available("root", is_root())
+        || !available("strace", have_command("strace"))
+        || !available("systemd-analyze", have_command("systemd-analyze"))
+    {
+        return;
+    }
+    let allowed = unit_allowed_syscalls();
+    let dir = scratch("syscalls-socket");
+    let cert = dir.0.join("server.pem");
+    let key = dir.0.join("server.key");
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    fs::write(&cert, params.self_signed(&key_pair).unwrap().pem()).unwrap();
+    fs::write(&key, key_pair.serialize_pem()).unwrap();
+    let control = dir.0.join("run/control.sock");
+    let counts = dir.0.join("strace.txt");
+    let key_file = dir.0.join("nts.key");
+    let ke = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut args = socket_args(&control);
+    let listen = args[1].clone();
+    for a in [
+        "--user",
+        "nobody",
+        "--nts-certificate",
+        cert.to_str().unwrap(),
+        "--nts-private-key",
+        key.to_str().unwrap(),
+        "--nts-key-file",
+        key_file.to_str().unwrap(),
+        "--nts-ke-listen",
+        &ke,
+    ] {
+        args.push(a.to_string());
+    }
+    // /metrics too, on a port of its own.
+    let at = args.iter().position(|a| a == "--metrics").unwrap();
+    args[at + 1] = "127.0.0.1:0".into();
+    let prefix = ["strace", "-f", "-C", "-o", counts.to_str().unwrap(), "--"];
+    let mut d = Daemon::start(&dir.0, "022", &prefix, &strs(&args), &[]);
+    d.wait_for_log("running as user nobody");
+    let reply = ntp_query(listen.parse().unwrap(), Duration::from_secs(2));
+    assert!(reply.is_some(), "{}", d.log());
+    let log = d.log();
+    let metrics = log
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the metrics address in the log");
+    {
+        use std::io::{Read, Write};
+        let mut http = std::net::TcpStream::connect(metrics).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        http.read_to_string(&mut body).unwrap();
+        assert!(body.contains("strata_"), "{body}");
+    }
+    // A TLS client that hangs up at once: the NTS-KE thread's accept and handshake path.
+    drop(std::net::TcpStream::connect(&ke).unwrap());
+    let status = Command::new(strata_bin())
+        .args(["status", "--control", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    stop_traced(&mut d);
+    check_trace(&counts, &allowed, &["recvmmsg", "setresuid", "accept4"]);
 }
 
 #[test]
