@@ -222,6 +222,13 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
             shutdown.store(true, Ordering::Relaxed);
             break;
         }
+        // Without the control thread the served state goes stale: stop (and stop the
+        // watchdog pings) rather than serve it, so that systemd restarts the service.
+        if control.is_finished() {
+            fatal = Some("the control thread stopped unexpectedly".to_string());
+            shutdown.store(true, Ordering::Relaxed);
+            break;
+        }
         if signals.take_reload() {
             status.reloading();
             reload_config(&mut running, &service);

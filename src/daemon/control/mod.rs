@@ -197,6 +197,11 @@ impl Control {
         self.reader.read()
     }
 
+    /// Whether the thread has ended (before a shutdown: it panicked).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Waits for the thread to stop (after the shutdown flag was set).
     pub fn join(self) -> thread::Result<()> {
         self.thread.join()
