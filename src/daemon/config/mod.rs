@@ -230,6 +230,10 @@ settings! {
 
     /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
     nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
+
+    /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
+    /// nothing itself) [default: off]
+    require_nts: Option<OnOff>, flag(value_name = "on|off"), key "require_nts";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -330,6 +334,8 @@ pub struct NtsConfig {
     pub rotation: crate::proto::nts::Rotation,
     pub ntp_server: Option<String>,
     pub ntp_port: Option<u16>,
+    /// Only NTS requests are answered.
+    pub require: bool,
 }
 
 /// Where the NTS-KE server listens unless told.
@@ -657,6 +663,7 @@ impl ServerConfig {
                     (s.nts_ke_listen.as_ref().map(|g| &g.origin), "nts_ke_listen"),
                     (s.nts_key_file.as_ref().map(|g| &g.origin), "nts_key_file"),
                     (s.nts_ntp_server.as_ref().map(|g| &g.origin), "nts_ntp_server"),
+                    (s.require_nts.as_ref().map(|g| &g.origin), "require_nts"),
                 ] {
                     if let Some(origin) = given {
                         return Err(origin.error(format!(
@@ -694,6 +701,7 @@ impl ServerConfig {
                     },
                     ntp_server: s.nts_ntp_server.map(|g| g.value.0),
                     ntp_port: s.nts_ntp_port.map(|g| g.value.0),
+                    require: s.require_nts.is_some_and(|g| g.value.0),
                 })
             }
         };
@@ -713,7 +721,8 @@ impl ServerConfig {
             ntp_port: s.ntp_port.map_or(DEFAULT_NTP_PORT, |g| g.value.0),
             force: s.force.is_some_and(|g| g.value),
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
-            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0),
+            // With require_nts the program must not answer plain requests itself.
+            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
             admission,
             metrics,
             control,
