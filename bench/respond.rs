@@ -155,7 +155,14 @@ fn bench_nts(c: &mut Criterion) {
         let session = SessionKeys::new(aead, &[1; 32], &[2; 32]).unwrap();
         let mut cookie = vec![0u8; cookie_len(aead)];
         nts.keys.seal(&session, NOW, &[3; 16], &mut cookie).unwrap();
-        let template = client::request(&ntp_request(), &[4; 32], &cookie, 0, &session, &vec![5; aead.nonce_len()]);
+        let template = client::request(
+            &ntp_request(),
+            &[4; 32],
+            &cookie,
+            0,
+            &session,
+            &vec![5; aead.nonce_len()],
+        );
         let mut buf = template.clone();
         group.bench_function(format!("respond_nts_{aead:?}"), |b| {
             b.iter(|| {
@@ -165,7 +172,15 @@ fn bench_nts(c: &mut Criterion) {
                     nonces: &mut nts.nonces,
                     unix_s: NOW,
                 };
-                black_box(respond_nts(black_box(&mut buf), T2, T3, Admission::Serve, &state, ctx)).unwrap()
+                black_box(respond_nts(
+                    black_box(&mut buf),
+                    T2,
+                    T3,
+                    Admission::Serve,
+                    &state,
+                    ctx,
+                ))
+                .unwrap()
             })
         });
     }

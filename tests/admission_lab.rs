@@ -349,3 +349,53 @@ fn the_access_list_on_the_xdp_path() {
         assert_eq!(log_field(line, "kod_rstr"), 2, "{line}");
     }
 }
+
+/// The access list is replaced on SIGHUP in the running XDP program: a prefix denied at start
+/// gets the time after the file no longer denies it, and an address newly denied gets its KoD,
+/// without a restart.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn the_access_list_is_replaced_on_sighup_on_the_xdp_path() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    let dir = TempDir::new("acl-reload");
+    let file = dir.0.join("strata.toml");
+    std::fs::write(&file, "deny = [\"198.19.0.0/16\"]\ndeny_action = \"kiss-rstr\"\n").unwrap();
+    let args = [
+        "--config",
+        file.to_str().unwrap(),
+        "--iface",
+        "srv0",
+        "--mode",
+        "xdp",
+        "--local-stratum",
+        "1",
+        "--cores",
+        "1",
+        "--metrics",
+        "off",
+        "--control",
+        "off",
+    ];
+    let mut server = Server::start(Some(&lab.ns("srv")), &args, None);
+    server.wait_for_log("through XDP");
+    let probe = |lab: &Lab| {
+        lab.run_in("cli", || {
+            let v4: SocketAddr = format!("{SERVER}:123").parse().unwrap();
+            ["198.19.1.1:0", "198.18.0.1:0"].map(|from| kind(ask(from.parse().unwrap(), v4)))
+        })
+    };
+    assert_eq!(probe(&lab), ["RSTR", "time"].map(String::from));
+    std::fs::write(&file, "deny = [\"198.18.0.1\"]\ndeny_action = \"kiss-deny\"\n").unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for_log("reload (SIGHUP): applied access list: 1 -> 1 rule(s)");
+    assert_eq!(probe(&lab), ["time", "DENY"].map(String::from));
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}

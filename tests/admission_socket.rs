@@ -311,3 +311,45 @@ fn no_class_of_reply_is_longer_than_its_request() {
     let capped: Vec<usize> = (0..5).map(|i| got(&format!("total cap #{i}"))).collect();
     assert!(capped.contains(&0), "over the cap: {capped:?}");
 }
+
+/// The access list is replaced on SIGHUP on the socket path: what the file denies at start is
+/// served after it no longer does, and a newly denied address gets its KoD, without a restart.
+#[test]
+fn the_access_list_is_replaced_on_sighup() {
+    let dir = TempDir::new("acl-reload-socket");
+    let file = dir.0.join("strata.toml");
+    std::fs::write(&file, "deny = [\"127.0.3.0/24\"]\ndeny_action = \"kiss-rstr\"\n").unwrap();
+    let port = free_udp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let to: SocketAddr = listen.parse().unwrap();
+    let mut server = Server::start(
+        None,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--local-stratum",
+            "1",
+            "--cores",
+            "0",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+        ],
+        Some(to),
+    );
+    assert_eq!(ask("127.0.3.1:0", to), "RSTR");
+    assert_eq!(ask("127.0.4.1:0", to), "time");
+    std::fs::write(&file, "deny = [\"127.0.4.0/24\"]\ndeny_action = \"kiss-deny\"\n").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for_log("reload (SIGHUP): applied access list");
+    assert_eq!(ask("127.0.3.1:0", to), "time");
+    assert_eq!(ask("127.0.4.1:0", to), "DENY");
+    drop(server);
+}

@@ -802,13 +802,7 @@ fn admission_decides_as_the_rust_admitter_does() {
         for (p, a) in &rules {
             acl.add(*p, *a).unwrap();
         }
-        let admitter = Admitter {
-            acl,
-            deny_action: DenyAction::KissDeny,
-            limiter: Some(Limiter::new(limiter, secret)),
-            quota: None,
-            samples: None,
-        };
+        let admitter = Admitter::new(acl, DenyAction::KissDeny).limited(Some(Limiter::new(limiter, secret)));
         // 200 clients: allowed and denied IPv4 and IPv6, several in one /64.
         let sources: Vec<Ip> = (0..200u32)
             .map(|i| match i % 4 {
@@ -939,13 +933,9 @@ fn the_total_cap_decides_as_the_rust_admitter_does() {
             libc::CPU_SET(0, &mut set);
             assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
         }
-        let admitter = Admitter {
-            acl: Acl::default(),
-            deny_action: DenyAction::Drop,
-            limiter: Some(Limiter::new(limiter, secret)),
-            quota: Some(Quota::new(quota)),
-            samples: None,
-        };
+        let admitter = Admitter::new(Acl::default(), DenyAction::Drop)
+            .limited(Some(Limiter::new(limiter, secret)))
+            .capped(Some(Quota::new(quota)));
         // One abuser first (its burst, then its leak: busy), then many new clients (quiet).
         let abuser = std::net::Ipv4Addr::new(198, 18, 7, 7);
         let sources =
@@ -1025,13 +1015,8 @@ fn a_spoofed_spray_limits_no_normal_client_in_the_program() {
         sample_shift: 0,
     };
     with_admitting_tier(options, move |tier| {
-        let admitter = Admitter {
-            acl: Acl::default(),
-            deny_action: DenyAction::Drop,
-            limiter: Some(Limiter::new(limiter, secret)),
-            quota: None,
-            samples: None,
-        };
+        let admitter =
+            Admitter::new(Acl::default(), DenyAction::Drop).limited(Some(Limiter::new(limiter, secret)));
         let normal: Vec<Ip> = (0..40u16)
             .map(|i| match i % 2 {
                 0 => Ip::V6 {

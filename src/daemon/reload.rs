@@ -1,16 +1,17 @@
 //! SIGHUP: the configuration is read again (the same file and flags as at start) and compared
 //! with the running one. (NTS certificates and keys are not its business: the NTS-KE service
-//! reads their files again when they change.) A configuration with an error changes nothing; the log level (and
-//! format) are applied at once; every other changed setting is named, as needing a restart.
+//! reads their files again when they change.) A configuration with an error changes nothing; the
+//! log level and format, and the access list (`allow`, `deny`, `deny_action`), are applied at
+//! once; every other changed setting is named, as needing a restart.
 //!
-//! Why so little is live: the access list, the rate limiter and its secret live in the XDP
-//! program's maps and in the socket path's shared admitter, which have no update path yet; the
-//! addresses, interfaces, cores and sockets are the shape of the running threads. Saying so is
-//! better than applying half a change.
+//! Why not more: the rate limiter's table is sized and keyed at start (its size, prefixes and
+//! secret shape the XDP program's map), and the addresses, interfaces, cores and sockets are the
+//! shape of the running threads. Saying so is better than applying half a change.
 
 use log::LevelFilter;
 
 use crate::daemon::config::{ConfigError, LogFormat, ServerConfig};
+use crate::proto::admission::{AclAction, DenyAction, Prefix};
 
 /// Reads the configuration again, as at start.
 pub type Loader = Box<dyn Fn() -> Result<ServerConfig, ConfigError> + Send>;
@@ -30,10 +31,53 @@ pub trait LogControl {
     fn set_format(&self, format: LogFormat);
 }
 
+/// An access list as the configuration gives it.
+pub type Rules = [(Prefix, AclAction)];
+
+/// How the access list is replaced live (the XDP programs' tries, the socket path's admitter).
+pub trait AdmissionControl {
+    fn set_access_rules(&mut self, old: &Rules, new: &Rules, deny_action: DenyAction) -> Result<(), String>;
+}
+
+/// Nothing to apply the access list to (no path admits: a restart is needed).
+pub struct NoAdmission;
+
+impl AdmissionControl for NoAdmission {
+    fn set_access_rules(&mut self, _: &Rules, _: &Rules, _: DenyAction) -> Result<(), String> {
+        Err("this server started without any admission on its path".into())
+    }
+}
+
 /// Compares `new` with `running`, applies what can be applied, and makes `running` the
 /// configuration in force (the settings that need a restart keep their running values).
-pub fn apply(running: &mut ServerConfig, new: ServerConfig, log: &dyn LogControl) -> Outcome {
+pub fn apply(
+    running: &mut ServerConfig,
+    new: ServerConfig,
+    log: &dyn LogControl,
+    admission_control: &mut dyn AdmissionControl,
+) -> Outcome {
     let mut out = Outcome::default();
+    // The access list alone is live; the rest of admission needs a restart.
+    let (old_a, new_a) = (&running.admission, &new.admission);
+    if (&new_a.rules, new_a.deny_action) != (&old_a.rules, old_a.deny_action) {
+        match admission_control.set_access_rules(&old_a.rules, &new_a.rules, new_a.deny_action) {
+            Ok(()) => {
+                out.applied.push(format!(
+                    "access list: {} -> {} rule(s), deny_action {:?} -> {:?}",
+                    old_a.rules.len(),
+                    new_a.rules.len(),
+                    old_a.deny_action,
+                    new_a.deny_action
+                ));
+                running.admission.rules = new_a.rules.clone();
+                running.admission.deny_action = new_a.deny_action;
+            }
+            Err(e) => {
+                log::error!("reload (SIGHUP): the access list cannot be replaced live: {e}");
+                out.need_restart.push("allow, deny and deny_action");
+            }
+        }
+    }
     if new.log_level != running.log_level {
         let level = new.log_level.unwrap_or(LevelFilter::Info);
         out.applied.push(format!(
@@ -87,8 +131,12 @@ pub fn apply(running: &mut ServerConfig, new: ServerConfig, log: &dyn LogControl
         ("busy_poll", r.busy_poll != busy_poll),
         ("xdp_answer", r.xdp_answer != xdp_answer),
         (
-            "allow, deny, deny_action, rate_limit* and clients_sample",
-            r.admission != admission,
+            "rate_limit* and clients_sample",
+            crate::daemon::config::AdmissionConfig {
+                rules: r.admission.rules.clone(),
+                deny_action: r.admission.deny_action,
+                ..admission
+            } != r.admission,
         ),
         ("metrics", r.metrics != metrics),
         ("control", r.control != control),
@@ -144,6 +192,22 @@ mod tests {
         }
     }
 
+    /// Records the access lists it is given.
+    #[derive(Default)]
+    struct Rules(Vec<usize>);
+
+    impl AdmissionControl for Rules {
+        fn set_access_rules(
+            &mut self,
+            _: &super::Rules,
+            new: &super::Rules,
+            _: DenyAction,
+        ) -> Result<(), String> {
+            self.0.push(new.len());
+            Ok(())
+        }
+    }
+
     fn config(flags: &[&str]) -> ServerConfig {
         use clap::Parser;
         let cli = crate::daemon::cli::Cli::try_parse_from(["strata", "serve"].iter().chain(flags)).unwrap();
@@ -162,7 +226,8 @@ mod tests {
         let mut running = config(&["--local-stratum", "2"]);
         let before = running.clone();
         let log = Recorder::default();
-        let out = apply(&mut running, before.clone(), &log);
+        let mut rules = Rules::default();
+        let out = apply(&mut running, before.clone(), &log, &mut rules);
         assert_eq!(out, Outcome::default());
         assert!(log.0.borrow().is_empty());
 
@@ -173,20 +238,37 @@ mod tests {
             "debug",
             "--deny",
             "192.0.2.0/24",
+            "--rate-limit-burst",
+            "4",
         ]);
-        let out = apply(&mut running, new, &log);
-        assert_eq!(out.applied, vec!["log_level: INFO -> DEBUG"]);
+        let out = apply(&mut running, new, &log, &mut rules);
         assert_eq!(
-            out.need_restart,
+            out.applied,
             vec![
-                "local_stratum",
-                "allow, deny, deny_action, rate_limit* and clients_sample"
+                "access list: 0 -> 1 rule(s), deny_action Drop -> Drop",
+                "log_level: INFO -> DEBUG"
             ]
         );
+        assert_eq!(
+            out.need_restart,
+            vec!["local_stratum", "rate_limit* and clients_sample"]
+        );
         assert_eq!(*log.0.borrow(), vec!["level DEBUG"]);
-        // What needs a restart keeps its running value.
+        assert_eq!(rules.0, vec![1]);
+        // What needs a restart keeps its running value; the access list is the new one.
         assert_eq!(running.local_stratum, Some(2));
-        assert_eq!(running.admission, before.admission);
+        assert_eq!(running.admission.limiter, before.admission.limiter);
+        assert_eq!(running.admission.rules.len(), 1);
         assert_eq!(running.log_level, Some(LevelFilter::Debug));
+        // A path that cannot take it: named as needing a restart.
+        let mut running = before.clone();
+        let out = apply(
+            &mut running,
+            config(&["--local-stratum", "2", "--allow", "10.0.0.0/8"]),
+            &log,
+            &mut NoAdmission,
+        );
+        assert_eq!(out.need_restart, vec!["allow, deny and deny_action"]);
+        assert!(running.admission.rules.is_empty());
     }
 }

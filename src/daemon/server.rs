@@ -231,7 +231,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         }
         if signals.take_reload() {
             status.reloading();
-            reload_config(&mut running, &service);
+            reload_config(&mut running, &service, &mut server);
             if let Some(nts) = &nts {
                 // The NTS-KE thread reads the certificate and key again now (it also does when
                 // their files change).
@@ -278,7 +278,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
 }
 
 /// SIGHUP: reads the configuration again and applies what can be applied (see [`reload`]).
-fn reload_config(running: &mut ServerConfig, service: &Service) {
+fn reload_config(running: &mut ServerConfig, service: &Service, server: &mut Running) {
     struct NoLog;
     impl reload::LogControl for NoLog {
         fn set_level(&self, level: log::LevelFilter) {
@@ -291,7 +291,7 @@ fn reload_config(running: &mut ServerConfig, service: &Service) {
         return;
     };
     let log: &dyn reload::LogControl = service.log.as_deref().unwrap_or(&NoLog);
-    let outcome = loader().map(|new| reload::apply(running, new, log));
+    let outcome = loader().map(|new| reload::apply(running, new, log, server));
     reload::log_outcome(&outcome);
 }
 
@@ -300,6 +300,34 @@ enum Running {
     /// The socket path, with the admission it applies itself (for the metrics).
     Socket(socket::SocketServer, Option<Arc<Admitter>>),
     Xdp(fastpath::XdpServer),
+}
+
+impl reload::AdmissionControl for Running {
+    fn set_access_rules(
+        &mut self,
+        old: &reload::Rules,
+        new: &reload::Rules,
+        deny_action: DenyAction,
+    ) -> Result<(), String> {
+        match self {
+            Running::Socket(_, None) => {
+                Err("the socket path started without admission (clients_sample 0 and \
+                 nothing else configured)"
+                    .into())
+            }
+            Running::Socket(_, Some(admitter)) => {
+                let mut acl = Acl::default();
+                for (prefix, action) in new {
+                    acl.add(*prefix, *action)?;
+                }
+                admitter.set_rules(crate::proto::admission::AccessRules { acl, deny_action });
+                Ok(())
+            }
+            Running::Xdp(xdp) => xdp
+                .update_access_rules(old, new, deny_action)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Running {
@@ -434,22 +462,23 @@ fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitt
     for (prefix, action) in &config.admission.rules {
         acl.add(*prefix, *action)?;
     }
-    Ok(Some(Arc::new(Admitter {
-        acl,
-        deny_action: config.admission.deny_action,
-        limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
-        // The socket path's threads share one bucket: the whole cap.
-        quota: config
-            .admission
-            .total_per_second
-            .map(|total| Quota::new(QuotaConfig::share_of(total, 1))),
-        samples: (a.sample_shift != 0).then(|| Sampling {
-            shift: a.sample_shift,
-            v4_prefix,
-            v6_prefix,
-            ring: SampleRing::new(SAMPLE_RING),
-        }),
-    })))
+    Ok(Some(Arc::new(
+        Admitter::new(acl, config.admission.deny_action)
+            .limited(config.admission.limiter.map(|l| Limiter::new(l, secret)))
+            // The socket path's threads share one bucket: the whole cap.
+            .capped(
+                config
+                    .admission
+                    .total_per_second
+                    .map(|total| Quota::new(QuotaConfig::share_of(total, 1))),
+            )
+            .sampled((a.sample_shift != 0).then(|| Sampling {
+                shift: a.sample_shift,
+                v4_prefix,
+                v6_prefix,
+                ring: SampleRing::new(SAMPLE_RING),
+            })),
+    )))
 }
 
 /// One line on who is answered.

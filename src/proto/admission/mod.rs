@@ -56,11 +56,18 @@ impl Verdict {
     }
 }
 
-/// The access list, what denied clients get, the rate limiter and the server's total cap
-/// (None: off), and where sampled requests go for `strata clients` (None: nowhere).
-pub struct Admitter {
+/// The access list and what denied clients get: replaced whole on a reload.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
     pub acl: Acl,
     pub deny_action: DenyAction,
+}
+
+/// The access rules, the rate limiter and the server's total cap (None: off), and where sampled
+/// requests go for `strata clients` (None: nowhere). The rules can be replaced while requests
+/// are admitted ([`Admitter::set_rules`]): a request sees the old rules or the new, never a mix.
+pub struct Admitter {
+    rules: arc_swap::ArcSwap<AccessRules>,
     pub limiter: Option<Limiter>,
     pub quota: Option<Quota>,
     pub samples: Option<Sampling>,
@@ -75,15 +82,44 @@ pub struct Sampling {
 }
 
 impl Admitter {
-    /// Everyone is served, nobody is limited.
-    pub fn open() -> Admitter {
+    /// Admission by the access list `acl` alone; add the rest with the builders below.
+    pub fn new(acl: Acl, deny_action: DenyAction) -> Admitter {
         Admitter {
-            acl: Acl::default(),
-            deny_action: DenyAction::Drop,
+            rules: arc_swap::ArcSwap::from_pointee(AccessRules { acl, deny_action }),
             limiter: None,
             quota: None,
             samples: None,
         }
+    }
+
+    /// Everyone is served, nobody is limited.
+    pub fn open() -> Admitter {
+        Admitter::new(Acl::default(), DenyAction::Drop)
+    }
+
+    pub fn limited(mut self, limiter: Option<Limiter>) -> Admitter {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn capped(mut self, quota: Option<Quota>) -> Admitter {
+        self.quota = quota;
+        self
+    }
+
+    pub fn sampled(mut self, samples: Option<Sampling>) -> Admitter {
+        self.samples = samples;
+        self
+    }
+
+    /// Replaces the access rules (a reload); requests admitted meanwhile see the old or the new.
+    pub fn set_rules(&self, rules: AccessRules) {
+        self.rules.store(std::sync::Arc::new(rules));
+    }
+
+    /// The access rules in force.
+    pub fn rules(&self) -> std::sync::Arc<AccessRules> {
+        self.rules.load_full()
     }
 
     /// [`Admitter::admit`], and the request sampled for `strata clients` when `draw`, a random
@@ -113,8 +149,9 @@ impl Admitter {
     /// KoD, counts against the total cap.
     #[inline]
     pub fn admit(&self, client: IpAddr, now_ns: u64) -> Verdict {
-        let (admission, busy) = if self.acl.lookup(client) == AclAction::Deny {
-            match self.deny_action {
+        let rules = self.rules.load();
+        let (admission, busy) = if rules.acl.lookup(client) == AclAction::Deny {
+            match rules.deny_action {
                 DenyAction::Drop => return Verdict::DropDenied,
                 DenyAction::KissDeny => (Admission::Kiss(KissCode::Deny), true),
                 DenyAction::KissRstr => (Admission::Kiss(KissCode::Rstr), true),
@@ -151,13 +188,7 @@ mod tests {
             .unwrap();
         acl.add("198.51.100.7/32".parse().unwrap(), AclAction::Allow)
             .unwrap();
-        let mut admitter = Admitter {
-            acl,
-            deny_action: DenyAction::KissRstr,
-            limiter: None,
-            quota: None,
-            samples: None,
-        };
+        let admitter = Admitter::new(acl.clone(), DenyAction::KissRstr);
         let denied: IpAddr = "198.51.100.8".parse().unwrap();
         let allowed: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
@@ -165,8 +196,14 @@ mod tests {
             Verdict::Answer(Admission::Kiss(KissCode::Rstr))
         );
         assert_eq!(admitter.admit(allowed, 0), Verdict::Answer(Admission::Serve));
-        admitter.deny_action = DenyAction::Drop;
+        admitter.set_rules(AccessRules {
+            acl,
+            deny_action: DenyAction::Drop,
+        });
         assert_eq!(admitter.admit(denied, 0), Verdict::DropDenied);
+        assert_eq!(admitter.admit(allowed, 0), Verdict::Answer(Admission::Serve));
+        admitter.set_rules(AccessRules::default());
+        assert_eq!(admitter.admit(denied, 0), Verdict::Answer(Admission::Serve));
         assert_eq!(Verdict::DropDenied.admission(), None);
     }
 
@@ -175,13 +212,9 @@ mod tests {
         const S: u64 = 1_000_000_000;
         // A cap of 1000/s; 500 clients polling every second (500/s, within their rate) and 20
         // abusers at 1000/s each, every one within the leak share of its own limit.
-        let admitter = Admitter {
-            acl: Acl::default(),
-            deny_action: DenyAction::Drop,
-            limiter: Some(Limiter::new(LimiterConfig::default(), [7, 11])),
-            quota: Some(Quota::new(QuotaConfig::share_of(1000, 1))),
-            samples: None,
-        };
+        let admitter = Admitter::open()
+            .limited(Some(Limiter::new(LimiterConfig::default(), [7, 11])))
+            .capped(Some(Quota::new(QuotaConfig::share_of(1000, 1))));
         let quiet = |i: u32| IpAddr::V4((0x0a00_0000 | i).into());
         let abuser = |i: u32| IpAddr::V4((0xc000_0000 | i).into());
         let (mut quiet_served, mut abusers_served, mut over_quota) = (0u64, 0u64, 0u64);

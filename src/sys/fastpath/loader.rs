@@ -310,6 +310,35 @@ impl XdpProgram {
 
     /// A duplicate of the counters map's descriptor, for a reader on another thread
     /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
+    /// Replaces the access list `old` with `new` and the denied clients' action, in the running
+    /// program (a reload): the new rules are written first, then the old ones no longer given
+    /// are removed, then the flags and the action; each step is a map update the program sees
+    /// at once, so the whole change is in force within the time of a few system calls.
+    pub fn update_access_rules(
+        &mut self,
+        old: &[(Prefix, AclAction)],
+        new: &[(Prefix, AclAction)],
+        deny_action: DenyAction,
+    ) -> io::Result<()> {
+        check_rule_counts(new)?;
+        insert_rules(&mut self.ebpf, new)?;
+        let gone: Vec<(Prefix, AclAction)> = old
+            .iter()
+            .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
+            .copied()
+            .collect();
+        remove_rules(&mut self.ebpf, &gone)?;
+        let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(&mut self.ebpf, MAP_ADMIT)?)
+            .map_err(|e| other(format!("map {MAP_ADMIT}: {e}")))?;
+        let mut config = map
+            .get(&0, 0)
+            .map_err(|e| other(format!("cannot read the XDP admission config: {e}")))?;
+        config.flags = (config.flags & !(ADMIT_ACL_V4 | ADMIT_ACL_V6)) | acl_flags(new);
+        config.deny_action = deny_code(deny_action);
+        map.set(0, config, 0)
+            .map_err(|e| other(format!("cannot write the XDP admission config: {e}")))
+    }
+
     /// The ring of sampled requests for `strata clients`, taken out of the program (once: a
     /// second call is an error).
     pub fn take_samples(&mut self) -> io::Result<RingBuf<MapData>> {
@@ -465,52 +494,108 @@ fn configure(ebpf: &mut Ebpf, options: &ProgramOptions, addrs: &[IpAddr]) -> io:
         .map_err(|e| other(format!("cannot write the XDP config: {e}")))
 }
 
-/// Fills the access-list tries and the admission config.
-fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Result<()> {
-    let mut flags = 0;
-    let value = |action: AclAction| match action {
+/// The value of an access-list rule in the tries.
+fn rule_value(action: AclAction) -> u8 {
+    match action {
         AclAction::Allow => ACL_ALLOW,
         AclAction::Deny => ACL_DENY,
-    };
-    let (v4_rules, v6_rules): (Vec<_>, Vec<_>) = admission.rules.iter().partition(|(p, _)| p.addr.is_ipv4());
-    for (rules, limit) in [(&v4_rules, "IPv4"), (&v6_rules, "IPv6")] {
-        if rules.len() > MAX_ACL_RULES as usize {
+    }
+}
+
+/// Refuses more rules of a family than its trie holds.
+fn check_rule_counts(rules: &[(Prefix, AclAction)]) -> io::Result<()> {
+    for (v4, family) in [(true, "IPv4"), (false, "IPv6")] {
+        let n = rules.iter().filter(|(p, _)| p.addr.is_ipv4() == v4).count();
+        if n > MAX_ACL_RULES as usize {
             return Err(other(format!(
-                "{} {limit} access-list rules: the XDP program has room for {MAX_ACL_RULES}",
-                rules.len()
+                "{n} {family} access-list rules: the XDP program has room for {MAX_ACL_RULES}"
             )));
         }
     }
+    Ok(())
+}
+
+/// Inserts (or overwrites) `rules` in the tries.
+fn insert_rules(ebpf: &mut Ebpf, rules: &[(Prefix, AclAction)]) -> io::Result<()> {
     {
         let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
             .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
-        for (prefix, action) in &v4_rules {
-            let std::net::IpAddr::V4(addr) = prefix.addr else {
-                continue;
-            };
-            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
+        for (prefix, action) in rules {
+            if let std::net::IpAddr::V4(addr) = prefix.addr {
+                trie.insert(
+                    &Key::new(prefix.len as u32, addr.octets()),
+                    rule_value(*action),
+                    0,
+                )
                 .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
-            flags |= ADMIT_ACL_V4;
+            }
         }
     }
+    let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
+        .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
+    for (prefix, action) in rules {
+        if let std::net::IpAddr::V6(addr) = prefix.addr {
+            trie.insert(
+                &Key::new(prefix.len as u32, addr.octets()),
+                rule_value(*action),
+                0,
+            )
+            .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the rules of these prefixes from the tries.
+fn remove_rules(ebpf: &mut Ebpf, rules: &[(Prefix, AclAction)]) -> io::Result<()> {
     {
-        let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
-            .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
-        for (prefix, action) in &v6_rules {
-            let std::net::IpAddr::V6(addr) = prefix.addr else {
-                continue;
-            };
-            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
-                .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
-            flags |= ADMIT_ACL_V6;
+        let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
+            .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
+        for (prefix, _) in rules {
+            if let std::net::IpAddr::V4(addr) = prefix.addr {
+                trie.remove(&Key::new(prefix.len as u32, addr.octets()))
+                    .map_err(|e| other(format!("cannot remove {prefix} from the XDP access list: {e}")))?;
+            }
         }
     }
+    let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
+        .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
+    for (prefix, _) in rules {
+        if let std::net::IpAddr::V6(addr) = prefix.addr {
+            trie.remove(&Key::new(prefix.len as u32, addr.octets()))
+                .map_err(|e| other(format!("cannot remove {prefix} from the XDP access list: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The admission config's access-list flags for `rules`.
+fn acl_flags(rules: &[(Prefix, AclAction)]) -> u8 {
+    let mut flags = 0;
+    if rules.iter().any(|(p, _)| p.addr.is_ipv4()) {
+        flags |= ADMIT_ACL_V4;
+    }
+    if rules.iter().any(|(p, _)| !p.addr.is_ipv4()) {
+        flags |= ADMIT_ACL_V6;
+    }
+    flags
+}
+
+fn deny_code(action: DenyAction) -> u8 {
+    match action {
+        DenyAction::Drop => DENY_DROP,
+        DenyAction::KissDeny => DENY_KISS_DENY,
+        DenyAction::KissRstr => DENY_KISS_RSTR,
+    }
+}
+
+/// Fills the access-list tries and the admission config.
+fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Result<()> {
+    check_rule_counts(&admission.rules)?;
+    insert_rules(ebpf, &admission.rules)?;
+    let mut flags = acl_flags(&admission.rules);
     let mut config = XdpAdmitConfig {
-        deny_action: match admission.deny_action {
-            DenyAction::Drop => DENY_DROP,
-            DenyAction::KissDeny => DENY_KISS_DENY,
-            DenyAction::KissRstr => DENY_KISS_RSTR,
-        },
+        deny_action: deny_code(admission.deny_action),
         sample_shift: admission.sample_shift,
         // The sampled client keys use the limiter's prefixes, or its defaults without it.
         v4_prefix: LimiterConfig::default().v4_prefix,

@@ -250,6 +250,26 @@ impl XdpServer {
         &self.served
     }
 
+    /// Replaces the access list in every program (a reload); see
+    /// [`XdpProgram::update_access_rules`].
+    pub fn update_access_rules(
+        &mut self,
+        old: &[(
+            crate::proto::admission::Prefix,
+            crate::proto::admission::AclAction,
+        )],
+        new: &[(
+            crate::proto::admission::Prefix,
+            crate::proto::admission::AclAction,
+        )],
+        deny_action: crate::proto::admission::DenyAction,
+    ) -> io::Result<()> {
+        for s in &mut self.served {
+            s.program.update_access_rules(old, new, deny_action)?;
+        }
+        Ok(())
+    }
+
     /// A writable mapping of every interface's state map, for the control thread to publish
     /// into (`StateMirror`).
     pub fn state_maps(&self) -> io::Result<Vec<state_map::StateMap>> {
