@@ -396,3 +396,88 @@ fn nts_on_the_xdp_path() {
     assert!(log_field(program, "redirected") >= 20, "{program}");
     assert!(log.contains("20 NTS-authenticated"), "{log}");
 }
+
+/// ntpd-rs's binaries: `STRATA_NTPD_RS` (its ntp-daemon), else the copy `make` installs.
+fn ntpd_rs() -> Option<(PathBuf, PathBuf)> {
+    let daemon = std::env::var_os("STRATA_NTPD_RS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/strata-bench/ntpd-rs-1.9.0/bin/ntp-daemon")
+    });
+    let ctl = daemon.with_file_name("ntp-ctl");
+    (daemon.exists() && ctl.exists()).then_some((daemon, ctl))
+}
+
+/// ntpd-rs (the ntpd crate, a client nobody here wrote) follows strata as an NTS source: it runs
+/// NTS-KE, gets cookies and measures the offset through NTS, and says so in its own metrics
+/// (`ntp_source_nts_cookies_available`, `ntp_source_offset`). It is told to need two agreeing
+/// sources and given one, so that it never touches this machine's clock.
+#[test]
+#[ignore = "needs ntpd-rs (make test installs it)"]
+fn ntpd_rs_follows_strata_over_nts() {
+    let Some((daemon, ctl)) = ntpd_rs() else {
+        assert!(
+            available("ntpd-rs (make test installs it into ~/.cache/strata-bench)", false),
+            "unreachable"
+        );
+        return;
+    };
+    let dir = TempDir::new("nts-ntpd-rs");
+    let (ca, cert, key) = certificates(&dir.0);
+    let a = serve(&dir.0, &cert, &key, &dir.0.join("nts.key"));
+    let conf = dir.0.join("ntp.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[observability]\nlog-level = \"info\"\nobservation-path = \"{}\"\n\n\
+             [source-defaults]\npoll-interval-limits = {{ min = 0, max = 1 }}\ninitial-poll-interval = 0\n\n\
+             [[source]]\nmode = \"nts\"\naddress = \"127.0.0.1:{}\"\ncertificate-authority = \"{}\"\n\n\
+             [synchronization]\nminimum-agreeing-sources = 2\n",
+            dir.0.join("observe.sock").display(),
+            a.ke.port(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut ntpd = Command::new(&daemon)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ntp-daemon");
+    let started = Instant::now();
+    let mut metrics = String::new();
+    let value = |metrics: &str, name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    while started.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_secs(1));
+        let out = Command::new(&ctl)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-f", "prometheus", "status"])
+            .output()
+            .expect("run ntp-ctl");
+        metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+        if value(&metrics, "ntp_source_offset").is_some() && value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0 {
+            break;
+        }
+    }
+    let _ = ntpd.kill();
+    let output = ntpd.wait_with_output().unwrap();
+    let (status, log) = a.server.stop();
+    assert!(status.success(), "{log}");
+    let context = format!(
+        "{metrics}\n{}{}\n{log}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let offset = value(&metrics, "ntp_source_offset").unwrap_or_else(|| panic!("ntpd-rs measured nothing:\n{context}"));
+    assert!(offset.abs() < 0.01, "offset {offset}:\n{context}");
+    assert!(value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0, "{context}");
+    assert!(log.contains("NTS-authenticated"), "strata answered no NTS request:\n{log}");
+}
