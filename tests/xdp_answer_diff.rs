@@ -67,6 +67,7 @@ fn corrected_clock() -> ClockParams {
         base_ns: read_clock_ns(libc::CLOCK_REALTIME) - 100_000_000_000,
         offset_ns: 12_345_678_901,
         frequency_q48: ClockParams::frequency_q48_from_ppm(37.5),
+        leap: Default::default(),
     }
 }
 
