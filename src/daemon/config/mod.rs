@@ -28,6 +28,10 @@
 //! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
+//! leap_seconds_list = "/usr/share/zoneinfo/leap-seconds.list"  # or "off"
+//! leap = "auto"                          # auto | none | insert | delete (override)
+//! leap_smear = false                     # smear leap seconds (never on a public server)
+//! leap_smear_window = 86400              # seconds, centred on the leap (noon to noon UTC)
 //! ```
 //!
 //! Every setting is declared once, in the `settings!` list below; its value type (`values.rs`)
@@ -186,6 +190,17 @@ settings! {
     /// The IERS/IETF leap-seconds.list to check TAI-UTC and coming leaps against, or `off`
     /// [default: /usr/share/zoneinfo/leap-seconds.list]
     leap_seconds_list: Option<OffOr<FilePath>>, flag(value_name = "PATH"), key "leap_seconds_list";
+
+    /// Override the leap second: auto (the list, else the upstreams' majority), none, insert or
+    /// delete (one second at the end of this month) [default: auto]
+    leap: Option<crate::proto::control::leapplan::LeapMode>, flag(value_name = "MODE"), key "leap";
+
+    /// Smear leap seconds over a window instead of stepping (private fleets only: the public pool
+    /// excludes smearing servers)
+    leap_smear: bool, flag(), key "leap_smear";
+
+    /// The smear's window in seconds, centred on the leap [default: 86400, noon to noon UTC]
+    leap_smear_window: Option<values::SmearWindow>, flag(value_name = "SECONDS"), key "leap_smear_window";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -561,6 +576,20 @@ impl ServerConfig {
             leap_seconds_list: match s.leap_seconds_list {
                 Some(g) => g.value.0.map(|p| p.0),
                 None => default.leap_seconds_list,
+            },
+            leap: crate::proto::control::leapplan::LeapSettings {
+                mode: s.leap.map(|g| g.value).unwrap_or_default(),
+                handling: if s.leap_smear.is_some_and(|g| g.value) {
+                    crate::proto::control::leapplan::LeapHandling::Smear {
+                        window_s: s
+                            .leap_smear_window
+                            .map_or(crate::proto::control::leapplan::DEFAULT_SMEAR_WINDOW, |g| {
+                                g.value.0
+                            }),
+                    }
+                } else {
+                    crate::proto::control::leapplan::LeapHandling::Step
+                },
             },
         };
 

@@ -86,6 +86,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         limits: up.step_limits(),
         precision,
         tai_minus_utc: tai,
+        leap: up.leap,
     };
     let selectable = up.selectable_sources();
     if selectable > 0 && selectable < up.minsources {

@@ -17,13 +17,16 @@ use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
 use super::guard::{Guard, Phase, Refusal, StepLimits, Verdict};
+use super::leapplan::{self, LeapHandling, LeapMode, LeapSettings, LeapSource, Scheduled, DAY};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
-use crate::proto::clock::ClockParams;
+use crate::proto::clock::scale::NTP_SECOND;
+use crate::proto::clock::{ClockParams, LeapScale};
+use crate::proto::leap::LeapList;
 use crate::proto::state::{Published, ServerState, UnsyncPolicy};
 use crate::proto::wire::ntp::Leap;
 use crate::proto::wire::{NtpShort, NtpTimestamp};
@@ -44,6 +47,10 @@ pub const ENTRY_SHARE: f64 = 0.5;
 /// initial burst takes 14 s), so that the first source to answer, which may be a falseticker,
 /// does not get to step the clock alone.
 pub const STARTUP_WAIT: i64 = 16 * SECOND;
+/// Around a leap second no sample is taken (an upstream may step a little before or after us,
+/// and its timestamps in the inserted second are ambiguous), the scheduled leap can no longer
+/// be cancelled, and a leap is folded into the past this long after it is done.
+pub const LEAP_CLOSE: i64 = 10 * SECOND;
 
 /// What the core is told once, at start.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +69,8 @@ pub struct EngineConfig {
     /// Our clock's precision (log2 s).
     pub precision: i8,
     pub tai_minus_utc: i32,
+    /// The `leap` override and how a leap is served (stepped or smeared).
+    pub leap: LeapSettings,
 }
 
 /// A source's handle.
@@ -133,6 +142,39 @@ pub struct Engine {
     /// Changes of [`SyncState`] (a new system peer is not one).
     state_changes: u64,
     events: Vec<Event>,
+    /// The leap-seconds.list, if one verified.
+    leap_list: Option<LeapList>,
+    /// The leap second applied to the served time, and the one scheduled.
+    scale: LeapScale,
+    scheduled: Option<Scheduled>,
+    /// The warning the majority of the survivors sent at the last selection.
+    upstream_leap: Leap,
+    /// An override leap was done: the override does not repeat it every month.
+    override_done: bool,
+    /// Kernel time of the next leap boundary (announcement, commitment, step, fold).
+    leap_wakeup: i64,
+}
+
+/// The leap second as `strata status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeapStatus {
+    pub scheduled: Option<Scheduled>,
+    /// The leap indicator replies carry now (while synchronized).
+    pub announced: Leap,
+    /// A smear is in progress (its start passed, its end not yet).
+    pub smearing: bool,
+    /// Served time minus UTC as the uniform scale would read it without the pending leap
+    /// (seconds): the smear's progress, or the step once it is done.
+    pub offset: f64,
+    /// Leaps applied since start, summed (+1 each inserted second).
+    pub applied_s: i32,
+    pub mode: LeapMode,
+    pub handling: LeapHandling,
+}
+
+/// `a >= b` for NTP timestamps, wrapping at the era.
+fn at_or_after(a: NtpTimestamp, b: NtpTimestamp) -> bool {
+    a.0.wrapping_sub(b.0) as i64 >= 0
 }
 
 impl Engine {
@@ -161,11 +203,177 @@ impl Engine {
             guard: Guard::new(config.limits),
             state_changes: 0,
             events: Vec::new(),
+            leap_list: None,
+            scale: LeapScale::default(),
+            scheduled: None,
+            upstream_leap: Leap::NoWarning,
+            override_done: false,
+            leap_wakeup: i64::MAX,
         };
+        engine.refresh_leap(now);
         if config.local_stratum.is_some() {
             engine.go_local(now);
         }
         engine
+    }
+
+    /// The clock parameters served now: the discipline's model and the leap second.
+    pub fn params(&self) -> ClockParams {
+        ClockParams {
+            leap: self.scale,
+            ..self.discipline.params()
+        }
+    }
+
+    /// Takes the leap-seconds.list (`None`: none, or it did not verify).
+    pub fn set_leap_list(&mut self, list: Option<LeapList>, now: i64) {
+        self.leap_list = list;
+        self.refresh_leap(now);
+    }
+
+    /// The leap second now.
+    pub fn leap_status(&self, now: i64) -> LeapStatus {
+        let u = self.params().pre_leap_from_realtime(now);
+        let offset = self.scale.offset_units(u) as f64 / NTP_SECOND as f64;
+        LeapStatus {
+            scheduled: self.scheduled,
+            announced: self.announced(u),
+            smearing: self.scale.smearing()
+                && at_or_after(u, self.scale.smear_start)
+                && !at_or_after(u, self.scale.end()),
+            offset,
+            applied_s: self.scale.past_s,
+            mode: self.config.leap.mode,
+            handling: self.config.leap.handling,
+        }
+    }
+
+    /// The scale for a scheduled leap, the leaps so far kept.
+    fn scale_for(&self, s: &Scheduled) -> LeapScale {
+        let ntp = |unix: i64| NtpTimestamp::from_unix_nanos(unix as i128 * SECOND as i128);
+        let (smear_start, smear_len_s) = match self.config.leap.handling {
+            LeapHandling::Step => (NtpTimestamp::ZERO, 0),
+            LeapHandling::Smear { window_s } => (
+                ntp(s.midnight - window_s as i64 / 2),
+                // Seconds of the uniform scale: the window has one more (inserted) or one
+                // fewer, so that it ends exactly `window_s` of UTC after it started.
+                (window_s as i64 + s.delta as i64) as u32,
+            ),
+        };
+        LeapScale {
+            past_s: self.scale.past_s,
+            delta: s.delta,
+            at: ntp(s.midnight + (s.delta as i64).min(0)),
+            smear_start,
+            smear_len_s,
+        }
+    }
+
+    /// The leap indicator for the time `u` (before the pending leap): set from the start of
+    /// the last day of the month until the step, as RFC 5905 says; never while smearing (the
+    /// clients of a smearing server must not leap themselves).
+    fn announced(&self, u: NtpTimestamp) -> Leap {
+        let Some(s) = self.scheduled else {
+            return Leap::NoWarning;
+        };
+        if self.scale.delta == 0 || self.scale.smear_len_s > 0 {
+            return Leap::NoWarning;
+        }
+        let day_start = NtpTimestamp::from_unix_nanos((s.midnight - DAY) as i128 * SECOND as i128);
+        if at_or_after(u, day_start) && !at_or_after(u, self.scale.at) {
+            if s.delta > 0 {
+                Leap::AddSecond
+            } else {
+                Leap::DeleteSecond
+            }
+        } else {
+            Leap::NoWarning
+        }
+    }
+
+    /// Whether kernel time `now` is too close to the leap to take a sample.
+    fn near_leap(&self, now: i64) -> bool {
+        self.scale.delta != 0
+            && self
+                .params()
+                .pre_leap_from_realtime(now)
+                .diff_nanos(self.scale.at)
+                .abs()
+                < LEAP_CLOSE
+    }
+
+    /// Folds a leap that is done, schedules (or cancels) the next one until it is too close
+    /// to change, sets the leap indicator, and works out when to look again.
+    fn refresh_leap(&mut self, now: i64) {
+        let u = self.params().pre_leap_from_realtime(now);
+        if self.scale.delta != 0 && at_or_after(u, self.scale.end().add_nanos(LEAP_CLOSE)) {
+            let delta = self.scale.delta;
+            if self.scheduled.is_some_and(|s| s.source == LeapSource::Override) {
+                self.override_done = true;
+            }
+            self.scale = self.scale.folded();
+            self.scheduled = None;
+            self.events.push(Event::LeapDone { delta });
+        }
+        let u = self.params().pre_leap_from_realtime(now);
+        let commit = if self.scale.smear_len_s > 0 {
+            self.scale.smear_start
+        } else {
+            self.scale.at.add_nanos(-LEAP_CLOSE)
+        };
+        if self.scale.delta == 0 || !at_or_after(u, commit) {
+            let mode = match self.config.leap.mode {
+                LeapMode::Insert | LeapMode::Delete if self.override_done => LeapMode::Auto,
+                mode => mode,
+            };
+            let unix_now = u.to_unix_nanos(now as i128).div_euclid(SECOND as i128) as i64;
+            let plan = leapplan::plan(unix_now, mode, self.leap_list.as_ref(), self.upstream_leap);
+            if plan != self.scheduled {
+                self.events.push(match plan {
+                    Some(s) => Event::LeapScheduled {
+                        midnight: s.midnight,
+                        delta: s.delta,
+                        source: s.source,
+                    },
+                    None => Event::LeapCancelled,
+                });
+            }
+            self.scheduled = plan;
+            self.scale = match &plan {
+                Some(s) => self.scale_for(s),
+                None => LeapScale {
+                    past_s: self.scale.past_s,
+                    ..LeapScale::default()
+                },
+            };
+        }
+        let u = self.params().pre_leap_from_realtime(now);
+        if self.server.synchronized {
+            self.server.leap = self.announced(u);
+        }
+        // The next boundary after now, as kernel time.
+        self.leap_wakeup = i64::MAX;
+        if let (Some(s), true) = (self.scheduled, self.scale.delta != 0) {
+            let day_start = NtpTimestamp::from_unix_nanos((s.midnight - DAY) as i128 * SECOND as i128);
+            let boundaries = [
+                day_start,
+                self.scale.at.add_nanos(-LEAP_CLOSE),
+                self.scale.at,
+                self.scale.smear_start,
+                self.scale.end(),
+                self.scale.end().add_nanos(LEAP_CLOSE),
+            ];
+            let rate = 1.0 + self.params().frequency_ppm() * 1e-6;
+            if let Some(ahead) = boundaries
+                .iter()
+                .map(|b| b.diff_nanos(u))
+                .filter(|&d| d > 0)
+                .min()
+            {
+                // A microsecond late rather than early: the tick must find the boundary passed.
+                self.leap_wakeup = now + (ahead as f64 / rate).ceil() as i64 + 1_000;
+            }
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -176,7 +384,7 @@ impl Engine {
     pub fn published(&self) -> Published {
         Published {
             server: self.server,
-            clock: self.discipline.params(),
+            clock: self.params(),
         }
     }
 
@@ -301,6 +509,7 @@ impl Engine {
         if let Some(end) = self.discipline.slew_end() {
             next = next.min(end);
         }
+        next = next.min(self.leap_wakeup);
         if !self.ever_synchronized && self.started + STARTUP_WAIT > self.last_tick {
             next = next.min(self.started + STARTUP_WAIT);
         }
@@ -330,7 +539,7 @@ impl Engine {
 
     /// The packets due at `now`.
     pub fn transmit(&mut self, now: i64) -> Vec<Transmit> {
-        let wire = self.discipline.params().ntp_from_realtime(now);
+        let wire = self.params().ntp_from_realtime(now);
         let us = self.our_state();
         let mut out = Vec::new();
         let mut lost_any = false;
@@ -364,13 +573,18 @@ impl Engine {
 
     /// A packet from source `id` (on its own socket), received at kernel time `now`.
     pub fn receive(&mut self, id: SourceId, bytes: &[u8], now: i64) {
-        let received = self.discipline.params().ntp_from_realtime(now);
+        let received = self.params().ntp_from_realtime(now);
         let ctx = Context {
             freq_hint: self.discipline.frequency(),
             freq_known: self.frequency_known,
             precision: self.config.precision,
             max_distance: self.config.max_distance,
+            leap: self.scale,
         };
+        if self.near_leap(now) {
+            // Not a sample: the reply is let go, as if lost.
+            return;
+        }
         let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -485,6 +699,7 @@ impl Engine {
             self.update(now);
         }
         self.discipline.tick(now);
+        self.refresh_leap(now);
         match self.sync {
             SyncState::Synchronized { .. } | SyncState::Holdover if now >= self.deadline() => {
                 let reason = format!(
@@ -650,7 +865,7 @@ impl Engine {
         let stratum = up.stratum + 1;
         let addr = peer.source.addr;
 
-        // The leap warning the majority of the survivors announce.
+        // The leap warning the majority of the survivors announce (the plan weighs it).
         let leaps: Vec<Leap> = selection
             .survivors
             .iter()
@@ -662,7 +877,7 @@ impl Engine {
             })
             .collect();
         let majority = |l: Leap| leaps.iter().filter(|&&x| x == l).count() * 2 > leaps.len();
-        let leap = [Leap::AddSecond, Leap::DeleteSecond]
+        self.upstream_leap = [Leap::AddSecond, Leap::DeleteSecond]
             .into_iter()
             .find(|&l| majority(l))
             .unwrap_or(Leap::NoWarning);
@@ -673,15 +888,16 @@ impl Engine {
         self.set_sync(SyncState::Synchronized { system_peer: id });
         self.server = ServerState {
             synchronized: true,
-            leap,
+            leap: Leap::NoWarning,
             stratum,
             precision: self.config.precision,
             root_delay: NtpShort::from_seconds_f64(self.root_delay),
             root_dispersion: NtpShort::from_seconds_f64(self.root_dispersion),
             reference_id: refid_of(addr.ip()),
-            reference_time: self.discipline.params().ntp_from_realtime(now),
+            reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };
+        self.refresh_leap(now);
         match previous {
             SyncState::Synchronized { system_peer } if system_peer == id => {}
             SyncState::Synchronized { .. } => self.events.push(Event::Selected {
@@ -749,9 +965,10 @@ impl Engine {
             root_delay: NtpShort::ZERO,
             root_dispersion: local_root_dispersion(self.config.precision),
             reference_id: LOCAL_REFID,
-            reference_time: self.discipline.params().ntp_from_realtime(now),
+            reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };
+        self.server.leap = self.announced(self.params().pre_leap_from_realtime(now));
         self.next_local_refresh = now + LOCAL_REFRESH;
     }
 
@@ -764,6 +981,6 @@ impl Engine {
 
     /// Our served time at kernel time `now`.
     pub fn served_time(&self, now: i64) -> NtpTimestamp {
-        self.discipline.params().ntp_from_realtime(now)
+        self.params().ntp_from_realtime(now)
     }
 }

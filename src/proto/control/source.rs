@@ -9,6 +9,7 @@ use super::packet::{self, Invalid};
 use super::regress::{Estimate, Point, Regression};
 use super::select::Candidate;
 use super::spec::{SourceOptions, POLL_RANGE};
+use crate::proto::clock::LeapScale;
 use crate::proto::respond::KissCode;
 use crate::proto::wire::ntp::{Leap, Mode, Repr};
 use crate::proto::wire::{NtpShort, NtpTimestamp};
@@ -34,6 +35,9 @@ pub struct Context {
     /// Our precision (log2 s).
     pub precision: i8,
     pub max_distance: f64,
+    /// The leap second of the served time: upstream timestamps are moved onto the uniform
+    /// scale the kernel clock is measured on.
+    pub leap: LeapScale,
 }
 
 /// How the association talks to the source.
@@ -314,7 +318,12 @@ impl Source {
         }
         self.unusable = None;
 
-        let (offset, delay, mid) = packet::measure(t1, repr.receive_timestamp, repr.transmit_timestamp, now);
+        let (offset, delay, mid) = packet::measure(
+            t1,
+            ctx.leap.uniform_from_utc(repr.receive_timestamp),
+            ctx.leap.uniform_from_utc(repr.transmit_timestamp),
+            now,
+        );
         let ours = 2f64.powi(ctx.precision as i32);
         let theirs = 2f64.powi(repr.precision.clamp(-60, 10) as i32);
         let delay = delay.max(ours);
