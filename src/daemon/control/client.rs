@@ -14,6 +14,7 @@ use super::resolve::Resolver;
 use super::statslog::StatsLog;
 use crate::daemon::control::leapfile::LeapFile;
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
@@ -311,8 +312,10 @@ impl Shell {
             }
         }
         let now = kernel_now();
+        let leap_list = self.leap_file.status(now.div_euclid(1_000_000_000));
         self.board.publish(ControlStatus {
-            leap_list: self.leap_file.status(now.div_euclid(1_000_000_000)),
+            leap: LeapSecondStatus::new(&self.engine.leap_status(now), &leap_list, self.tai),
+            leap_list,
             ..ControlStatus::from_engine(&self.engine, now)
         });
     }

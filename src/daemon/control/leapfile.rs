@@ -48,6 +48,11 @@ impl LeapFile {
         }
     }
 
+    /// The list, if it verified (expired or not: the engine weighs its expiry).
+    pub fn list(&self) -> Option<&LeapList> {
+        self.list.as_ref().ok()
+    }
+
     /// What the list says at Unix second `now`.
     pub fn status(&self, now_unix: i64) -> LeapListStatus {
         let path = self.path.as_ref().map(|p| p.display().to_string());

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
+use crate::proto::control::leapplan::LeapHandling;
 use crate::proto::state::{self, Published, StateMirror, StateReader};
 use crate::sys::clock::precision::measure_precision;
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
@@ -96,17 +98,30 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
             up.minsources
         );
     }
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         engine_config,
         ClockParams::identity(tai),
         read_clock_ns(libc::CLOCK_REALTIME),
     );
-    let (writer, reader) = state::publish(engine.published());
+    // The list before the first publication, so that a leap it schedules is served from the
+    // start.
     let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
+    engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));
+    for event in engine.take_events() {
+        log::info!("{event}");
+    }
+    let (writer, reader) = state::publish(engine.published());
     let now = read_clock_ns(libc::CLOCK_REALTIME);
     let leap_status = leap_file.status(now.div_euclid(1_000_000_000));
     leapfile::log_at_start(&leap_status);
+    if let LeapHandling::Smear { window_s } = up.leap.handling {
+        log::warn!(
+            "leap seconds are smeared over {window_s} s: this server must not serve the public \
+             pool, nor clients that also get time from servers that do not smear"
+        );
+    }
     let board = StatusBoard::new(ControlStatus {
+        leap: LeapSecondStatus::new(&engine.leap_status(now), &leap_status, tai),
         leap_list: leap_status,
         ..ControlStatus::from_engine(&engine, now)
     });

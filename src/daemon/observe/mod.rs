@@ -10,6 +10,7 @@ pub mod board;
 pub mod control_socket;
 pub mod exporter;
 pub mod http;
+pub mod leap_status;
 pub mod observers;
 pub mod report;
 pub mod status_view;
