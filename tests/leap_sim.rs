@@ -18,6 +18,7 @@ use strata::proto::control::leapplan::{
 use strata::proto::leap::{Entry, LeapList};
 use strata::proto::wire::ntp::Leap;
 use strata::proto::wire::timestamp::UNIX_EPOCH_NTP_SECONDS;
+use strata::proto::wire::NtpTimestamp;
 
 /// 2017-01-01T00:00:00Z in Unix seconds: the end of the day with the last inserted second.
 const NEW_YEAR_2017: i64 = 1_483_228_800;
@@ -402,4 +403,48 @@ fn serving_across_the_2036_era_rollover() {
     assert!(sim.synced.iter().rev().take(400).all(|&(_, s)| s));
     let after = sim.errors_between(t_of(&sim, rollover * S), sim.t);
     assert!(max_abs(&after) < 200 * US, "{}", max_abs(&after));
+}
+
+#[test]
+fn with_the_kernel_armed_its_own_step_is_taken_not_served_twice() {
+    // `--discipline-system`: the kernel, armed, steps CLOCK_REALTIME back at midnight and its
+    // TAI offset up; CLOCK_TAI runs on. Readings of either clock must serve UTC throughout, and
+    // once told, the engine takes the kernel's step as a clock change, not an offset.
+    let midnight = NEW_YEAR_2017;
+    let mut sim = sim_before(midnight, 3 * 3600, LeapSettings::default(), leaping(midnight, 1));
+    sim.engine
+        .set_leap_list(Some(list(NEW_YEAR_2017 + 178 * DAY, &[])), sim.kernel(0));
+    sim.run_until(t_of(&sim, (midnight - 60) * S));
+    assert_eq!(sim.engine.pending_step(), Some(1));
+    sim.engine.set_kernel_leap(true);
+    let tai_offset = sim.engine.published().clock.tai_minus_utc;
+    // Half a second into the inserted second, as the kernel's clocks read it.
+    let t = t_of(&sim, midnight * S + S / 2);
+    sim.run_until(t);
+    let uniform_kernel = sim.kernel(t);
+    let realtime = uniform_kernel - S; // stepped back by the kernel
+    let tai = uniform_kernel + tai_offset as i64 * S; // never stepped
+    let expected = midnight * S - S / 2; // 23:59:59.5, the second time
+    let utc = |n: NtpTimestamp| n.to_unix_nanos(expected as i128) as i64;
+    let p = sim.engine.published().clock;
+    assert!((utc(p.ntp_from_realtime(realtime)) - expected).abs() < MS);
+    assert!((utc(p.ntp_from_tai(tai)) - expected).abs() < MS);
+    // The shell sees the kernel's offset move and tells the engine.
+    sim.engine.kernel_leapt(realtime);
+    let p = sim.engine.published().clock;
+    assert_eq!(p.tai_minus_utc, tai_offset + 1);
+    assert_eq!((p.leap.past_s, p.leap.delta), (1, 0));
+    assert!((utc(p.ntp_from_realtime(realtime)) - expected).abs() < MS);
+    assert!((utc(p.ntp_from_tai(tai)) - expected).abs() < MS);
+    // A second later, both clocks on: 00:00:00.5.
+    let later = expected + 2 * S;
+    let utc = |n: NtpTimestamp| n.to_unix_nanos(later as i128) as i64;
+    assert!((utc(p.ntp_from_realtime(realtime + 2 * S)) - later).abs() < MS);
+    assert!((utc(p.ntp_from_tai(tai + 2 * S)) - later).abs() < MS);
+    assert_eq!(sim.engine.pending_step(), None);
+    assert!(sim
+        .engine
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::LeapDone { delta: 1 })));
 }

@@ -701,6 +701,7 @@ fn leap_seconds_are_served_as_respond_serves_them() {
                     at: now.add_nanos(start + 12 * H),
                     smear_start: now.add_nanos(start),
                     smear_len_s: len,
+                    kernel_steps_realtime: false,
                 });
             }
         }
@@ -749,6 +750,7 @@ fn apply_leap_is_bit_for_bit_the_rust_one() {
                     at: midnight,
                     smear_start: midnight.add_nanos(-(smear_len_s as i64) * 500_000_000),
                     smear_len_s,
+                    kernel_steps_realtime: false,
                 };
                 let mut points = vec![];
                 for edge in [leap.at, leap.smear_start, leap.end()] {

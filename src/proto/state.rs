@@ -79,7 +79,7 @@ impl Words for Published {
         w[8] = leap.at.0;
         w[9] = leap.smear_start.0;
         w[10] = leap.smear_len_s as u64 | (leap.past_s as u32 as u64) << 32;
-        w[11] = leap.delta as u8 as u64;
+        w[11] = leap.delta as u8 as u64 | (leap.kernel_steps_realtime as u64) << 8;
     }
 
     fn decode(w: &[u64]) -> Self {
@@ -110,6 +110,7 @@ impl Words for Published {
                     at: NtpTimestamp(w[8]),
                     smear_start: NtpTimestamp(w[9]),
                     smear_len_s: w[10] as u32,
+                    kernel_steps_realtime: (w[11] >> 8) & 1 == 1,
                 },
             },
         }
@@ -169,7 +170,7 @@ mod tests {
             sync: bool, leap in 0u8..4, stratum: u8, precision: i8, drop: bool,
             rd: u32, rdisp: u32, refid: [u8; 4], reftime: u64,
             tai: i32, base: i64, offset: i64, freq: i64,
-            past: i32, delta: i8, at: u64, smear_start: u64, smear_len: u32,
+            past: i32, delta: i8, at: u64, smear_start: u64, smear_len: u32, kernel: bool,
         ) {
             let p = Published {
                 server: ServerState {
@@ -188,6 +189,7 @@ mod tests {
                     leap: LeapScale {
                         past_s: past, delta, at: NtpTimestamp(at),
                         smear_start: NtpTimestamp(smear_start), smear_len_s: smear_len,
+                        kernel_steps_realtime: kernel,
                     },
                 },
             };

@@ -558,6 +558,16 @@ impl ServerConfig {
         let control = endpoint(s.control, "control", DEFAULT_CONTROL, |p: SocketPath| p.0)?;
 
         let default = crate::proto::control::UpstreamConfig::default();
+        // The kernel can only step a leap: a smeared one would leave the system clock a second
+        // off strata's once it is over.
+        if let (Some(smear), Some(discipline)) = (&s.leap_smear, &s.discipline_system) {
+            if smear.value && discipline.value {
+                return Err(smear.origin.clone().error(
+                    "leap_smear cannot be used with discipline_system: the kernel steps leap \
+                     seconds and cannot smear them",
+                ));
+            }
+        }
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources: [specs(s.upstream), specs(s.pool), specs(s.peer)].concat(),
@@ -1271,6 +1281,50 @@ mod upstream_tests {
         )
         .unwrap();
         assert_eq!(c.upstream.leap_seconds_list, None);
+    }
+
+    #[test]
+    fn leap_override_and_smear() {
+        use crate::proto::control::leapplan::{LeapHandling, LeapMode, LeapSettings};
+        let file = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+        };
+        let default = file("").unwrap();
+        assert_eq!(default.upstream.leap, LeapSettings::default());
+        assert_eq!(default.upstream.leap.mode, LeapMode::Auto);
+        let c = file("leap = \"delete\"\nleap_smear = true\n").unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::Delete);
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 86_400 });
+        let c = file("leap_smear = true\nleap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 7200 });
+        // The window alone does not turn smearing on.
+        let c = file("leap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Step);
+        let e = file("leap = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("leap") && e.contains("sometimes"), "{e}");
+        let e = file("leap_smear = true\nleap_smear_window = 60\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        let e = file("leap_smear = true\ndiscipline_system = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot smear"), "{e}");
+        let flags = Overrides {
+            leap: Some(LeapMode::None),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), "leap = \"insert\"\n")),
+            &flags,
+            &machine(),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::None, "the flag wins");
     }
 
     #[test]

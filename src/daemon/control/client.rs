@@ -21,9 +21,11 @@ use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
 use crate::proto::state::Published;
+use crate::proto::wire::ntp::Leap;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 use crate::sys::handoff::SymmetricReceiver;
+use crate::sys::kernel_leap::set_kernel_leap;
 
 /// The longest the loop waits before it looks at the shutdown flag and the symmetric channel.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -72,6 +74,10 @@ pub(super) struct Shell {
     /// The model as last moved into the kernel (with `--discipline-system`).
     transferred: Option<ClockParams>,
     tai: i32,
+    /// With `--discipline-system`: the leap the kernel is armed for (+1, -1; 0 none), and
+    /// whether arming failed (then strata applies the leap to its own time only).
+    armed: i8,
+    arming_failed: bool,
     last_published: Published,
     buf: [u8; 1024],
 }
@@ -131,6 +137,8 @@ impl Shell {
             system,
             transferred: None,
             tai,
+            armed: 0,
+            arming_failed: false,
             last_published,
             buf: [0; 1024],
         }
@@ -242,6 +250,7 @@ impl Shell {
         }
         if self.system.is_some() {
             self.discipline_system(stepped);
+            self.kernel_leap();
         }
         let published = self.engine.published();
         if published != self.last_published {
@@ -289,9 +298,54 @@ impl Shell {
         }
     }
 
+    /// Arms the kernel for a stepped leap during its last day, sees it done (the kernel's TAI
+    /// offset moves), tells the engine, and disarms it (see `crate::sys::kernel_leap`).
+    fn kernel_leap(&mut self) {
+        if self.armed != 0 {
+            let tai = kernel_tai_offset();
+            if tai == self.tai + self.armed as i32 {
+                log::info!(
+                    "the kernel performed the leap second: its TAI-UTC went from {} s to {tai} s",
+                    self.tai
+                );
+                self.tai = tai;
+                self.engine.kernel_leapt(kernel_now());
+            }
+        }
+        let announced = self.engine.leap_status(kernel_now()).announced != Leap::NoWarning;
+        let want = match self.engine.pending_step() {
+            Some(delta) if announced || self.armed == delta => delta,
+            _ => 0,
+        };
+        if want == self.armed || (self.arming_failed && want != 0) {
+            return;
+        }
+        match set_kernel_leap(want) {
+            Ok(()) => {
+                self.armed = want;
+                self.engine.set_kernel_leap(want != 0);
+                match want {
+                    0 => log::info!("kernel leap second disarmed"),
+                    d => log::info!(
+                        "kernel armed to {} a second at the coming UTC midnight",
+                        if d > 0 { "insert" } else { "delete" }
+                    ),
+                }
+            }
+            Err(e) => {
+                self.arming_failed = true;
+                log::error!(
+                    "cannot arm the kernel for the leap second ({e}): the system clock will not \
+                     leap; strata still applies it to the time it serves"
+                );
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
         let tai = kernel_tai_offset();
-        if tai != self.tai {
+        // While armed, the kernel's own leap moves its offset: `kernel_leap` takes that.
+        if tai != self.tai && self.armed == 0 {
             log::info!("kernel TAI-UTC offset changed from {} s to {tai} s", self.tai);
             self.tai = tai;
             self.engine.set_tai_offset(tai);

@@ -77,8 +77,12 @@ impl Publisher {
 /// in place before this returns, so responders started afterwards never see an empty state.
 pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Control> {
     let precision = measure_precision();
-    let tai = kernel_tai_offset();
     let up = &config.upstream;
+    let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
+    if up.discipline_system {
+        set_tai_from_list(&leap_file);
+    }
+    let tai = kernel_tai_offset();
     let engine_config = EngineConfig {
         local_stratum: config.local_stratum,
         unsync_policy: config.unsync_policy,
@@ -105,7 +109,6 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     );
     // The list before the first publication, so that a leap it schedules is served from the
     // start.
-    let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
     engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));
     for event in engine.take_events() {
         log::info!("{event}");
@@ -166,6 +169,26 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         mirrors,
         thread,
     })
+}
+
+/// With `--discipline-system`: the kernel's TAI offset set to what a current list says (as
+/// chrony does from `leapsectz`), before anything reads CLOCK_TAI with the old one.
+fn set_tai_from_list(leap_file: &leapfile::LeapFile) {
+    let now = read_clock_ns(libc::CLOCK_REALTIME).div_euclid(1_000_000_000);
+    let status = leap_file.status(now);
+    let (crate::daemon::observe::board::LeapListState::Valid, Some(tai)) =
+        (status.state, status.tai_minus_utc)
+    else {
+        return;
+    };
+    let kernel = kernel_tai_offset();
+    if kernel == tai {
+        return;
+    }
+    match crate::sys::kernel_leap::set_kernel_tai(tai) {
+        Ok(()) => log::info!("kernel TAI-UTC offset set from {kernel} s to {tai} s (the leap-seconds list)"),
+        Err(e) => log::warn!("cannot set the kernel's TAI-UTC offset to {tai} s: {e}"),
+    }
 }
 
 impl Control {

@@ -119,6 +119,7 @@ mod tests {
                 at: leap_at,
                 smear_start: leap_at.add_nanos(-6 * 3_600_000_000_000),
                 smear_len_s: if smear { 43_200 } else { 0 },
+                kernel_steps_realtime: false,
             };
             let line = LinearNtp::new(&params, T0);
             let t = (T0 as i64 + at) as u64;

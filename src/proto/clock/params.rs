@@ -39,6 +39,7 @@ impl ClockParams {
                 at: NtpTimestamp::ZERO,
                 smear_start: NtpTimestamp::ZERO,
                 smear_len_s: 0,
+                kernel_steps_realtime: false,
             },
         }
     }
@@ -65,13 +66,18 @@ impl ClockParams {
     /// NTP time for a CLOCK_REALTIME reading (kernel software timestamps use this clock).
     #[inline]
     pub fn ntp_from_realtime(&self, realtime_ns: i64) -> NtpTimestamp {
-        self.leap.apply(self.pre_leap_from_realtime(realtime_ns))
+        let u = self.pre_leap_from_realtime(realtime_ns);
+        if self.leap.kernel_steps_realtime {
+            u
+        } else {
+            self.leap.apply(u)
+        }
     }
 
     /// NTP time for a CLOCK_TAI reading (the responders' clock and the XDP-time stamps).
     #[inline]
     pub fn ntp_from_tai(&self, tai_ns: i64) -> NtpTimestamp {
-        self.ntp_from_realtime(tai_ns - self.tai_minus_utc as i64 * 1_000_000_000)
+        self.leap.apply(self.pre_leap_from_tai(tai_ns))
     }
 
     /// The time before the pending leap is applied (`u` of [`super::scale`]): the uniform

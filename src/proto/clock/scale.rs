@@ -41,6 +41,10 @@ pub struct LeapScale {
     /// leap is stepped at `at`).
     pub smear_start: NtpTimestamp,
     pub smear_len_s: u32,
+    /// The kernel steps CLOCK_REALTIME at the pending leap itself (`--discipline-system` armed
+    /// it): readings of that clock already carry it, so [`super::ClockParams::ntp_from_realtime`]
+    /// does not apply it again. CLOCK_TAI never leaps, so its readings always get it here.
+    pub kernel_steps_realtime: bool,
 }
 
 impl LeapScale {

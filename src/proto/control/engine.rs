@@ -151,6 +151,9 @@ pub struct Engine {
     upstream_leap: Leap,
     /// An override leap was done: the override does not repeat it every month.
     override_done: bool,
+    /// The midnight of the last leap done: never scheduled again (in an inserted second, UTC
+    /// reads as before that midnight once more).
+    done_midnight: i64,
     /// Kernel time of the next leap boundary (announcement, commitment, step, fold).
     leap_wakeup: i64,
 }
@@ -208,6 +211,7 @@ impl Engine {
             scheduled: None,
             upstream_leap: Leap::NoWarning,
             override_done: false,
+            done_midnight: i64::MIN,
             leap_wakeup: i64::MAX,
         };
         engine.refresh_leap(now);
@@ -229,6 +233,44 @@ impl Engine {
     pub fn set_leap_list(&mut self, list: Option<LeapList>, now: i64) {
         self.leap_list = list;
         self.refresh_leap(now);
+    }
+
+    /// With `--discipline-system`: the kernel was armed (STA_INS/STA_DEL) to step
+    /// CLOCK_REALTIME at the pending leap itself, or disarmed.
+    pub fn set_kernel_leap(&mut self, armed: bool) {
+        self.scale.kernel_steps_realtime = armed;
+    }
+
+    /// The pending leap, if it is to be stepped (the kernel can be armed for it).
+    pub fn pending_step(&self) -> Option<i8> {
+        (self.scale.delta != 0 && self.scale.smear_len_s == 0).then_some(self.scale.delta)
+    }
+
+    /// The kernel performed the pending leap: CLOCK_REALTIME stepped by -delta seconds and its
+    /// TAI offset changed by delta. `now` is a CLOCK_REALTIME reading taken after it. The model
+    /// takes the step as any change of the kernel clock (the served time stays continuous),
+    /// and the leap is done.
+    pub fn kernel_leapt(&mut self, now: i64) {
+        let delta = self.scale.delta;
+        if delta == 0 {
+            return;
+        }
+        let step_ns = -(delta as i64) * SECOND;
+        self.clock_changed(now - step_ns, step_ns as f64 * 1e-9, 0.0);
+        self.set_tai_offset(self.config.tai_minus_utc + delta as i32);
+        self.fold_leap();
+        self.refresh_leap(now);
+    }
+
+    fn fold_leap(&mut self) {
+        let delta = self.scale.delta;
+        if let Some(s) = self.scheduled {
+            self.override_done |= s.source == LeapSource::Override;
+            self.done_midnight = s.midnight;
+        }
+        self.scale = self.scale.folded();
+        self.scheduled = None;
+        self.events.push(Event::LeapDone { delta });
     }
 
     /// The leap second now.
@@ -266,6 +308,7 @@ impl Engine {
             at: ntp(s.midnight + (s.delta as i64).min(0)),
             smear_start,
             smear_len_s,
+            kernel_steps_realtime: self.scale.kernel_steps_realtime,
         }
     }
 
@@ -307,13 +350,7 @@ impl Engine {
     fn refresh_leap(&mut self, now: i64) {
         let u = self.params().pre_leap_from_realtime(now);
         if self.scale.delta != 0 && at_or_after(u, self.scale.end().add_nanos(LEAP_CLOSE)) {
-            let delta = self.scale.delta;
-            if self.scheduled.is_some_and(|s| s.source == LeapSource::Override) {
-                self.override_done = true;
-            }
-            self.scale = self.scale.folded();
-            self.scheduled = None;
-            self.events.push(Event::LeapDone { delta });
+            self.fold_leap();
         }
         let u = self.params().pre_leap_from_realtime(now);
         let commit = if self.scale.smear_len_s > 0 {
@@ -327,7 +364,8 @@ impl Engine {
                 mode => mode,
             };
             let unix_now = u.to_unix_nanos(now as i128).div_euclid(SECOND as i128) as i64;
-            let plan = leapplan::plan(unix_now, mode, self.leap_list.as_ref(), self.upstream_leap);
+            let plan = leapplan::plan(unix_now, mode, self.leap_list.as_ref(), self.upstream_leap)
+                .filter(|s| s.midnight > self.done_midnight);
             if plan != self.scheduled {
                 self.events.push(match plan {
                     Some(s) => Event::LeapScheduled {
