@@ -17,14 +17,15 @@ use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
 use super::guard::{Guard, Phase, Refusal, StepLimits, Verdict};
-use super::leapplan::{self, LeapHandling, LeapMode, LeapSettings, LeapSource, Scheduled, DAY};
+use super::leapplan::LeapSettings;
+use super::leapstate::LeapState;
+pub use super::leapstate::{LeapStatus, LEAP_CLOSE};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
-use crate::proto::clock::scale::NTP_SECOND;
 use crate::proto::clock::{ClockParams, LeapScale};
 use crate::proto::leap::LeapList;
 use crate::proto::state::{Published, ServerState, UnsyncPolicy};
@@ -47,10 +48,6 @@ pub const ENTRY_SHARE: f64 = 0.5;
 /// initial burst takes 14 s), so that the first source to answer, which may be a falseticker,
 /// does not get to step the clock alone.
 pub const STARTUP_WAIT: i64 = 16 * SECOND;
-/// Around a leap second no sample is taken (an upstream may step a little before or after us,
-/// and its timestamps in the inserted second are ambiguous), the scheduled leap can no longer
-/// be cancelled, and a leap is folded into the past this long after it is done.
-pub const LEAP_CLOSE: i64 = 10 * SECOND;
 
 /// What the core is told once, at start.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,42 +139,10 @@ pub struct Engine {
     /// Changes of [`SyncState`] (a new system peer is not one).
     state_changes: u64,
     events: Vec<Event>,
-    /// The leap-seconds.list, if one verified.
-    leap_list: Option<LeapList>,
-    /// The leap second applied to the served time, and the one scheduled.
-    scale: LeapScale,
-    scheduled: Option<Scheduled>,
-    /// The warning the majority of the survivors sent at the last selection.
-    upstream_leap: Leap,
-    /// An override leap was done: the override does not repeat it every month.
-    override_done: bool,
-    /// The midnight of the last leap done: never scheduled again (in an inserted second, UTC
-    /// reads as before that midnight once more).
-    done_midnight: i64,
+    /// The leap second: what decides it, and what the served time does about it.
+    leap: LeapState,
     /// Kernel time of the next leap boundary (announcement, commitment, step, fold).
     leap_wakeup: i64,
-}
-
-/// The leap second as `strata status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LeapStatus {
-    pub scheduled: Option<Scheduled>,
-    /// The leap indicator replies carry now (while synchronized).
-    pub announced: Leap,
-    /// A smear is in progress (its start passed, its end not yet).
-    pub smearing: bool,
-    /// Served time minus UTC as the uniform scale would read it without the pending leap
-    /// (seconds): the smear's progress, or the step once it is done.
-    pub offset: f64,
-    /// Leaps applied since start, summed (+1 each inserted second).
-    pub applied_s: i32,
-    pub mode: LeapMode,
-    pub handling: LeapHandling,
-}
-
-/// `a >= b` for NTP timestamps, wrapping at the era.
-fn at_or_after(a: NtpTimestamp, b: NtpTimestamp) -> bool {
-    a.0.wrapping_sub(b.0) as i64 >= 0
 }
 
 impl Engine {
@@ -206,12 +171,7 @@ impl Engine {
             guard: Guard::new(config.limits),
             state_changes: 0,
             events: Vec::new(),
-            leap_list: None,
-            scale: LeapScale::default(),
-            scheduled: None,
-            upstream_leap: Leap::NoWarning,
-            override_done: false,
-            done_midnight: i64::MIN,
+            leap: LeapState::new(config.leap),
             leap_wakeup: i64::MAX,
         };
         engine.refresh_leap(now);
@@ -224,26 +184,32 @@ impl Engine {
     /// The clock parameters served now: the discipline's model and the leap second.
     pub fn params(&self) -> ClockParams {
         ClockParams {
-            leap: self.scale,
+            leap: self.leap.scale(),
             ..self.discipline.params()
         }
     }
 
+    /// The served time before the pending leap at kernel time `now` (`u`, see
+    /// `crate::proto::clock::scale`).
+    fn pre_leap(&self, now: i64) -> NtpTimestamp {
+        self.params().pre_leap_from_realtime(now)
+    }
+
     /// Takes the leap-seconds.list (`None`: none, or it did not verify).
     pub fn set_leap_list(&mut self, list: Option<LeapList>, now: i64) {
-        self.leap_list = list;
+        self.leap.set_list(list);
         self.refresh_leap(now);
     }
 
     /// With `--discipline-system`: the kernel was armed (STA_INS/STA_DEL) to step
     /// CLOCK_REALTIME at the pending leap itself, or disarmed.
     pub fn set_kernel_leap(&mut self, armed: bool) {
-        self.scale.kernel_steps_realtime = armed;
+        self.leap.set_kernel(armed);
     }
 
     /// The pending leap, if it is to be stepped (the kernel can be armed for it).
     pub fn pending_step(&self) -> Option<i8> {
-        (self.scale.delta != 0 && self.scale.smear_len_s == 0).then_some(self.scale.delta)
+        self.leap.pending_step()
     }
 
     /// The kernel performed the pending leap: CLOCK_REALTIME stepped by -delta seconds and its
@@ -251,167 +217,40 @@ impl Engine {
     /// takes the step as any change of the kernel clock (the served time stays continuous),
     /// and the leap is done.
     pub fn kernel_leapt(&mut self, now: i64) {
-        let delta = self.scale.delta;
-        if delta == 0 {
+        let Some(delta) = self.leap.pending_step() else {
             return;
-        }
+        };
         let step_ns = -(delta as i64) * SECOND;
         self.clock_changed(now - step_ns, step_ns as f64 * 1e-9, 0.0);
         self.set_tai_offset(self.config.tai_minus_utc + delta as i32);
-        self.fold_leap();
+        self.leap.fold(&mut self.events);
         self.refresh_leap(now);
-    }
-
-    fn fold_leap(&mut self) {
-        let delta = self.scale.delta;
-        if let Some(s) = self.scheduled {
-            self.override_done |= s.source == LeapSource::Override;
-            self.done_midnight = s.midnight;
-        }
-        self.scale = self.scale.folded();
-        self.scheduled = None;
-        self.events.push(Event::LeapDone { delta });
     }
 
     /// The leap second now.
     pub fn leap_status(&self, now: i64) -> LeapStatus {
-        let u = self.params().pre_leap_from_realtime(now);
-        let offset = self.scale.offset_units(u) as f64 / NTP_SECOND as f64;
-        LeapStatus {
-            scheduled: self.scheduled,
-            announced: self.announced(u),
-            smearing: self.scale.smearing()
-                && at_or_after(u, self.scale.smear_start)
-                && !at_or_after(u, self.scale.end()),
-            offset,
-            applied_s: self.scale.past_s,
-            mode: self.config.leap.mode,
-            handling: self.config.leap.handling,
-        }
-    }
-
-    /// The scale for a scheduled leap, the leaps so far kept.
-    fn scale_for(&self, s: &Scheduled) -> LeapScale {
-        let ntp = |unix: i64| NtpTimestamp::from_unix_nanos(unix as i128 * SECOND as i128);
-        let (smear_start, smear_len_s) = match self.config.leap.handling {
-            LeapHandling::Step => (NtpTimestamp::ZERO, 0),
-            LeapHandling::Smear { window_s } => (
-                ntp(s.midnight - window_s as i64 / 2),
-                // Seconds of the uniform scale: the window has one more (inserted) or one
-                // fewer, so that it ends exactly `window_s` of UTC after it started.
-                (window_s as i64 + s.delta as i64) as u32,
-            ),
-        };
-        LeapScale {
-            past_s: self.scale.past_s,
-            delta: s.delta,
-            at: ntp(s.midnight + (s.delta as i64).min(0)),
-            smear_start,
-            smear_len_s,
-            kernel_steps_realtime: self.scale.kernel_steps_realtime,
-        }
-    }
-
-    /// The leap indicator for the time `u` (before the pending leap): set from the start of
-    /// the last day of the month until the step, as RFC 5905 says; never while smearing (the
-    /// clients of a smearing server must not leap themselves).
-    fn announced(&self, u: NtpTimestamp) -> Leap {
-        let Some(s) = self.scheduled else {
-            return Leap::NoWarning;
-        };
-        if self.scale.delta == 0 || self.scale.smear_len_s > 0 {
-            return Leap::NoWarning;
-        }
-        let day_start = NtpTimestamp::from_unix_nanos((s.midnight - DAY) as i128 * SECOND as i128);
-        if at_or_after(u, day_start) && !at_or_after(u, self.scale.at) {
-            if s.delta > 0 {
-                Leap::AddSecond
-            } else {
-                Leap::DeleteSecond
-            }
-        } else {
-            Leap::NoWarning
-        }
+        self.leap.status(self.pre_leap(now))
     }
 
     /// Whether kernel time `now` is too close to the leap to take a sample.
     fn near_leap(&self, now: i64) -> bool {
-        self.scale.delta != 0
-            && self
-                .params()
-                .pre_leap_from_realtime(now)
-                .diff_nanos(self.scale.at)
-                .abs()
-                < LEAP_CLOSE
+        self.leap.near(self.pre_leap(now))
     }
 
-    /// Folds a leap that is done, schedules (or cancels) the next one until it is too close
-    /// to change, sets the leap indicator, and works out when to look again.
+    /// Brings the leap second up to date (see [`LeapState::refresh`]), sets the leap indicator
+    /// and works out when to look again.
     fn refresh_leap(&mut self, now: i64) {
-        let u = self.params().pre_leap_from_realtime(now);
-        if self.scale.delta != 0 && at_or_after(u, self.scale.end().add_nanos(LEAP_CLOSE)) {
-            self.fold_leap();
-        }
-        let u = self.params().pre_leap_from_realtime(now);
-        let commit = if self.scale.smear_len_s > 0 {
-            self.scale.smear_start
-        } else {
-            self.scale.at.add_nanos(-LEAP_CLOSE)
-        };
-        if self.scale.delta == 0 || !at_or_after(u, commit) {
-            let mode = match self.config.leap.mode {
-                LeapMode::Insert | LeapMode::Delete if self.override_done => LeapMode::Auto,
-                mode => mode,
-            };
-            let unix_now = u.to_unix_nanos(now as i128).div_euclid(SECOND as i128) as i64;
-            let plan = leapplan::plan(unix_now, mode, self.leap_list.as_ref(), self.upstream_leap)
-                .filter(|s| s.midnight > self.done_midnight);
-            if plan != self.scheduled {
-                self.events.push(match plan {
-                    Some(s) => Event::LeapScheduled {
-                        midnight: s.midnight,
-                        delta: s.delta,
-                        source: s.source,
-                    },
-                    None => Event::LeapCancelled,
-                });
-            }
-            self.scheduled = plan;
-            self.scale = match &plan {
-                Some(s) => self.scale_for(s),
-                None => LeapScale {
-                    past_s: self.scale.past_s,
-                    ..LeapScale::default()
-                },
-            };
-        }
-        let u = self.params().pre_leap_from_realtime(now);
+        let model = self.discipline.params();
+        let u_of = |leap: &LeapScale| ClockParams { leap: *leap, ..model }.pre_leap_from_realtime(now);
+        self.leap.refresh(u_of, now, &mut self.events);
         if self.server.synchronized {
-            self.server.leap = self.announced(u);
+            self.server.leap = self.leap.announced(self.pre_leap(now));
         }
-        // The next boundary after now, as kernel time.
-        self.leap_wakeup = i64::MAX;
-        if let (Some(s), true) = (self.scheduled, self.scale.delta != 0) {
-            let day_start = NtpTimestamp::from_unix_nanos((s.midnight - DAY) as i128 * SECOND as i128);
-            let boundaries = [
-                day_start,
-                self.scale.at.add_nanos(-LEAP_CLOSE),
-                self.scale.at,
-                self.scale.smear_start,
-                self.scale.end(),
-                self.scale.end().add_nanos(LEAP_CLOSE),
-            ];
-            let rate = 1.0 + self.params().frequency_ppm() * 1e-6;
-            if let Some(ahead) = boundaries
-                .iter()
-                .map(|b| b.diff_nanos(u))
-                .filter(|&d| d > 0)
-                .min()
-            {
-                // A microsecond late rather than early: the tick must find the boundary passed.
-                self.leap_wakeup = now + (ahead as f64 / rate).ceil() as i64 + 1_000;
-            }
-        }
+        let rate = 1.0 + self.params().frequency_ppm() * 1e-6;
+        // A microsecond late rather than early: the tick must find the boundary passed.
+        self.leap_wakeup = self.leap.next_boundary().map_or(i64::MAX, |ahead| {
+            now + (ahead as f64 / rate).ceil() as i64 + 1_000
+        });
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -617,7 +456,7 @@ impl Engine {
             freq_known: self.frequency_known,
             precision: self.config.precision,
             max_distance: self.config.max_distance,
-            leap: self.scale,
+            leap: self.leap.scale(),
         };
         if self.near_leap(now) {
             // Not a sample: the reply is let go, as if lost.
@@ -915,10 +754,12 @@ impl Engine {
             })
             .collect();
         let majority = |l: Leap| leaps.iter().filter(|&&x| x == l).count() * 2 > leaps.len();
-        self.upstream_leap = [Leap::AddSecond, Leap::DeleteSecond]
-            .into_iter()
-            .find(|&l| majority(l))
-            .unwrap_or(Leap::NoWarning);
+        self.leap.set_upstream(
+            [Leap::AddSecond, Leap::DeleteSecond]
+                .into_iter()
+                .find(|&l| majority(l))
+                .unwrap_or(Leap::NoWarning),
+        );
 
         let previous = self.sync;
         self.ever_synchronized = true;
@@ -1006,7 +847,7 @@ impl Engine {
             reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };
-        self.server.leap = self.announced(self.params().pre_leap_from_realtime(now));
+        self.server.leap = self.leap.announced(self.pre_leap(now));
         self.next_local_refresh = now + LOCAL_REFRESH;
     }
 

@@ -10,6 +10,7 @@ pub mod events;
 pub mod filter;
 pub mod guard;
 pub mod leapplan;
+pub mod leapstate;
 pub mod local;
 pub mod packet;
 pub mod refid;
