@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use log::{error, LevelFilter};
 
 use strata::daemon::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
-use strata::daemon::observe::{control_socket, status_view};
+use strata::daemon::observe::{clients_view, control_socket, status_view};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,23 @@ enum Command {
     Serve(ServeArgs),
     /// Show a running server's state, upstream sources and packet counters
     Status(StatusArgs),
+    /// Show the most active clients of a running server, with what admission did to them
+    Clients(ClientsArgs),
+}
+
+#[derive(Args)]
+struct ClientsArgs {
+    /// The server's control socket
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
+
+    /// Print the list as JSON
+    #[arg(long)]
+    json: bool,
+
+    /// Clients to show, most active first (the server keeps up to 256 in its report)
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    count: usize,
 }
 
 #[derive(Args)]
@@ -72,7 +89,31 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
+        Command::Clients(args) => clients(&args),
     }
+}
+
+/// `strata clients`: exit code 0 with the list, 1 (and a message on stderr) without a report.
+fn clients(args: &ClientsArgs) -> ExitCode {
+    use std::io::Write;
+    let report = match control_socket::request(&args.control) {
+        Ok((_, report)) => report,
+        Err(e) => {
+            eprintln!("strata clients: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if args.json {
+        let mut list = report.clients.clone();
+        if let Some(c) = &mut list {
+            c.clients.truncate(args.count);
+        }
+        serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
+    } else {
+        clients_view::render(&report, args.count)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// `strata status`: exit code 0 with the report, 1 (and a message on stderr) without one.

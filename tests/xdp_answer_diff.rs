@@ -917,6 +917,8 @@ fn admission_decides_as_the_rust_admitter_does() {
         rules: rules.clone(),
         deny_action: DenyAction::KissDeny,
         limiter: Some((limiter, secret)),
+        quota: None,
+        sample_shift: 0,
     };
     with_admitting_tier(options, move |tier| {
         let mut acl = Acl::default();
@@ -927,6 +929,8 @@ fn admission_decides_as_the_rust_admitter_does() {
             acl,
             deny_action: DenyAction::KissDeny,
             limiter: Some(Limiter::new(limiter, secret)),
+            quota: None,
+            samples: None,
         };
         // 200 clients: allowed and denied IPv4 and IPv6, several in one /64.
         let sources: Vec<Ip> = (0..200u32)
@@ -1011,5 +1015,212 @@ fn admission_decides_as_the_rust_admitter_does() {
             seen[&format!("{:?}", Verdict::DropLimited)]
         );
         assert!(c.get(XdpCounter::Leaked) > 0);
+    });
+}
+
+/// The total cap: requests from busy and quiet clients through the program and through the
+/// Rust `Admitter` with the same cap give the same decisions. The cap's interval is a second
+/// against a run of a few milliseconds, so that its decisions fall at whole answers (busy
+/// clients get 3 before it closes to them, quiet ones 6), whatever microseconds separate the
+/// two clocks. The program keeps one bucket per CPU, so this thread stays on one CPU.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn the_total_cap_decides_as_the_rust_admitter_does() {
+    use strata::proto::admission::{
+        Acl, Admitter, DenyAction, Limiter, LimiterConfig, Quota, QuotaConfig, Verdict,
+    };
+    if !requires_root() {
+        return;
+    }
+    let limiter = LimiterConfig {
+        interval_ns: 10_000_000_000,
+        burst: 2,
+        leak: 1,
+        kod: 0,
+        v4_prefix: 32,
+        v6_prefix: 64,
+        buckets_log2: 6,
+    };
+    let quota = QuotaConfig {
+        interval_ns: 1_000_000_000,
+        quiet_span_ns: 5_500_000_000,
+        busy_span_ns: 2_500_000_000,
+    };
+    let secret = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888];
+    let options = AdmissionOptions {
+        rules: vec![],
+        deny_action: DenyAction::Drop,
+        limiter: Some((limiter, secret)),
+        quota: Some(quota),
+        sample_shift: 0,
+    };
+    with_admitting_tier(options, move |tier| {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it, and
+        // sched_setaffinity reads it for the calling thread only.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+        }
+        let admitter = Admitter {
+            acl: Acl::default(),
+            deny_action: DenyAction::Drop,
+            limiter: Some(Limiter::new(limiter, secret)),
+            quota: Some(Quota::new(quota)),
+            samples: None,
+        };
+        // One abuser first (its burst, then its leak: busy), then many new clients (quiet).
+        let abuser = std::net::Ipv4Addr::new(198, 18, 7, 7);
+        let sources =
+            std::iter::repeat_n(abuser, 12).chain((0..40u8).map(|i| std::net::Ipv4Addr::new(198, 18, 9, i)));
+        let mut decisions = Vec::new();
+        for src in sources {
+            let ip = Ip::V4 {
+                src,
+                dst: SERVER4,
+                options: vec![],
+            };
+            let frame = RequestFrame {
+                ip: ip.clone(),
+                ..RequestFrame::v4()
+            }
+            .build();
+            let verdict = admitter.admit(ip.src(), monotonic_now());
+            let got = tier.check_admitted(&frame, verdict.admission());
+            if verdict.admission().is_some() {
+                assert_eq!(got, XDP_TX, "{verdict:?} for {src}");
+            }
+            decisions.push(verdict);
+        }
+        let served = |v: &[Verdict]| v.iter().filter(|v| matches!(v, Verdict::Answer(_))).count();
+        // The abuser: 2 within its burst, then its leak (every other request) until the cap
+        // closes to busy clients after 3 answers.
+        assert_eq!(served(&decisions[..12]), 3, "{:?}", &decisions[..12]);
+        assert!(
+            decisions[..12].contains(&Verdict::DropQuota),
+            "{:?}",
+            &decisions[..12]
+        );
+        assert!(
+            decisions[..12].contains(&Verdict::DropLimited),
+            "{:?}",
+            &decisions[..12]
+        );
+        // Quiet clients still get the 3 more the cap holds for them, then nobody does.
+        assert_eq!(served(&decisions[12..]), 3, "{:?}", &decisions[12..]);
+        let c = tier.program.counters().unwrap();
+        let over = decisions.iter().filter(|v| **v == Verdict::DropQuota).count() as u64;
+        assert_eq!(c.get(XdpCounter::DropQuota), over);
+        // The program tracked and forgot the same clients as the Rust table.
+        let (tracked, evicted) = admitter.limiter.as_ref().unwrap().occupancy();
+        assert_eq!(tracked + evicted, 41);
+        assert_eq!(c.get(XdpCounter::LimiterTracked), tracked);
+        assert_eq!(c.get(XdpCounter::LimiterEvicted), evicted);
+    });
+}
+
+/// A spoofed spray of random IPv6 sources (and random IPv4 ones), each far over its limit,
+/// through the program with a small table (64 buckets, so it churns all the time): the normal
+/// clients, IPv6 /64s and IPv4 addresses asking within their burst in the middle of it, are
+/// never limited, and every decision is the Rust `Admitter`'s.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn a_spoofed_spray_limits_no_normal_client_in_the_program() {
+    use strata::proto::admission::{Acl, Admitter, DenyAction, Limiter, LimiterConfig, Verdict};
+    if !requires_root() {
+        return;
+    }
+    let limiter = LimiterConfig {
+        interval_ns: 10_000_000_000,
+        burst: 4,
+        leak: 0,
+        kod: 0,
+        v4_prefix: 32,
+        v6_prefix: 64,
+        buckets_log2: 6,
+    };
+    let secret = [0x0bad_cafe_dead_beef, 0x1234_4321_5678_8765];
+    let options = AdmissionOptions {
+        rules: vec![],
+        deny_action: DenyAction::Drop,
+        limiter: Some((limiter, secret)),
+        quota: None,
+        sample_shift: 0,
+    };
+    with_admitting_tier(options, move |tier| {
+        let admitter = Admitter {
+            acl: Acl::default(),
+            deny_action: DenyAction::Drop,
+            limiter: Some(Limiter::new(limiter, secret)),
+            quota: None,
+            samples: None,
+        };
+        let normal: Vec<Ip> = (0..40u16)
+            .map(|i| match i % 2 {
+                0 => Ip::V6 {
+                    src: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, i, 0, 0, 0, 1),
+                    dst: SERVER6,
+                },
+                _ => Ip::V4 {
+                    src: [198, 18, 100, i as u8].into(),
+                    dst: SERVER4,
+                    options: vec![],
+                },
+            })
+            .collect();
+        let mut rng = 0x6a09_e667_f3bc_c909u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let send = |ip: &Ip| -> Verdict {
+            let frame = RequestFrame {
+                ip: ip.clone(),
+                ..RequestFrame::v4()
+            }
+            .build();
+            let verdict = admitter.admit(ip.src(), monotonic_now());
+            tier.check_admitted(&frame, verdict.admission());
+            verdict
+        };
+        let mut spray_limited = 0;
+        // Three rounds: a spray of 2000 sources, 6 requests each, then every normal client once
+        // (3 requests in all: within its burst of 4).
+        for round in 0..3 {
+            for _ in 0..2000 {
+                let spoofed = if next() % 4 == 0 {
+                    Ip::V4 {
+                        src: (next() as u32).into(),
+                        dst: SERVER4,
+                        options: vec![],
+                    }
+                } else {
+                    let a = (next() as u128) << 64 | next() as u128;
+                    Ip::V6 {
+                        src: (a | 0x2000 << 112).into(),
+                        dst: SERVER6,
+                    }
+                };
+                for _ in 0..6 {
+                    if send(&spoofed) == Verdict::DropLimited {
+                        spray_limited += 1;
+                    }
+                }
+            }
+            for (i, ip) in normal.iter().enumerate() {
+                assert_eq!(
+                    send(ip),
+                    Verdict::Answer(Admission::Serve),
+                    "normal client {i} ({:?}) in round {round}",
+                    ip.src()
+                );
+            }
+        }
+        assert!(
+            spray_limited >= 3 * 2000,
+            "the spray was not limited: {spray_limited}"
+        );
     });
 }

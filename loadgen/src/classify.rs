@@ -69,12 +69,13 @@ impl Invalid {
 /// The kiss codes counted apart; any other code counts as "other".
 pub const KISS_KINDS: usize = KissCode::ALL.len() + 1;
 
-/// The label of a kiss-code slot, as `[RATE, DENY, RSTR, other]`.
+/// The label of a kiss-code slot, as `[RATE, DENY, RSTR, NTSN, other]`.
 pub fn kiss_label(index: usize) -> &'static str {
     match KissCode::ALL.get(index) {
         Some(KissCode::Rate) => "RATE",
         Some(KissCode::Deny) => "DENY",
         Some(KissCode::Rstr) => "RSTR",
+        Some(KissCode::Ntsn) => "NTSN",
         None => "other",
     }
 }

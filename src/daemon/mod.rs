@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod control;
+pub mod nts;
 pub mod observe;
 pub mod server;

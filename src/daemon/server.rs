@@ -13,9 +13,16 @@ use log::{info, warn};
 
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
-use crate::daemon::observe::observers;
+use crate::daemon::nts::NtsService;
 use crate::daemon::observe::report::Observed;
-use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
+use crate::daemon::observe::{clients, observers};
+use crate::proto::admission::samples::SampleRing;
+use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig, Sampling};
+use crate::proto::nts::NtsKeys;
+
+/// Samples the socket path's ring holds between two reads by the client watch (a quarter of a
+/// second): 1 in 16 of 260k requests per second.
+const SAMPLE_RING: usize = 16_384;
 use crate::proto::metrics::{self, ResponderCounters};
 use crate::proto::state::{StateReader, UnsyncPolicy};
 use crate::sys::fastpath;
@@ -65,16 +72,33 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         ),
     }
 
+    let nts = match config
+        .nts
+        .as_ref()
+        .map(|c| NtsService::start(c, shutdown.clone()))
+    {
+        None => None,
+        Some(Ok(nts)) => Some(nts),
+        Some(Err(e)) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = control.join();
+            return Err(e);
+        }
+    };
     let mut server = match start_path(
         config,
         control.reader(),
         control.symmetric_sender(),
         shutdown.clone(),
+        nts.as_ref().map(|n| n.keys.clone()),
     ) {
         Ok(server) => server,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
             let _ = control.join();
+            if let Some(nts) = nts {
+                nts.join();
+            }
             return Err(e);
         }
     };
@@ -94,12 +118,35 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         }
     }
 
+    let mut xdp_stats = server.take_stats_readers();
+    let clients = match config.admission.sample_shift {
+        0 => None,
+        shift => {
+            match clients::start(
+                std::mem::take(&mut xdp_stats.samples),
+                server.admitter(),
+                shift,
+                config.admission.prefixes(),
+                shutdown.clone(),
+            ) {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    warn!("`strata clients` will have nothing to show: cannot start its thread: {e}");
+                    None
+                }
+            }
+        }
+    };
     let observed = Observed {
         responders: server.responders().to_vec(),
-        xdp: server.take_stats_readers(),
+        xdp: xdp_stats,
         state: control.reader(),
         board: control.status_board(),
         started,
+        admitter: server.admitter(),
+        limiter_slots: config.admission.limiter.map(|l| 2u64 << l.buckets_log2),
+        clients: clients.as_ref().map(|(watch, _)| watch.clone()),
+        nts: nts.as_ref().map(|n| n.view()),
     };
     let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
         Ok(observers) => observers,
@@ -107,6 +154,12 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
             shutdown.store(true, Ordering::Relaxed);
             let _ = server.join();
             let _ = control.join();
+            if let Some((_, thread)) = clients {
+                let _ = thread.join();
+            }
+            if let Some(nts) = nts {
+                nts.join();
+            }
             return Err(e);
         }
     };
@@ -132,6 +185,14 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         warn!("the control thread panicked");
     }
     observers.join();
+    if let Some(nts) = nts {
+        nts.join();
+    }
+    if let Some((_, thread)) = clients {
+        if thread.join().is_err() {
+            warn!("the client watch thread panicked");
+        }
+    }
     log_counters(&responders);
     if died || !failures.is_empty() {
         let mut failures = failures;
@@ -145,14 +206,23 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
 
 /// The path that serves: the socket path or the XDP path's threads.
 enum Running {
-    Socket(socket::SocketServer),
+    /// The socket path, with the admission it applies itself (for the metrics).
+    Socket(socket::SocketServer, Option<Arc<Admitter>>),
     Xdp(fastpath::XdpServer),
 }
 
 impl Running {
+    /// The socket path's own admission (the XDP program admits for the XDP path).
+    fn admitter(&self) -> Option<Arc<Admitter>> {
+        match self {
+            Running::Socket(_, a) => a.clone(),
+            Running::Xdp(_) => None,
+        }
+    }
+
     fn responders(&self) -> &[ResponderCounters] {
         match self {
-            Running::Socket(s) => s.responders(),
+            Running::Socket(s, _) => s.responders(),
             Running::Xdp(s) => s.responders(),
         }
     }
@@ -160,14 +230,14 @@ impl Running {
     /// The fast path's kernel counters for the metrics (none on the socket path).
     fn take_stats_readers(&mut self) -> fastpath::StatsReaders {
         match self {
-            Running::Socket(_) => fastpath::StatsReaders::default(),
+            Running::Socket(..) => fastpath::StatsReaders::default(),
             Running::Xdp(s) => s.take_stats_readers(),
         }
     }
 
     fn any_finished(&self) -> bool {
         match self {
-            Running::Socket(s) => s.any_finished(),
+            Running::Socket(s, _) => s.any_finished(),
             Running::Xdp(s) => s.any_finished(),
         }
     }
@@ -175,7 +245,7 @@ impl Running {
     /// Waits for the threads; the XDP path also logs its programs' counters and detaches them.
     fn join(self) -> (Vec<ResponderCounters>, Vec<String>) {
         match self {
-            Running::Socket(s) => {
+            Running::Socket(s, _) => {
                 let stopped = s.join();
                 (stopped.responders, stopped.failures)
             }
@@ -200,11 +270,19 @@ fn start_path(
     state: StateReader,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     shutdown: Arc<AtomicBool>,
+    nts: Option<NtsKeys>,
 ) -> Result<Running, String> {
     let secret = limiter_secret();
     log_admission(config);
     if config.path == DataPath::Xdp {
-        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone(), secret) {
+        match start_xdp(
+            config,
+            state.clone(),
+            shutdown.clone(),
+            symmetric.clone(),
+            secret,
+            nts.clone(),
+        ) {
             Ok(server) => return Ok(Running::Xdp(server)),
             Err(e) if config.mode == Mode::Auto => {
                 warn!(
@@ -220,14 +298,9 @@ fn start_path(
     if !config.interfaces.is_empty() {
         socket_config.listen = interface_listen_addrs(config)?;
     }
-    let server = socket::run_with(
-        &socket_config,
-        state,
-        shutdown,
-        symmetric,
-        admitter(config, secret)?,
-    )
-    .map_err(|e| e.to_string())?;
+    let admitter = admitter(config, secret)?;
+    let server = socket::run_with(&socket_config, state, shutdown, symmetric, admitter.clone(), nts)
+        .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
@@ -238,7 +311,7 @@ fn start_path(
         format_core_list(&config.cores),
         config.batch_size
     );
-    Ok(Running::Socket(server))
+    Ok(Running::Socket(server, admitter))
 }
 
 /// The rate limiter's hash key: 128 bits from the OS's random source (through the standard
@@ -256,9 +329,11 @@ fn limiter_secret() -> [u64; 2] {
 /// The socket path's admission, from the same settings the XDP program gets; None when there is
 /// nothing to admit (no rules, no limiter), so requests skip the sender lookup and the check.
 fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitter>>, String> {
-    if config.admission.rules.is_empty() && config.admission.limiter.is_none() {
+    let a = &config.admission;
+    if a.rules.is_empty() && a.limiter.is_none() && a.total_per_second.is_none() && a.sample_shift == 0 {
         return Ok(None);
     }
+    let (v4_prefix, v6_prefix) = a.prefixes();
     let mut acl = Acl::default();
     for (prefix, action) in &config.admission.rules {
         acl.add(*prefix, *action)?;
@@ -267,6 +342,17 @@ fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitt
         acl,
         deny_action: config.admission.deny_action,
         limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
+        // The socket path's threads share one bucket: the whole cap.
+        quota: config
+            .admission
+            .total_per_second
+            .map(|total| Quota::new(QuotaConfig::share_of(total, 1))),
+        samples: (a.sample_shift != 0).then(|| Sampling {
+            shift: a.sample_shift,
+            v4_prefix,
+            v6_prefix,
+            ring: SampleRing::new(SAMPLE_RING),
+        }),
     })))
 }
 
@@ -308,6 +394,12 @@ fn log_admission(config: &ServerConfig) {
             l.table_bytes() >> 20
         ),
     }
+    if let Some(total) = a.total_per_second {
+        info!(
+            "total cap: {total} answers per second over every client (time and KoDs); clients within \
+             their rate are served first, the rest dropped (over_quota)"
+        );
+    }
 }
 
 fn start_xdp(
@@ -316,6 +408,7 @@ fn start_xdp(
     shutdown: Arc<AtomicBool>,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     secret: [u64; 2],
+    nts: Option<NtsKeys>,
 ) -> Result<fastpath::XdpServer, String> {
     let xdp_config = fastpath::FastPathConfig {
         interfaces: config.interfaces.clone(),
@@ -333,7 +426,11 @@ fn start_xdp(
             rules: config.admission.rules.clone(),
             deny_action: config.admission.deny_action,
             limiter: config.admission.limiter.map(|l| (l, secret)),
+            quota: None,
+            sample_shift: config.admission.sample_shift,
         },
+        quota_total: config.admission.total_per_second,
+        nts,
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;

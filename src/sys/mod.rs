@@ -11,4 +11,5 @@ pub mod handoff;
 pub mod kernel_leap;
 pub mod pipeline;
 pub mod pool;
+pub mod random;
 pub mod socket;

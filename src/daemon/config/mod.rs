@@ -62,9 +62,9 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
-    Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool,
-    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, V4PrefixLen,
-    V6PrefixLen,
+    Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, NtsServerName, OffOr, OnOff,
+    Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TotalRate,
+    TrackedClients, V4PrefixLen, V6PrefixLen,
 };
 
 settings! {
@@ -141,6 +141,15 @@ settings! {
     /// Clients the rate limiter tracks at once, 16 bytes each [default: 2097152, 32 MiB]
     rate_limit_clients: Option<TrackedClients>, flag(value_name = "N"), key "rate_limit_clients";
 
+    /// Cap on everything the server answers per second (time and KoDs, every client); clients
+    /// polling within their rate are served first, the rest dropped and counted; 0: no cap
+    /// [default: 0]
+    rate_limit_total: Option<TotalRate>, flag(value_name = "PER_SECOND"), key "rate_limit_total";
+
+    /// Sample 1 in 2^N requests, with what admission decided, for `strata clients`; 0: off
+    /// [default: 4]
+    clients_sample: Option<Shift>, flag(value_name = "N"), key "clients_sample";
+
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
 
@@ -201,6 +210,32 @@ settings! {
 
     /// The smear's window in seconds, centred on the leap [default: 86400, noon to noon UTC]
     leap_smear_window: Option<values::SmearWindow>, flag(value_name = "SECONDS"), key "leap_smear_window";
+
+    /// NTS: the server's certificate chain (PEM), reloaded when the file changes; with
+    /// --nts-private-key it turns NTS on [default: no NTS]
+    nts_certificate: Option<FilePath>, flag(value_name = "PEM"), key "nts_certificate";
+
+    /// NTS: the certificate's private key (PEM)
+    nts_private_key: Option<FilePath>, flag(value_name = "PEM"), key "nts_private_key";
+
+    /// NTS: where the NTS-KE server (TLS 1.3, ALPN ntske/1) listens [default: [::]:4460]
+    nts_ke_listen: Option<ListenAddr>, flag(value_name = "ADDR:PORT"), key "nts_ke_listen";
+
+    /// NTS: the master key the cookie keys derive from (32 bytes, created if missing; copy it to
+    /// every node of a fleet) [default: /var/lib/strata/nts.key]
+    nts_key_file: Option<FilePath>, flag(value_name = "PATH"), key "nts_key_file";
+
+    /// NTS: seconds between cookie key rotations [default: 86400]
+    nts_key_rotation: Option<Seconds<31536000>>, flag(value_name = "SECONDS"), key "nts_key_rotation";
+
+    /// NTS: earlier cookie keys still accepted, in rotations [default: 7]
+    nts_key_grace: Option<Shift>, flag(value_name = "N"), key "nts_key_grace";
+
+    /// NTS: the NTP server name or address NTS-KE tells clients to use [default: this host]
+    nts_ntp_server: Option<NtsServerName>, flag(value_name = "NAME"), key "nts_ntp_server";
+
+    /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
+    nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -283,7 +318,26 @@ pub struct ServerConfig {
     pub control: Endpoint<PathBuf>,
     /// Upstream sources and how to discipline against them.
     pub upstream: crate::proto::control::UpstreamConfig,
+    /// Network Time Security; None: off.
+    pub nts: Option<NtsConfig>,
 }
+
+/// Network Time Security as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub ke_listen: SocketAddr,
+    pub key_file: PathBuf,
+    pub rotation: crate::proto::nts::Rotation,
+    pub ntp_server: Option<String>,
+    pub ntp_port: Option<u16>,
+}
+
+/// Where the NTS-KE server listens unless told.
+pub const DEFAULT_NTS_KE_LISTEN: &str = "[::]:4460";
+/// Where the NTS master key is kept unless told.
+pub const DEFAULT_NTS_KEY_FILE: &str = "/var/lib/strata/nts.key";
 
 /// The access list, what denied clients get, and the limiter (None: off). The limiter's secret
 /// is drawn when the server starts, not here.
@@ -295,6 +349,21 @@ pub struct AdmissionConfig {
     )>,
     pub deny_action: crate::proto::admission::DenyAction,
     pub limiter: Option<crate::proto::admission::LimiterConfig>,
+    /// The server's total cap, answers per second; None: no cap.
+    pub total_per_second: Option<u32>,
+    /// 1 in 2^sample_shift requests sampled for `strata clients`; 0: none.
+    pub sample_shift: u8,
+}
+
+/// `clients_sample`'s default: 1 in 16.
+pub const DEFAULT_CLIENTS_SAMPLE: u8 = 4;
+
+impl AdmissionConfig {
+    /// The prefixes that make a client: the limiter's, or its defaults without it.
+    pub fn prefixes(&self) -> (u8, u8) {
+        let l = self.limiter.unwrap_or_default();
+        (l.v4_prefix, l.v6_prefix)
+    }
 }
 
 /// The access list and the limiter from their settings. A prefix both allowed and denied is an
@@ -336,6 +405,11 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         rules: acl.rules().to_vec(),
         deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
         limiter,
+        total_per_second: s.rate_limit_total.as_ref().map(|g| g.value.0).filter(|&t| t > 0),
+        sample_shift: s
+            .clients_sample
+            .as_ref()
+            .map_or(DEFAULT_CLIENTS_SAMPLE, |g| g.value.0),
     })
 }
 
@@ -603,6 +677,53 @@ impl ServerConfig {
             },
         };
 
+        let nts = match (s.nts_certificate, s.nts_private_key) {
+            (None, None) => {
+                for (given, key) in [
+                    (s.nts_ke_listen.as_ref().map(|g| &g.origin), "nts_ke_listen"),
+                    (s.nts_key_file.as_ref().map(|g| &g.origin), "nts_key_file"),
+                    (s.nts_ntp_server.as_ref().map(|g| &g.origin), "nts_ntp_server"),
+                ] {
+                    if let Some(origin) = given {
+                        return Err(origin.error(format!(
+                            "{key} needs NTS, which needs nts_certificate and nts_private_key"
+                        )));
+                    }
+                }
+                None
+            }
+            (Some(cert), None) => {
+                return Err(cert
+                    .origin
+                    .error("NTS needs the certificate's key too (nts_private_key)"))
+            }
+            (None, Some(key)) => {
+                return Err(key.origin.error("NTS needs a certificate too (nts_certificate)"))
+            }
+            (Some(cert), Some(key)) => {
+                let default = crate::proto::nts::Rotation::default();
+                Some(NtsConfig {
+                    certificate: cert.value.0,
+                    private_key: key.value.0,
+                    ke_listen: s.nts_ke_listen.map_or_else(
+                        || DEFAULT_NTS_KE_LISTEN.parse().expect("a valid default"),
+                        |g| g.value.0,
+                    ),
+                    key_file: s
+                        .nts_key_file
+                        .map_or_else(|| PathBuf::from(DEFAULT_NTS_KEY_FILE), |g| g.value.0),
+                    rotation: crate::proto::nts::Rotation {
+                        period_s: s
+                            .nts_key_rotation
+                            .map_or(default.period_s, |g| g.value.0.as_secs().max(1)),
+                        grace: s.nts_key_grace.map_or(default.grace, |g| g.value.0 as u32),
+                    },
+                    ntp_server: s.nts_ntp_server.map(|g| g.value.0),
+                    ntp_port: s.nts_ntp_port.map(|g| g.value.0),
+                })
+            }
+        };
+
         Ok(ServerConfig {
             listen,
             cores,
@@ -621,6 +742,7 @@ impl ServerConfig {
             metrics,
             control,
             upstream,
+            nts,
         })
     }
 }
@@ -820,12 +942,70 @@ mod tests {
                         buckets_log2: 20,
                         ..Default::default()
                     }),
+                    sample_shift: DEFAULT_CLIENTS_SAMPLE,
                     ..Default::default()
                 },
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),
+                nts: None,
             }
+        );
+    }
+
+    #[test]
+    fn nts_needs_a_certificate_and_its_key_and_takes_its_defaults() {
+        let c = from_file(
+            "nts_certificate = \"/etc/strata/cert.pem\"\nnts_private_key = \"/etc/strata/key.pem\"",
+        )
+        .unwrap();
+        let nts = c.nts.unwrap();
+        assert_eq!(nts.ke_listen, DEFAULT_NTS_KE_LISTEN.parse().unwrap());
+        assert_eq!(nts.key_file, PathBuf::from(DEFAULT_NTS_KEY_FILE));
+        assert_eq!(nts.rotation, crate::proto::nts::Rotation::default());
+        assert_eq!((nts.ntp_server, nts.ntp_port), (None, None));
+        let e = err(from_file("nts_certificate = \"/c.pem\""));
+        assert!(e.contains("nts_private_key"), "{e}");
+        let e = err(from_flags(&["--nts-private-key", "/k.pem"]));
+        assert!(e.contains("nts_certificate"), "{e}");
+        let e = err(from_file("nts_key_file = \"/k\""));
+        assert!(e.contains("nts_key_file needs NTS"), "{e}");
+        let e = err(from_flags(&[
+            "--nts-certificate",
+            "/c",
+            "--nts-private-key",
+            "/k",
+            "--nts-ntp-server",
+            "a b",
+        ]));
+        assert!(e.contains("not a host name"), "{e}");
+        let c = from_flags(&[
+            "--nts-certificate",
+            "/c",
+            "--nts-private-key",
+            "/k",
+            "--nts-key-rotation",
+            "3600",
+            "--nts-key-grace",
+            "3",
+            "--nts-ntp-server",
+            "ntp.example.net",
+            "--nts-ntp-port",
+            "1123",
+        ])
+        .unwrap()
+        .nts
+        .unwrap();
+        assert_eq!(
+            c.rotation,
+            crate::proto::nts::Rotation {
+                period_s: 3600,
+                grace: 3
+            }
+        );
+        assert_eq!(
+            (c.ntp_server.as_deref(), c.ntp_port),
+            (Some("ntp.example.net"), Some(1123))
         );
     }
 

@@ -340,6 +340,10 @@ integer_setting!(
     /// Clients the limiter's table holds (rounded up to a power of two, at least 1024).
     TrackedClients(u64), 1024..=(1 << 28)
 );
+integer_setting!(
+    /// The server's cap on answers per second, over every client (0: no cap).
+    TotalRate(u32), 0..=1_000_000_000
+);
 
 /// A prefix of the access list, `ADDR/LEN` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -605,6 +609,26 @@ impl Setting for FilePath {
             return Err(format!("{text:?} is not a file path"));
         }
         Ok(FilePath(PathBuf::from(text)))
+    }
+}
+
+/// The name or address NTS-KE gives clients for NTP (a DNS name or an IP address, as the NTPv4
+/// Server Negotiation record carries it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsServerName(pub String);
+
+impl Setting for NtsServerName {
+    fn parse(text: &str) -> Result<Self, String> {
+        let ok = !text.is_empty()
+            && text.len() <= 255
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        if ok {
+            Ok(NtsServerName(text.to_string()))
+        } else {
+            Err(format!("{text:?} is not a host name or an IP address"))
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! - [`report`]: everything read into one serializable picture;
 //! - [`exporter`], [`text`], [`http`]: that picture as Prometheus metrics on `GET /metrics`;
 //! - [`control_socket`], [`status_view`]: the same picture for `strata status` over a Unix socket;
-//! - [`observers`]: starting both endpoints for `strata serve`.
+//! - [`observers`]: starting both endpoints for `strata serve`;
+//! - [`clients`]: the most active clients, from the tiers' sampled requests, for `strata clients`.
 
 pub mod board;
+pub mod clients;
+pub mod clients_view;
 pub mod control_socket;
 pub mod exporter;
 pub mod http;

@@ -232,6 +232,35 @@ fn serverstats(out: &mut String, r: &Report) {
             sum("answered_unsync")
         );
     }
+    if let Some(n) = &r.nts {
+        let c = &n.sessions;
+        let _ = writeln!(
+            out,
+            "NTS             : NTS-KE on {}: {} session(s) ok, {} bad request, {} TLS failed, {} timed out, \
+             {} refused (busy {}, rate {}); cookie key {} in use for {} s of {} s, {} earlier accepted; \
+             {} authenticated replies",
+            n.ke_listen,
+            c.ok,
+            c.bad_request,
+            c.tls_failed,
+            c.timed_out,
+            c.busy + c.rate_limited,
+            c.busy,
+            c.rate_limited,
+            n.key_epoch,
+            n.key_age_s,
+            n.rotation_s,
+            n.grace,
+            r.total.replies_authenticated
+        );
+    }
+    if let Some(l) = &r.limiter {
+        let _ = writeln!(
+            out,
+            "Rate limiter    : {} of {} client slots in use, {} client(s) forgotten to make room",
+            l.tracked, l.slots, l.evicted
+        );
+    }
     let t = &r.total;
     let _ = writeln!(out, "Drops           : {}", nonzero(&t.drops));
     let _ = writeln!(out, "KoD sent        : {}", nonzero(&t.kiss));

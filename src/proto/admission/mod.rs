@@ -10,12 +10,16 @@
 
 pub mod acl;
 pub mod limiter;
+pub mod quota;
+pub mod samples;
+pub mod talkers;
 
 use std::net::IpAddr;
 
 use crate::proto::respond::{Admission, KissCode};
 pub use acl::{Acl, AclAction, Prefix};
 pub use limiter::{LimitDecision, Limiter, LimiterConfig};
+pub use quota::{Quota, QuotaConfig};
 
 /// What a denied client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +42,8 @@ pub enum Verdict {
     DropDenied,
     /// Over its rate; nothing is sent.
     DropLimited,
+    /// Over the server's total cap; nothing is sent.
+    DropQuota,
 }
 
 impl Verdict {
@@ -50,11 +56,22 @@ impl Verdict {
     }
 }
 
-/// The access list, what denied clients get, and the rate limiter (None: off).
+/// The access list, what denied clients get, the rate limiter and the server's total cap
+/// (None: off), and where sampled requests go for `strata clients` (None: nowhere).
 pub struct Admitter {
     pub acl: Acl,
     pub deny_action: DenyAction,
     pub limiter: Option<Limiter>,
+    pub quota: Option<Quota>,
+    pub samples: Option<Sampling>,
+}
+
+/// 1 in 2^shift requests go to the ring, keyed by the limiter's prefixes.
+pub struct Sampling {
+    pub shift: u8,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub ring: samples::SampleRing,
 }
 
 impl Admitter {
@@ -64,27 +81,61 @@ impl Admitter {
             acl: Acl::default(),
             deny_action: DenyAction::Drop,
             limiter: None,
+            quota: None,
+            samples: None,
         }
     }
 
+    /// [`Admitter::admit`], and the request sampled for `strata clients` when `draw`, a random
+    /// number from the caller, falls in the sampled share.
+    #[inline]
+    pub fn admit_sampled(&self, client: IpAddr, now_ns: u64, draw: u32) -> Verdict {
+        let verdict = self.admit(client, now_ns);
+        if let Some(s) = &self.samples {
+            if s.shift != 0 && draw & ((1u32 << s.shift.min(31)) - 1) == 0 {
+                s.ring.push(talkers::Sample {
+                    key: limiter::client_key(client, s.v4_prefix, s.v6_prefix),
+                    verdict: match verdict {
+                        Verdict::Answer(Admission::Serve) => talkers::SampleVerdict::Served,
+                        Verdict::Answer(Admission::Kiss(_)) => talkers::SampleVerdict::Kissed,
+                        Verdict::DropDenied => talkers::SampleVerdict::Denied,
+                        Verdict::DropLimited => talkers::SampleVerdict::Limited,
+                        Verdict::DropQuota => talkers::SampleVerdict::OverQuota,
+                    },
+                });
+            }
+        }
+        verdict
+    }
+
     /// The decision for a request from `client` at `now_ns` (any clock that does not go back;
-    /// the limiter measures intervals on it).
+    /// the limiter and the cap measure intervals on it). Whatever would be sent, the time or a
+    /// KoD, counts against the total cap.
     #[inline]
     pub fn admit(&self, client: IpAddr, now_ns: u64) -> Verdict {
-        if self.acl.lookup(client) == AclAction::Deny {
-            return match self.deny_action {
-                DenyAction::Drop => Verdict::DropDenied,
-                DenyAction::KissDeny => Verdict::Answer(Admission::Kiss(KissCode::Deny)),
-                DenyAction::KissRstr => Verdict::Answer(Admission::Kiss(KissCode::Rstr)),
-            };
-        }
-        match &self.limiter {
-            None => Verdict::Answer(Admission::Serve),
-            Some(limiter) => match limiter.check(client, now_ns) {
-                LimitDecision::Serve | LimitDecision::Leak => Verdict::Answer(Admission::Serve),
-                LimitDecision::Kiss => Verdict::Answer(Admission::Kiss(KissCode::Rate)),
-                LimitDecision::Drop => Verdict::DropLimited,
-            },
+        let (admission, busy) = if self.acl.lookup(client) == AclAction::Deny {
+            match self.deny_action {
+                DenyAction::Drop => return Verdict::DropDenied,
+                DenyAction::KissDeny => (Admission::Kiss(KissCode::Deny), true),
+                DenyAction::KissRstr => (Admission::Kiss(KissCode::Rstr), true),
+            }
+        } else {
+            match &self.limiter {
+                None => (Admission::Serve, false),
+                Some(limiter) => {
+                    let decision = limiter.check(client, now_ns);
+                    let admission = match decision {
+                        LimitDecision::Serve | LimitDecision::Burst | LimitDecision::Leak => Admission::Serve,
+                        LimitDecision::Kiss => Admission::Kiss(KissCode::Rate),
+                        LimitDecision::Drop => return Verdict::DropLimited,
+                    };
+                    (admission, decision.busy())
+                }
+            }
+        };
+        match &self.quota {
+            Some(quota) if !quota.take(now_ns, busy) => Verdict::DropQuota,
+            _ => Verdict::Answer(admission),
         }
     }
 }
@@ -104,6 +155,8 @@ mod tests {
             acl,
             deny_action: DenyAction::KissRstr,
             limiter: None,
+            quota: None,
+            samples: None,
         };
         let denied: IpAddr = "198.51.100.8".parse().unwrap();
         let allowed: IpAddr = "198.51.100.7".parse().unwrap();
@@ -115,5 +168,50 @@ mod tests {
         admitter.deny_action = DenyAction::Drop;
         assert_eq!(admitter.admit(denied, 0), Verdict::DropDenied);
         assert_eq!(Verdict::DropDenied.admission(), None);
+    }
+
+    #[test]
+    fn the_total_cap_serves_quiet_clients_first() {
+        const S: u64 = 1_000_000_000;
+        // A cap of 1000/s; 500 clients polling every second (500/s, within their rate) and 20
+        // abusers at 1000/s each, every one within the leak share of its own limit.
+        let admitter = Admitter {
+            acl: Acl::default(),
+            deny_action: DenyAction::Drop,
+            limiter: Some(Limiter::new(LimiterConfig::default(), [7, 11])),
+            quota: Some(Quota::new(QuotaConfig::share_of(1000, 1))),
+            samples: None,
+        };
+        let quiet = |i: u32| IpAddr::V4((0x0a00_0000 | i).into());
+        let abuser = |i: u32| IpAddr::V4((0xc000_0000 | i).into());
+        let (mut quiet_served, mut abusers_served, mut over_quota) = (0u64, 0u64, 0u64);
+        for ms in 0..10_000u64 {
+            let t = 100 * S + ms * 1_000_000;
+            for a in 0..20 {
+                match admitter.admit(abuser(a), t + a as u64) {
+                    Verdict::Answer(_) => abusers_served += 1,
+                    Verdict::DropQuota => over_quota += 1,
+                    _ => {}
+                }
+            }
+            if ms % 2 == 0 {
+                // One per millisecond pair: every client once a second.
+                let c = (ms / 2 % 500) as u32;
+                assert_eq!(
+                    admitter.admit(quiet(c), t + 100),
+                    Verdict::Answer(Admission::Serve),
+                    "quiet client {c} at {ms} ms"
+                );
+                quiet_served += 1;
+            }
+        }
+        assert_eq!(quiet_served, 5_000);
+        assert!(
+            over_quota > 0,
+            "the abusers' leak alone is over what the quiet ones leave"
+        );
+        // 10 s at 1000/s plus the 0.1 s burst, less the quiet clients' share.
+        assert!(abusers_served + quiet_served <= 10_000 + 101, "{abusers_served}");
+        assert!(abusers_served >= 4_500, "{abusers_served}");
     }
 }

@@ -22,20 +22,21 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
 use super::abi::{
     XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
-    ADMIT_LIMIT, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY, DENY_KISS_RSTR, MAPS,
-    MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG, MAP_COUNTERS, MAP_LIMITER,
-    MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+    ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY,
+    DENY_KISS_RSTR, MAPS, MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG,
+    MAP_COUNTERS, MAP_LIMITER, MAP_SAMPLES, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES,
+    PROGRAM_NAME,
 };
 use super::iface::Interface;
 use super::state_map::StateMap;
 use super::{devbound, existing, program};
-use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix};
+use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix, QuotaConfig};
 
 /// How the program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,11 @@ pub struct AdmissionOptions {
     pub deny_action: DenyAction,
     /// The limiter's settings and its hash's secret; None: no rate limiting.
     pub limiter: Option<(LimiterConfig, [u64; 2])>,
+    /// The server's total cap and the shares it is split in (one per receive queue the server
+    /// serves, over all its interfaces: each CPU keeps one share); None: no cap.
+    pub quota: Option<QuotaConfig>,
+    /// 1 in 2^sample_shift requests sampled for `strata clients`; 0: none.
+    pub sample_shift: u8,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -304,6 +310,16 @@ impl XdpProgram {
 
     /// A duplicate of the counters map's descriptor, for a reader on another thread
     /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
+    /// The ring of sampled requests for `strata clients`, taken out of the program (once: a
+    /// second call is an error).
+    pub fn take_samples(&mut self) -> io::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(MAP_SAMPLES)
+            .ok_or_else(|| other(format!("map {MAP_SAMPLES} is missing or was taken")))?;
+        RingBuf::try_from(map).map_err(|e| other(format!("map {MAP_SAMPLES}: {e}")))
+    }
+
     pub fn counters_map_fd(&self) -> io::Result<OwnedFd> {
         map_data(&self.ebpf, MAP_COUNTERS)?
             .fd()
@@ -495,6 +511,10 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
             DenyAction::KissDeny => DENY_KISS_DENY,
             DenyAction::KissRstr => DENY_KISS_RSTR,
         },
+        sample_shift: admission.sample_shift,
+        // The sampled client keys use the limiter's prefixes, or its defaults without it.
+        v4_prefix: LimiterConfig::default().v4_prefix,
+        v6_prefix: LimiterConfig::default().v6_prefix,
         ..XdpAdmitConfig::default()
     };
     if let Some((limiter, secret)) = admission.limiter {
@@ -507,6 +527,12 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
         config.kod = limiter.kod;
         config.v4_prefix = limiter.v4_prefix;
         config.v6_prefix = limiter.v6_prefix;
+    }
+    if let Some(quota) = admission.quota {
+        flags |= ADMIT_QUOTA;
+        config.quota_interval_ns = quota.interval_ns;
+        config.quota_quiet_span_ns = quota.quiet_span_ns;
+        config.quota_busy_span_ns = quota.busy_span_ns;
     }
     config.flags = flags;
     let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(ebpf, MAP_ADMIT)?)
