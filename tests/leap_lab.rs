@@ -1,6 +1,7 @@
 //! A leap second through running servers: a fake upstream (in this test, answering with
-//! `respond()` from a clock it fakes: a minute before 2027-01-01T00:00:00Z when the test
-//! starts) announces an inserted second and performs it as the kernel does (23:59:59 twice).
+//! `respond()` from a clock it fakes: half a minute before 2027-01-01T00:00:00Z when the test
+//! starts) announces an inserted (or deleted) second and performs it as the kernel does
+//! (23:59:59 twice, or skipped).
 //! Two strata servers synchronize to it, one answering in its XDP program (`--iface`), one on
 //! the socket path (`--listen`); a client queries both every quarter second across the leap.
 //!
@@ -30,11 +31,13 @@ const S: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
 
 /// The fake clock: this machine's CLOCK_REALTIME plus `offset`, on a uniform scale; its UTC
-/// steps back one second at `midnight` (Unix ns on that scale), announced from the day's start.
+/// steps back one second at `midnight` (Unix ns on that scale; `delta` +1), or forward a
+/// second before it (-1), announced from the day's start.
 #[derive(Clone, Copy)]
 struct FakeClock {
     offset: i64,
     midnight: i64,
+    delta: i8,
 }
 
 impl FakeClock {
@@ -42,18 +45,27 @@ impl FakeClock {
         realtime + self.offset
     }
 
+    /// The uniform instant of the step.
+    fn step(&self) -> i64 {
+        self.midnight + (self.delta as i64).min(0) * S
+    }
+
     /// UTC (Unix ns) at uniform time `u`.
     fn utc(&self, u: i64) -> i64 {
-        if u >= self.midnight {
-            u - S
+        if u >= self.step() {
+            u - self.delta as i64 * S
         } else {
             u
         }
     }
 
     fn leap(&self, u: i64) -> Leap {
-        if u >= self.midnight - DAY * S && u < self.midnight {
-            Leap::AddSecond
+        if u >= self.midnight - DAY * S && u < self.step() {
+            if self.delta > 0 {
+                Leap::AddSecond
+            } else {
+                Leap::DeleteSecond
+            }
         } else {
             Leap::NoWarning
         }
@@ -148,16 +160,29 @@ fn wait_log(server: &Server, text: &str, secs: u64) {
 #[test]
 #[ignore = "needs root, network namespaces and XDP (make test runs it)"]
 fn an_upstream_s_inserted_second_served_by_both_paths() {
+    through_the_servers(1);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn an_upstream_s_deleted_second_served_by_both_paths() {
+    through_the_servers(-1);
+}
+
+fn through_the_servers(delta: i8) {
     if !Lab::available() {
         return;
     }
+    let what = if delta > 0 { "inserted" } else { "deleted" };
     let lab = Lab::up();
-    // The upstream's clock reads 2026-12-31T23:59:15Z now; the second is inserted 45 s on.
+    // The upstream's clock reads 2026-12-31T23:59:30Z now; the leap is half a minute on.
     let midnight = days_from_civil(2027, 1, 1) * DAY * S;
     let clock = FakeClock {
-        offset: midnight - 45 * S - read_clock_ns(libc::CLOCK_REALTIME),
+        offset: midnight - 30 * S - read_clock_ns(libc::CLOCK_REALTIME),
         midnight,
+        delta,
     };
+    let step = clock.step();
     let stop = Arc::new(AtomicBool::new(false));
     let socket = lab.run_in("up", || UdpSocket::bind("198.18.0.66:123").unwrap());
     let upstream = {
@@ -181,7 +206,7 @@ fn an_upstream_s_inserted_second_served_by_both_paths() {
         wait_log(s, "synchronized to 198.18.0.66 stratum 2", 30);
         wait_log(
             s,
-            "leap second scheduled: inserted at the end of 2026-12-31 UTC (source: upstreams)",
+            &format!("leap second scheduled: {what} at the end of 2026-12-31 UTC (source: upstreams)"),
             10,
         );
     }
@@ -195,14 +220,14 @@ fn an_upstream_s_inserted_second_served_by_both_paths() {
     let mut checked = [[0usize; 2]; 2];
     let mut worst = [0i64; 2];
     // From now until 12 s after the leap (strata folds it in 10 s after), every quarter second.
-    while clock.uniform_at(read_clock_ns(libc::CLOCK_REALTIME)) < midnight + 12 * S {
+    while clock.uniform_at(read_clock_ns(libc::CLOCK_REALTIME)) < step + 12 * S {
         for (i, (name, addr)) in servers.iter().enumerate() {
             let Some((sent, received, t3, li)) = query(&client, *addr) else {
                 continue;
             };
             let (u0, u1) = (clock.uniform_at(sent), clock.uniform_at(received));
             // Too close to the step to say which side the server read its clock on.
-            if (u0 - 50 * MS..u1 + 50 * MS).contains(&midnight) {
+            if (u0 - 50 * MS..u1 + 50 * MS).contains(&step) {
                 continue;
             }
             let served = t3.to_unix_nanos(midnight as i128) as i64;
@@ -217,20 +242,20 @@ fn an_upstream_s_inserted_second_served_by_both_paths() {
             assert!(
                 error.abs() < 20 * MS,
                 "{name}: served {served}, upstream time between {lo} and {hi} ({} ms from the leap)",
-                (u0 - midnight) / MS
+                (u0 - step) / MS
             );
             worst[i] = worst[i].max(error.abs());
-            let expected_li = if u1 < midnight { 1 } else { 0 };
+            let expected_li = if u1 < step { clock.leap(u1) as u8 } else { 0 };
             // The tick that clears the warning comes just after the step.
-            if u0 > midnight + 200 * MS || u1 < midnight {
+            if u0 > step + 200 * MS || u1 < step {
                 assert_eq!(
                     li,
                     expected_li,
                     "{name}: LI {li} at {} ms from the leap",
-                    (u0 - midnight) / MS
+                    (u0 - step) / MS
                 );
             }
-            checked[i][(u0 >= midnight) as usize] += 1;
+            checked[i][(u0 >= step) as usize] += 1;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -251,9 +276,9 @@ fn an_upstream_s_inserted_second_served_by_both_paths() {
             let after_sync = log.split("synchronized to 198.18.0.66").nth(1).unwrap_or("");
             assert!(!after_sync.contains(bad), "{}: {bad:?} in:\n{log}", servers[i].0);
         }
-        assert!(log.contains("leap second inserted"), "{log}");
+        assert!(log.contains(&format!("leap second {what}")), "{log}");
         println!(
-            "{}: {} replies before the leap, {} after, worst {:.3} ms from the upstream",
+            "{what} second, {}: {} replies before the leap, {} after, worst {:.3} ms from the upstream",
             servers[i].0,
             checked[i][0],
             checked[i][1],

@@ -448,3 +448,33 @@ fn with_the_kernel_armed_its_own_step_is_taken_not_served_twice() {
         .iter()
         .any(|e| matches!(e, Event::LeapDone { delta: 1 })));
 }
+
+#[test]
+fn polling_every_two_seconds_the_sources_stay_reachable_across_the_leap() {
+    // No sample is taken within 10 s of the leap, but the replies still count: with polls
+    // every 2 s, ten of them fall in that window, more than the eight that make a source
+    // unreachable. Nothing is lost, nothing holds over, no leap is scheduled again after it.
+    let midnight = NEW_YEAR_2017;
+    let setup = Setup {
+        true0: (midnight - 3 * 3600) * S,
+        minsources: 2,
+        skew_ppm: 20.0,
+        poll: 1,
+        ..Setup::default()
+    };
+    let mut sim = Sim::new(setup, leaping(midnight, 1));
+    let (_, leap) = served_at(&mut sim, (midnight - 600) * S);
+    assert_eq!(leap, Leap::AddSecond);
+    let synced_at = sim.t;
+    check_sequence(&mut sim, midnight, 1, Leap::AddSecond);
+    sim.run_until(t_of(&sim, (midnight + 600) * S));
+    assert_eq!(steps_and_falsetickers(&sim, synced_at), Vec::<String>::new());
+    let unreachable: Vec<_> = sim
+        .events
+        .iter()
+        .filter(|(t, e)| *t >= synced_at && matches!(e, Event::Unreachable { .. }))
+        .collect();
+    assert!(unreachable.is_empty(), "{unreachable:?}");
+    let status = sim.engine.leap_status(sim.kernel(sim.t));
+    assert_eq!((status.applied_s, status.scheduled), (1, None));
+}

@@ -457,11 +457,8 @@ impl Engine {
             precision: self.config.precision,
             max_distance: self.config.max_distance,
             leap: self.leap.scale(),
+            hold: self.near_leap(now),
         };
-        if self.near_leap(now) {
-            // Not a sample: the reply is let go, as if lost.
-            return;
-        }
         let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
             return;
         };
@@ -473,7 +470,7 @@ impl Engine {
             self.events.push(Event::Reachable { addr });
         }
         match outcome {
-            Outcome::Invalid(_) => {}
+            Outcome::Invalid(_) | Outcome::Held => {}
             Outcome::Kiss { code, known, poll } => {
                 let action = match known {
                     Some(crate::proto::respond::KissCode::Rate) => KissAction::SlowedDown { poll },

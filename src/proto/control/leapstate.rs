@@ -124,6 +124,8 @@ impl LeapState {
         }
         self.scale = self.scale.folded();
         self.scheduled = None;
+        // The warning was for this leap; the next selection says whether there is another.
+        self.upstream = Leap::NoWarning;
         events.push(Event::LeapDone { delta });
     }
 

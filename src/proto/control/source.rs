@@ -38,6 +38,9 @@ pub struct Context {
     /// The leap second of the served time: upstream timestamps are moved onto the uniform
     /// scale the kernel clock is measured on.
     pub leap: LeapScale,
+    /// Too close to a leap second to measure: a valid reply counts for reachability and its
+    /// header is kept, but it gives no sample.
+    pub hold: bool,
 }
 
 /// How the association talks to the source.
@@ -101,6 +104,8 @@ pub enum Outcome {
     },
     /// A valid reply that cannot be used for time (`Unfit::Loop`, `Unsynchronized`, `TooFar`).
     Unusable(Unfit),
+    /// A valid, usable reply that gives no sample: it came too close to a leap second.
+    Held,
     /// A measurement. `estimate` is set when the filter handed it (or an older, better sample)
     /// on to the regression.
     Measured {
@@ -317,6 +322,9 @@ impl Source {
             return self.unusable(Unfit::TooFar);
         }
         self.unusable = None;
+        if ctx.hold {
+            return Outcome::Held;
+        }
 
         let (offset, delay, mid) = packet::measure(
             t1,
