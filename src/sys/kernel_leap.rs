@@ -23,6 +23,15 @@ pub fn leap_status_bits(status: i32, delta: i8) -> i32 {
     }
 }
 
+/// Whether the kernel status word arms a leap of `delta` (+1 `STA_INS`, -1 `STA_DEL`).
+pub fn kernel_armed_for(status: i32, delta: i8) -> bool {
+    match delta.signum() {
+        1 => status & libc::STA_INS != 0,
+        -1 => status & libc::STA_DEL != 0,
+        _ => false,
+    }
+}
+
 /// The timex that arms (or disarms, `delta` 0) the kernel for a leap, from its current status.
 pub fn timex_for_leap(current_status: i32, delta: i8) -> libc::timex {
     // SAFETY: an all-zero timex is a valid value (modes 0, every field zero).
@@ -49,6 +58,14 @@ fn adjtimex(tx: &mut libc::timex) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     Ok(rc)
+}
+
+/// The kernel's status word and TAI offset, read without changing anything.
+pub fn read_kernel_leap() -> io::Result<(i32, i32)> {
+    // SAFETY: an all-zero timex with modes 0 is a read-only query.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    adjtimex(&mut tx)?;
+    Ok((tx.status, tx.tai))
 }
 
 /// Arms the kernel for a leap at the coming UTC midnight (+1 insert, -1 delete), or disarms it
@@ -87,6 +104,22 @@ mod tests {
         let tx = timex_for_leap(libc::STA_NANO, 1);
         assert_eq!(tx.modes, libc::ADJ_STATUS as libc::c_uint);
         assert_eq!(tx.status, libc::STA_NANO | libc::STA_INS);
+    }
+
+    #[test]
+    fn armed_means_the_bit_of_that_sign() {
+        assert!(kernel_armed_for(libc::STA_INS | libc::STA_NANO, 1));
+        assert!(!kernel_armed_for(libc::STA_INS, -1));
+        assert!(kernel_armed_for(libc::STA_DEL, -1));
+        assert!(!kernel_armed_for(libc::STA_NANO, 1));
+        assert!(!kernel_armed_for(libc::STA_INS | libc::STA_DEL, 0));
+    }
+
+    #[test]
+    fn reading_the_kernel_s_leap_state_changes_nothing() {
+        // A read-only query (modes 0): safe on any machine.
+        let (_status, tai) = read_kernel_leap().unwrap();
+        assert!((0..1000).contains(&tai), "{tai}");
     }
 
     #[test]

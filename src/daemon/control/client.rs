@@ -18,6 +18,7 @@ use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
+use crate::proto::control::leapplan::DAY;
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
 use crate::proto::state::Published;
@@ -25,7 +26,7 @@ use crate::proto::wire::ntp::Leap;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 use crate::sys::handoff::SymmetricReceiver;
-use crate::sys::kernel_leap::set_kernel_leap;
+use crate::sys::kernel_leap::{kernel_armed_for, read_kernel_leap, set_kernel_leap};
 
 /// The longest the loop waits before it looks at the shutdown flag and the symmetric channel.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -250,8 +251,8 @@ impl Shell {
         }
         if self.system.is_some() {
             self.discipline_system(stepped);
-            self.kernel_leap();
         }
+        self.kernel_leap();
         let published = self.engine.published();
         if published != self.last_published {
             self.publisher.publish(&published);
@@ -298,23 +299,47 @@ impl Shell {
         }
     }
 
-    /// Arms the kernel for a stepped leap during its last day, sees it done (the kernel's TAI
-    /// offset moves), tells the engine, and disarms it (see `crate::sys::kernel_leap`).
+    /// The kernel and a stepped leap second due within the day (see `crate::sys::kernel_leap`).
+    /// Whoever armed the kernel for it (strata with `--discipline-system`, or another daemon),
+    /// CLOCK_REALTIME will carry it, and the engine is told so; once the kernel's TAI offset has
+    /// moved by it, the kernel has performed it, and the engine takes the kernel's step. With
+    /// `--discipline-system` strata arms the kernel during the last day, and disarms it after.
     fn kernel_leap(&mut self) {
-        if self.armed != 0 {
-            let tai = kernel_tai_offset();
-            if tai == self.tai + self.armed as i32 {
+        let now = kernel_now();
+        let status = self.engine.leap_status(now);
+        let due = status
+            .scheduled
+            .is_some_and(|s| s.midnight - now.div_euclid(1_000_000_000) <= DAY + 60);
+        let pending = self.engine.pending_step().filter(|_| due);
+        if pending.is_none() && self.armed == 0 {
+            return;
+        }
+        let (kernel_status, tai) = match read_kernel_leap() {
+            Ok(state) => state,
+            Err(e) => {
+                log::debug!("cannot read the kernel's leap state: {e}");
+                return;
+            }
+        };
+        if let Some(delta) = pending {
+            let armed = kernel_armed_for(kernel_status, delta);
+            if armed && tai == self.tai + delta as i32 {
                 log::info!(
                     "the kernel performed the leap second: its TAI-UTC went from {} s to {tai} s",
                     self.tai
                 );
                 self.tai = tai;
                 self.engine.kernel_leapt(kernel_now());
+            } else {
+                self.engine.set_kernel_leap(armed);
             }
         }
-        let announced = self.engine.leap_status(kernel_now()).announced != Leap::NoWarning;
-        let want = match self.engine.pending_step() {
-            Some(delta) if announced || self.armed == delta => delta,
+        if self.system.is_none() {
+            return;
+        }
+        let pending = self.engine.pending_step();
+        let want = match pending {
+            Some(delta) if status.announced != Leap::NoWarning || self.armed == delta => delta,
             _ => 0,
         };
         if want == self.armed || (self.arming_failed && want != 0) {
@@ -343,9 +368,11 @@ impl Shell {
     }
 
     fn housekeeping(&mut self) {
+        // First: a kernel that has just leapt moved its TAI offset, which is not a change to
+        // take alone.
+        self.kernel_leap();
         let tai = kernel_tai_offset();
-        // While armed, the kernel's own leap moves its offset: `kernel_leap` takes that.
-        if tai != self.tai && self.armed == 0 {
+        if tai != self.tai {
             log::info!("kernel TAI-UTC offset changed from {} s to {tai} s", self.tai);
             self.tai = tai;
             self.engine.set_tai_offset(tai);
