@@ -201,8 +201,9 @@ impl Engine {
         self.refresh_leap(now);
     }
 
-    /// With `--discipline-system`: the kernel was armed (STA_INS/STA_DEL) to step
-    /// CLOCK_REALTIME at the pending leap itself, or disarmed.
+    /// The kernel is armed (STA_INS/STA_DEL, by strata's `--discipline-system` or by another
+    /// daemon) to step CLOCK_REALTIME at the pending leap itself, or not: readings of that clock
+    /// then already carry the leap.
     pub fn set_kernel_leap(&mut self, armed: bool) {
         self.leap.set_kernel(armed);
     }
