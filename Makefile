@@ -2,11 +2,11 @@
 # Both install what they need (Debian packages as root, cargo tools) when it is missing.
 
 SHELL := /bin/bash
-DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool
+DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run test deps build check unit fuzz bench clean
+.PHONY: run test deps build check unit fuzz bench clean deb
 
 ## run: the whole system in about a minute: a netns lab, chronyd upstream, strata on the XDP path
 ## synced to it, a real client, a short load sweep, `strata status` and /metrics; all removed after.
@@ -15,7 +15,8 @@ run: deps build
 	bash bench/demo
 
 ## test: formatting, lints, every test (unit, property, integration, interop), and the fuzz run.
-test: deps check unit fuzz
+## The package is built first: tests/deb_package.rs checks it (and, as root, installs and purges it).
+test: deps check deb unit fuzz
 
 deps:
 	@missing=""; \
@@ -33,6 +34,16 @@ deps:
 ## build: every binary the README mentions (strata, strata-loadgen, strata-loadgen-sink), release.
 build:
 	$(CARGO) build --release --locked --workspace --bins
+
+## deb: the Debian package, target/debian/strata_VERSION-1_ARCH.deb (cargo-deb; the man pages
+## rendered from the clap definitions by deploy/manpages). See [package.metadata.deb] in Cargo.toml.
+CARGO_DEB_VERSION := 3.8.0
+TARGET_DIR = $${CARGO_TARGET_DIR:-target}
+deb: deps build
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked
+	$(CARGO) run --release --locked -q -p strata-manpages -- $(TARGET_DIR)/release/man
+	gzip -9nf $(TARGET_DIR)/release/man/strata.8 $(TARGET_DIR)/release/man/strata-loadgen.8
+	$(CARGO) deb --no-build -p strata
 
 check:
 	$(CARGO) fmt --all -- --check

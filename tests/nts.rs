@@ -60,38 +60,43 @@ struct NtsServer {
 }
 
 fn serve(dir: &Path, cert: &Path, key: &Path, key_file: &Path) -> NtsServer {
+    serve_with(dir, cert, key, key_file, &[])
+}
+
+fn serve_with(dir: &Path, cert: &Path, key: &Path, key_file: &Path, extra: &[&str]) -> NtsServer {
     let port = free_udp_port();
     let ke_port = free_tcp_port();
     let listen = format!("127.0.0.1:{port}");
     let ke = format!("127.0.0.1:{ke_port}");
     let port_text = port.to_string();
-    let mut server = Server::start(
-        None,
-        &[
-            "--listen",
-            &listen,
-            "--local-stratum",
-            "1",
-            "--cores",
-            "0",
-            "--metrics",
-            "off",
-            "--control",
-            "off",
-            "--nts-certificate",
-            cert.to_str().unwrap(),
-            "--nts-private-key",
-            key.to_str().unwrap(),
-            "--nts-ke-listen",
-            &ke,
-            "--nts-key-file",
-            key_file.to_str().unwrap(),
-            "--nts-ntp-port",
-            &port_text,
-        ],
-        Some(listen.parse().unwrap()),
-    );
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--local-stratum",
+        "1",
+        "--cores",
+        "0",
+        "--metrics",
+        "off",
+        "--control",
+        "off",
+        "--nts-certificate",
+        cert.to_str().unwrap(),
+        "--nts-private-key",
+        key.to_str().unwrap(),
+        "--nts-ke-listen",
+        &ke,
+        "--nts-key-file",
+        key_file.to_str().unwrap(),
+        "--nts-ntp-port",
+        &port_text,
+    ];
+    args.extend_from_slice(extra);
+    // With require_nts the start-up probe (a plain request) gets nothing: no probe then.
+    let probe = (!extra.contains(&"--require-nts")).then(|| listen.parse().unwrap());
+    let mut server = Server::start(None, &args, probe);
     server.wait_for_log("NTS-KE on");
+    server.wait_for_log("listening on");
     let _ = dir;
     NtsServer {
         server,
@@ -193,6 +198,16 @@ fn nts_ke_cookies_authenticated_replies_naks_and_a_second_node_sharing_the_key()
     assert_eq!(
         nts_client::verify(&exchange(c.ntp, &request).unwrap(), &[1; 32], &est.keys),
         Err(nts_client::ReplyError::Nak)
+    );
+    // require_nts: a plain request gets nothing, an NTS one its answer.
+    let d = serve_with(&dir.0, &cert, &key, &key_file, &["--require-nts", "on"]);
+    assert_eq!(exchange(d.ntp, &header()), None);
+    assert!(nts_client::verify(&exchange(d.ntp, &request).unwrap(), &[1; 32], &est.keys).is_ok());
+    let (status, log) = d.server.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("nts_required 1") || log.contains("1 nts_required"),
+        "{log}"
     );
     // A client that does not trust the CA gets no session.
     let untrusting = ke_client::client_config(Some(b"")).unwrap();

@@ -16,6 +16,10 @@ use crate::daemon::control::{self, ControlConfig};
 use crate::daemon::nts::NtsService;
 use crate::daemon::observe::report::Observed;
 use crate::daemon::observe::{clients, observers};
+use crate::daemon::reload;
+use crate::daemon::run_as;
+use crate::daemon::service_status::ServiceStatus;
+use crate::daemon::signals::Signals;
 use crate::proto::admission::samples::SampleRing;
 use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig, Sampling};
 use crate::proto::nts::NtsKeys;
@@ -26,18 +30,26 @@ const SAMPLE_RING: usize = 16_384;
 use crate::proto::metrics::{self, ResponderCounters};
 use crate::proto::state::{StateReader, UnsyncPolicy};
 use crate::sys::fastpath;
+use crate::sys::notify::Notifier;
+use crate::sys::privilege::RunAs;
 use crate::sys::socket::{self, SocketConfig};
 
-/// Runs the server until SIGINT or SIGTERM (Ok) or a failure (the message).
-pub fn run(config: &ServerConfig) -> Result<(), String> {
+/// How the server runs as a service, beyond its configuration.
+#[derive(Default)]
+pub struct Service {
+    /// The user to switch to once set up (resolved by [`run_as::resolve`] before the start).
+    pub run_as: Option<RunAs>,
+    /// Reads the configuration again on SIGHUP; None: SIGHUP only says it has nothing to read.
+    pub reload: Option<reload::Loader>,
+    /// Changes the logger's level and format on a reload.
+    pub log: Option<Box<dyn reload::LogControl>>,
+}
+
+/// Runs the server until SIGINT, SIGTERM or SIGUSR1 (Ok) or a failure (the message).
+pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
     let started = SystemTime::now();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while shutting down ends the process at once (exit code 1).
-        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
-            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
-            .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
-    }
+    let signals = Signals::install()?;
+    let shutdown = signals.shutdown.clone();
 
     let control = control::start(ControlConfig::from(config), shutdown.clone())
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
@@ -148,7 +160,14 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         clients: clients.as_ref().map(|(watch, _)| watch.clone()),
         nts: nts.as_ref().map(|n| n.view()),
     };
-    let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
+    let owner = service.run_as.as_ref().map(|u| (u.uid, u.gid));
+    let observers = match observers::start(
+        observed,
+        &config.metrics,
+        &config.control,
+        owner,
+        shutdown.clone(),
+    ) {
         Ok(observers) => observers,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
@@ -164,6 +183,37 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         }
     };
 
+    // Everything that needs root is done: the program is attached, the sockets bound.
+    let mut fatal = None;
+    match &service.run_as {
+        Some(user) => {
+            match run_as::switch(
+                user,
+                run_as::control_thread_keeps(config.upstream.discipline_system),
+            ) {
+                Ok(line) => info!("{line}"),
+                Err(e) => {
+                    fatal = Some(e);
+                    shutdown.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        // SAFETY: geteuid cannot fail and touches no memory.
+        None if unsafe { libc::geteuid() } == 0 => {
+            info!("running as root for the whole run: `user` (--user NAME) switches to that user once set up")
+        }
+        None => {}
+    }
+
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!("not notifying systemd: {e}");
+        Notifier::disabled()
+    });
+    let mut status = ServiceStatus::new(notifier, control.reader());
+    if fatal.is_none() {
+        status.ready();
+    }
+    let mut running = config.clone();
     let mut died = false;
     let mut checksums = ChecksumWatch::default();
     while !shutdown.load(Ordering::Relaxed) {
@@ -172,12 +222,32 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
             shutdown.store(true, Ordering::Relaxed);
             break;
         }
+        // Without the control thread the served state goes stale: stop (and stop the
+        // watchdog pings) rather than serve it, so that systemd restarts the service.
+        if control.is_finished() {
+            fatal = Some("the control thread stopped unexpectedly".to_string());
+            shutdown.store(true, Ordering::Relaxed);
+            break;
+        }
+        if signals.take_reload() {
+            status.reloading();
+            reload_config(&mut running, &service);
+            if let Some(nts) = &nts {
+                // The NTS-KE thread reads the certificate and key again now (it also does when
+                // their files change).
+                nts.reload.store(true, Ordering::Relaxed);
+                info!("reload (SIGHUP): the NTS certificate and key are read again");
+            }
+            status.reloaded();
+        }
+        status.tick();
         if let Some(warning) = checksums.check(&metrics::total(server.responders())) {
             warn!("{warning}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if !died {
+    status.stopping();
+    if !died && fatal.is_none() {
         info!("shutting down");
     }
     let (responders, failures) = server.join();
@@ -194,6 +264,9 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         }
     }
     log_counters(&responders);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
     if died || !failures.is_empty() {
         let mut failures = failures;
         if failures.is_empty() {
@@ -202,6 +275,24 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         return Err(failures.join("; "));
     }
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again and applies what can be applied (see [`reload`]).
+fn reload_config(running: &mut ServerConfig, service: &Service) {
+    struct NoLog;
+    impl reload::LogControl for NoLog {
+        fn set_level(&self, level: log::LevelFilter) {
+            log::set_max_level(level);
+        }
+        fn set_format(&self, _: crate::daemon::config::LogFormat) {}
+    }
+    let Some(loader) = &service.reload else {
+        info!("reload (SIGHUP): nothing to read again (no configuration file or flags were given)");
+        return;
+    };
+    let log: &dyn reload::LogControl = service.log.as_deref().unwrap_or(&NoLog);
+    let outcome = loader().map(|new| reload::apply(running, new, log));
+    reload::log_outcome(&outcome);
 }
 
 /// The path that serves: the socket path or the XDP path's threads.
@@ -253,8 +344,13 @@ impl Running {
                 let stopped = s.join();
                 for (iface, counters) in &stopped.programs {
                     match counters {
-                        Ok(c) => info!("xdp program on {iface}: {c}"),
-                        Err(e) => warn!("xdp program on {iface}: cannot read its counters: {e}"),
+                        Ok(c) => {
+                            info!(event = "xdp_detach", iface = iface.as_str(); "xdp program on {iface}: {c}")
+                        }
+                        Err(e) => warn!(
+                            event = "xdp_detach", iface = iface.as_str();
+                            "xdp program on {iface}: cannot read its counters: {e}"
+                        ),
                     }
                 }
                 (stopped.responders, stopped.failures)
@@ -436,6 +532,7 @@ fn start_xdp(
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     for served in server.served() {
         info!(
+            event = "xdp_attach", iface = served.interface.name.as_str(), attach:% = served.mode;
             "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
              cores {}, batch size {}{}; {})",
             config.ntp_port,

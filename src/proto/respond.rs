@@ -74,10 +74,13 @@ pub enum DropReason {
     RateLimited,
     /// Over the server's total cap (admission; `respond()` itself never says this).
     OverQuota,
+    /// Not NTS-protected, and the server answers only NTS (`require_nts`; the pipeline says
+    /// this, `respond()` never does).
+    NtsRequired,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -91,6 +94,7 @@ impl DropReason {
         DropReason::Denied,
         DropReason::RateLimited,
         DropReason::OverQuota,
+        DropReason::NtsRequired,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -109,6 +113,7 @@ impl DropReason {
             DropReason::Denied => "denied",
             DropReason::RateLimited => "rate_limited",
             DropReason::OverQuota => "over_quota",
+            DropReason::NtsRequired => "nts_required",
         }
     }
 

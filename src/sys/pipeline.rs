@@ -189,6 +189,8 @@ pub struct Pipeline<C: Carrier, R: Record> {
     draw: std::cell::Cell<u32>,
     /// NTS, when the server has it: NTS requests are answered by `respond_nts`.
     nts: Option<NtsResponder>,
+    /// Only NTS requests are answered (`require_nts`); the rest are dropped.
+    require_nts: bool,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -207,6 +209,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             // Any odd seed: which requests are sampled needs no secret, only no pattern.
             draw: std::cell::Cell::new(0x9e37_79b9),
             nts: None,
+            require_nts: false,
         }
     }
 
@@ -219,7 +222,10 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
 
     /// This path answers NTS requests with `nts` (None: they get a plain, unauthenticated
     /// answer, which an NTS client ignores).
+    /// With `require` set in it, only NTS requests are answered: the others are dropped
+    /// (`nts_required`).
     pub fn with_nts(mut self, nts: Option<NtsResponder>) -> Self {
+        self.require_nts = nts.as_ref().is_some_and(|n| n.require);
         self.nts = nts;
         self
     }
@@ -308,12 +314,16 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         let rx_time = self.ntp_time(stamp.ns);
         let state = &self.published.server;
         let mut refused = None;
+        let require_nts = self.require_nts;
         let result = match self.nts.as_mut() {
             None => self.carrier.answer(buf, rx_time, admission, state),
             Some(nts) => {
                 let clock = &self.published.clock;
                 self.carrier.answer_with(buf, |ntp| {
                     if !is_nts(ntp) {
+                        if require_nts {
+                            return Err(DropReason::NtsRequired);
+                        }
                         return respond::respond(ntp, rx_time, rx_time, admission, state);
                     }
                     // T3 is sealed into the reply: read now, as late as the answer allows.

@@ -15,6 +15,8 @@
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
+//! log_format = "text"                    # text | json: one line per event either way
+//! user = "strata"                        # run as this user once set up (started as root)
 //! metrics = "127.0.0.1:9123"             # Prometheus /metrics endpoint, or "off"
 //! control = "/run/strata/control.sock"   # `strata status` socket, or "off"
 //! server = ["time1.example.net iburst"]  # upstream servers: HOST[:PORT] [iburst] [prefer]
@@ -62,9 +64,9 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
-    Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, NtsServerName, OffOr, OnOff,
-    Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TotalRate,
-    TrackedClients, V4PrefixLen, V6PrefixLen,
+    Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, NtsServerName,
+    OffOr, OnOff, Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
+    TotalRate, TrackedClients, UserName, V4PrefixLen, V6PrefixLen,
 };
 
 settings! {
@@ -88,6 +90,13 @@ settings! {
 
     /// Log level [default: RUST_LOG if set, else info]
     log_level: Option<LogLevel>, flag(value_name = "LEVEL"), key "log_level";
+
+    /// Log line format [default: text]
+    log_format: Option<LogFormat>, flag(value_name = "FORMAT"), key "log_format";
+
+    /// Run as this user (and its group) once set up: started as root, strata loads the XDP
+    /// program and binds its sockets, then switches and keeps no capability [default: stay]
+    user: Option<UserName>, flag(value_name = "NAME"), key "user";
 
     /// Interface to serve on through XDP/AF_XDP, every receive queue; repeatable
     iface: Vec<InterfaceName>, flag(value_name = "IF"), key "iface";
@@ -236,6 +245,10 @@ settings! {
 
     /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
     nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
+
+    /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
+    /// nothing itself) [default: off]
+    require_nts: Option<OnOff>, flag(value_name = "on|off"), key "require_nts";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -300,6 +313,10 @@ pub struct ServerConfig {
     pub batch_size: usize,
     /// None: not given (the caller falls back to `RUST_LOG`, then `info`).
     pub log_level: Option<LevelFilter>,
+    /// Text or JSON lines.
+    pub log_format: LogFormat,
+    /// The user to run as once set up (None: stay as started).
+    pub user: Option<String>,
     /// Interfaces for the XDP path (no duplicates).
     pub interfaces: Vec<String>,
     /// UDP port of requests on the XDP path and its socket fallback.
@@ -332,6 +349,8 @@ pub struct NtsConfig {
     pub rotation: crate::proto::nts::Rotation,
     pub ntp_server: Option<String>,
     pub ntp_port: Option<u16>,
+    /// Only NTS requests are answered.
+    pub require: bool,
 }
 
 /// Where the NTS-KE server listens unless told.
@@ -683,6 +702,7 @@ impl ServerConfig {
                     (s.nts_ke_listen.as_ref().map(|g| &g.origin), "nts_ke_listen"),
                     (s.nts_key_file.as_ref().map(|g| &g.origin), "nts_key_file"),
                     (s.nts_ntp_server.as_ref().map(|g| &g.origin), "nts_ntp_server"),
+                    (s.require_nts.as_ref().map(|g| &g.origin), "require_nts"),
                 ] {
                     if let Some(origin) = given {
                         return Err(origin.error(format!(
@@ -720,6 +740,7 @@ impl ServerConfig {
                     },
                     ntp_server: s.nts_ntp_server.map(|g| g.value.0),
                     ntp_port: s.nts_ntp_port.map(|g| g.value.0),
+                    require: s.require_nts.is_some_and(|g| g.value.0),
                 })
             }
         };
@@ -733,11 +754,14 @@ impl ServerConfig {
             unsynchronized: s.unsynchronized.map(|g| g.value).unwrap_or_default(),
             batch_size: s.batch_size.map_or(DEFAULT_BATCH_SIZE, |g| g.value.0),
             log_level: s.log_level.map(|g| g.value.0),
+            log_format: s.log_format.map(|g| g.value).unwrap_or_default(),
+            user: s.user.map(|g| g.value.0),
             interfaces,
             ntp_port: s.ntp_port.map_or(DEFAULT_NTP_PORT, |g| g.value.0),
             force: s.force.is_some_and(|g| g.value),
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
-            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0),
+            // With require_nts the program must not answer plain requests itself.
+            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
             admission,
             metrics,
             control,
@@ -932,6 +956,8 @@ mod tests {
                 unsynchronized: UnsyncPolicy::Drop,
                 batch_size: 1024,
                 log_level: Some(LevelFilter::Debug),
+                log_format: LogFormat::Text,
+                user: None,
                 interfaces: vec![],
                 ntp_port: 123,
                 force: false,
@@ -1308,6 +1334,31 @@ mod tests {
         let e = err(from_file("unsynchronized = true"));
         assert!(e.contains("expected a string, found a boolean"), "{e}");
         assert_eq!(unsync_policy_name(UnsyncPolicy::Drop), "drop");
+    }
+
+    #[test]
+    fn user_and_log_format() {
+        let c = from_flags(&[]).unwrap();
+        assert_eq!((c.user, c.log_format), (None, LogFormat::Text));
+        let c = from_file("user = \"strata\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.log_format),
+            (Some("strata"), LogFormat::Json)
+        );
+        let c = from_flags(&["--user", "ntp", "--log-format", "text"]).unwrap();
+        assert_eq!((c.user.as_deref(), c.log_format), (Some("ntp"), LogFormat::Text));
+        for bad in ["", "a:b", "a b", "-x", "../root"] {
+            let e = err(from_file(&format!("user = {bad:?}")));
+            assert!(
+                e.contains("config key `user`") && e.contains("is not a user name"),
+                "{e}"
+            );
+        }
+        let e = err(from_file("log_format = \"xml\""));
+        assert!(
+            e.contains("\"xml\" is not one of json, text") || e.contains("is not one of text, json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1758,6 +1809,8 @@ mod hostile_input_tests {
             from_flags(&[])
                 .map(|d| ServerConfig {
                     cores: c.cores.clone(),
+                    // The one key it sets: the package's service runs as the package's user.
+                    user: Some("strata".into()),
                     ..d
                 })
                 .unwrap()

@@ -545,6 +545,56 @@ impl fmt::Display for InterfaceName {
     }
 }
 
+/// A user name to run as (`user`): looked up when the server starts, refused here only when it
+/// cannot be a name at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(pub String);
+
+impl Setting for UserName {
+    fn parse(text: &str) -> Result<Self, String> {
+        // What useradd accepts, roughly: no separators of /etc/passwd, no spaces, and short.
+        let bad = text.is_empty()
+            || text.len() > 32
+            || text.starts_with('-')
+            || text
+                .chars()
+                .any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(format!("{text:?} is not a user name"));
+        }
+        Ok(UserName(text.to_string()))
+    }
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `LEVEL target: message key=value ...`, for people and journald.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Setting for LogFormat {
+    const CHOICES: &'static [Choice<LogFormat>] = &[
+        Choice::new(
+            "text",
+            LogFormat::Text,
+            "One line of text per event, as journald shows it",
+        ),
+        Choice::new(
+            "json",
+            LogFormat::Json,
+            "One JSON object per line, for log collectors",
+        ),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+}
+
 /// An endpoint that may be turned off: `off`, or a place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffOr<T>(pub Option<T>);

@@ -79,6 +79,8 @@ pub(super) struct Shell {
     /// whether arming failed (then strata applies the leap to its own time only).
     armed: i8,
     arming_failed: bool,
+    /// adjtimex cannot even be read (systemd's ProtectClock): said once.
+    kernel_unreadable: bool,
     last_published: Published,
     buf: [u8; 1024],
 }
@@ -140,6 +142,7 @@ impl Shell {
             tai,
             armed: 0,
             arming_failed: false,
+            kernel_unreadable: false,
             last_published,
             buf: [0; 1024],
         }
@@ -151,6 +154,10 @@ impl Shell {
         }
         let mut next_housekeeping = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
+            // Once the process switched to `user`: keep only CAP_SYS_TIME, if this thread kept any.
+            if let Err(e) = crate::sys::privilege::settle_this_thread() {
+                log::warn!("the control thread cannot trim its capabilities: {e}");
+            }
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {
@@ -314,16 +321,33 @@ impl Shell {
         if pending.is_none() && self.armed == 0 {
             return;
         }
-        let (kernel_status, tai) = match read_kernel_leap() {
-            Ok(state) => state,
-            Err(e) => {
-                log::debug!("cannot read the kernel's leap state: {e}");
-                return;
+        // Under systemd's ProtectClock even a read-only adjtimex is refused: then whether the
+        // kernel is armed is unknown, and only its TAI offset (CLOCK_TAI - CLOCK_REALTIME)
+        // moving by the leap, at the leap, says that it leapt.
+        let read = if self.kernel_unreadable {
+            None
+        } else {
+            match read_kernel_leap() {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    // Said once, and not asked again: the answer will not change.
+                    self.kernel_unreadable = true;
+                    log::info!(
+                        "cannot read the kernel's leap state ({e}): a leap the kernel performs \
+                         is seen by its TAI offset alone"
+                    );
+                    None
+                }
             }
         };
+        let (armed, tai) = match (read, pending) {
+            (Some((status, tai)), Some(delta)) => (Some(kernel_armed_for(status, delta)), tai),
+            (Some((_, tai)), None) => (None, tai),
+            (None, _) => (None, kernel_tai_offset()),
+        };
         if let Some(delta) = pending {
-            let armed = kernel_armed_for(kernel_status, delta);
-            if armed && tai == self.tai + delta as i32 {
+            let leapt = tai == self.tai + delta as i32 && armed.unwrap_or_else(|| self.engine.near_leap(now));
+            if leapt {
                 log::info!(
                     "the kernel performed the leap second: its TAI-UTC went from {} s to {tai} s",
                     self.tai
@@ -331,7 +355,7 @@ impl Shell {
                 self.tai = tai;
                 self.engine.kernel_leapt(kernel_now());
             } else {
-                self.engine.set_kernel_leap(armed);
+                self.engine.set_kernel_leap(armed.unwrap_or(false));
             }
         }
         if self.system.is_none() {
@@ -519,9 +543,11 @@ impl Shell {
 }
 
 fn log_event(event: &Event) {
-    match event {
-        Event::Measurement(_) | Event::Statistics(_) => log::debug!("{event}"),
-        Event::CorrectionRefused { .. } => log::error!("{event}"),
+    use log::Level;
+    // One line per event, with its fields (super::event_log).
+    let level = match event {
+        Event::Measurement(_) | Event::Statistics(_) => Level::Debug,
+        Event::CorrectionRefused { .. } => Level::Error,
         Event::Kiss {
             action: KissAction::Dropped,
             ..
@@ -532,7 +558,8 @@ fn log_event(event: &Event) {
         | Event::Unsynchronized { .. }
         | Event::Holdover { .. }
         | Event::Overridden { .. }
-        | Event::Step { .. } => log::warn!("{event}"),
-        _ => log::info!("{event}"),
-    }
+        | Event::Step { .. } => Level::Warn,
+        _ => Level::Info,
+    };
+    super::event_log::log(event, level, module_path!());
 }

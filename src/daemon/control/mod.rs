@@ -13,6 +13,7 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod event_log;
 pub mod leapfile;
 pub mod resolve;
 pub mod statslog;
@@ -158,9 +159,19 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         up.discipline_system,
     )
     .with_leap_file(leap_file);
+    // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
+    // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
+    let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);
     let thread = thread::Builder::new()
         .name("strata-control".into())
-        .spawn(move || shell.run(&shutdown))?;
+        .spawn(move || {
+            if let Some(cap) = keep {
+                if let Err(e) = crate::sys::privilege::keep_in_this_thread(cap) {
+                    log::warn!("the control thread cannot keep {cap} across the switch of user: {e}");
+                }
+            }
+            shell.run(&shutdown)
+        })?;
     Ok(Control {
         reader,
         board,
@@ -223,6 +234,11 @@ impl Control {
     /// The snapshot as published now.
     pub fn published(&self) -> Published {
         self.reader.read()
+    }
+
+    /// Whether the thread has ended (before a shutdown: it panicked).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
     }
 
     /// Waits for the thread to stop (after the shutdown flag was set).

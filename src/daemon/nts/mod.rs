@@ -89,6 +89,7 @@ impl NtsService {
         let keys = NtsKeys {
             master,
             rotation: config.rotation,
+            require: config.require,
         };
         let stats = Arc::new(KeStats::default());
         let reload = Arc::new(AtomicBool::new(false));
@@ -106,10 +107,15 @@ impl NtsService {
         )
         .map_err(|e| e.to_string())?;
         log::info!(
-            "NTS-KE on {ke_addr} (TLS 1.3, ALPN ntske/1; certificate {}); cookie keys rotate every {} s, {} earlier ones accepted",
+            "NTS-KE on {ke_addr} (TLS 1.3, ALPN ntske/1; certificate {}); cookie keys rotate every {} s, {} earlier ones accepted{}",
             config.certificate.display(),
             config.rotation.period_s,
-            config.rotation.grace
+            config.rotation.grace,
+            if config.require {
+                "; only NTS requests are answered (require_nts)"
+            } else {
+                ""
+            }
         );
         Ok(NtsService {
             keys,

@@ -233,8 +233,9 @@ impl Engine {
         self.leap.status(self.pre_leap(now))
     }
 
-    /// Whether kernel time `now` is too close to the leap to take a sample.
-    fn near_leap(&self, now: i64) -> bool {
+    /// Whether kernel time `now` is within [`LEAP_CLOSE`] of the pending leap (no sample is
+    /// taken then).
+    pub fn near_leap(&self, now: i64) -> bool {
         self.leap.near(self.pre_leap(now))
     }
 

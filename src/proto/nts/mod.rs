@@ -26,6 +26,8 @@ pub use packet::{is_nts, respond_nts, NtsContext, NtsOutcome, NtsRefusal};
 pub struct NtsResponder {
     pub keys: CookieKeys,
     pub nonces: nonce::NonceSource,
+    /// Only NTS requests are answered (`require_nts`).
+    pub require: bool,
 }
 
 /// The server's NTS key material as every thread gets it: the master key and the rotation.
@@ -33,6 +35,8 @@ pub struct NtsResponder {
 pub struct NtsKeys {
     pub master: [u8; MASTER_KEY_LEN],
     pub rotation: Rotation,
+    /// Only NTS requests are answered (`require_nts`).
+    pub require: bool,
 }
 
 impl NtsKeys {
@@ -41,6 +45,7 @@ impl NtsKeys {
         NtsResponder {
             keys: CookieKeys::new(self.master, self.rotation),
             nonces: nonce::NonceSource::new(seed),
+            require: self.require,
         }
     }
 }
