@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use strata::proto::clock::ClockParams;
+use strata::proto::clock::{ClockParams, LeapScale};
 use strata::proto::frame::{reply_in_place, FrameReply};
 use strata::proto::respond::Admission;
 use strata::proto::state::{Published, ServerState, UnsyncPolicy};
@@ -67,6 +67,7 @@ fn corrected_clock() -> ClockParams {
         base_ns: read_clock_ns(libc::CLOCK_REALTIME) - 100_000_000_000,
         offset_ns: 12_345_678_901,
         frequency_q48: ClockParams::frequency_q48_from_ppm(37.5),
+        leap: Default::default(),
     }
 }
 
@@ -668,6 +669,128 @@ fn generated_frames_get_the_same_answer_from_both_tiers() {
 /// A reader must never combine two publications: a writer flips between two states as fast as
 /// it can while the program answers; every reply must be all one or all the other, and its T2
 /// must be on that state's clock.
+/// The leap second as the program applies it (apply_leap) against `LeapScale::apply`: stepped
+/// inserted and deleted seconds just behind and well ahead of now, smears in progress, over and
+/// to come, with leaps already folded in (`past_s`). The program reads the real CLOCK_TAI, so
+/// each leap is placed relative to now; T2 and T3 are held between the Rust answers for the
+/// reads around each run (monotonic there: no step falls between them).
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn leap_seconds_are_served_as_respond_serves_them() {
+    if !requires_root() {
+        return;
+    }
+    with_tier(|tier| {
+        const H: i64 = 3_600_000_000_000;
+        let clock = tier.published.clock;
+        let now = clock.pre_leap_from_tai(tai_now() as i64);
+        let mut scales = Vec::new();
+        for delta in [1i8, -1] {
+            for (at, past) in [(-10_000_000, 0), (-2 * H, 2), (3 * H, -1), (20 * H, 0)] {
+                scales.push(LeapScale {
+                    past_s: past,
+                    delta,
+                    at: now.add_nanos(at),
+                    ..LeapScale::default()
+                });
+            }
+            for (start, len) in [(-6 * H, 86_401), (-30 * H, 86_399), (H, 86_400), (-1, 3_600)] {
+                scales.push(LeapScale {
+                    past_s: 1,
+                    delta,
+                    at: now.add_nanos(start + 12 * H),
+                    smear_start: now.add_nanos(start),
+                    smear_len_s: len,
+                    kernel_steps_realtime: false,
+                });
+            }
+        }
+        let frame = RequestFrame::v4().build();
+        for leap in scales {
+            let published = Published {
+                clock: ClockParams { leap, ..clock },
+                ..tier.published
+            };
+            tier.publish(published);
+            for _ in 0..20 {
+                assert_eq!(tier.check(&frame), XDP_TX, "{leap:?}");
+            }
+            // And the served time is off the unleapt one by what the scale says.
+            let before = tai_now() as i64;
+            let served = published.clock.ntp_from_tai(before);
+            let expected = leap.offset_units(published.clock.pre_leap_from_tai(before));
+            let past = clock
+                .pre_leap_from_tai(before)
+                .add_nanos(-(leap.past_s as i64) * 1_000_000_000);
+            let off = served.0.wrapping_sub(past.0) as i64 - expected;
+            assert!(off.abs() <= 8, "{off} units off for {leap:?}");
+        }
+    });
+}
+
+/// apply_leap bit for bit: a line of rate 0 makes the program's `u` the published anchor,
+/// whatever the clock reads, so its T2 must be exactly `LeapScale::apply(anchor)`, at and
+/// around every boundary (the step, the smear's start and end) and inside a smear.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn apply_leap_is_bit_for_bit_the_rust_one() {
+    if !requires_root() {
+        return;
+    }
+    with_tier(|tier| {
+        let prog = tier.program.program_fd().unwrap();
+        let frame = RequestFrame::v4().build();
+        let midnight = NtpTimestamp(3_692_217_600u64 << 32);
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for delta in [1i8, -1] {
+            for smear_len_s in [0u32, 86_401, 86_399, 1_000, 7] {
+                let leap = LeapScale {
+                    past_s: 0,
+                    delta,
+                    at: midnight,
+                    smear_start: midnight.add_nanos(-(smear_len_s as i64) * 500_000_000),
+                    smear_len_s,
+                    kernel_steps_realtime: false,
+                };
+                let mut points = vec![];
+                for edge in [leap.at, leap.smear_start, leap.end()] {
+                    for d in [-1i64, 0, 1, 1 << 31] {
+                        points.push(NtpTimestamp(edge.0.wrapping_add(d as u64)));
+                    }
+                }
+                for _ in 0..200 {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let spread = (smear_len_s as u64 + 10) << 32;
+                    points.push(NtpTimestamp(
+                        leap.smear_start
+                            .0
+                            .wrapping_add((rng >> 11) % (spread + (20 << 32)))
+                            .wrapping_sub(10 << 32),
+                    ));
+                }
+                for u in points {
+                    let mut state = encode(&tier.published, tai_now());
+                    state.rate_int = 0;
+                    state.rate_frac = 0;
+                    state.ntp_anchor = u.0;
+                    state.leap_at = leap.at.0;
+                    state.smear_start = leap.smear_start.0;
+                    state.smear_len_s = leap.smear_len_s;
+                    state.leap_delta = leap.delta;
+                    tier.map.write(&state);
+                    let (verdict, out) = test_run(prog, &frame);
+                    assert_eq!(verdict, XDP_TX);
+                    let reply = ntp::Packet::new_unchecked(&out[out.len() - ntp::HEADER_LEN..]);
+                    assert_eq!(reply.receive_timestamp(), leap.apply(u), "u {u:?} {leap:?}");
+                    assert_eq!(reply.transmit_timestamp(), leap.apply(u), "u {u:?} {leap:?}");
+                }
+            }
+        }
+    });
+}
+
 #[test]
 #[ignore = "needs root, network namespaces and XDP (make test runs it)"]
 fn a_reply_never_mixes_two_publications() {

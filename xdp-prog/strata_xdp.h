@@ -59,7 +59,7 @@ struct strata_config {
  *     ntp(t) = ntp_anchor + (t - tai_anchor_ns) * rate_int + hi64((t - tai_anchor_ns) * rate_frac)
  * for t >= tai_anchor_ns, and the same subtracted for t < tai_anchor_ns, modulo 2^64 (the NTP era).
  * rate_int + rate_frac / 2^64 is the number of NTP fraction units (2^-32 s) per TAI nanosecond,
- * frequency correction included; src/sys/fastpath/state_map.rs computes it from ClockParams and
+ * frequency correction included; the pending leap second (below) is applied to the result; src/sys/fastpath/state_map.rs computes it from ClockParams and
  * mirrors this formula exactly. */
 struct strata_state {
 	__u64 seq;
@@ -80,6 +80,15 @@ struct strata_state {
 	__u8 leap;
 	__u8 stratum;
 	__s8 precision;
+	/* The pending leap second, applied to the line's value u by apply_leap (strata_answer.h),
+	 * as src/proto/clock/scale.rs defines it: stepped by leap_delta seconds (+1 an inserted
+	 * second, -1 a deleted one, 0 none) from u >= leap_at on, or, when smear_len_s is not 0,
+	 * smeared over smear_len_s seconds of u from smear_start. NTP 32.32, wrapping. */
+	__u64 leap_at;
+	__u64 smear_start;
+	__u32 smear_len_s;
+	__s8 leap_delta;
+	__u8 reserved[3];
 };
 
 #define STRATA_STATE_VALID 1u  /* published at least once: until then every request goes up */

@@ -141,7 +141,7 @@ pub fn apply(
         ("metrics", r.metrics != metrics),
         ("control", r.control != control),
         (
-            "server, pool, peer and the discipline settings",
+            "server, pool, peer, the discipline and leap settings",
             r.upstream != upstream,
         ),
         // The certificate and key files themselves are read again when they change.

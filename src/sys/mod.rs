@@ -8,6 +8,7 @@ pub mod adjtimex;
 pub mod clock;
 pub mod fastpath;
 pub mod handoff;
+pub mod kernel_leap;
 pub mod notify;
 pub mod pipeline;
 pub mod pool;

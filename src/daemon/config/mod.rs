@@ -30,6 +30,10 @@
 //! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
+//! leap_seconds_list = "/usr/share/zoneinfo/leap-seconds.list"  # or "off"
+//! leap = "auto"                          # auto | none | insert | delete (override)
+//! leap_smear = false                     # smear leap seconds (never on a public server)
+//! leap_smear_window = 86400              # seconds, centred on the leap (noon to noon UTC)
 //! ```
 //!
 //! Every setting is declared once, in the `settings!` list below; its value type (`values.rs`)
@@ -204,6 +208,17 @@ settings! {
     /// The IERS/IETF leap-seconds.list to check TAI-UTC and coming leaps against, or `off`
     /// [default: /usr/share/zoneinfo/leap-seconds.list]
     leap_seconds_list: Option<OffOr<FilePath>>, flag(value_name = "PATH"), key "leap_seconds_list";
+
+    /// Override the leap second: auto (the list, else the upstreams' majority), none, insert or
+    /// delete (one second at the end of this month) [default: auto]
+    leap: Option<crate::proto::control::leapplan::LeapMode>, flag(value_name = "MODE"), key "leap";
+
+    /// Smear leap seconds over a window instead of stepping (private fleets only: the public pool
+    /// excludes smearing servers)
+    leap_smear: bool, flag(), key "leap_smear";
+
+    /// The smear's window in seconds, centred on the leap [default: 86400, noon to noon UTC]
+    leap_smear_window: Option<values::SmearWindow>, flag(value_name = "SECONDS"), key "leap_smear_window";
 
     /// NTS: the server's certificate chain (PEM), reloaded when the file changes; with
     /// --nts-private-key it turns NTS on [default: no NTS]
@@ -636,6 +651,16 @@ impl ServerConfig {
         let control = endpoint(s.control, "control", DEFAULT_CONTROL, |p: SocketPath| p.0)?;
 
         let default = crate::proto::control::UpstreamConfig::default();
+        // The kernel can only step a leap: a smeared one would leave the system clock a second
+        // off strata's once it is over.
+        if let (Some(smear), Some(discipline)) = (&s.leap_smear, &s.discipline_system) {
+            if smear.value && discipline.value {
+                return Err(smear.origin.clone().error(
+                    "leap_smear cannot be used with discipline_system: the kernel steps leap \
+                     seconds and cannot smear them",
+                ));
+            }
+        }
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources: [specs(s.upstream), specs(s.pool), specs(s.peer)].concat(),
@@ -654,6 +679,20 @@ impl ServerConfig {
             leap_seconds_list: match s.leap_seconds_list {
                 Some(g) => g.value.0.map(|p| p.0),
                 None => default.leap_seconds_list,
+            },
+            leap: crate::proto::control::leapplan::LeapSettings {
+                mode: s.leap.map(|g| g.value).unwrap_or_default(),
+                handling: if s.leap_smear.is_some_and(|g| g.value) {
+                    crate::proto::control::leapplan::LeapHandling::Smear {
+                        window_s: s
+                            .leap_smear_window
+                            .map_or(crate::proto::control::leapplan::DEFAULT_SMEAR_WINDOW, |g| {
+                                g.value.0
+                            }),
+                    }
+                } else {
+                    crate::proto::control::leapplan::LeapHandling::Step
+                },
             },
         };
 
@@ -1473,6 +1512,50 @@ mod upstream_tests {
         )
         .unwrap();
         assert_eq!(c.upstream.leap_seconds_list, None);
+    }
+
+    #[test]
+    fn leap_override_and_smear() {
+        use crate::proto::control::leapplan::{LeapHandling, LeapMode, LeapSettings};
+        let file = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+        };
+        let default = file("").unwrap();
+        assert_eq!(default.upstream.leap, LeapSettings::default());
+        assert_eq!(default.upstream.leap.mode, LeapMode::Auto);
+        let c = file("leap = \"delete\"\nleap_smear = true\n").unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::Delete);
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 86_400 });
+        let c = file("leap_smear = true\nleap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 7200 });
+        // The window alone does not turn smearing on.
+        let c = file("leap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Step);
+        let e = file("leap = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("leap") && e.contains("sometimes"), "{e}");
+        let e = file("leap_smear = true\nleap_smear_window = 60\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        let e = file("leap_smear = true\ndiscipline_system = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot smear"), "{e}");
+        let flags = Overrides {
+            leap: Some(LeapMode::None),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), "leap = \"insert\"\n")),
+            &flags,
+            &machine(),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::None, "the flag wins");
     }
 
     #[test]

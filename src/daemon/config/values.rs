@@ -780,6 +780,40 @@ impl Setting for UnsyncPolicy {
     }
 }
 
+impl Setting for crate::proto::control::leapplan::LeapMode {
+    const CHOICES: &'static [Choice<Self>] = &[
+        Choice::new(
+            "auto",
+            Self::Auto,
+            "The leap-seconds list, else the upstreams' majority",
+        ),
+        Choice::new(
+            "none",
+            Self::None,
+            "No leap second, whatever the list or the upstreams say",
+        ),
+        Choice::new(
+            "insert",
+            Self::Insert,
+            "Insert a second at the end of this month (once)",
+        ),
+        Choice::new(
+            "delete",
+            Self::Delete,
+            "Delete a second at the end of this month (once)",
+        ),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+}
+
+integer_setting!(
+    /// The leap smear's window in seconds (one hour to a week).
+    SmearWindow(u32), 3600..=604800
+);
+
 /// The name of an [`UnsyncPolicy`] as the configuration spells it.
 pub const fn unsync_policy_name(policy: UnsyncPolicy) -> &'static str {
     match policy {

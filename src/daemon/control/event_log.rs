@@ -88,6 +88,29 @@ fn describe(event: &Event) -> (&'static str, Vec<(&'static str, Field)>) {
                 ("stratum", Unsigned(*stratum as u64)),
             ],
         ),
+        Event::LeapScheduled {
+            midnight,
+            delta,
+            source,
+        } => (
+            "leap_scheduled",
+            vec![
+                ("midnight", Unsigned((*midnight).max(0) as u64)),
+                (
+                    "kind",
+                    Str(if *delta > 0 { "inserted" } else { "deleted" }.into()),
+                ),
+                ("decided_by", Str(source.label().into())),
+            ],
+        ),
+        Event::LeapCancelled => ("leap_cancelled", vec![]),
+        Event::LeapDone { delta } => (
+            "leap_done",
+            vec![(
+                "kind",
+                Str(if *delta > 0 { "inserted" } else { "deleted" }.into()),
+            )],
+        ),
         Event::Measurement(_) => ("measurement", vec![]),
         Event::Statistics(_) => ("statistics", vec![]),
         #[allow(unreachable_patterns)]

@@ -601,6 +601,41 @@ impl ReportCollector {
                 offset as f64,
             )?;
         }
+        let l = &s.leap_second;
+        if let Some(tai) = l.tai_minus_utc {
+            g(
+                "leap_tai_offset",
+                "TAI minus UTC now, from the list, an expired list and the upstreams, or the kernel (see strata status).",
+                Some(Unit::Seconds),
+                tai as f64,
+            )?;
+        }
+        g(
+            "leap_scheduled",
+            "The leap second scheduled: 1 inserted, -1 deleted, 0 none.",
+            None,
+            l.scheduled.as_ref().map_or(0.0, |s| s.delta as f64),
+        )?;
+        if let Some(sched) = &l.scheduled {
+            g(
+                "leap_scheduled_timestamp",
+                "The midnight (Unix time) that ends the day with the scheduled leap second.",
+                Some(Unit::Seconds),
+                sched.midnight as f64,
+            )?;
+        }
+        g(
+            "leap_smearing",
+            "1 while a leap second is being smeared.",
+            None,
+            l.smearing as u8 as f64,
+        )?;
+        g(
+            "leap_smear_offset",
+            "Served time minus UTC as the smear has it (0 when not smearing).",
+            Some(Unit::Seconds),
+            l.smear_offset,
+        )?;
         let i = &s.integrity;
         g(
             "clock_correction_refused",

@@ -13,6 +13,7 @@ pub mod clients_view;
 pub mod control_socket;
 pub mod exporter;
 pub mod http;
+pub mod leap_status;
 pub mod observers;
 pub mod report;
 pub mod status_view;

@@ -128,6 +128,9 @@ pub struct ServerReport {
     /// The leap-seconds.list and what it says now.
     #[serde(default)]
     pub leap_list: LeapListStatus,
+    /// TAI − UTC, its source, and the leap second scheduled.
+    #[serde(default)]
+    pub leap_second: super::leap_status::LeapSecondStatus,
 }
 
 /// A histogram as recorded: `counts[i]` values fell at or below `bounds[i]` and above the
@@ -325,8 +328,9 @@ impl Observed {
         let control = self.board.read();
         let published = self.state.read();
         let realtime = read_clock_ns(libc::CLOCK_REALTIME);
-        let served_ns = published.clock.corrected_utc_ns(realtime);
-        let served_now = NtpTimestamp::from_unix_nanos(served_ns as i128);
+        // Served UTC, leap second included (the model alone runs on a uniform scale).
+        let served_now = published.clock.ntp_from_realtime(realtime);
+        let served_ns = served_now.to_unix_nanos(realtime as i128) as i64;
         let s = &published.server;
         let reference_time = (s.reference_time != NtpTimestamp::ZERO)
             .then(|| s.reference_time.to_unix_nanos(served_ns as i128) as f64 * 1e-9);
@@ -351,6 +355,7 @@ impl Observed {
             since_update,
             integrity: control.integrity.clone(),
             leap_list: control.leap_list.clone(),
+            leap_second: control.leap.clone(),
         };
 
         let snapshots: Vec<CounterSnapshot> = self.responders.iter().map(|r| r.snapshot()).collect();

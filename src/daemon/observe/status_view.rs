@@ -75,7 +75,13 @@ fn tracking(out: &mut String, r: &Report) {
         }
     }
     let _ = writeln!(out, "Precision       : 2^{} seconds", s.precision);
-    let _ = writeln!(out, "TAI-UTC         : {} seconds", s.tai_minus_utc);
+    let _ = writeln!(
+        out,
+        "TAI-UTC         : {} (kernel: {} s)",
+        s.leap_second.describe_tai(),
+        s.tai_minus_utc
+    );
+    let _ = writeln!(out, "Leap second     : {}", s.leap_second.describe_leap());
     let _ = writeln!(out, "Leap list       : {}", s.leap_list.describe());
     integrity(out, r);
     let _ = writeln!(

@@ -153,6 +153,14 @@ pub struct XdpState {
     pub leap: u8,
     pub stratum: u8,
     pub precision: i8,
+    /// The pending leap second (`crate::proto::clock::scale`): where a stepped one happens,
+    /// where a smeared one starts (NTP 32.32, the line's scale), the smear's length in seconds
+    /// (0: stepped), and +1 inserted, -1 deleted, 0 none.
+    pub leap_at: u64,
+    pub smear_start: u64,
+    pub smear_len_s: u32,
+    pub leap_delta: i8,
+    pub reserved: [u8; 3],
 }
 
 pub const STATE_LEN: usize = std::mem::size_of::<XdpState>();
@@ -295,7 +303,10 @@ mod tests {
         assert_eq!(std::mem::offset_of!(Meta, hw_ns), 8);
         assert_eq!(std::mem::offset_of!(Meta, magic), 16);
         assert_eq!(std::mem::size_of::<XdpConfig>(), 8);
-        assert_eq!(STATE_LEN, 64);
+        assert_eq!(STATE_LEN, 88);
+        assert_eq!(std::mem::offset_of!(XdpState, leap_at), 64);
+        assert_eq!(std::mem::offset_of!(XdpState, smear_len_s), 80);
+        assert_eq!(std::mem::offset_of!(XdpState, leap_delta), 84);
         assert_eq!(std::mem::size_of::<XdpAdmitConfig>(), 72);
         assert_eq!(std::mem::offset_of!(XdpAdmitConfig, bucket_mask), 32);
         assert_eq!(std::mem::offset_of!(XdpAdmitConfig, flags), 41);
