@@ -6,7 +6,7 @@ DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iprout
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run test deps build check unit fuzz bench clean deb
+.PHONY: run test deps build check unit fuzz bench clean deb ntpd-rs
 
 ## run: the whole system in about a minute: a netns lab, chronyd upstream, strata on the XDP path
 ## synced to it, a real client, a short load sweep, `strata status` and /metrics; all removed after.
@@ -54,9 +54,19 @@ check:
 # too (--include-ignored), and STRATA_REQUIRE_INTEROP=1 makes a missing requirement fail them.
 # The criterion benches (run once each as a test) do not take libtest's --include-ignored, so
 # they get a call of their own: the two calls cover what --all-targets does.
-unit:
-	STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
+unit: ntpd-rs
+	STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
 	$(CARGO) test --locked --workspace --benches
+
+# ntpd-rs (a peer nobody here wrote): an NTS client in the tests, a server in bench/compare.
+# Installed once from crates.io into a cache (a few minutes on two cores).
+NTPD_RS_VERSION := 1.9.0
+NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
+ntpd-rs:
+	@test -x $(NTPD_RS_ROOT)/bin/ntp-daemon || { \
+	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; a few minutes)"; \
+	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
+	    --target-dir $(HOME)/.cache/strata-bench/build; }
 
 # The fuzz target needs a nightly toolchain; without one this says so and skips.
 fuzz:
@@ -71,14 +81,8 @@ fuzz:
 ## ntpd-rs and a bare XDP_TX echo, the table printed and the JSON written under bench/results/
 ## (ntpd-rs is installed once into a cache); then bench/admission-cost: the XDP program's time
 ## per request with rate limiting off and on.
-NTPD_RS_VERSION := 1.9.0
-NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
-bench: deps build
+bench: deps build ntpd-rs
 	$(CARGO) bench --locked --benches
-	@test -x $(NTPD_RS_ROOT)/bin/ntp-daemon || { \
-	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; several minutes)"; \
-	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
-	    --target-dir $(HOME)/.cache/strata-bench/build; }
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "bench/compare: SKIPPED, it needs root (network namespaces, XDP)"; \
 	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare && bench/admission-cost; fi
