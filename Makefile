@@ -68,13 +68,22 @@ ntpd-rs:
 	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
 	    --target-dir $(HOME)/.cache/strata-bench/build; }
 
-# The fuzz target needs a nightly toolchain; without one this says so and skips.
+# The fuzz targets need a nightly toolchain; without one this says so and skips. Each target runs
+# FUZZ_SECONDS (3 targets: about three minutes in all, plus the build):
+#   parse_respond   arbitrary bytes through every parser, respond() and the frame rewrite;
+#   admit_respond   an admission configuration and a sequence of requests through the access
+#                   list, the rate limiter and then respond() or the frame rewrite.
+#   nts_respond     NTS requests, arbitrary and valid-then-changed, through respond_nts.
+FUZZ_TARGETS := parse_respond:512 admit_respond:1024 nts_respond:1024
 fuzz:
 	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
 	  echo "fuzz: SKIPPED, no nightly toolchain here (cargo-fuzz needs one)"; exit 0; fi; \
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked; \
-	mkdir -p fuzz/corpus/parse_respond; \
-	cd fuzz && $(CARGO) +nightly fuzz run parse_respond corpus/parse_respond seeds/parse_respond -- -max_total_time=$(FUZZ_SECONDS) -max_len=512
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; max_len=$${t##*:}; mkdir -p corpus/$$name; \
+	  $(CARGO) +nightly fuzz run $$name corpus/$$name seeds/$$name -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$$max_len || exit 1; \
+	done
 
 ## bench: criterion micro-benchmarks (respond, frame rewrite, checksum, clock read), then
 ## bench/compare: strata (XDP answer tier, AF_XDP only, socket path) side by side with chronyd,

@@ -14,6 +14,11 @@ pub const NTP_PORT: u16 = 123;
 pub const MAX_STEP_SECONDS: f64 = 3600.0;
 /// A sweep with more steps than this is refused (raise --multiplier or narrow the range).
 pub const MAX_STEPS: usize = 200;
+/// The most flows a socket or AF_XDP transport opens (a socket, or a prepared header, each).
+pub const MAX_FLOWS: u32 = 1024;
+/// The most flows in live mode (its XDP program derives a flow's address and port from a
+/// counter): a /8's addresses.
+pub const MAX_LIVE_FLOWS: u32 = 1 << 24;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -63,9 +68,11 @@ pub struct Args {
     pub cores: Option<CoreList>,
 
     /// Client flows per thread: source ports (socket mode), or source address and port pairs
-    /// (AF_XDP and live modes) [default: 8 in socket mode, 256 in AF_XDP and live modes]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub flows: Option<u16>,
+    /// (AF_XDP and live modes; each of its own address in --src-net). At most 1024, except in
+    /// live mode, whose flows cost no memory: up to the addresses of --src-net (2^20 clients
+    /// from a /11, for instance) [default: 8 in socket mode, 256 in AF_XDP and live modes]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_LIVE_FLOWS as i64))]
+    pub flows: Option<u32>,
 
     /// Seconds a reply may take; a later one is counted as late and its request as lost
     #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = parse_timeout)]
@@ -208,6 +215,13 @@ impl Args {
                 }
             }
         }
+        if kind != TransportKind::Live && self.flows() > MAX_FLOWS {
+            return Err(format!(
+                "--flows {} is for --transport live: socket and AF_XDP modes open at most \
+                 {MAX_FLOWS} flows",
+                self.flows()
+            ));
+        }
         if kind == TransportKind::Live {
             if self.threads != 1 {
                 return Err(format!(
@@ -228,7 +242,7 @@ impl Args {
     }
 
     /// Flows per thread.
-    pub fn flows(&self) -> u16 {
+    pub fn flows(&self) -> u32 {
         self.flows.unwrap_or(if self.xdp() { 256 } else { 8 })
     }
 
@@ -502,6 +516,16 @@ mod tests {
             &[&["--transport", "live", "--batch", "512"][..], &raw].concat(),
             "at most 256",
         );
+        // A million clients from live mode's counter; the other modes hold state per flow.
+        let million = with(&[&["--transport", "live", "--flows", "1048576"][..], &raw].concat());
+        assert_eq!((million.flows(), million.check()), (1 << 20, Ok(())));
+        fails(
+            &[&["--flows", "1025"][..], &raw].concat(),
+            "is for --transport live",
+        );
+        fails(&["--flows", "2000"], "is for --transport live");
+        assert_eq!(with(&["--flows", "1024"]).check(), Ok(()));
+        assert!(args(&["--target", "10.0.0.1", "--rate", "1", "--flows", "16777217"]).is_err());
         let mut v6 = args(
             &[
                 &["--target", "[::1]:123", "--rate", "1", "--transport", "live"][..],

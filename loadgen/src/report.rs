@@ -180,7 +180,7 @@ pub struct RunReport {
     pub transport: &'static str,
     pub request: RequestKind,
     pub threads: u16,
-    pub flows_per_thread: u16,
+    pub flows_per_thread: u32,
     pub poisson: bool,
     pub timeout_s: f64,
     /// As a fraction (0.001 for 0.1%).

@@ -73,7 +73,7 @@ fn open_xdp(args: &Args) -> Result<Transports, String> {
             crate::transport::xdp_prog::MAX_QUEUES
         ));
     }
-    let flows = args.flows() as u32;
+    let flows = args.flows();
     if flows > args.src_net.hosts() {
         return Err(format!("--flows {flows} needs more addresses than --src-net has"));
     }

@@ -184,7 +184,7 @@ fn base_config(args: &Args, name: &str) -> Result<LiveConfig, String> {
     let SocketAddr::V4(target) = args.target else {
         return Err("--transport live sends IPv4 only: give an IPv4 --target".into());
     };
-    let flows = args.flows() as u32;
+    let flows = args.flows();
     if flows > args.src_net.hosts() {
         return Err(format!("--flows {flows} needs more addresses than --src-net has"));
     }
