@@ -399,10 +399,12 @@ fn nts_on_the_xdp_path() {
 
 /// ntpd-rs's binaries: `STRATA_NTPD_RS` (its ntp-daemon), else the copy `make` installs.
 fn ntpd_rs() -> Option<(PathBuf, PathBuf)> {
-    let daemon = std::env::var_os("STRATA_NTPD_RS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/strata-bench/ntpd-rs-1.9.0/bin/ntp-daemon")
-    });
+    let daemon = std::env::var_os("STRATA_NTPD_RS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/strata-bench/ntpd-rs-1.9.0/bin/ntp-daemon")
+        });
     let ctl = daemon.with_file_name("ntp-ctl");
     (daemon.exists() && ctl.exists()).then_some((daemon, ctl))
 }
@@ -416,7 +418,10 @@ fn ntpd_rs() -> Option<(PathBuf, PathBuf)> {
 fn ntpd_rs_follows_strata_over_nts() {
     let Some((daemon, ctl)) = ntpd_rs() else {
         assert!(
-            available("ntpd-rs (make test installs it into ~/.cache/strata-bench)", false),
+            available(
+                "ntpd-rs (make test installs it into ~/.cache/strata-bench)",
+                false
+            ),
             "unreachable"
         );
         return;
@@ -463,7 +468,9 @@ fn ntpd_rs_follows_strata_over_nts() {
             .output()
             .expect("run ntp-ctl");
         metrics = String::from_utf8_lossy(&out.stdout).into_owned();
-        if value(&metrics, "ntp_source_offset").is_some() && value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0 {
+        if value(&metrics, "ntp_source_offset").is_some()
+            && value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0
+        {
             break;
         }
     }
@@ -476,8 +483,63 @@ fn ntpd_rs_follows_strata_over_nts() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let offset = value(&metrics, "ntp_source_offset").unwrap_or_else(|| panic!("ntpd-rs measured nothing:\n{context}"));
+    let offset = value(&metrics, "ntp_source_offset")
+        .unwrap_or_else(|| panic!("ntpd-rs measured nothing:\n{context}"));
     assert!(offset.abs() < 0.01, "offset {offset}:\n{context}");
-    assert!(value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0, "{context}");
-    assert!(log.contains("NTS-authenticated"), "strata answered no NTS request:\n{log}");
+    assert!(
+        value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0,
+        "{context}"
+    );
+    assert!(
+        log.contains("NTS-authenticated"),
+        "strata answered no NTS request:\n{log}"
+    );
+}
+
+/// strata-loadgen's NTS mode against strata: each thread runs NTS-KE once, then every request
+/// is NTS-protected and every reply verified (identifier and authenticator): none is refused.
+#[test]
+fn the_load_generator_speaks_nts() {
+    let dir = TempDir::new("nts-loadgen");
+    let (ca, cert, key) = certificates(&dir.0);
+    let a = serve_with(
+        &dir.0,
+        &cert,
+        &key,
+        &dir.0.join("nts.key"),
+        &["--rate-limit", "off"],
+    );
+    let loadgen = workspace_bins("strata-loadgen", &["strata-loadgen"]).remove(0);
+    let out = Command::new(loadgen)
+        .args([
+            "--target",
+            &a.ntp.to_string(),
+            "--request",
+            "nts",
+            "--nts-ke",
+            &a.ke.to_string(),
+        ])
+        .arg("--nts-ca")
+        .arg(&ca)
+        .args([
+            "--rate",
+            "2000",
+            "--step-seconds",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("run strata-loadgen");
+    let (status, log) = a.server.stop();
+    assert!(status.success(), "{log}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = &report["steps"][0];
+    assert_eq!(step["sent"], 2000, "{step}");
+    assert!(step["valid"].as_u64().unwrap() >= 1990, "{step}");
+    let invalid = &step["invalid"];
+    assert_eq!(invalid["not_authenticated"].as_u64().unwrap_or(0), 0, "{step}");
+    assert!(log.contains("NTS-authenticated"), "{log}");
 }

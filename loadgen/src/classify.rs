@@ -29,10 +29,12 @@ pub enum Invalid {
     ZeroTimestamp,
     /// The transmit timestamp is before the receive timestamp.
     ReversedTimestamps,
+    /// An NTS request's reply that does not verify (its identifier or authenticator).
+    NotAuthenticated,
 }
 
 impl Invalid {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [Invalid; Invalid::COUNT] = [
         Invalid::Malformed,
         Invalid::WrongSource,
@@ -44,6 +46,7 @@ impl Invalid {
         Invalid::Unsynchronized,
         Invalid::ZeroTimestamp,
         Invalid::ReversedTimestamps,
+        Invalid::NotAuthenticated,
     ];
 
     pub const fn label(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Invalid {
             Invalid::Unsynchronized => "unsynchronized",
             Invalid::ZeroTimestamp => "zero_timestamp",
             Invalid::ReversedTimestamps => "reversed_timestamps",
+            Invalid::NotAuthenticated => "not_authenticated",
         }
     }
 
