@@ -34,6 +34,11 @@ const SERVER: &str = "198.18.0.2";
 const UPSTREAM: &str = "198.18.0.66";
 /// Prometheus's own port, in the `srv` namespace (fresh, so nothing else holds it).
 const PROMETHEUS: &str = "127.0.0.1:19090";
+/// A target of job "strata" where nothing listens: StrataDown's expression must find it.
+const DEAD: &str = "127.0.0.1:9";
+/// A job that scrapes the socket-path upstream as if it were meant to run XDP: the
+/// XDP-program-missing alert's expression must find it (and not the real XDP server).
+const FALLBACK: &str = "strata-fallback";
 
 fn deploy(path: &str) -> PathBuf {
     workspace_root().join("deploy").join(path)
@@ -118,10 +123,14 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// `GET path` from Prometheus (HTTP/1.0: no chunking, closed after the response); the status
-/// line and the body parsed as JSON (Null when it is not JSON).
+/// line (or why there is none) and the body parsed as JSON (Null when it is not JSON).
 fn prom_get(path: &str) -> (String, Value) {
     let addr: SocketAddr = PROMETHEUS.parse().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to Prometheus");
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(s) => s,
+        // Not listening yet: the caller's query fails, and the wait goes on.
+        Err(e) => return (format!("connect to Prometheus: {e}"), Value::Null),
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: prometheus\r\n\r\n").unwrap();
     let mut out = Vec::new();
@@ -168,10 +177,10 @@ fn instantiate(expr: &str) -> String {
         .replace("$job", ".*")
 }
 
-/// Sends `n` plain requests from `ns` without waiting for replies (a burst over the rate limit).
-fn burst(ns: &str, to: SocketAddr, n: usize) {
+/// Sends `n` plain requests from `from` in `ns` without waiting for replies (a burst over the rate limit).
+fn burst(ns: &str, to: SocketAddr, from: &'static str, n: usize) {
     run_in(ns, move || {
-        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let sock = std::net::UdpSocket::bind(from).unwrap();
         for _ in 0..n {
             sock.send_to(&client_request(0x23, 48), to).unwrap();
         }
@@ -322,7 +331,9 @@ fn dashboard_and_alerts_work_on_real_data() {
              rule_files:\n  - {rules}\n\
              scrape_configs:\n  - job_name: strata\n    static_configs:\n\
              \x20     - targets: ['{srv_metrics}']\n        labels:\n          strata_path: xdp\n\
-             \x20     - targets: ['{up_metrics}']\n",
+             \x20     - targets: ['{up_metrics}', '{DEAD}']\n\
+             \x20 - job_name: {FALLBACK}\n    static_configs:\n\
+             \x20     - targets: ['{up_metrics}']\n        labels:\n          strata_path: xdp\n",
             rules = rules_dir.join("strata-alerts.yml").display()
         ),
     )
@@ -343,29 +354,13 @@ fn dashboard_and_alerts_work_on_real_data() {
     let srv = lab.ns("srv");
     let in_srv = move |f: Box<dyn FnOnce() -> Result<Vec<Value>, String> + Send>| run_in(&srv, f);
 
-    // Traffic while Prometheus comes up.
     let cli = lab.ns("cli");
     let ntp: SocketAddr = format!("{SERVER}:123").parse().unwrap();
-    assert_eq!(run_in(&cli, move || exchange(ntp, "0.0.0.0:0", 5)), 5);
-    // A MAC: not for the XDP answer tier, answered by an AF_XDP responder.
-    run_in(&cli, move || {
-        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        for _ in 0..3 {
-            sock.send_to(&client_request(0x23, 68), ntp).unwrap();
-            let mut buf = [0u8; 128];
-            sock.recv(&mut buf).expect("a reply to the MAC request");
-        }
-    });
-    nts_exchange(&cli, ca, format!("{SERVER}:4460").parse().unwrap(), ntp);
-    // Over the default limit (a burst of 16): some rate limited.
-    burst(&cli, ntp, 60);
-
-    // Until Prometheus has scraped both targets a few times and the source is selected.
+    // Until Prometheus has scraped the three live targets a few times and the source is selected.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let ready = in_srv(Box::new(|| {
-            let both_up = query("count(up == 1) == 2")?;
+            let both_up = query("count(up == 1) == 3")?;
             let scrapes = query("min(count_over_time(up[1m])) >= 5")?;
             let selected = query(r#"strata_source_state{state="selected"} == 1"#)?;
             let offset = query("strata_source_offset_seconds")?;
@@ -387,11 +382,31 @@ fn dashboard_and_alerts_work_on_real_data() {
             prometheus_log(),
             server.log()
         );
-        // Keep traffic flowing, so that rates are not all zero.
-        let cli = lab.ns("cli");
-        run_in(&cli, move || exchange(ntp, "0.0.0.0:0", 2));
+        // Keep traffic flowing, so that rates are not all zero (from a simulated client of its
+        // own, so that the client below stays under its rate limit).
+        run_in(&cli, move || exchange(ntp, "198.19.0.10:0", 1));
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // Traffic of every kind, now that Prometheus has samples from before it (a counter's
+    // increase starts at its first sample).
+    assert_eq!(run_in(&cli, move || exchange(ntp, "0.0.0.0:0", 5)), 5);
+    // A MAC: not for the XDP answer tier, answered by an AF_XDP responder.
+    run_in(&cli, move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        for _ in 0..3 {
+            sock.send_to(&client_request(0x23, 68), ntp).unwrap();
+            let mut buf = [0u8; 128];
+            sock.recv(&mut buf).expect("a reply to the MAC request");
+        }
+    });
+    nts_exchange(&cli, ca, format!("{SERVER}:4460").parse().unwrap(), ntp);
+    // Over the default limit (a burst of 16) from another client: some rate limited.
+    burst(&cli, ntp, "198.19.0.20:0", 60);
+
+    // Three more scrapes and rule evaluations.
+    std::thread::sleep(Duration::from_secs(3));
 
     // Every panel query: no error, some series.
     let instantiated: Vec<(String, String)> = queries
@@ -438,12 +453,10 @@ fn dashboard_and_alerts_work_on_real_data() {
 
     // Every alert rule: loaded, evaluated without error, its expression evaluates.
     let names: Vec<String> = alert_names.iter().map(|s| s.to_string()).collect();
-    let (rule_failures, quiet_failures, firing) = run_in(&lab.ns("srv"), move || {
+    let (rule_failures, results) = run_in(&lab.ns("srv"), move || {
         let (_, rules) = prom_get("/api/v1/rules");
         let mut failures = Vec::new();
-        let mut quiet = Vec::new();
-        let mut firing = Vec::new();
-        let mut seen = Vec::new();
+        let mut results = std::collections::BTreeMap::new();
         for group in rules["data"]["groups"].as_array().expect("rule groups") {
             for rule in group["rules"].as_array().unwrap() {
                 let name = rule["name"].as_str().unwrap().to_string();
@@ -454,39 +467,71 @@ fn dashboard_and_alerts_work_on_real_data() {
                 match query(expr) {
                     Err(e) => failures.push(format!("{name}: {expr}\n  error: {e}")),
                     Ok(r) => {
-                        let healthy_lab_quiet = [
-                            "StrataDown",
-                            "StrataUnsynchronized",
-                            "StrataXdpProgramMissing",
-                            "StrataExporterReadErrors",
-                        ];
-                        if healthy_lab_quiet.contains(&name.as_str()) && !r.is_empty() {
-                            quiet.push(format!("{name}: {r:?}"));
-                        }
-                        if !r.is_empty() {
-                            firing.push(name.clone());
-                        }
+                        results.insert(name, r);
                     }
                 }
-                seen.push(name);
             }
         }
         for name in &names {
-            if !seen.contains(name) {
-                failures.push(format!("{name}: not loaded by Prometheus"));
+            if !results.contains_key(name) {
+                failures.push(format!(
+                    "{name}: not loaded by Prometheus (or its expression failed)"
+                ));
             }
         }
-        (failures, quiet, firing)
+        (failures, results)
     });
     assert!(
         rule_failures.is_empty(),
         "alert rules:\n{}",
         rule_failures.join("\n")
     );
+    // What the lab is, the alerts' expressions see: synchronized servers, kernel counters read,
+    // one dead target, one socket-path server labelled as XDP, a client over its rate limit.
+    let label_of = |name: &str, label: &str| -> Vec<String> {
+        results[name]
+            .iter()
+            .map(|s| s["metric"][label].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    for name in [
+        "StrataUnsynchronized",
+        "StrataExporterReadErrors",
+        "StrataOffsetHigh",
+    ] {
+        assert!(results[name].is_empty(), "{name}: {:?}", results[name]);
+    }
+    assert_eq!(label_of("StrataDown", "instance"), [DEAD]);
+    assert_eq!(label_of("StrataXdpProgramMissing", "job"), [FALLBACK]);
     assert!(
-        quiet_failures.is_empty(),
-        "alerts a healthy lab must not raise: {quiet_failures:?}"
+        label_of("StrataRateLimiting", "instance").contains(&srv_metrics.to_string()),
+        "the burst was rate limited: {:?}",
+        results["StrataRateLimiting"]
     );
+    let firing: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(n, _)| n)
+        .collect();
+
+    // The panels show the traffic that was sent, not only zeros.
+    let spot = [
+        "sum(increase(strata_xdp_answered_total[1m])) > 0",
+        r#"sum(increase(strata_replies_total{path="xdp"}[1m])) > 0"#,
+        r#"sum(increase(strata_replies_total{path="socket"}[1m])) > 0"#,
+        r#"sum(increase(strata_nts_ke_sessions_total{outcome="ok"}[1m])) > 0"#,
+        "sum(increase(strata_nts_authenticated_replies_total[1m])) > 0",
+        r#"sum(increase(strata_xdp_dropped_total{reason="rate_limited"}[1m])) > 0"#,
+        "sum(increase(strata_response_time_seconds_count[1m])) > 0",
+        "strata_source_reach > 0",
+    ];
+    let empty = run_in(&lab.ns("srv"), move || {
+        spot.iter()
+            .filter(|q| !matches!(query(q), Ok(r) if !r.is_empty()))
+            .map(|q| q.to_string())
+            .collect::<Vec<_>>()
+    });
+    assert!(empty.is_empty(), "no data where traffic was sent: {empty:?}");
     eprintln!(
         "{} panel queries and {} alert rules checked against real data in {:.1} s; alert expressions \
          not empty here: {firing:?}",
