@@ -498,6 +498,7 @@ fn dashboard_and_alerts_work_on_real_data() {
         "StrataUnsynchronized",
         "StrataExporterReadErrors",
         "StrataOffsetHigh",
+        "StrataCorrectionRefused",
     ] {
         assert!(results[name].is_empty(), "{name}: {:?}", results[name]);
     }
