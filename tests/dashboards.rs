@@ -486,8 +486,9 @@ fn dashboard_and_alerts_work_on_real_data() {
         "alert rules:\n{}",
         rule_failures.join("\n")
     );
-    // What the lab is, the alerts' expressions see: synchronized servers, kernel counters read,
-    // one dead target, one socket-path server labelled as XDP, a client over its rate limit.
+    // What the lab is, the alerts' expressions see: synchronized servers with fresh NTS keys,
+    // an XDP program seeing traffic, kernel counters read; and one dead target, one socket-path
+    // server labelled as XDP, a client over its rate limit.
     let label_of = |name: &str, label: &str| -> Vec<String> {
         results[name]
             .iter()
@@ -499,6 +500,8 @@ fn dashboard_and_alerts_work_on_real_data() {
         "StrataExporterReadErrors",
         "StrataOffsetHigh",
         "StrataCorrectionRefused",
+        "StrataXdpIdle",
+        "StrataNtsCookieKeyStale",
     ] {
         assert!(results[name].is_empty(), "{name}: {:?}", results[name]);
     }
