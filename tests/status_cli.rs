@@ -198,3 +198,47 @@ fn missing_and_stale_sockets_get_a_clear_message() {
     assert!(status(&control, true).status.success());
     drop(server);
 }
+
+/// `strata status --check` exit codes: 0 healthy, 1 serving but not in an accepted state or
+/// over a limit, 2 not serving.
+#[test]
+fn status_check_exit_codes() {
+    let control = control_path("check");
+    let _cleanup = RemoveOnDrop(control.clone());
+    let (_server, _ntp, _metrics) = server(&control);
+    let check = |extra: &[&str]| {
+        let out = Command::new(strata_bin())
+            .args(["status", "--check", "--control"])
+            .arg(&control)
+            .args(extra)
+            .output()
+            .expect("run strata status --check");
+        let line = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), line)
+    };
+    // --local-stratum 2: the local reference, accepted by default.
+    let (rc, line) = check(&[]);
+    assert_eq!(rc, Some(0), "{line}");
+    assert!(
+        line.starts_with("healthy: local, stratum 2, refid LOCL"),
+        "{line}"
+    );
+    let (rc, line) = check(&["--accept", "synchronized,holdover"]);
+    assert_eq!(rc, Some(1), "{line}");
+    assert!(line.contains("state local is not accepted"), "{line}");
+    let (rc, line) = check(&["--max-stratum", "1"]);
+    assert_eq!(rc, Some(1), "{line}");
+    let (rc, _) = check(&["--max-root-distance", "10"]);
+    assert_eq!(rc, Some(0));
+    // A bad value is a usage error (2, as clap's), as is --accept unsynchronized.
+    let (rc, line) = check(&["--accept", "unsynchronized"]);
+    assert_eq!(rc, Some(2), "{line}");
+    // No server: down.
+    let out = Command::new(strata_bin())
+        .args(["status", "--check", "--control", "/nonexistent/strata.sock"])
+        .output()
+        .unwrap();
+    let (rc, line) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rc, Some(2), "{line}");
+    assert!(line.contains("down: no control socket"), "{line}");
+}
