@@ -233,6 +233,36 @@ fn status_check_exit_codes() {
     // A bad value is a usage error (2, as clap's), as is --accept unsynchronized.
     let (rc, line) = check(&["--accept", "unsynchronized"]);
     assert_eq!(rc, Some(2), "{line}");
+    // A server whose only upstream never answers stays unsynchronized (LI 3): unhealthy.
+    let control2 = control_path("check-unsync");
+    let _cleanup2 = RemoveOnDrop(control2.clone());
+    let ntp2 = format!("127.0.0.1:{}", free_udp_port());
+    let silent = format!("127.0.0.1:{} minpoll 0 maxpoll 0", free_udp_port());
+    let mut unsync = Server::start(
+        None,
+        &[
+            "--listen",
+            &ntp2,
+            "--upstream",
+            &silent,
+            "--cores",
+            "0",
+            "--metrics",
+            "off",
+            "--control",
+            control2.to_str().unwrap(),
+        ],
+        None,
+    );
+    unsync.wait_for_log("control socket at");
+    let out = Command::new(strata_bin())
+        .args(["status", "--check", "--control"])
+        .arg(&control2)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{line}");
+    assert!(line.contains("replies are marked unsynchronized"), "{line}");
     // No server: down.
     let out = Command::new(strata_bin())
         .args(["status", "--check", "--control", "/nonexistent/strata.sock"])

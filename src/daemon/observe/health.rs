@@ -62,7 +62,7 @@ pub fn check(report: &Report, limits: &Limits) -> (Health, String) {
         "{}, stratum {}, refid {}, root distance {:.6} s",
         s.sync.label(),
         s.stratum,
-        s.refid,
+        if s.refid.is_empty() { "-" } else { &s.refid },
         distance
     );
     let unhealthy = |why: String| (Health::Unhealthy, format!("unhealthy: {why} ({summary})"));
