@@ -399,12 +399,10 @@ fn nts_on_the_xdp_path() {
 
 /// ntpd-rs's binaries: `STRATA_NTPD_RS` (its ntp-daemon), else the copy `make` installs.
 fn ntpd_rs() -> Option<(PathBuf, PathBuf)> {
-    let daemon = std::env::var_os("STRATA_NTPD_RS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/strata-bench/ntpd-rs-1.9.0/bin/ntp-daemon")
-        });
+    let daemon = std::env::var_os("STRATA_NTPD_RS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/strata-bench/ntpd-rs-1.9.0/bin/ntp-daemon")
+    });
     let ctl = daemon.with_file_name("ntp-ctl");
     (daemon.exists() && ctl.exists()).then_some((daemon, ctl))
 }
@@ -418,10 +416,7 @@ fn ntpd_rs() -> Option<(PathBuf, PathBuf)> {
 fn ntpd_rs_follows_strata_over_nts() {
     let Some((daemon, ctl)) = ntpd_rs() else {
         assert!(
-            available(
-                "ntpd-rs (make test installs it into ~/.cache/strata-bench)",
-                false
-            ),
+            available("ntpd-rs (make test installs it into ~/.cache/strata-bench)", false),
             "unreachable"
         );
         return;
@@ -468,9 +463,7 @@ fn ntpd_rs_follows_strata_over_nts() {
             .output()
             .expect("run ntp-ctl");
         metrics = String::from_utf8_lossy(&out.stdout).into_owned();
-        if value(&metrics, "ntp_source_offset").is_some()
-            && value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0
-        {
+        if value(&metrics, "ntp_source_offset").is_some() && value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0 {
             break;
         }
     }
@@ -483,15 +476,8 @@ fn ntpd_rs_follows_strata_over_nts() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let offset = value(&metrics, "ntp_source_offset")
-        .unwrap_or_else(|| panic!("ntpd-rs measured nothing:\n{context}"));
+    let offset = value(&metrics, "ntp_source_offset").unwrap_or_else(|| panic!("ntpd-rs measured nothing:\n{context}"));
     assert!(offset.abs() < 0.01, "offset {offset}:\n{context}");
-    assert!(
-        value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0,
-        "{context}"
-    );
-    assert!(
-        log.contains("NTS-authenticated"),
-        "strata answered no NTS request:\n{log}"
-    );
+    assert!(value(&metrics, "ntp_source_nts_cookies_available").unwrap_or(0.0) > 0.0, "{context}");
+    assert!(log.contains("NTS-authenticated"), "strata answered no NTS request:\n{log}");
 }
