@@ -74,7 +74,8 @@ pub struct StatusArgs {
     )]
     pub accept: Vec<crate::daemon::observe::board::SyncStatus>,
 
-    /// With --check: unhealthy above this root distance (root delay / 2 + root dispersion)
+    /// With --check: unhealthy above this root distance (root delay / 2 + root dispersion; in
+    /// holdover it grows by 15 µs each second, so with --accept ...,holdover this bounds holdover)
     #[arg(long, value_name = "SECONDS", requires = "check", value_parser = positive_seconds)]
     pub max_root_distance: Option<f64>,
 
