@@ -2,7 +2,7 @@
 # Both install what they need (Debian packages as root, cargo tools) when it is missing.
 
 SHELL := /bin/bash
-DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace
+DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 

@@ -11,7 +11,7 @@ use log::error;
 
 use strata::daemon::cli::{Cli, ClientsArgs, Command, ServeArgs, StatusArgs};
 use strata::daemon::config::{flag_error, ServerConfig};
-use strata::daemon::observe::{clients_view, control_socket, status_view};
+use strata::daemon::observe::{clients_view, control_socket, health, status_view};
 use strata::daemon::server::Service;
 use strata::daemon::{logging, run_as};
 
@@ -58,9 +58,31 @@ fn clients(args: &ClientsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `strata status --check`: 0 healthy, 1 serving but unhealthy, 2 not serving (see
+/// [`health`]); one line on stdout, or the error on stderr.
+fn check(args: &StatusArgs) -> ExitCode {
+    let limits = health::Limits {
+        accept: args.accept.clone(),
+        max_root_distance: args.max_root_distance,
+        max_stratum: args.max_stratum,
+    };
+    let (verdict, line) = match control_socket::request(&args.control) {
+        Ok((_, report)) => health::check(&report, &limits),
+        Err(e) => {
+            eprintln!("strata status --check: down: {e}");
+            return ExitCode::from(health::Health::Down as u8);
+        }
+    };
+    println!("{line}");
+    ExitCode::from(verdict as u8)
+}
+
 /// `strata status`: exit code 0 with the report, 1 (and a message on stderr) without one.
 fn status(args: &StatusArgs) -> ExitCode {
     use std::io::Write;
+    if args.check {
+        return check(args);
+    }
     let (json, report) = match control_socket::request(&args.control) {
         Ok(got) => got,
         Err(e) => {

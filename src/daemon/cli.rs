@@ -52,8 +52,43 @@ pub struct StatusArgs {
     pub control: PathBuf,
 
     /// Print the report as JSON
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub json: bool,
+
+    /// Health check: print one line and exit 0 when serving synchronized time in an accepted
+    /// state within the limits, 1 when serving but unsynchronized, in a state not accepted or
+    /// over a limit, 2 when not serving (no answer on the control socket, no responder, any
+    /// error). For anycast route health (BIRD, ExaBGP, keepalived) and Kubernetes probes.
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: the states accepted as healthy, comma-separated, out of synchronized,
+    /// holdover (sources lost, the served time still marked good) and local (--local-stratum)
+    #[arg(
+        long,
+        value_name = "STATES",
+        value_delimiter = ',',
+        default_value = "synchronized,local",
+        value_parser = crate::daemon::observe::health::parse_state,
+        requires = "check"
+    )]
+    pub accept: Vec<crate::daemon::observe::board::SyncStatus>,
+
+    /// With --check: unhealthy above this root distance (root delay / 2 + root dispersion; in
+    /// holdover it grows by 15 µs each second, so with --accept ...,holdover this bounds holdover)
+    #[arg(long, value_name = "SECONDS", requires = "check", value_parser = positive_seconds)]
+    pub max_root_distance: Option<f64>,
+
+    /// With --check: unhealthy above this stratum
+    #[arg(long, value_name = "N", requires = "check", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub max_stratum: Option<u8>,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 #[derive(Args)]

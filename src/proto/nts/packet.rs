@@ -408,7 +408,10 @@ mod tests {
                 assert_eq!(p.transmit_timestamp(), NtpTimestamp(11 << 32));
                 let fresh = client::verify(reply_bytes, &s.uid, &s.session).unwrap();
                 assert_eq!(fresh.len(), 1 + placeholders);
-                assert_eq!(client::verify_count(reply_bytes, &s.uid, &s.session), Ok(1 + placeholders));
+                assert_eq!(
+                    client::verify_count(reply_bytes, &s.uid, &s.session),
+                    Ok(1 + placeholders)
+                );
                 for c in fresh {
                     let mut c = client::trim_cookie(&c, aead).to_vec();
                     assert_eq!(s.server_keys.open(&mut c, NOW), Ok(s.session));
