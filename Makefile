@@ -2,11 +2,11 @@
 # Both install what they need (Debian packages as root, cargo tools) when it is missing.
 
 SHELL := /bin/bash
-DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool
+DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: run test deps build check unit fuzz bench clean
+.PHONY: run test deps build check unit fuzz bench clean deb ntpd-rs
 
 ## run: the whole system in about a minute: a netns lab, chronyd upstream, strata on the XDP path
 ## synced to it, a real client, a short load sweep, `strata status` and /metrics; all removed after.
@@ -15,7 +15,8 @@ run: deps build
 	bash bench/demo
 
 ## test: formatting, lints, every test (unit, property, integration, interop), and the fuzz run.
-test: deps check unit fuzz
+## The package is built first: tests/deb_package.rs checks it (and, as root, installs and purges it).
+test: deps check deb unit fuzz
 
 deps:
 	@missing=""; \
@@ -34,6 +35,16 @@ deps:
 build:
 	$(CARGO) build --release --locked --workspace --bins
 
+## deb: the Debian package, target/debian/strata_VERSION-1_ARCH.deb (cargo-deb; the man pages
+## rendered from the clap definitions by deploy/manpages). See [package.metadata.deb] in Cargo.toml.
+CARGO_DEB_VERSION := 3.8.0
+TARGET_DIR = $${CARGO_TARGET_DIR:-target}
+deb: deps build
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked
+	$(CARGO) run --release --locked -q -p strata-manpages -- $(TARGET_DIR)/release/man
+	gzip -9nf $(TARGET_DIR)/release/man/strata.8 $(TARGET_DIR)/release/man/strata-loadgen.8
+	$(CARGO) deb --no-build -p strata
+
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
@@ -43,16 +54,27 @@ check:
 # too (--include-ignored), and STRATA_REQUIRE_INTEROP=1 makes a missing requirement fail them.
 # The criterion benches (run once each as a test) do not take libtest's --include-ignored, so
 # they get a call of their own: the two calls cover what --all-targets does.
-unit:
-	STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
+unit: ntpd-rs
+	STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
 	$(CARGO) test --locked --workspace --benches
 
+# ntpd-rs (a peer nobody here wrote): an NTS client in the tests, a server in bench/compare.
+# Installed once from crates.io into a cache (a few minutes on two cores).
+NTPD_RS_VERSION := 1.9.0
+NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
+ntpd-rs:
+	@test -x $(NTPD_RS_ROOT)/bin/ntp-daemon || { \
+	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; a few minutes)"; \
+	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
+	    --target-dir $(HOME)/.cache/strata-bench/build; }
+
 # The fuzz targets need a nightly toolchain; without one this says so and skips. Each target runs
-# FUZZ_SECONDS (2 targets: about two minutes in all, plus the build):
+# FUZZ_SECONDS (3 targets: about three minutes in all, plus the build):
 #   parse_respond   arbitrary bytes through every parser, respond() and the frame rewrite;
 #   admit_respond   an admission configuration and a sequence of requests through the access
 #                   list, the rate limiter and then respond() or the frame rewrite.
-FUZZ_TARGETS := parse_respond:512 admit_respond:1024
+#   nts_respond     NTS requests, arbitrary and valid-then-changed, through respond_nts.
+FUZZ_TARGETS := parse_respond:512 admit_respond:1024 nts_respond:1024
 fuzz:
 	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
 	  echo "fuzz: SKIPPED, no nightly toolchain here (cargo-fuzz needs one)"; exit 0; fi; \
@@ -68,14 +90,8 @@ fuzz:
 ## ntpd-rs and a bare XDP_TX echo, the table printed and the JSON written under bench/results/
 ## (ntpd-rs is installed once into a cache); then bench/admission-cost: the XDP program's time
 ## per request with rate limiting off and on.
-NTPD_RS_VERSION := 1.9.0
-NTPD_RS_ROOT := $(HOME)/.cache/strata-bench/ntpd-rs-$(NTPD_RS_VERSION)
-bench: deps build
+bench: deps build ntpd-rs
 	$(CARGO) bench --locked --benches
-	@test -x $(NTPD_RS_ROOT)/bin/ntp-daemon || { \
-	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; several minutes)"; \
-	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
-	    --target-dir $(HOME)/.cache/strata-bench/build; }
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "bench/compare: SKIPPED, it needs root (network namespaces, XDP)"; \
 	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare && bench/admission-cost; fi

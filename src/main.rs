@@ -1,60 +1,19 @@
 //! The `strata` command.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM), 2 for bad flags or a bad
-//! configuration (the message on stderr), 1 when the server fails at run time (a bind error, a
-//! responder thread that dies).
+//! Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM or SIGUSR1), 2 for bad flags or a bad
+//! configuration (the message on stderr; an unknown `user` among them), 1 when the server fails
+//! at run time (a bind error, a responder thread that dies, a failed switch of user).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use log::{error, LevelFilter};
+use clap::Parser;
+use log::error;
 
-use strata::daemon::config::{flag_error, Overrides, ServerConfig, DEFAULT_CONTROL};
-use strata::daemon::observe::{control_socket, status_view};
-
-#[derive(Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "A kernel-bypass NTP server for public, pool-scale deployment"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-// Parsed once at start: the size of `serve`'s many flags does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Command {
-    /// Serve NTP to clients
-    Serve(ServeArgs),
-    /// Show a running server's state, upstream sources and packet counters
-    Status(StatusArgs),
-}
-
-#[derive(Args)]
-struct StatusArgs {
-    /// The server's control socket
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
-    control: PathBuf,
-
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// TOML configuration file; the flags below override its keys
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    // Every setting's flag, declared with its file key in `config`'s `settings!` list.
-    #[command(flatten)]
-    flags: Overrides,
-}
+use strata::daemon::cli::{Cli, ClientsArgs, Command, ServeArgs, StatusArgs};
+use strata::daemon::config::{flag_error, ServerConfig};
+use strata::daemon::observe::{clients_view, control_socket, health, status_view};
+use strata::daemon::server::Service;
+use strata::daemon::{logging, run_as};
 
 fn main() -> ExitCode {
     // clap prints its own errors and exits with 2 (0 for --help and --version), except for a
@@ -72,12 +31,58 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
+        Command::Clients(args) => clients(&args),
     }
+}
+
+/// `strata clients`: exit code 0 with the list, 1 (and a message on stderr) without a report.
+fn clients(args: &ClientsArgs) -> ExitCode {
+    use std::io::Write;
+    let report = match control_socket::request(&args.control) {
+        Ok((_, report)) => report,
+        Err(e) => {
+            eprintln!("strata clients: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let text = if args.json {
+        let mut list = report.clients.clone();
+        if let Some(c) = &mut list {
+            c.clients.truncate(args.count);
+        }
+        serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
+    } else {
+        clients_view::render(&report, args.count)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// `strata status --check`: 0 healthy, 1 serving but unhealthy, 2 not serving (see
+/// [`health`]); one line on stdout, or the error on stderr.
+fn check(args: &StatusArgs) -> ExitCode {
+    let limits = health::Limits {
+        accept: args.accept.clone(),
+        max_root_distance: args.max_root_distance,
+        max_stratum: args.max_stratum,
+    };
+    let (verdict, line) = match control_socket::request(&args.control) {
+        Ok((_, report)) => health::check(&report, &limits),
+        Err(e) => {
+            eprintln!("strata status --check: down: {e}");
+            return ExitCode::from(health::Health::Down as u8);
+        }
+    };
+    println!("{line}");
+    ExitCode::from(verdict as u8)
 }
 
 /// `strata status`: exit code 0 with the report, 1 (and a message on stderr) without one.
 fn status(args: &StatusArgs) -> ExitCode {
     use std::io::Write;
+    if args.check {
+        return check(args);
+    }
     let (json, report) = match control_socket::request(&args.control) {
         Ok(got) => got,
         Err(e) => {
@@ -101,24 +106,6 @@ fn status(args: &StatusArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(level: Option<LevelFilter>) {
-    let mut builder = env_logger::Builder::new();
-    match level {
-        Some(level) => {
-            builder.filter_level(level);
-        }
-        None => match std::env::var("RUST_LOG") {
-            Ok(spec) if !spec.is_empty() => {
-                builder.parse_filters(&spec);
-            }
-            _ => {
-                builder.filter_level(LevelFilter::Info);
-            }
-        },
-    }
-    builder.init();
-}
-
 /// Reports a fatal error: in the log, or on stderr when logging is off.
 fn fatal(message: &str) {
     if log::log_enabled!(log::Level::Error) {
@@ -136,8 +123,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level);
-    match strata::daemon::server::run(&config) {
+    // A user that does not exist is a configuration error too, found before anything starts.
+    let run_as = match run_as::resolve(config.user.as_deref()) {
+        Ok(run_as) => run_as,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::init(config.log_level, config.log_format);
+    // SIGHUP reads the same file with the same flags again.
+    let file = args.config.clone();
+    let flags = args.flags.clone();
+    let service = Service {
+        run_as,
+        reload: Some(Box::new(move || ServerConfig::load(file.as_deref(), &flags))),
+        log: Some(Box::new(log)),
+    };
+    match strata::daemon::server::run(&config, service) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             fatal(&message);
@@ -150,6 +153,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use log::LevelFilter;
     use std::time::Duration;
     use strata::daemon::config::Mode;
     use strata::proto::state::UnsyncPolicy;

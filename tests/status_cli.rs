@@ -198,3 +198,77 @@ fn missing_and_stale_sockets_get_a_clear_message() {
     assert!(status(&control, true).status.success());
     drop(server);
 }
+
+/// `strata status --check` exit codes: 0 healthy, 1 serving but not in an accepted state or
+/// over a limit, 2 not serving.
+#[test]
+fn status_check_exit_codes() {
+    let control = control_path("check");
+    let _cleanup = RemoveOnDrop(control.clone());
+    let (_server, _ntp, _metrics) = server(&control);
+    let check = |extra: &[&str]| {
+        let out = Command::new(strata_bin())
+            .args(["status", "--check", "--control"])
+            .arg(&control)
+            .args(extra)
+            .output()
+            .expect("run strata status --check");
+        let line = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), line)
+    };
+    // --local-stratum 2: the local reference, accepted by default.
+    let (rc, line) = check(&[]);
+    assert_eq!(rc, Some(0), "{line}");
+    assert!(
+        line.starts_with("healthy: local, stratum 2, refid LOCL"),
+        "{line}"
+    );
+    let (rc, line) = check(&["--accept", "synchronized,holdover"]);
+    assert_eq!(rc, Some(1), "{line}");
+    assert!(line.contains("state local is not accepted"), "{line}");
+    let (rc, line) = check(&["--max-stratum", "1"]);
+    assert_eq!(rc, Some(1), "{line}");
+    let (rc, _) = check(&["--max-root-distance", "10"]);
+    assert_eq!(rc, Some(0));
+    // A bad value is a usage error (2, as clap's), as is --accept unsynchronized.
+    let (rc, line) = check(&["--accept", "unsynchronized"]);
+    assert_eq!(rc, Some(2), "{line}");
+    // A server whose only upstream never answers stays unsynchronized (LI 3): unhealthy.
+    let control2 = control_path("check-unsync");
+    let _cleanup2 = RemoveOnDrop(control2.clone());
+    let ntp2 = format!("127.0.0.1:{}", free_udp_port());
+    let silent = format!("127.0.0.1:{} minpoll 0 maxpoll 0", free_udp_port());
+    let mut unsync = Server::start(
+        None,
+        &[
+            "--listen",
+            &ntp2,
+            "--upstream",
+            &silent,
+            "--cores",
+            "0",
+            "--metrics",
+            "off",
+            "--control",
+            control2.to_str().unwrap(),
+        ],
+        None,
+    );
+    unsync.wait_for_log("control socket at");
+    let out = Command::new(strata_bin())
+        .args(["status", "--check", "--control"])
+        .arg(&control2)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{line}");
+    assert!(line.contains("replies are marked unsynchronized"), "{line}");
+    // No server: down.
+    let out = Command::new(strata_bin())
+        .args(["status", "--check", "--control", "/nonexistent/strata.sock"])
+        .output()
+        .unwrap();
+    let (rc, line) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rc, Some(2), "{line}");
+    assert!(line.contains("down: no control socket"), "{line}");
+}

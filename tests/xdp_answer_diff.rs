@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use strata::proto::clock::ClockParams;
+use strata::proto::clock::{ClockParams, LeapScale};
 use strata::proto::frame::{reply_in_place, FrameReply};
 use strata::proto::respond::Admission;
 use strata::proto::state::{Published, ServerState, UnsyncPolicy};
@@ -67,6 +67,7 @@ fn corrected_clock() -> ClockParams {
         base_ns: read_clock_ns(libc::CLOCK_REALTIME) - 100_000_000_000,
         offset_ns: 12_345_678_901,
         frequency_q48: ClockParams::frequency_q48_from_ppm(37.5),
+        leap: Default::default(),
     }
 }
 
@@ -668,6 +669,128 @@ fn generated_frames_get_the_same_answer_from_both_tiers() {
 /// A reader must never combine two publications: a writer flips between two states as fast as
 /// it can while the program answers; every reply must be all one or all the other, and its T2
 /// must be on that state's clock.
+/// The leap second as the program applies it (apply_leap) against `LeapScale::apply`: stepped
+/// inserted and deleted seconds just behind and well ahead of now, smears in progress, over and
+/// to come, with leaps already folded in (`past_s`). The program reads the real CLOCK_TAI, so
+/// each leap is placed relative to now; T2 and T3 are held between the Rust answers for the
+/// reads around each run (monotonic there: no step falls between them).
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn leap_seconds_are_served_as_respond_serves_them() {
+    if !requires_root() {
+        return;
+    }
+    with_tier(|tier| {
+        const H: i64 = 3_600_000_000_000;
+        let clock = tier.published.clock;
+        let now = clock.pre_leap_from_tai(tai_now() as i64);
+        let mut scales = Vec::new();
+        for delta in [1i8, -1] {
+            for (at, past) in [(-10_000_000, 0), (-2 * H, 2), (3 * H, -1), (20 * H, 0)] {
+                scales.push(LeapScale {
+                    past_s: past,
+                    delta,
+                    at: now.add_nanos(at),
+                    ..LeapScale::default()
+                });
+            }
+            for (start, len) in [(-6 * H, 86_401), (-30 * H, 86_399), (H, 86_400), (-1, 3_600)] {
+                scales.push(LeapScale {
+                    past_s: 1,
+                    delta,
+                    at: now.add_nanos(start + 12 * H),
+                    smear_start: now.add_nanos(start),
+                    smear_len_s: len,
+                    kernel_steps_realtime: false,
+                });
+            }
+        }
+        let frame = RequestFrame::v4().build();
+        for leap in scales {
+            let published = Published {
+                clock: ClockParams { leap, ..clock },
+                ..tier.published
+            };
+            tier.publish(published);
+            for _ in 0..20 {
+                assert_eq!(tier.check(&frame), XDP_TX, "{leap:?}");
+            }
+            // And the served time is off the unleapt one by what the scale says.
+            let before = tai_now() as i64;
+            let served = published.clock.ntp_from_tai(before);
+            let expected = leap.offset_units(published.clock.pre_leap_from_tai(before));
+            let past = clock
+                .pre_leap_from_tai(before)
+                .add_nanos(-(leap.past_s as i64) * 1_000_000_000);
+            let off = served.0.wrapping_sub(past.0) as i64 - expected;
+            assert!(off.abs() <= 8, "{off} units off for {leap:?}");
+        }
+    });
+}
+
+/// apply_leap bit for bit: a line of rate 0 makes the program's `u` the published anchor,
+/// whatever the clock reads, so its T2 must be exactly `LeapScale::apply(anchor)`, at and
+/// around every boundary (the step, the smear's start and end) and inside a smear.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn apply_leap_is_bit_for_bit_the_rust_one() {
+    if !requires_root() {
+        return;
+    }
+    with_tier(|tier| {
+        let prog = tier.program.program_fd().unwrap();
+        let frame = RequestFrame::v4().build();
+        let midnight = NtpTimestamp(3_692_217_600u64 << 32);
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for delta in [1i8, -1] {
+            for smear_len_s in [0u32, 86_401, 86_399, 1_000, 7] {
+                let leap = LeapScale {
+                    past_s: 0,
+                    delta,
+                    at: midnight,
+                    smear_start: midnight.add_nanos(-(smear_len_s as i64) * 500_000_000),
+                    smear_len_s,
+                    kernel_steps_realtime: false,
+                };
+                let mut points = vec![];
+                for edge in [leap.at, leap.smear_start, leap.end()] {
+                    for d in [-1i64, 0, 1, 1 << 31] {
+                        points.push(NtpTimestamp(edge.0.wrapping_add(d as u64)));
+                    }
+                }
+                for _ in 0..200 {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let spread = (smear_len_s as u64 + 10) << 32;
+                    points.push(NtpTimestamp(
+                        leap.smear_start
+                            .0
+                            .wrapping_add((rng >> 11) % (spread + (20 << 32)))
+                            .wrapping_sub(10 << 32),
+                    ));
+                }
+                for u in points {
+                    let mut state = encode(&tier.published, tai_now());
+                    state.rate_int = 0;
+                    state.rate_frac = 0;
+                    state.ntp_anchor = u.0;
+                    state.leap_at = leap.at.0;
+                    state.smear_start = leap.smear_start.0;
+                    state.smear_len_s = leap.smear_len_s;
+                    state.leap_delta = leap.delta;
+                    tier.map.write(&state);
+                    let (verdict, out) = test_run(prog, &frame);
+                    assert_eq!(verdict, XDP_TX);
+                    let reply = ntp::Packet::new_unchecked(&out[out.len() - ntp::HEADER_LEN..]);
+                    assert_eq!(reply.receive_timestamp(), leap.apply(u), "u {u:?} {leap:?}");
+                    assert_eq!(reply.transmit_timestamp(), leap.apply(u), "u {u:?} {leap:?}");
+                }
+            }
+        }
+    });
+}
+
 #[test]
 #[ignore = "needs root, network namespaces and XDP (make test runs it)"]
 fn a_reply_never_mixes_two_publications() {
@@ -794,17 +917,15 @@ fn admission_decides_as_the_rust_admitter_does() {
         rules: rules.clone(),
         deny_action: DenyAction::KissDeny,
         limiter: Some((limiter, secret)),
+        quota: None,
+        sample_shift: 0,
     };
     with_admitting_tier(options, move |tier| {
         let mut acl = Acl::default();
         for (p, a) in &rules {
             acl.add(*p, *a).unwrap();
         }
-        let admitter = Admitter {
-            acl,
-            deny_action: DenyAction::KissDeny,
-            limiter: Some(Limiter::new(limiter, secret)),
-        };
+        let admitter = Admitter::new(acl, DenyAction::KissDeny).limited(Some(Limiter::new(limiter, secret)));
         // 200 clients: allowed and denied IPv4 and IPv6, several in one /64.
         let sources: Vec<Ip> = (0..200u32)
             .map(|i| match i % 4 {
@@ -888,5 +1009,203 @@ fn admission_decides_as_the_rust_admitter_does() {
             seen[&format!("{:?}", Verdict::DropLimited)]
         );
         assert!(c.get(XdpCounter::Leaked) > 0);
+    });
+}
+
+/// The total cap: requests from busy and quiet clients through the program and through the
+/// Rust `Admitter` with the same cap give the same decisions. The cap's interval is a second
+/// against a run of a few milliseconds, so that its decisions fall at whole answers (busy
+/// clients get 3 before it closes to them, quiet ones 6), whatever microseconds separate the
+/// two clocks. The program keeps one bucket per CPU, so this thread stays on one CPU.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn the_total_cap_decides_as_the_rust_admitter_does() {
+    use strata::proto::admission::{
+        Acl, Admitter, DenyAction, Limiter, LimiterConfig, Quota, QuotaConfig, Verdict,
+    };
+    if !requires_root() {
+        return;
+    }
+    let limiter = LimiterConfig {
+        interval_ns: 10_000_000_000,
+        burst: 2,
+        leak: 1,
+        kod: 0,
+        v4_prefix: 32,
+        v6_prefix: 64,
+        buckets_log2: 6,
+    };
+    let quota = QuotaConfig {
+        interval_ns: 1_000_000_000,
+        quiet_span_ns: 5_500_000_000,
+        busy_span_ns: 2_500_000_000,
+    };
+    let secret = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888];
+    let options = AdmissionOptions {
+        rules: vec![],
+        deny_action: DenyAction::Drop,
+        limiter: Some((limiter, secret)),
+        quota: Some(quota),
+        sample_shift: 0,
+    };
+    with_admitting_tier(options, move |tier| {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it, and
+        // sched_setaffinity reads it for the calling thread only.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+        }
+        let admitter = Admitter::new(Acl::default(), DenyAction::Drop)
+            .limited(Some(Limiter::new(limiter, secret)))
+            .capped(Some(Quota::new(quota)));
+        // One abuser first (its burst, then its leak: busy), then many new clients (quiet).
+        let abuser = std::net::Ipv4Addr::new(198, 18, 7, 7);
+        let sources =
+            std::iter::repeat_n(abuser, 12).chain((0..40u8).map(|i| std::net::Ipv4Addr::new(198, 18, 9, i)));
+        let mut decisions = Vec::new();
+        for src in sources {
+            let ip = Ip::V4 {
+                src,
+                dst: SERVER4,
+                options: vec![],
+            };
+            let frame = RequestFrame {
+                ip: ip.clone(),
+                ..RequestFrame::v4()
+            }
+            .build();
+            let verdict = admitter.admit(ip.src(), monotonic_now());
+            let got = tier.check_admitted(&frame, verdict.admission());
+            if verdict.admission().is_some() {
+                assert_eq!(got, XDP_TX, "{verdict:?} for {src}");
+            }
+            decisions.push(verdict);
+        }
+        let served = |v: &[Verdict]| v.iter().filter(|v| matches!(v, Verdict::Answer(_))).count();
+        // The abuser: 2 within its burst, then its leak (every other request) until the cap
+        // closes to busy clients after 3 answers.
+        assert_eq!(served(&decisions[..12]), 3, "{:?}", &decisions[..12]);
+        assert!(
+            decisions[..12].contains(&Verdict::DropQuota),
+            "{:?}",
+            &decisions[..12]
+        );
+        assert!(
+            decisions[..12].contains(&Verdict::DropLimited),
+            "{:?}",
+            &decisions[..12]
+        );
+        // Quiet clients still get the 3 more the cap holds for them, then nobody does.
+        assert_eq!(served(&decisions[12..]), 3, "{:?}", &decisions[12..]);
+        let c = tier.program.counters().unwrap();
+        let over = decisions.iter().filter(|v| **v == Verdict::DropQuota).count() as u64;
+        assert_eq!(c.get(XdpCounter::DropQuota), over);
+        // The program tracked and forgot the same clients as the Rust table.
+        let (tracked, evicted) = admitter.limiter.as_ref().unwrap().occupancy();
+        assert_eq!(tracked + evicted, 41);
+        assert_eq!(c.get(XdpCounter::LimiterTracked), tracked);
+        assert_eq!(c.get(XdpCounter::LimiterEvicted), evicted);
+    });
+}
+
+/// A spoofed spray of random IPv6 sources (and random IPv4 ones), each far over its limit,
+/// through the program with a small table (64 buckets, so it churns all the time): the normal
+/// clients, IPv6 /64s and IPv4 addresses asking within their burst in the middle of it, are
+/// never limited, and every decision is the Rust `Admitter`'s.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn a_spoofed_spray_limits_no_normal_client_in_the_program() {
+    use strata::proto::admission::{Acl, Admitter, DenyAction, Limiter, LimiterConfig, Verdict};
+    if !requires_root() {
+        return;
+    }
+    let limiter = LimiterConfig {
+        interval_ns: 10_000_000_000,
+        burst: 4,
+        leak: 0,
+        kod: 0,
+        v4_prefix: 32,
+        v6_prefix: 64,
+        buckets_log2: 6,
+    };
+    let secret = [0x0bad_cafe_dead_beef, 0x1234_4321_5678_8765];
+    let options = AdmissionOptions {
+        rules: vec![],
+        deny_action: DenyAction::Drop,
+        limiter: Some((limiter, secret)),
+        quota: None,
+        sample_shift: 0,
+    };
+    with_admitting_tier(options, move |tier| {
+        let admitter =
+            Admitter::new(Acl::default(), DenyAction::Drop).limited(Some(Limiter::new(limiter, secret)));
+        let normal: Vec<Ip> = (0..40u16)
+            .map(|i| match i % 2 {
+                0 => Ip::V6 {
+                    src: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, i, 0, 0, 0, 1),
+                    dst: SERVER6,
+                },
+                _ => Ip::V4 {
+                    src: [198, 18, 100, i as u8].into(),
+                    dst: SERVER4,
+                    options: vec![],
+                },
+            })
+            .collect();
+        let mut rng = 0x6a09_e667_f3bc_c909u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let send = |ip: &Ip| -> Verdict {
+            let frame = RequestFrame {
+                ip: ip.clone(),
+                ..RequestFrame::v4()
+            }
+            .build();
+            let verdict = admitter.admit(ip.src(), monotonic_now());
+            tier.check_admitted(&frame, verdict.admission());
+            verdict
+        };
+        let mut spray_limited = 0;
+        // Three rounds: a spray of 2000 sources, 6 requests each, then every normal client once
+        // (3 requests in all: within its burst of 4).
+        for round in 0..3 {
+            for _ in 0..2000 {
+                let spoofed = if next() % 4 == 0 {
+                    Ip::V4 {
+                        src: (next() as u32).into(),
+                        dst: SERVER4,
+                        options: vec![],
+                    }
+                } else {
+                    let a = (next() as u128) << 64 | next() as u128;
+                    Ip::V6 {
+                        src: (a | 0x2000 << 112).into(),
+                        dst: SERVER6,
+                    }
+                };
+                for _ in 0..6 {
+                    if send(&spoofed) == Verdict::DropLimited {
+                        spray_limited += 1;
+                    }
+                }
+            }
+            for (i, ip) in normal.iter().enumerate() {
+                assert_eq!(
+                    send(ip),
+                    Verdict::Answer(Admission::Serve),
+                    "normal client {i} ({:?}) in round {round}",
+                    ip.src()
+                );
+            }
+        }
+        assert!(
+            spray_limited >= 3 * 2000,
+            "the spray was not limited: {spray_limited}"
+        );
     });
 }

@@ -55,8 +55,23 @@ struct {
 	__type(value, struct strata_bucket);
 } strata_limiter SEC(".maps");
 
+/* The total cap's bucket, one per CPU (quota.rs Quota): its TAT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} strata_quota SEC(".maps");
+
+/* Sampled requests for `strata clients`, read by the daemon (talkers.rs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, STRATA_SAMPLES_BYTES);
+} strata_samples SEC(".maps");
+
 enum admit {
 	ADMIT_SERVE,
+	ADMIT_DROP_QUOTA,
 	ADMIT_DROP_DENIED,
 	ADMIT_DROP_LIMITED,
 	ADMIT_KISS_RATE,
@@ -141,9 +156,10 @@ static __always_inline void client_key(const struct strata_admit_config *cfg, co
 	}
 }
 
-/* The limiter (limiter.rs Limiter::check, choose, decide). */
+/* The limiter (limiter.rs Limiter::check, choose, decide). *busy is set when the client is
+ * spending its burst or is over its limit (LimitDecision::busy). */
 static __always_inline enum admit rate_limit(const struct strata_admit_config *cfg, const struct request *req,
-					      __u64 now)
+					      __u64 now, int *busy)
 {
 	struct strata_bucket *bucket;
 	struct strata_slot slot;
@@ -166,11 +182,13 @@ static __always_inline enum admit rate_limit(const struct strata_admit_config *c
 	} else {
 		/* Not here: take over the slot with the earlier TAT, afresh. */
 		i = bucket->slot[1].tat_ns < bucket->slot[0].tat_ns ? 1 : 0;
+		count(bucket->slot[i & 1].tag ? STRATA_LIMITER_EVICTED : STRATA_LIMITER_TRACKED);
 		slot.tat_ns = 0;
 		slot.over = 0;
 		slot.tag = tag;
 	}
 	tat = slot.tat_ns > now ? slot.tat_ns : now;
+	*busy = slot.tat_ns > now;
 	if (tat - now <= cfg->burst_span_ns) {
 		slot.tat_ns = tat + cfg->interval_ns;
 		if (slot.tat_ns < tat)
@@ -178,6 +196,7 @@ static __always_inline enum admit rate_limit(const struct strata_admit_config *c
 		bucket->slot[i & 1] = slot;
 		return ADMIT_SERVE;
 	}
+	*busy = 1;
 	over = slot.over + 1;
 	slot.over = over;
 	bucket->slot[i & 1] = slot;
@@ -190,27 +209,104 @@ static __always_inline enum admit rate_limit(const struct strata_admit_config *c
 	return ADMIT_DROP_LIMITED;
 }
 
-/* The decision for a request from req's source (proto::admission::Admitter::admit). */
+/* Whether an answer at now to a quiet or busy client is within this CPU's share of the total
+ * cap, recorded if it is (quota.rs take). */
+static __always_inline int quota_take(const struct strata_admit_config *cfg, __u64 now, int busy)
+{
+	__u32 key = 0;
+	__u64 *q = bpf_map_lookup_elem(&strata_quota, &key);
+	__u64 tat, next;
+
+	if (!q)
+		return 1;
+	tat = *q > now ? *q : now;
+	if (tat - now > (busy ? cfg->quota_busy_span_ns : cfg->quota_quiet_span_ns))
+		return 0;
+	next = tat + cfg->quota_interval_ns;
+	*q = next < tat ? ~0ull : next;
+	return 1;
+}
+
+/* The decision for a request from req's source (proto::admission::Admitter::admit): whatever
+ * would be sent, the time or a KoD, counts against the total cap. */
+static __always_inline enum admit decide(const struct strata_admit_config *cfg, const struct request *req,
+					 __u64 now)
+{
+	enum admit verdict = ADMIT_SERVE;
+	int busy = 0;
+
+	if (acl_denies(cfg, req)) {
+		switch (cfg->deny_action) {
+		case STRATA_DENY_KISS_DENY:
+			verdict = ADMIT_KISS_DENY;
+			break;
+		case STRATA_DENY_KISS_RSTR:
+			verdict = ADMIT_KISS_RSTR;
+			break;
+		default:
+			return ADMIT_DROP_DENIED;
+		}
+		busy = 1;
+	} else if (cfg->flags & STRATA_ADMIT_LIMIT) {
+		verdict = rate_limit(cfg, req, now, &busy);
+		if (verdict == ADMIT_DROP_LIMITED)
+			return verdict;
+	}
+	if ((cfg->flags & STRATA_ADMIT_QUOTA) && !quota_take(cfg, now, busy))
+		return ADMIT_DROP_QUOTA;
+	return verdict;
+}
+
+/* 1 in 2^sample_shift requests, with their verdict, to the daemon's list of the most active
+ * clients; a full ring loses the sample (counted), never the request. */
+static __always_inline void sample(const struct strata_admit_config *cfg, const struct request *req,
+				   enum admit verdict)
+{
+	struct strata_sample *s;
+	__u8 code;
+
+	if (!cfg->sample_shift || (bpf_get_prandom_u32() & ((1u << (cfg->sample_shift & 31)) - 1)))
+		return;
+	switch (verdict) {
+	case ADMIT_SERVE:
+		code = STRATA_SAMPLE_SERVED;
+		break;
+	case ADMIT_DROP_LIMITED:
+		code = STRATA_SAMPLE_LIMITED;
+		break;
+	case ADMIT_DROP_DENIED:
+		code = STRATA_SAMPLE_DENIED;
+		break;
+	case ADMIT_DROP_QUOTA:
+		code = STRATA_SAMPLE_OVER_QUOTA;
+		break;
+	default:
+		code = STRATA_SAMPLE_KISSED;
+		break;
+	}
+	s = bpf_ringbuf_reserve(&strata_samples, sizeof(*s), 0);
+	if (!s) {
+		count(STRATA_SAMPLES_LOST);
+		return;
+	}
+	client_key(cfg, req, &s->key_hi, &s->key_lo);
+	s->verdict = code;
+	__builtin_memset(s->pad, 0, sizeof(s->pad));
+	bpf_ringbuf_submit(s, 0);
+}
+
+/* Admission for a request from req's source: the decision, sampled. */
 static __always_inline enum admit admit(const struct request *req, __u64 now)
 {
 	__u32 key = 0;
 	struct strata_admit_config *cfg = bpf_map_lookup_elem(&strata_admit, &key);
+	enum admit verdict;
 
 	if (!cfg)
 		return ADMIT_SERVE;
-	if (acl_denies(cfg, req)) {
-		switch (cfg->deny_action) {
-		case STRATA_DENY_KISS_DENY:
-			return ADMIT_KISS_DENY;
-		case STRATA_DENY_KISS_RSTR:
-			return ADMIT_KISS_RSTR;
-		default:
-			return ADMIT_DROP_DENIED;
-		}
-	}
-	if (!(cfg->flags & STRATA_ADMIT_LIMIT))
-		return ADMIT_SERVE;
-	return rate_limit(cfg, req, now);
+	verdict = decide(cfg, req, now);
+	sample(cfg, req, verdict);
+	return verdict;
 }
 
 #endif

@@ -82,12 +82,42 @@ static __always_inline __u64 ntp_units(const struct strata_state *s, __u64 ns)
 	return ns * s->rate_int + mul_hi64(ns, s->rate_frac);
 }
 
+#define NTP_SECOND (1ull << 32)
+
+/* The pending leap second applied to the line's value u: src/proto/clock/scale.rs
+ * (LeapScale::apply) is the definition, operation for operation. */
+static __always_inline __u64 apply_leap(const struct strata_state *s, __u64 u)
+{
+	__u64 shift, into;
+
+	if (s->leap_delta == 0)
+		return u;
+	if (s->smear_len_s) {
+		into = u - s->smear_start;
+		if ((__s64)into < 0)
+			shift = 0;
+		else if (into >= (__u64)s->smear_len_s * NTP_SECOND)
+			shift = NTP_SECOND;
+		else
+			shift = into / (__u64)s->smear_len_s;
+	} else if ((__s64)(u - s->leap_at) < 0) {
+		shift = 0;
+	} else {
+		shift = NTP_SECOND;
+	}
+	return s->leap_delta > 0 ? u - shift : u + shift;
+}
+
 /* NTP time (32.32, modulo the era) of a CLOCK_TAI reading; see struct strata_state. */
 static __always_inline __u64 ntp_from_tai(const struct strata_state *s, __u64 tai)
 {
+	__u64 u;
+
 	if (tai >= s->tai_anchor_ns)
-		return s->ntp_anchor + ntp_units(s, tai - s->tai_anchor_ns);
-	return s->ntp_anchor - ntp_units(s, s->tai_anchor_ns - tai);
+		u = s->ntp_anchor + ntp_units(s, tai - s->tai_anchor_ns);
+	else
+		u = s->ntp_anchor - ntp_units(s, s->tai_anchor_ns - tai);
+	return apply_leap(s, u);
 }
 
 /* Root dispersion (NTP short, host order) at `now`: the published value grown by PHI since the

@@ -264,6 +264,9 @@ int strata_xdp(struct xdp_md *ctx)
 	case ADMIT_DROP_LIMITED:
 		count(STRATA_DROP_LIMITED);
 		return XDP_DROP;
+	case ADMIT_DROP_QUOTA:
+		count(STRATA_DROP_QUOTA);
+		return XDP_DROP;
 	case ADMIT_KISS_RATE:
 		count(STRATA_KOD_RATE);
 		kiss = STRATA_KISS_RATE;

@@ -59,7 +59,7 @@ struct strata_config {
  *     ntp(t) = ntp_anchor + (t - tai_anchor_ns) * rate_int + hi64((t - tai_anchor_ns) * rate_frac)
  * for t >= tai_anchor_ns, and the same subtracted for t < tai_anchor_ns, modulo 2^64 (the NTP era).
  * rate_int + rate_frac / 2^64 is the number of NTP fraction units (2^-32 s) per TAI nanosecond,
- * frequency correction included; src/sys/fastpath/state_map.rs computes it from ClockParams and
+ * frequency correction included; the pending leap second (below) is applied to the result; src/sys/fastpath/state_map.rs computes it from ClockParams and
  * mirrors this formula exactly. */
 struct strata_state {
 	__u64 seq;
@@ -80,6 +80,15 @@ struct strata_state {
 	__u8 leap;
 	__u8 stratum;
 	__s8 precision;
+	/* The pending leap second, applied to the line's value u by apply_leap (strata_answer.h),
+	 * as src/proto/clock/scale.rs defines it: stepped by leap_delta seconds (+1 an inserted
+	 * second, -1 a deleted one, 0 none) from u >= leap_at on, or, when smear_len_s is not 0,
+	 * smeared over smear_len_s seconds of u from smear_start. NTP 32.32, wrapping. */
+	__u64 leap_at;
+	__u64 smear_start;
+	__u32 smear_len_s;
+	__s8 leap_delta;
+	__u8 reserved[3];
 };
 
 #define STRATA_STATE_VALID 1u  /* published at least once: until then every request goes up */
@@ -108,13 +117,21 @@ struct strata_admit_config {
 	__u8 deny_action;
 	/* STRATA_ADMIT_*. */
 	__u8 flags;
-	__u16 reserved;
+	/* 1 in 2^sample_shift requests are sampled for `strata clients` (0: none). */
+	__u8 sample_shift;
+	__u8 reserved;
 	__u32 reserved2;
+	/* The total cap, this CPU's share (quota.rs QuotaConfig): nanoseconds between answers,
+	 * and how far ahead of now quiet and busy clients may push its TAT. */
+	__u64 quota_interval_ns;
+	__u64 quota_quiet_span_ns;
+	__u64 quota_busy_span_ns;
 };
 
 #define STRATA_ADMIT_ACL_V4 1u /* the IPv4 trie has rules */
 #define STRATA_ADMIT_ACL_V6 2u /* the IPv6 trie has rules */
 #define STRATA_ADMIT_LIMIT 4u  /* rate limiting is on */
+#define STRATA_ADMIT_QUOTA 8u  /* the total cap is on */
 
 #define STRATA_DENY_DROP 0u
 #define STRATA_DENY_KISS_DENY 1u
@@ -124,6 +141,22 @@ struct strata_admit_config {
 #define STRATA_ACL_ALLOW 1u
 #define STRATA_ACL_DENY 2u
 #define STRATA_MAX_ACL_RULES 65536
+
+/* A sampled request for `strata clients` (talkers.rs Sample), in the strata_samples ring:
+ * the client key and what admission decided (STRATA_SAMPLE_*, talkers.rs SampleVerdict). */
+struct strata_sample {
+	__u64 key_hi;
+	__u64 key_lo;
+	__u8 verdict;
+	__u8 pad[7];
+};
+
+#define STRATA_SAMPLE_SERVED 0u
+#define STRATA_SAMPLE_KISSED 1u
+#define STRATA_SAMPLE_LIMITED 2u
+#define STRATA_SAMPLE_DENIED 3u
+#define STRATA_SAMPLE_OVER_QUOTA 4u
+#define STRATA_SAMPLES_BYTES (1u << 18)
 
 /* One client in the limiter's table (limiter.rs Slot); a bucket holds two. */
 struct strata_slot {
@@ -158,7 +191,11 @@ enum strata_counter {
 	STRATA_KOD_RATE = 16,       /* over its rate limit: a KoD RATE (here or by a responder) */
 	STRATA_KOD_DENY = 17,       /* denied: a KoD DENY */
 	STRATA_KOD_RSTR = 18,       /* denied: a KoD RSTR */
-	STRATA_COUNTERS = 19,
+	STRATA_DROP_QUOTA = 19,     /* over the server's total cap: dropped */
+	STRATA_LIMITER_TRACKED = 20, /* limiter slots taken while empty: clients tracked */
+	STRATA_LIMITER_EVICTED = 21, /* limiter slots taken over: clients forgotten */
+	STRATA_SAMPLES_LOST = 22,   /* samples for `strata clients` the full ring refused */
+	STRATA_COUNTERS = 23,
 };
 
 #define STRATA_MAX_QUEUES 64

@@ -192,11 +192,7 @@ fn run(data: &[u8]) {
     ]);
 
     let limiter_on = flags & 4 != 0;
-    let admitter = Admitter {
-        acl,
-        deny_action,
-        limiter: limiter_on.then(|| Limiter::new(config, SECRET)),
-    };
+    let admitter = Admitter::new(acl, deny_action).limited(limiter_on.then(|| Limiter::new(config, SECRET)));
 
     // The requests.
     let mut now_ns = 0u64;
@@ -281,7 +277,7 @@ fn run(data: &[u8]) {
 
         // Admission.
         let denied = reference_lookup(&rules, client) == AclAction::Deny;
-        assert_eq!(admitter.acl.lookup(client) == AclAction::Deny, denied, "{client}");
+        assert_eq!(admitter.rules().acl.lookup(client) == AclAction::Deny, denied, "{client}");
         let verdict = admitter.admit(client, now_ns);
         match (denied, deny_action) {
             (true, DenyAction::Drop) => assert_eq!(verdict, Verdict::DropDenied),

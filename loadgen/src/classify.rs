@@ -29,10 +29,12 @@ pub enum Invalid {
     ZeroTimestamp,
     /// The transmit timestamp is before the receive timestamp.
     ReversedTimestamps,
+    /// An NTS request's reply that does not verify (its identifier or authenticator).
+    NotAuthenticated,
 }
 
 impl Invalid {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [Invalid; Invalid::COUNT] = [
         Invalid::Malformed,
         Invalid::WrongSource,
@@ -44,6 +46,7 @@ impl Invalid {
         Invalid::Unsynchronized,
         Invalid::ZeroTimestamp,
         Invalid::ReversedTimestamps,
+        Invalid::NotAuthenticated,
     ];
 
     pub const fn label(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Invalid {
             Invalid::Unsynchronized => "unsynchronized",
             Invalid::ZeroTimestamp => "zero_timestamp",
             Invalid::ReversedTimestamps => "reversed_timestamps",
+            Invalid::NotAuthenticated => "not_authenticated",
         }
     }
 
@@ -69,12 +73,13 @@ impl Invalid {
 /// The kiss codes counted apart; any other code counts as "other".
 pub const KISS_KINDS: usize = KissCode::ALL.len() + 1;
 
-/// The label of a kiss-code slot, as `[RATE, DENY, RSTR, other]`.
+/// The label of a kiss-code slot, as `[RATE, DENY, RSTR, NTSN, other]`.
 pub fn kiss_label(index: usize) -> &'static str {
     match KissCode::ALL.get(index) {
         Some(KissCode::Rate) => "RATE",
         Some(KissCode::Deny) => "DENY",
         Some(KissCode::Rstr) => "RSTR",
+        Some(KissCode::Ntsn) => "NTSN",
         None => "other",
     }
 }

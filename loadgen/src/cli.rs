@@ -86,6 +86,19 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = RequestKind::Basic)]
     pub request: RequestKind,
 
+    /// NTS: the NTS-KE server (ADDR:PORT) each thread gets its keys and cookie from, once
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub nts_ke: Option<SocketAddr>,
+
+    /// NTS: the CA certificate (PEM) the NTS-KE server's certificate is checked against
+    /// [default: the system's trust store]
+    #[arg(long, value_name = "PEM")]
+    pub nts_ca: Option<std::path::PathBuf>,
+
+    /// NTS: the name the NTS-KE server's certificate must carry [default: the --nts-ke address]
+    #[arg(long, value_name = "NAME")]
+    pub nts_name: Option<String>,
+
     /// Requests per send call (and replies per receive call); in live mode, frames per
     /// BPF_PROG_RUN batch, which the kernel sends together (at most 256)
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -214,6 +227,14 @@ impl Args {
                     ));
                 }
             }
+        }
+        if (self.request == RequestKind::Nts) != self.nts_ke.is_some() {
+            return Err("--request nts and --nts-ke ADDR:PORT go together".into());
+        }
+        if self.request == RequestKind::Nts && kind == TransportKind::Live {
+            return Err(
+                "--request nts: the live transport sends one fixed frame; use socket or af-xdp".into(),
+            );
         }
         if kind != TransportKind::Live && self.flows() > MAX_FLOWS {
             return Err(format!(

@@ -1,8 +1,9 @@
-//! The requests the generator sends. Only basic client requests exist now; interleaved requests
-//! (RFC 9769, which carry the previous reply's receive timestamp per client) and NTS requests
-//! (RFC 8915, with cookies and an authenticator in extension fields) are later variants of
-//! [`RequestKind`]. Each variant writes its request into the transport's buffer, and the matcher
-//! still finds the request from the origin timestamp of the reply.
+//! The requests the generator sends: basic client requests, and NTS-protected ones (RFC 8915: a
+//! Unique Identifier, a cookie and an authenticator sealed with the C2S key of an NTS-KE session
+//! each thread runs once; each reply is verified with the S2C key). Interleaved requests (RFC
+//! 9769) are a later variant of [`RequestKind`]. Each variant writes its request into the
+//! transport's buffer, and the matcher still finds the request from the origin timestamp of the
+//! reply (an NTS request's identifier is derived from it too).
 
 use serde::Serialize;
 use strata::proto::wire::ntp::{Leap, Mode, Packet, Repr, HEADER_LEN};
@@ -14,6 +15,29 @@ use strata::proto::wire::{NtpShort, NtpTimestamp};
 pub enum RequestKind {
     /// An NTPv4 client request (mode 3) without extension fields.
     Basic,
+    /// An NTS-protected NTPv4 request (needs --nts-ke): one cookie, the identifier and the
+    /// authenticator; every reply is verified.
+    Nts,
+}
+
+/// What an NTS-KE session gave a thread: the keys, and the cookie every request carries (a
+/// server keeps no state per cookie, so one serves a whole run).
+#[derive(Debug, Clone)]
+pub struct NtsSession {
+    pub keys: strata::proto::nts::SessionKeys,
+    pub cookie: Vec<u8>,
+}
+
+/// The Unique Identifier of the request whose transmit timestamp is `cookie`: its 8 bytes four
+/// times (unique per request, as RFC 8915 asks, and found again from the reply's origin).
+#[inline]
+pub fn nts_uid(cookie: NtpTimestamp) -> [u8; 32] {
+    let b = cookie.0.to_be_bytes();
+    let mut uid = [0u8; 32];
+    for chunk in uid.chunks_mut(8) {
+        chunk.copy_from_slice(&b);
+    }
+    uid
 }
 
 /// A prepared request: the constant bytes are built once, and only the transmit timestamp (the
@@ -22,13 +46,15 @@ pub enum RequestKind {
 pub struct RequestTemplate {
     kind: RequestKind,
     bytes: [u8; HEADER_LEN],
+    nts: Option<NtsSession>,
 }
 
 impl RequestTemplate {
+    /// A template of `kind`; NTS requests need [`RequestTemplate::nts`] instead.
     pub fn new(kind: RequestKind) -> RequestTemplate {
         let mut bytes = [0u8; HEADER_LEN];
         match kind {
-            RequestKind::Basic => Repr {
+            RequestKind::Basic | RequestKind::Nts => Repr {
                 leap: Leap::NoWarning,
                 version: 4,
                 mode: Mode::Client,
@@ -46,11 +72,29 @@ impl RequestTemplate {
             }
             .emit(&mut Packet::new_unchecked(&mut bytes[..])),
         }
-        RequestTemplate { kind, bytes }
+        RequestTemplate {
+            kind,
+            bytes,
+            nts: None,
+        }
+    }
+
+    /// NTS-protected requests with the keys and cookie of `session`.
+    pub fn nts(session: NtsSession) -> RequestTemplate {
+        RequestTemplate {
+            kind: RequestKind::Nts,
+            nts: Some(session),
+            ..RequestTemplate::new(RequestKind::Nts)
+        }
     }
 
     pub fn kind(&self) -> RequestKind {
         self.kind
+    }
+
+    /// The NTS session replies are verified with (None: basic requests).
+    pub fn session(&self) -> Option<&NtsSession> {
+        self.nts.as_ref()
     }
 
     /// Writes a request carrying `cookie` as its transmit timestamp into `buf`; returns its
@@ -62,6 +106,25 @@ impl RequestTemplate {
                 buf[..HEADER_LEN].copy_from_slice(&self.bytes);
                 Packet::new_unchecked(&mut buf[..HEADER_LEN]).set_transmit_timestamp(cookie);
                 HEADER_LEN
+            }
+            RequestKind::Nts => {
+                let Some(session) = &self.nts else {
+                    return 0;
+                };
+                let mut header = self.bytes;
+                Packet::new_unchecked(&mut header[..]).set_transmit_timestamp(cookie);
+                let uid = nts_uid(cookie);
+                let nonce = &uid[..session.keys.aead.nonce_len()];
+                strata::proto::nts::client::write_request(
+                    buf,
+                    &header,
+                    &uid,
+                    &session.cookie,
+                    0,
+                    &session.keys,
+                    nonce,
+                )
+                .unwrap_or(0)
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::affinity;
 use crate::cli::{Args, TransportKind};
 use crate::progress::{Live, ProgressLine};
 use crate::report::{RunReport, StepReport};
-use crate::request::RequestTemplate;
+use crate::request::{NtsSession, RequestKind, RequestTemplate};
 use crate::setup::{self, BoxedTransport};
 use crate::stats::StepStats;
 use crate::worker::{Command, Event, StepOrder, Worker, WorkerSettings};
@@ -116,7 +116,10 @@ fn start_workers(args: &Args, plan: &[StepPlan], transports: Vec<BoxedTransport>
             poisson: args.poisson,
             timeout_ns: (args.timeout * 1e9) as i64,
             in_flight,
-            template: RequestTemplate::new(args.request),
+            template: match args.request {
+                RequestKind::Nts => RequestTemplate::nts(nts_session(args)?),
+                kind => RequestTemplate::new(kind),
+            },
         };
         let (command_tx, commands) = mpsc::channel();
         let live = Arc::new(Live::default());
@@ -261,4 +264,33 @@ pub fn run(args: &Args, mut on_step: impl FnMut(&StepReport)) -> Result<RunRepor
     drop(opened.steering);
     result?;
     Ok(RunReport::new(args, steps))
+}
+
+/// One NTS-KE session (each thread runs its own, as a fleet of clients would): the keys and
+/// the first cookie.
+fn nts_session(args: &Args) -> Result<NtsSession, String> {
+    let ke = args.nts_ke.ok_or("--request nts needs --nts-ke")?;
+    let ca = match &args.nts_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("--nts-ca {}: {e}", path.display()))?),
+        None => None,
+    };
+    let config = strata::daemon::nts::ke_client::client_config(ca.as_deref())?;
+    let name = args.nts_name.clone().unwrap_or_else(|| ke.ip().to_string());
+    let est = strata::daemon::nts::ke_client::establish(
+        config,
+        ke,
+        &name,
+        &strata::proto::nts::Aead::ALL,
+        std::time::Duration::from_secs(5),
+    )?;
+    let cookie = est
+        .response
+        .cookies
+        .first()
+        .ok_or_else(|| format!("NTS-KE with {ke}: no cookie"))?
+        .clone();
+    Ok(NtsSession {
+        keys: est.keys,
+        cookie,
+    })
 }

@@ -203,9 +203,13 @@ impl<T: Transport> Worker<T> {
             transport,
             matcher,
             stats,
+            settings,
             ..
         } = self;
-        let n = transport.receive(wait_ns, &mut |reply| account(matcher, stats, first_seq, reply))?;
+        let nts = settings_nts(settings);
+        let n = transport.receive(wait_ns, &mut |reply| {
+            account(matcher, stats, first_seq, nts, reply)
+        })?;
         if n > 0 {
             self.live.publish(self.stats.sent, self.stats.received);
         }
@@ -213,9 +217,21 @@ impl<T: Transport> Worker<T> {
     }
 }
 
-/// Classifies one reply into the step's statistics.
+/// The NTS keys replies are verified with, for NTS runs.
+fn settings_nts(settings: &WorkerSettings) -> Option<&strata::proto::nts::SessionKeys> {
+    settings.template.session().map(|s| &s.keys)
+}
+
+/// Classifies one reply into the step's statistics; an NTS reply is verified first (its
+/// identifier and authenticator), a NAK counted as a KoD NTSN.
 #[inline]
-fn account(matcher: &mut Matcher, stats: &mut StepStats, first_seq: u64, reply: Reply<'_>) {
+fn account(
+    matcher: &mut Matcher,
+    stats: &mut StepStats,
+    first_seq: u64,
+    nts: Option<&strata::proto::nts::SessionKeys>,
+    reply: Reply<'_>,
+) {
     stats.received += 1;
     if !reply.from_target {
         stats.invalid[Invalid::WrongSource.index()] += 1;
@@ -249,6 +265,18 @@ fn account(matcher: &mut Matcher, stats: &mut StepStats, first_seq: u64, reply: 
         }
     };
     stats.answered += 1;
+    if let Some(keys) = nts {
+        use strata::proto::nts::client::{verify_count, ReplyError};
+        match verify_count(reply.payload, &crate::request::nts_uid(origin), keys) {
+            Ok(_) => {}
+            // The NAK: judged below as the KoD it is.
+            Err(ReplyError::Nak) => {}
+            Err(_) => {
+                stats.invalid[Invalid::NotAuthenticated.index()] += 1;
+                return;
+            }
+        }
+    }
     match classify::judge(reply.payload, VERSION) {
         Verdict::Valid { t2, t3 } => {
             // The server's timestamps, unfolded around our receive time (NTP eras).

@@ -3,7 +3,14 @@
 //! ([`server`]). It builds on `crate::proto` and `crate::sys`; nothing imports from it but the
 //! `strata` binary.
 
+pub mod cli;
 pub mod config;
 pub mod control;
+pub mod logging;
+pub mod nts;
 pub mod observe;
+pub mod reload;
+pub mod run_as;
 pub mod server;
+pub mod service_status;
+pub mod signals;

@@ -13,24 +13,43 @@ use log::{info, warn};
 
 use crate::daemon::config::{format_core_list, DataPath, Mode, ServerConfig};
 use crate::daemon::control::{self, ControlConfig};
-use crate::daemon::observe::observers;
+use crate::daemon::nts::NtsService;
 use crate::daemon::observe::report::Observed;
-use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter};
+use crate::daemon::observe::{clients, observers};
+use crate::daemon::reload;
+use crate::daemon::run_as;
+use crate::daemon::service_status::ServiceStatus;
+use crate::daemon::signals::Signals;
+use crate::proto::admission::samples::SampleRing;
+use crate::proto::admission::{Acl, AclAction, Admitter, DenyAction, Limiter, Quota, QuotaConfig, Sampling};
+use crate::proto::nts::NtsKeys;
+
+/// Samples the socket path's ring holds between two reads by the client watch (a quarter of a
+/// second): 1 in 16 of 260k requests per second.
+const SAMPLE_RING: usize = 16_384;
 use crate::proto::metrics::{self, ResponderCounters};
 use crate::proto::state::{StateReader, UnsyncPolicy};
 use crate::sys::fastpath;
+use crate::sys::notify::Notifier;
+use crate::sys::privilege::RunAs;
 use crate::sys::socket::{self, SocketConfig};
 
-/// Runs the server until SIGINT or SIGTERM (Ok) or a failure (the message).
-pub fn run(config: &ServerConfig) -> Result<(), String> {
+/// How the server runs as a service, beyond its configuration.
+#[derive(Default)]
+pub struct Service {
+    /// The user to switch to once set up (resolved by [`run_as::resolve`] before the start).
+    pub run_as: Option<RunAs>,
+    /// Reads the configuration again on SIGHUP; None: SIGHUP only says it has nothing to read.
+    pub reload: Option<reload::Loader>,
+    /// Changes the logger's level and format on a reload.
+    pub log: Option<Box<dyn reload::LogControl>>,
+}
+
+/// Runs the server until SIGINT, SIGTERM or SIGUSR1 (Ok) or a failure (the message).
+pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
     let started = SystemTime::now();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while shutting down ends the process at once (exit code 1).
-        signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.clone())
-            .and_then(|_| signal_hook::flag::register(signal, shutdown.clone()))
-            .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
-    }
+    let signals = Signals::install()?;
+    let shutdown = signals.shutdown.clone();
 
     let control = control::start(ControlConfig::from(config), shutdown.clone())
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
@@ -65,16 +84,33 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         ),
     }
 
+    let nts = match config
+        .nts
+        .as_ref()
+        .map(|c| NtsService::start(c, shutdown.clone()))
+    {
+        None => None,
+        Some(Ok(nts)) => Some(nts),
+        Some(Err(e)) => {
+            shutdown.store(true, Ordering::Relaxed);
+            let _ = control.join();
+            return Err(e);
+        }
+    };
     let mut server = match start_path(
         config,
         control.reader(),
         control.symmetric_sender(),
         shutdown.clone(),
+        nts.as_ref().map(|n| n.keys.clone()),
     ) {
         Ok(server) => server,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
             let _ = control.join();
+            if let Some(nts) = nts {
+                nts.join();
+            }
             return Err(e);
         }
     };
@@ -94,23 +130,90 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         }
     }
 
+    let mut xdp_stats = server.take_stats_readers();
+    let clients = match config.admission.sample_shift {
+        0 => None,
+        shift => {
+            match clients::start(
+                std::mem::take(&mut xdp_stats.samples),
+                server.admitter(),
+                shift,
+                config.admission.prefixes(),
+                shutdown.clone(),
+            ) {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    warn!("`strata clients` will have nothing to show: cannot start its thread: {e}");
+                    None
+                }
+            }
+        }
+    };
     let observed = Observed {
         responders: server.responders().to_vec(),
-        xdp: server.take_stats_readers(),
+        xdp: xdp_stats,
         state: control.reader(),
         board: control.status_board(),
         started,
+        admitter: server.admitter(),
+        limiter_slots: config.admission.limiter.map(|l| 2u64 << l.buckets_log2),
+        clients: clients.as_ref().map(|(watch, _)| watch.clone()),
+        nts: nts.as_ref().map(|n| n.view()),
     };
-    let observers = match observers::start(observed, &config.metrics, &config.control, shutdown.clone()) {
+    let owner = service.run_as.as_ref().map(|u| (u.uid, u.gid));
+    let observers = match observers::start(
+        observed,
+        &config.metrics,
+        &config.control,
+        owner,
+        shutdown.clone(),
+    ) {
         Ok(observers) => observers,
         Err(e) => {
             shutdown.store(true, Ordering::Relaxed);
             let _ = server.join();
             let _ = control.join();
+            if let Some((_, thread)) = clients {
+                let _ = thread.join();
+            }
+            if let Some(nts) = nts {
+                nts.join();
+            }
             return Err(e);
         }
     };
 
+    // Everything that needs root is done: the program is attached, the sockets bound.
+    let mut fatal = None;
+    match &service.run_as {
+        Some(user) => {
+            match run_as::switch(
+                user,
+                run_as::control_thread_keeps(config.upstream.discipline_system),
+            ) {
+                Ok(line) => info!("{line}"),
+                Err(e) => {
+                    fatal = Some(e);
+                    shutdown.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        // SAFETY: geteuid cannot fail and touches no memory.
+        None if unsafe { libc::geteuid() } == 0 => {
+            info!("running as root for the whole run: `user` (--user NAME) switches to that user once set up")
+        }
+        None => {}
+    }
+
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!("not notifying systemd: {e}");
+        Notifier::disabled()
+    });
+    let mut status = ServiceStatus::new(notifier, control.reader());
+    if fatal.is_none() {
+        status.ready();
+    }
+    let mut running = config.clone();
     let mut died = false;
     let mut checksums = ChecksumWatch::default();
     while !shutdown.load(Ordering::Relaxed) {
@@ -119,12 +222,32 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
             shutdown.store(true, Ordering::Relaxed);
             break;
         }
+        // Without the control thread the served state goes stale: stop (and stop the
+        // watchdog pings) rather than serve it, so that systemd restarts the service.
+        if control.is_finished() {
+            fatal = Some("the control thread stopped unexpectedly".to_string());
+            shutdown.store(true, Ordering::Relaxed);
+            break;
+        }
+        if signals.take_reload() {
+            status.reloading();
+            reload_config(&mut running, &service, &mut server);
+            if let Some(nts) = &nts {
+                // The NTS-KE thread reads the certificate and key again now (it also does when
+                // their files change).
+                nts.reload.store(true, Ordering::Relaxed);
+                info!("reload (SIGHUP): the NTS certificate and key are read again");
+            }
+            status.reloaded();
+        }
+        status.tick();
         if let Some(warning) = checksums.check(&metrics::total(server.responders())) {
             warn!("{warning}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if !died {
+    status.stopping();
+    if !died && fatal.is_none() {
         info!("shutting down");
     }
     let (responders, failures) = server.join();
@@ -132,7 +255,18 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
         warn!("the control thread panicked");
     }
     observers.join();
+    if let Some(nts) = nts {
+        nts.join();
+    }
+    if let Some((_, thread)) = clients {
+        if thread.join().is_err() {
+            warn!("the client watch thread panicked");
+        }
+    }
     log_counters(&responders);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
     if died || !failures.is_empty() {
         let mut failures = failures;
         if failures.is_empty() {
@@ -143,16 +277,71 @@ pub fn run(config: &ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// SIGHUP: reads the configuration again and applies what can be applied (see [`reload`]).
+fn reload_config(running: &mut ServerConfig, service: &Service, server: &mut Running) {
+    struct NoLog;
+    impl reload::LogControl for NoLog {
+        fn set_level(&self, level: log::LevelFilter) {
+            log::set_max_level(level);
+        }
+        fn set_format(&self, _: crate::daemon::config::LogFormat) {}
+    }
+    let Some(loader) = &service.reload else {
+        info!("reload (SIGHUP): nothing to read again (no configuration file or flags were given)");
+        return;
+    };
+    let log: &dyn reload::LogControl = service.log.as_deref().unwrap_or(&NoLog);
+    let outcome = loader().map(|new| reload::apply(running, new, log, server));
+    reload::log_outcome(&outcome);
+}
+
 /// The path that serves: the socket path or the XDP path's threads.
 enum Running {
-    Socket(socket::SocketServer),
+    /// The socket path, with the admission it applies itself (for the metrics).
+    Socket(socket::SocketServer, Option<Arc<Admitter>>),
     Xdp(fastpath::XdpServer),
 }
 
+impl reload::AdmissionControl for Running {
+    fn set_access_rules(
+        &mut self,
+        old: &reload::Rules,
+        new: &reload::Rules,
+        deny_action: DenyAction,
+    ) -> Result<(), String> {
+        match self {
+            Running::Socket(_, None) => {
+                Err("the socket path started without admission (clients_sample 0 and \
+                 nothing else configured)"
+                    .into())
+            }
+            Running::Socket(_, Some(admitter)) => {
+                let mut acl = Acl::default();
+                for (prefix, action) in new {
+                    acl.add(*prefix, *action)?;
+                }
+                admitter.set_rules(crate::proto::admission::AccessRules { acl, deny_action });
+                Ok(())
+            }
+            Running::Xdp(xdp) => xdp
+                .update_access_rules(old, new, deny_action)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 impl Running {
+    /// The socket path's own admission (the XDP program admits for the XDP path).
+    fn admitter(&self) -> Option<Arc<Admitter>> {
+        match self {
+            Running::Socket(_, a) => a.clone(),
+            Running::Xdp(_) => None,
+        }
+    }
+
     fn responders(&self) -> &[ResponderCounters] {
         match self {
-            Running::Socket(s) => s.responders(),
+            Running::Socket(s, _) => s.responders(),
             Running::Xdp(s) => s.responders(),
         }
     }
@@ -160,14 +349,14 @@ impl Running {
     /// The fast path's kernel counters for the metrics (none on the socket path).
     fn take_stats_readers(&mut self) -> fastpath::StatsReaders {
         match self {
-            Running::Socket(_) => fastpath::StatsReaders::default(),
+            Running::Socket(..) => fastpath::StatsReaders::default(),
             Running::Xdp(s) => s.take_stats_readers(),
         }
     }
 
     fn any_finished(&self) -> bool {
         match self {
-            Running::Socket(s) => s.any_finished(),
+            Running::Socket(s, _) => s.any_finished(),
             Running::Xdp(s) => s.any_finished(),
         }
     }
@@ -175,7 +364,7 @@ impl Running {
     /// Waits for the threads; the XDP path also logs its programs' counters and detaches them.
     fn join(self) -> (Vec<ResponderCounters>, Vec<String>) {
         match self {
-            Running::Socket(s) => {
+            Running::Socket(s, _) => {
                 let stopped = s.join();
                 (stopped.responders, stopped.failures)
             }
@@ -183,8 +372,13 @@ impl Running {
                 let stopped = s.join();
                 for (iface, counters) in &stopped.programs {
                     match counters {
-                        Ok(c) => info!("xdp program on {iface}: {c}"),
-                        Err(e) => warn!("xdp program on {iface}: cannot read its counters: {e}"),
+                        Ok(c) => {
+                            info!(event = "xdp_detach", iface = iface.as_str(); "xdp program on {iface}: {c}")
+                        }
+                        Err(e) => warn!(
+                            event = "xdp_detach", iface = iface.as_str();
+                            "xdp program on {iface}: cannot read its counters: {e}"
+                        ),
                     }
                 }
                 (stopped.responders, stopped.failures)
@@ -200,11 +394,19 @@ fn start_path(
     state: StateReader,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     shutdown: Arc<AtomicBool>,
+    nts: Option<NtsKeys>,
 ) -> Result<Running, String> {
     let secret = limiter_secret();
     log_admission(config);
     if config.path == DataPath::Xdp {
-        match start_xdp(config, state.clone(), shutdown.clone(), symmetric.clone(), secret) {
+        match start_xdp(
+            config,
+            state.clone(),
+            shutdown.clone(),
+            symmetric.clone(),
+            secret,
+            nts.clone(),
+        ) {
             Ok(server) => return Ok(Running::Xdp(server)),
             Err(e) if config.mode == Mode::Auto => {
                 warn!(
@@ -220,14 +422,9 @@ fn start_path(
     if !config.interfaces.is_empty() {
         socket_config.listen = interface_listen_addrs(config)?;
     }
-    let server = socket::run_with(
-        &socket_config,
-        state,
-        shutdown,
-        symmetric,
-        admitter(config, secret)?,
-    )
-    .map_err(|e| e.to_string())?;
+    let admitter = admitter(config, secret)?;
+    let server = socket::run_with(&socket_config, state, shutdown, symmetric, admitter.clone(), nts)
+        .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     info!(
         "listening on {} with {} thread{} (socket path, mode {}, cores {}, batch size {})",
@@ -238,7 +435,7 @@ fn start_path(
         format_core_list(&config.cores),
         config.batch_size
     );
-    Ok(Running::Socket(server))
+    Ok(Running::Socket(server, admitter))
 }
 
 /// The rate limiter's hash key: 128 bits from the OS's random source (through the standard
@@ -256,18 +453,32 @@ fn limiter_secret() -> [u64; 2] {
 /// The socket path's admission, from the same settings the XDP program gets; None when there is
 /// nothing to admit (no rules, no limiter), so requests skip the sender lookup and the check.
 fn admitter(config: &ServerConfig, secret: [u64; 2]) -> Result<Option<Arc<Admitter>>, String> {
-    if config.admission.rules.is_empty() && config.admission.limiter.is_none() {
+    let a = &config.admission;
+    if a.rules.is_empty() && a.limiter.is_none() && a.total_per_second.is_none() && a.sample_shift == 0 {
         return Ok(None);
     }
+    let (v4_prefix, v6_prefix) = a.prefixes();
     let mut acl = Acl::default();
     for (prefix, action) in &config.admission.rules {
         acl.add(*prefix, *action)?;
     }
-    Ok(Some(Arc::new(Admitter {
-        acl,
-        deny_action: config.admission.deny_action,
-        limiter: config.admission.limiter.map(|l| Limiter::new(l, secret)),
-    })))
+    Ok(Some(Arc::new(
+        Admitter::new(acl, config.admission.deny_action)
+            .limited(config.admission.limiter.map(|l| Limiter::new(l, secret)))
+            // The socket path's threads share one bucket: the whole cap.
+            .capped(
+                config
+                    .admission
+                    .total_per_second
+                    .map(|total| Quota::new(QuotaConfig::share_of(total, 1))),
+            )
+            .sampled((a.sample_shift != 0).then(|| Sampling {
+                shift: a.sample_shift,
+                v4_prefix,
+                v6_prefix,
+                ring: SampleRing::new(SAMPLE_RING),
+            })),
+    )))
 }
 
 /// One line on who is answered.
@@ -308,6 +519,12 @@ fn log_admission(config: &ServerConfig) {
             l.table_bytes() >> 20
         ),
     }
+    if let Some(total) = a.total_per_second {
+        info!(
+            "total cap: {total} answers per second over every client (time and KoDs); clients within \
+             their rate are served first, the rest dropped (over_quota)"
+        );
+    }
 }
 
 fn start_xdp(
@@ -316,6 +533,7 @@ fn start_xdp(
     shutdown: Arc<AtomicBool>,
     symmetric: Option<crate::sys::handoff::SymmetricSender>,
     secret: [u64; 2],
+    nts: Option<NtsKeys>,
 ) -> Result<fastpath::XdpServer, String> {
     let xdp_config = fastpath::FastPathConfig {
         interfaces: config.interfaces.clone(),
@@ -333,12 +551,17 @@ fn start_xdp(
             rules: config.admission.rules.clone(),
             deny_action: config.admission.deny_action,
             limiter: config.admission.limiter.map(|l| (l, secret)),
+            quota: None,
+            sample_shift: config.admission.sample_shift,
         },
+        quota_total: config.admission.total_per_second,
+        nts,
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;
     for served in server.served() {
         info!(
+            event = "xdp_attach", iface = served.interface.name.as_str(), attach:% = served.mode;
             "serving NTP port {} on {} through XDP ({}) with {} queue{}, {} address{} (xdp path, mode {}, \
              cores {}, batch size {}{}; {})",
             config.ntp_port,

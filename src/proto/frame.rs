@@ -155,18 +155,28 @@ pub fn reply_in_place(
     state: &ServerState,
     ntp_port: u16,
 ) -> Result<FrameReply, FrameDrop> {
+    reply_in_place_with(frame, ntp_port, |ntp| {
+        respond(ntp, rx_time, tx_time, admission, state)
+    })
+}
+
+/// [`reply_in_place`] with `answer` writing the NTP reply over the request's NTP bytes (the
+/// whole UDP payload) in place of `respond()`: the NTS answer uses it. `answer` must not return
+/// a reply longer than what it was given.
+#[inline]
+pub fn reply_in_place_with(
+    frame: &mut [u8],
+    ntp_port: u16,
+    answer: impl FnOnce(&mut [u8]) -> Result<crate::proto::respond::Reply, DropReason>,
+) -> Result<FrameReply, FrameDrop> {
     let Located { l3, is_ipv4, request } = locate(frame, ntp_port)?;
     // Everything is checked; from here on the frame becomes the reply.
     let ntp_offset = l3 + request.ip_header_len + udp::HEADER_LEN;
     let ntp_end = l3 + request.ip_header_len + request.udp_len;
-    let reply = respond(
-        &mut frame[ntp_offset..ntp_end],
-        rx_time,
-        tx_time,
-        admission,
-        state,
-    )
-    .map_err(FrameDrop::Ntp)?;
+    let reply = answer(&mut frame[ntp_offset..ntp_end]).map_err(FrameDrop::Ntp)?;
+    if reply.len > ntp_end - ntp_offset {
+        return Err(FrameDrop::Ntp(DropReason::MalformedExtension));
+    }
     debug_assert!(reply.len <= ntp_end - ntp_offset);
     let udp_len = udp::HEADER_LEN + reply.len;
     let ip_len = request.ip_header_len + udp_len;
@@ -192,7 +202,7 @@ pub fn reply_in_place(
 /// If `frame` is shorter than `reply` says: `reply` must be what `reply_in_place` returned for it.
 #[inline]
 pub fn stamp_transmit_in_frame(frame: &mut [u8], reply: &FrameReply, transmit: NtpTimestamp) {
-    if matches!(reply.kind, ReplyKind::Kiss(_)) {
+    if !reply.kind.restampable() {
         return;
     }
     let ntp = &mut frame[reply.ntp_offset..reply.ntp_offset + ntp::HEADER_LEN];

@@ -305,6 +305,48 @@ mod tests {
     }
 
     #[test]
+    fn the_fixture_file_is_the_same_list() {
+        let file = include_str!("../../tests/data/leap-seconds.list");
+        assert_eq!(LeapList::parse(file).unwrap(), LeapList::parse(LIST).unwrap());
+    }
+
+    #[test]
+    fn a_truncated_list_is_refused_wherever_it_was_cut() {
+        // Cut anywhere (the hash line lost, cut short, or a number cut short), a shortened
+        // list never passes for a whole one.
+        let whole = LIST.trim_end();
+        for cut in 0..whole.len() {
+            let Some(text) = whole.get(..cut) else { continue };
+            let result = LeapList::parse(text);
+            assert!(result.is_err(), "cut at {cut}: {result:?}");
+        }
+        let without_hash = &whole[..whole.rfind("#h").unwrap()];
+        assert_eq!(
+            LeapList::parse(without_hash),
+            Err(LeapListError::Missing("#h (SHA-1) line"))
+        );
+        // A line lost (a partial copy that kept its hash line): the last leap, whose loss
+        // leaves the data consistent, fails the hash.
+        let lost: String = LIST
+            .lines()
+            .filter(|l| !l.starts_with("3692217600"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(LeapList::parse(&lost), Err(LeapListError::HashMismatch));
+    }
+
+    #[test]
+    fn expiry_is_judged_against_the_instant_asked_about() {
+        let list = LeapList::parse(LIST).unwrap();
+        // Valid up to the second before 2026-06-28T00:00:00Z, expired from it on; what it
+        // says of the past stays true (TAI-UTC 37 s), and it knows of no leap to come.
+        assert!(!list.expired_at(list.expires - 1));
+        assert!(list.expired_at(list.expires));
+        assert_eq!(list.tai_minus_utc_at(list.expires + 86_400 * 365), Some(37));
+        assert_eq!(list.next_leap_after(list.expires - 1), None);
+    }
+
+    #[test]
     fn a_deleted_second_is_a_leap_of_minus_one() {
         // A list with a negative leap, its hash computed as the format says.
         let data = ["3900000000", "3990000000", "3692217600", "37", "3950000000", "36"];

@@ -28,16 +28,19 @@ pub enum KissCode {
     Deny,
     /// Access restricted (for example by the ACL for that address).
     Rstr,
+    /// NTS negative acknowledgment: the cookie or the authentication failed (RFC 8915 5.7).
+    Ntsn,
 }
 
 impl KissCode {
-    pub const ALL: [KissCode; 3] = [KissCode::Rate, KissCode::Deny, KissCode::Rstr];
+    pub const ALL: [KissCode; 4] = [KissCode::Rate, KissCode::Deny, KissCode::Rstr, KissCode::Ntsn];
 
     pub const fn code(self) -> [u8; 4] {
         match self {
             KissCode::Rate => *b"RATE",
             KissCode::Deny => *b"DENY",
             KissCode::Rstr => *b"RSTR",
+            KissCode::Ntsn => *b"NTSN",
         }
     }
 }
@@ -69,10 +72,15 @@ pub enum DropReason {
     Denied,
     /// Over the client's rate limit (admission; `respond()` itself never says this).
     RateLimited,
+    /// Over the server's total cap (admission; `respond()` itself never says this).
+    OverQuota,
+    /// Not NTS-protected, and the server answers only NTS (`require_nts`; the pipeline says
+    /// this, `respond()` never does).
+    NtsRequired,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -85,6 +93,8 @@ impl DropReason {
         DropReason::Unsynchronized,
         DropReason::Denied,
         DropReason::RateLimited,
+        DropReason::OverQuota,
+        DropReason::NtsRequired,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -102,6 +112,8 @@ impl DropReason {
             DropReason::Unsynchronized => "unsynchronized",
             DropReason::Denied => "denied",
             DropReason::RateLimited => "rate_limited",
+            DropReason::OverQuota => "over_quota",
+            DropReason::NtsRequired => "nts_required",
         }
     }
 
@@ -118,7 +130,20 @@ pub enum ReplyKind {
     Time,
     /// The time marked unsynchronized (LI=3, stratum 16).
     Unsynchronized,
+    /// The time authenticated with NTS (from a synchronized server, or marked unsynchronized):
+    /// its T3 is sealed in and must not be re-stamped.
+    Authenticated {
+        synchronized: bool,
+    },
     Kiss(KissCode),
+}
+
+impl ReplyKind {
+    /// Whether T3 may be written again just before sending: not in a KoD (it carries no time
+    /// of ours) nor in an authenticated reply (it would break the seal).
+    pub fn restampable(self) -> bool {
+        matches!(self, ReplyKind::Time | ReplyKind::Unsynchronized)
+    }
 }
 
 /// A reply now occupying the first `len` bytes of the buffer.
@@ -170,7 +195,7 @@ pub fn respond(
             reply.set_receive_timestamp(request.transmit);
             reply.set_transmit_timestamp(request.transmit);
         }
-        ReplyKind::Time | ReplyKind::Unsynchronized => {
+        ReplyKind::Time | ReplyKind::Unsynchronized | ReplyKind::Authenticated { .. } => {
             let synchronized = kind == ReplyKind::Time;
             let (leap, stratum) = if synchronized {
                 (state.leap, state.stratum)
@@ -206,6 +231,12 @@ struct Request {
     version: u8,
     poll: i8,
     transmit: NtpTimestamp,
+}
+
+/// The header's rules alone (length, version, mode), for a caller that checks the extension
+/// fields itself (NTS).
+pub(crate) fn check_header(packet: &[u8]) -> Result<(), DropReason> {
+    check_request(&packet[..packet.len().min(HEADER_LEN)]).map(|_| ())
 }
 
 /// Applies every rule that decides whether a request is answered at all.

@@ -3,7 +3,7 @@
 //! reply never mixes two generations.
 
 use crate::proto::clock::seqlock::{self, SeqLockReader, SeqLockWriter, Words};
-use crate::proto::clock::ClockParams;
+use crate::proto::clock::{ClockParams, LeapScale};
 use crate::proto::wire::ntp::Leap;
 use crate::proto::wire::{NtpShort, NtpTimestamp};
 
@@ -59,7 +59,7 @@ pub struct Published {
 }
 
 impl Words for Published {
-    const WORDS: usize = 8;
+    const WORDS: usize = 12;
 
     fn encode(&self, w: &mut [u64]) {
         let s = &self.server;
@@ -75,6 +75,11 @@ impl Words for Published {
         w[5] = self.clock.base_ns as u64;
         w[6] = self.clock.offset_ns as u64;
         w[7] = self.clock.frequency_q48 as u64;
+        let leap = &self.clock.leap;
+        w[8] = leap.at.0;
+        w[9] = leap.smear_start.0;
+        w[10] = leap.smear_len_s as u64 | (leap.past_s as u32 as u64) << 32;
+        w[11] = leap.delta as u8 as u64 | (leap.kernel_steps_realtime as u64) << 8;
     }
 
     fn decode(w: &[u64]) -> Self {
@@ -99,6 +104,14 @@ impl Words for Published {
                 base_ns: w[5] as i64,
                 offset_ns: w[6] as i64,
                 frequency_q48: w[7] as i64,
+                leap: LeapScale {
+                    past_s: (w[10] >> 32) as u32 as i32,
+                    delta: w[11] as u8 as i8,
+                    at: NtpTimestamp(w[8]),
+                    smear_start: NtpTimestamp(w[9]),
+                    smear_len_s: w[10] as u32,
+                    kernel_steps_realtime: (w[11] >> 8) & 1 == 1,
+                },
             },
         }
     }
@@ -157,6 +170,7 @@ mod tests {
             sync: bool, leap in 0u8..4, stratum: u8, precision: i8, drop: bool,
             rd: u32, rdisp: u32, refid: [u8; 4], reftime: u64,
             tai: i32, base: i64, offset: i64, freq: i64,
+            past: i32, delta: i8, at: u64, smear_start: u64, smear_len: u32, kernel: bool,
         ) {
             let p = Published {
                 server: ServerState {
@@ -170,7 +184,14 @@ mod tests {
                     reference_time: NtpTimestamp(reftime),
                     unsync_policy: if drop { UnsyncPolicy::Drop } else { UnsyncPolicy::Answer },
                 },
-                clock: ClockParams { tai_minus_utc: tai, base_ns: base, offset_ns: offset, frequency_q48: freq },
+                clock: ClockParams {
+                    tai_minus_utc: tai, base_ns: base, offset_ns: offset, frequency_q48: freq,
+                    leap: LeapScale {
+                        past_s: past, delta, at: NtpTimestamp(at),
+                        smear_start: NtpTimestamp(smear_start), smear_len_s: smear_len,
+                        kernel_steps_realtime: kernel,
+                    },
+                },
             };
             let mut w = [0u64; Published::WORDS];
             p.encode(&mut w);

@@ -180,6 +180,7 @@ mod tests {
             base_ns: 0,
             offset_ns: 250_000_000,
             frequency_q48: ClockParams::frequency_q48_from_ppm(-50.0),
+            leap: Default::default(),
         };
         let (adj, change) = d.plan(&params, 250_000_000, true, true, 0.001);
         assert_eq!(adj.step_ns, Some(250_000_000));

@@ -16,6 +16,7 @@ use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
+use crate::proto::nts::{is_nts, respond_nts, NtsContext, NtsOutcome, NtsRefusal, NtsResponder};
 use crate::proto::respond::{self, Admission, DropReason, Reply, ReplyKind};
 use crate::proto::state::{Published, ServerState, StateReader};
 use crate::proto::wire::{ntp, NtpTimestamp};
@@ -41,6 +42,14 @@ pub trait Carrier {
         rx_time: NtpTimestamp,
         admission: Admission,
         state: &ServerState,
+    ) -> Result<Self::Reply, FrameDrop>;
+
+    /// Answers the request in `buf` in place with `answer`, which writes the NTP reply over the
+    /// request's NTP bytes (NTS, instead of `respond()`).
+    fn answer_with(
+        &self,
+        buf: &mut [u8],
+        answer: impl FnOnce(&mut [u8]) -> Result<Reply, DropReason>,
     ) -> Result<Self::Reply, FrameDrop>;
 
     fn len(reply: &Self::Reply) -> usize;
@@ -71,6 +80,15 @@ impl Carrier for Datagrams {
         state: &ServerState,
     ) -> Result<Reply, FrameDrop> {
         respond::respond(buf, rx_time, rx_time, admission, state).map_err(FrameDrop::Ntp)
+    }
+
+    #[inline]
+    fn answer_with(
+        &self,
+        buf: &mut [u8],
+        answer: impl FnOnce(&mut [u8]) -> Result<Reply, DropReason>,
+    ) -> Result<Reply, FrameDrop> {
+        answer(buf).map_err(FrameDrop::Ntp)
     }
 
     #[inline]
@@ -117,6 +135,15 @@ impl Carrier for Frames {
     }
 
     #[inline]
+    fn answer_with(
+        &self,
+        buf: &mut [u8],
+        answer: impl FnOnce(&mut [u8]) -> Result<Reply, DropReason>,
+    ) -> Result<FrameReply, FrameDrop> {
+        frame::reply_in_place_with(buf, self.ntp_port, answer)
+    }
+
+    #[inline]
     fn len(reply: &FrameReply) -> usize {
         reply.len
     }
@@ -158,6 +185,12 @@ pub struct Pipeline<C: Carrier, R: Record> {
     admitter: Option<std::sync::Arc<Admitter>>,
     /// CLOCK_MONOTONIC at the start of the batch, the limiter's clock.
     batch_monotonic_ns: u64,
+    /// xorshift32 state: the draws that pick the requests sampled for `strata clients`.
+    draw: std::cell::Cell<u32>,
+    /// NTS, when the server has it: NTS requests are answered by `respond_nts`.
+    nts: Option<NtsResponder>,
+    /// Only NTS requests are answered (`require_nts`); the rest are dropped.
+    require_nts: bool,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -173,6 +206,10 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             },
             admitter: None,
             batch_monotonic_ns: 0,
+            // Any odd seed: which requests are sampled needs no secret, only no pattern.
+            draw: std::cell::Cell::new(0x9e37_79b9),
+            nts: None,
+            require_nts: false,
         }
     }
 
@@ -180,6 +217,16 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     /// admits for it).
     pub fn with_admitter(mut self, admitter: Option<std::sync::Arc<Admitter>>) -> Self {
         self.admitter = admitter;
+        self
+    }
+
+    /// This path answers NTS requests with `nts` (None: they get a plain, unauthenticated
+    /// answer, which an NTS client ignores).
+    /// With `require` set in it, only NTS requests are answered: the others are dropped
+    /// (`nts_required`).
+    pub fn with_nts(mut self, nts: Option<NtsResponder>) -> Self {
+        self.require_nts = nts.as_ref().is_some_and(|n| n.require);
+        self.nts = nts;
         self
     }
 
@@ -200,10 +247,16 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(from.ip(), std::net::IpAddr::V4),
             ip => ip,
         };
-        match admitter.admit(ip, self.batch_monotonic_ns) {
+        let mut x = self.draw.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.draw.set(x);
+        match admitter.admit_sampled(ip, self.batch_monotonic_ns, x) {
             Verdict::Answer(admission) => Ok(admission),
             Verdict::DropDenied => Err(DropReason::Denied),
             Verdict::DropLimited => Err(DropReason::RateLimited),
+            Verdict::DropQuota => Err(DropReason::OverQuota),
         }
     }
 
@@ -259,10 +312,53 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             }
         };
         let rx_time = self.ntp_time(stamp.ns);
-        match self
-            .carrier
-            .answer(buf, rx_time, admission, &self.published.server)
-        {
+        let state = &self.published.server;
+        let mut refused = None;
+        let require_nts = self.require_nts;
+        let result = match self.nts.as_mut() {
+            None => self.carrier.answer(buf, rx_time, admission, state),
+            Some(nts) => {
+                let clock = &self.published.clock;
+                self.carrier.answer_with(buf, |ntp| {
+                    if !is_nts(ntp) {
+                        if require_nts {
+                            return Err(DropReason::NtsRequired);
+                        }
+                        return respond::respond(ntp, rx_time, rx_time, admission, state);
+                    }
+                    // T3 is sealed into the reply: read now, as late as the answer allows.
+                    let now_ns = read_clock_ns(C::CLOCK);
+                    let (tx_time, unix_ns) = if C::CLOCK == libc::CLOCK_TAI {
+                        (
+                            clock.ntp_from_tai(now_ns),
+                            now_ns - clock.tai_minus_utc as i64 * SECOND,
+                        )
+                    } else {
+                        (clock.ntp_from_realtime(now_ns), now_ns)
+                    };
+                    let ctx = NtsContext {
+                        keys: &mut nts.keys,
+                        nonces: &mut nts.nonces,
+                        unix_s: (unix_ns / SECOND).max(0) as u64,
+                    };
+                    match respond_nts(ntp, rx_time, tx_time, admission, state, ctx) {
+                        Ok(NtsOutcome::Answered { reply, .. }) => Ok(reply),
+                        Ok(NtsOutcome::Nak { reply, why }) => {
+                            refused = Some(why);
+                            Ok(reply)
+                        }
+                        Err(e) => {
+                            refused = Some(NtsRefusal::Malformed);
+                            Err(e)
+                        }
+                    }
+                })
+            }
+        };
+        if let Some(why) = refused {
+            self.counters.nts_refused(why);
+        }
+        match result {
             Ok(reply) => {
                 if stamp.hardware_unused {
                     self.counters.hardware_stamp_unused();
@@ -307,10 +403,10 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     }
 
     /// Writes T3 into a reply and records its response time (T3 − T2). Kiss-o'-Death replies
-    /// carry no time of ours and are left alone.
+    /// carry no time of ours and NTS replies have theirs sealed in: both are left alone.
     #[inline]
     pub fn stamp(&mut self, buf: &mut [u8], reply: &C::Reply, t3: NtpTimestamp) {
-        if matches!(C::kind(reply), ReplyKind::Kiss(_)) {
+        if !C::kind(reply).restampable() {
             return;
         }
         let t2 = C::stamp(buf, reply, t3);

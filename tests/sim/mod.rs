@@ -17,6 +17,7 @@ use strata::proto::clock::ClockParams;
 use strata::proto::control::engine::{Engine, EngineConfig, SourceId, DEFAULT_MAX_DISTANCE};
 use strata::proto::control::events::Event;
 use strata::proto::control::guard::StepLimits;
+use strata::proto::control::leapplan::LeapSettings;
 use strata::proto::control::source::Association;
 use strata::proto::control::spec::SourceOptions;
 use strata::proto::respond::{respond, Admission, KissCode};
@@ -98,6 +99,10 @@ pub struct Upstream {
     pub stratum: u8,
     pub reference_id: [u8; 4],
     pub requests: Vec<i64>,
+    /// A leap second it performs as the kernel does: the uniform-scale Unix second at which it
+    /// steps back (+1, inserted: 00:00:00 read before the leap) or forward (-1, deleted:
+    /// 23:59:59), announcing it from the start of that UTC day.
+    pub leap: Option<(i64, i8)>,
 }
 
 impl Upstream {
@@ -109,6 +114,33 @@ impl Upstream {
             .rfind(|(at, _)| *at <= t)
             .map_or(self.offset, |&(_, o)| o);
         base + (self.drift * t as f64) as i64
+    }
+
+    /// How far its UTC is behind its uniform clock at uniform Unix ns `uniform` (ns).
+    pub fn leap_shift(&self, uniform: i64) -> i64 {
+        match self.leap {
+            Some((step, delta)) if uniform >= step * S => delta as i64 * S,
+            _ => 0,
+        }
+    }
+
+    /// The leap indicator it sends at uniform Unix ns `uniform`.
+    pub fn announces(&self, uniform: i64) -> Leap {
+        match self.leap {
+            Some((step, delta)) => {
+                let midnight = step - (delta as i64).min(0);
+                if uniform >= (midnight - 86_400) * S && uniform < step * S {
+                    if delta > 0 {
+                        Leap::AddSecond
+                    } else {
+                        Leap::DeleteSecond
+                    }
+                } else {
+                    Leap::NoWarning
+                }
+            }
+            None => Leap::NoWarning,
+        }
     }
 
     pub fn new(ip: &str, jitter_ns: f64) -> Upstream {
@@ -129,6 +161,7 @@ impl Upstream {
             stratum: 1,
             reference_id: *b"GPS\0",
             requests: Vec::new(),
+            leap: None,
         }
     }
 }
@@ -140,6 +173,8 @@ pub enum Arrival {
 }
 
 pub struct Sim {
+    /// True time at the start (Unix ns, uniform scale).
+    pub true0: i64,
     /// Kernel clock: `TRUE0 + start_error + t * (1 + skew)` at true time `TRUE0 + t`.
     pub skew: f64,
     pub start_error: i64,
@@ -166,6 +201,9 @@ pub struct Setup {
     pub local_stratum: Option<u8>,
     pub minsources: usize,
     pub limits: StepLimits,
+    pub leap: LeapSettings,
+    /// True time at the start (Unix nanoseconds on the uniform scale: no leap seconds).
+    pub true0: i64,
 }
 
 impl Default for Setup {
@@ -178,6 +216,8 @@ impl Default for Setup {
             local_stratum: None,
             minsources: 1,
             limits: StepLimits::default(),
+            leap: LeapSettings::default(),
+            true0: TRUE0,
         }
     }
 }
@@ -192,12 +232,13 @@ pub fn engine_config(setup: &Setup) -> EngineConfig {
         limits: setup.limits,
         precision: -24,
         tai_minus_utc: 0,
+        leap: setup.leap,
     }
 }
 
 impl Sim {
     pub fn new(setup: Setup, upstreams: Vec<Upstream>) -> Sim {
-        let kernel0 = TRUE0 + setup.start_error;
+        let kernel0 = setup.true0 + setup.start_error;
         let mut engine = Engine::new(engine_config(&setup), ClockParams::identity(0), kernel0);
         let mut by_source = BTreeMap::new();
         let options = SourceOptions {
@@ -217,6 +258,7 @@ impl Sim {
             by_source.insert(id, i);
         }
         Sim {
+            true0: setup.true0,
             skew: setup.skew_ppm * 1e-6,
             start_error: setup.start_error,
             engine,
@@ -234,12 +276,12 @@ impl Sim {
     }
 
     pub fn kernel(&self, t: i64) -> i64 {
-        TRUE0 + self.start_error + t + (t as f64 * self.skew) as i64
+        self.true0 + self.start_error + t + (t as f64 * self.skew) as i64
     }
 
     /// True time (since start) at which the kernel clock reads `kernel`.
     pub fn true_at(&self, kernel: i64) -> i64 {
-        let mut t = ((kernel - TRUE0 - self.start_error) as f64 / (1.0 + self.skew)) as i64;
+        let mut t = ((kernel - self.true0 - self.start_error) as f64 / (1.0 + self.skew)) as i64;
         // Round up so that kernel(t) >= kernel: the engine must never be called early.
         while self.kernel(t) < kernel {
             t += 1;
@@ -248,7 +290,7 @@ impl Sim {
     }
 
     pub fn served_error(&self, t: i64) -> i64 {
-        self.engine.published().clock.corrected_utc_ns(self.kernel(t)) - (TRUE0 + t)
+        self.engine.published().clock.corrected_utc_ns(self.kernel(t)) - (self.true0 + t)
     }
 
     pub fn push(&mut self, at: i64, arrival: Arrival) {
@@ -317,13 +359,16 @@ impl Sim {
         match arrival {
             Arrival::AtServer { upstream, mut packet } => {
                 let up = &self.upstreams[upstream];
-                let server_now =
-                    |t: i64| NtpTimestamp::from_unix_nanos((TRUE0 + t + up.offset_at(t)) as i128);
+                let true0 = self.true0;
+                let server_now = |t: i64| {
+                    let uniform = true0 + t + up.offset_at(t);
+                    NtpTimestamp::from_unix_nanos((uniform - up.leap_shift(uniform)) as i128)
+                };
                 let rx = server_now(self.t);
                 let departs = self.t + 20 * US;
                 let state = ServerState {
                     synchronized: true,
-                    leap: Leap::NoWarning,
+                    leap: up.announces(true0 + self.t + up.offset_at(self.t)),
                     stratum: up.stratum,
                     precision: -24,
                     root_delay: NtpShort::ZERO,

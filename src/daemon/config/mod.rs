@@ -15,6 +15,8 @@
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
+//! log_format = "text"                    # text | json: one line per event either way
+//! user = "strata"                        # run as this user once set up (started as root)
 //! metrics = "127.0.0.1:9123"             # Prometheus /metrics endpoint, or "off"
 //! control = "/run/strata/control.sock"   # `strata status` socket, or "off"
 //! server = ["time1.example.net iburst"]  # upstream servers: HOST[:PORT] [iburst] [prefer]
@@ -28,6 +30,10 @@
 //! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
+//! leap_seconds_list = "/usr/share/zoneinfo/leap-seconds.list"  # or "off"
+//! leap = "auto"                          # auto | none | insert | delete (override)
+//! leap_smear = false                     # smear leap seconds (never on a public server)
+//! leap_smear_window = 86400              # seconds, centred on the leap (noon to noon UTC)
 //! ```
 //!
 //! Every setting is declared once, in the `settings!` list below; its value type (`values.rs`)
@@ -58,9 +64,9 @@ use declare::{settings, FilePlace, Given, Origin, ParsedFile};
 use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
-    Distance, FilePath, InterfaceName, ListenAddr, LogLevel, MinSources, Mode, OffOr, OnOff, Peer, Pool,
-    Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum, TrackedClients, V4PrefixLen,
-    V6PrefixLen,
+    Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, NtsServerName,
+    OffOr, OnOff, Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
+    TotalRate, TrackedClients, UserName, V4PrefixLen, V6PrefixLen,
 };
 
 settings! {
@@ -84,6 +90,13 @@ settings! {
 
     /// Log level [default: RUST_LOG if set, else info]
     log_level: Option<LogLevel>, flag(value_name = "LEVEL"), key "log_level";
+
+    /// Log line format [default: text]
+    log_format: Option<LogFormat>, flag(value_name = "FORMAT"), key "log_format";
+
+    /// Run as this user (and its group) once set up: started as root, strata loads the XDP
+    /// program and binds its sockets, then switches and keeps no capability [default: stay]
+    user: Option<UserName>, flag(value_name = "NAME"), key "user";
 
     /// Interface to serve on through XDP/AF_XDP, every receive queue; repeatable
     iface: Vec<InterfaceName>, flag(value_name = "IF"), key "iface";
@@ -137,6 +150,15 @@ settings! {
     /// Clients the rate limiter tracks at once, 16 bytes each [default: 2097152, 32 MiB]
     rate_limit_clients: Option<TrackedClients>, flag(value_name = "N"), key "rate_limit_clients";
 
+    /// Cap on everything the server answers per second (time and KoDs, every client); clients
+    /// polling within their rate are served first, the rest dropped and counted; 0: no cap
+    /// [default: 0]
+    rate_limit_total: Option<TotalRate>, flag(value_name = "PER_SECOND"), key "rate_limit_total";
+
+    /// Sample 1 in 2^N requests, with what admission decided, for `strata clients`; 0: off
+    /// [default: 4]
+    clients_sample: Option<Shift>, flag(value_name = "N"), key "clients_sample";
+
     /// Serve Prometheus metrics on GET /metrics here, or `off` [default: 127.0.0.1:9123]
     metrics: Option<OffOr<ListenAddr>>, flag(value_name = "ADDR:PORT"), key "metrics";
 
@@ -186,6 +208,47 @@ settings! {
     /// The IERS/IETF leap-seconds.list to check TAI-UTC and coming leaps against, or `off`
     /// [default: /usr/share/zoneinfo/leap-seconds.list]
     leap_seconds_list: Option<OffOr<FilePath>>, flag(value_name = "PATH"), key "leap_seconds_list";
+
+    /// Override the leap second: auto (the list, else the upstreams' majority), none, insert or
+    /// delete (one second at the end of this month) [default: auto]
+    leap: Option<crate::proto::control::leapplan::LeapMode>, flag(value_name = "MODE"), key "leap";
+
+    /// Smear leap seconds over a window instead of stepping (private fleets only: the public pool
+    /// excludes smearing servers)
+    leap_smear: bool, flag(), key "leap_smear";
+
+    /// The smear's window in seconds, centred on the leap [default: 86400, noon to noon UTC]
+    leap_smear_window: Option<values::SmearWindow>, flag(value_name = "SECONDS"), key "leap_smear_window";
+
+    /// NTS: the server's certificate chain (PEM), reloaded when the file changes; with
+    /// --nts-private-key it turns NTS on [default: no NTS]
+    nts_certificate: Option<FilePath>, flag(value_name = "PEM"), key "nts_certificate";
+
+    /// NTS: the certificate's private key (PEM)
+    nts_private_key: Option<FilePath>, flag(value_name = "PEM"), key "nts_private_key";
+
+    /// NTS: where the NTS-KE server (TLS 1.3, ALPN ntske/1) listens [default: [::]:4460]
+    nts_ke_listen: Option<ListenAddr>, flag(value_name = "ADDR:PORT"), key "nts_ke_listen";
+
+    /// NTS: the master key the cookie keys derive from (32 bytes, created if missing; copy it to
+    /// every node of a fleet) [default: /var/lib/strata/nts.key]
+    nts_key_file: Option<FilePath>, flag(value_name = "PATH"), key "nts_key_file";
+
+    /// NTS: seconds between cookie key rotations [default: 86400]
+    nts_key_rotation: Option<Seconds<31536000>>, flag(value_name = "SECONDS"), key "nts_key_rotation";
+
+    /// NTS: earlier cookie keys still accepted, in rotations [default: 7]
+    nts_key_grace: Option<Shift>, flag(value_name = "N"), key "nts_key_grace";
+
+    /// NTS: the NTP server name or address NTS-KE tells clients to use [default: this host]
+    nts_ntp_server: Option<NtsServerName>, flag(value_name = "NAME"), key "nts_ntp_server";
+
+    /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
+    nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
+
+    /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
+    /// nothing itself) [default: off]
+    require_nts: Option<OnOff>, flag(value_name = "on|off"), key "require_nts";
 }
 
 /// The addresses served when neither the file nor the flags name any.
@@ -250,6 +313,10 @@ pub struct ServerConfig {
     pub batch_size: usize,
     /// None: not given (the caller falls back to `RUST_LOG`, then `info`).
     pub log_level: Option<LevelFilter>,
+    /// Text or JSON lines.
+    pub log_format: LogFormat,
+    /// The user to run as once set up (None: stay as started).
+    pub user: Option<String>,
     /// Interfaces for the XDP path (no duplicates).
     pub interfaces: Vec<String>,
     /// UDP port of requests on the XDP path and its socket fallback.
@@ -268,7 +335,28 @@ pub struct ServerConfig {
     pub control: Endpoint<PathBuf>,
     /// Upstream sources and how to discipline against them.
     pub upstream: crate::proto::control::UpstreamConfig,
+    /// Network Time Security; None: off.
+    pub nts: Option<NtsConfig>,
 }
+
+/// Network Time Security as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub ke_listen: SocketAddr,
+    pub key_file: PathBuf,
+    pub rotation: crate::proto::nts::Rotation,
+    pub ntp_server: Option<String>,
+    pub ntp_port: Option<u16>,
+    /// Only NTS requests are answered.
+    pub require: bool,
+}
+
+/// Where the NTS-KE server listens unless told.
+pub const DEFAULT_NTS_KE_LISTEN: &str = "[::]:4460";
+/// Where the NTS master key is kept unless told.
+pub const DEFAULT_NTS_KEY_FILE: &str = "/var/lib/strata/nts.key";
 
 /// The access list, what denied clients get, and the limiter (None: off). The limiter's secret
 /// is drawn when the server starts, not here.
@@ -280,6 +368,21 @@ pub struct AdmissionConfig {
     )>,
     pub deny_action: crate::proto::admission::DenyAction,
     pub limiter: Option<crate::proto::admission::LimiterConfig>,
+    /// The server's total cap, answers per second; None: no cap.
+    pub total_per_second: Option<u32>,
+    /// 1 in 2^sample_shift requests sampled for `strata clients`; 0: none.
+    pub sample_shift: u8,
+}
+
+/// `clients_sample`'s default: 1 in 16.
+pub const DEFAULT_CLIENTS_SAMPLE: u8 = 4;
+
+impl AdmissionConfig {
+    /// The prefixes that make a client: the limiter's, or its defaults without it.
+    pub fn prefixes(&self) -> (u8, u8) {
+        let l = self.limiter.unwrap_or_default();
+        (l.v4_prefix, l.v6_prefix)
+    }
 }
 
 /// The access list and the limiter from their settings. A prefix both allowed and denied is an
@@ -321,6 +424,11 @@ fn admission_config(s: &Settings) -> Result<AdmissionConfig, ConfigError> {
         rules: acl.rules().to_vec(),
         deny_action: s.deny_action.as_ref().map(|g| g.value).unwrap_or_default(),
         limiter,
+        total_per_second: s.rate_limit_total.as_ref().map(|g| g.value.0).filter(|&t| t > 0),
+        sample_shift: s
+            .clients_sample
+            .as_ref()
+            .map_or(DEFAULT_CLIENTS_SAMPLE, |g| g.value.0),
     })
 }
 
@@ -543,6 +651,16 @@ impl ServerConfig {
         let control = endpoint(s.control, "control", DEFAULT_CONTROL, |p: SocketPath| p.0)?;
 
         let default = crate::proto::control::UpstreamConfig::default();
+        // The kernel can only step a leap: a smeared one would leave the system clock a second
+        // off strata's once it is over.
+        if let (Some(smear), Some(discipline)) = (&s.leap_smear, &s.discipline_system) {
+            if smear.value && discipline.value {
+                return Err(smear.origin.clone().error(
+                    "leap_smear cannot be used with discipline_system: the kernel steps leap \
+                     seconds and cannot smear them",
+                ));
+            }
+        }
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources: [specs(s.upstream), specs(s.pool), specs(s.peer)].concat(),
@@ -562,6 +680,69 @@ impl ServerConfig {
                 Some(g) => g.value.0.map(|p| p.0),
                 None => default.leap_seconds_list,
             },
+            leap: crate::proto::control::leapplan::LeapSettings {
+                mode: s.leap.map(|g| g.value).unwrap_or_default(),
+                handling: if s.leap_smear.is_some_and(|g| g.value) {
+                    crate::proto::control::leapplan::LeapHandling::Smear {
+                        window_s: s
+                            .leap_smear_window
+                            .map_or(crate::proto::control::leapplan::DEFAULT_SMEAR_WINDOW, |g| {
+                                g.value.0
+                            }),
+                    }
+                } else {
+                    crate::proto::control::leapplan::LeapHandling::Step
+                },
+            },
+        };
+
+        let nts = match (s.nts_certificate, s.nts_private_key) {
+            (None, None) => {
+                for (given, key) in [
+                    (s.nts_ke_listen.as_ref().map(|g| &g.origin), "nts_ke_listen"),
+                    (s.nts_key_file.as_ref().map(|g| &g.origin), "nts_key_file"),
+                    (s.nts_ntp_server.as_ref().map(|g| &g.origin), "nts_ntp_server"),
+                    (s.require_nts.as_ref().map(|g| &g.origin), "require_nts"),
+                ] {
+                    if let Some(origin) = given {
+                        return Err(origin.error(format!(
+                            "{key} needs NTS, which needs nts_certificate and nts_private_key"
+                        )));
+                    }
+                }
+                None
+            }
+            (Some(cert), None) => {
+                return Err(cert
+                    .origin
+                    .error("NTS needs the certificate's key too (nts_private_key)"))
+            }
+            (None, Some(key)) => {
+                return Err(key.origin.error("NTS needs a certificate too (nts_certificate)"))
+            }
+            (Some(cert), Some(key)) => {
+                let default = crate::proto::nts::Rotation::default();
+                Some(NtsConfig {
+                    certificate: cert.value.0,
+                    private_key: key.value.0,
+                    ke_listen: s.nts_ke_listen.map_or_else(
+                        || DEFAULT_NTS_KE_LISTEN.parse().expect("a valid default"),
+                        |g| g.value.0,
+                    ),
+                    key_file: s
+                        .nts_key_file
+                        .map_or_else(|| PathBuf::from(DEFAULT_NTS_KEY_FILE), |g| g.value.0),
+                    rotation: crate::proto::nts::Rotation {
+                        period_s: s
+                            .nts_key_rotation
+                            .map_or(default.period_s, |g| g.value.0.as_secs().max(1)),
+                        grace: s.nts_key_grace.map_or(default.grace, |g| g.value.0 as u32),
+                    },
+                    ntp_server: s.nts_ntp_server.map(|g| g.value.0),
+                    ntp_port: s.nts_ntp_port.map(|g| g.value.0),
+                    require: s.require_nts.is_some_and(|g| g.value.0),
+                })
+            }
         };
 
         Ok(ServerConfig {
@@ -573,15 +754,19 @@ impl ServerConfig {
             unsynchronized: s.unsynchronized.map(|g| g.value).unwrap_or_default(),
             batch_size: s.batch_size.map_or(DEFAULT_BATCH_SIZE, |g| g.value.0),
             log_level: s.log_level.map(|g| g.value.0),
+            log_format: s.log_format.map(|g| g.value).unwrap_or_default(),
+            user: s.user.map(|g| g.value.0),
             interfaces,
             ntp_port: s.ntp_port.map_or(DEFAULT_NTP_PORT, |g| g.value.0),
             force: s.force.is_some_and(|g| g.value),
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
-            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0),
+            // With require_nts the program must not answer plain requests itself.
+            xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
             admission,
             metrics,
             control,
             upstream,
+            nts,
         })
     }
 }
@@ -771,6 +956,8 @@ mod tests {
                 unsynchronized: UnsyncPolicy::Drop,
                 batch_size: 1024,
                 log_level: Some(LevelFilter::Debug),
+                log_format: LogFormat::Text,
+                user: None,
                 interfaces: vec![],
                 ntp_port: 123,
                 force: false,
@@ -781,12 +968,70 @@ mod tests {
                         buckets_log2: 20,
                         ..Default::default()
                     }),
+                    sample_shift: DEFAULT_CLIENTS_SAMPLE,
                     ..Default::default()
                 },
                 metrics: Endpoint::Default(DEFAULT_METRICS.parse().unwrap()),
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),
+                nts: None,
             }
+        );
+    }
+
+    #[test]
+    fn nts_needs_a_certificate_and_its_key_and_takes_its_defaults() {
+        let c = from_file(
+            "nts_certificate = \"/etc/strata/cert.pem\"\nnts_private_key = \"/etc/strata/key.pem\"",
+        )
+        .unwrap();
+        let nts = c.nts.unwrap();
+        assert_eq!(nts.ke_listen, DEFAULT_NTS_KE_LISTEN.parse().unwrap());
+        assert_eq!(nts.key_file, PathBuf::from(DEFAULT_NTS_KEY_FILE));
+        assert_eq!(nts.rotation, crate::proto::nts::Rotation::default());
+        assert_eq!((nts.ntp_server, nts.ntp_port), (None, None));
+        let e = err(from_file("nts_certificate = \"/c.pem\""));
+        assert!(e.contains("nts_private_key"), "{e}");
+        let e = err(from_flags(&["--nts-private-key", "/k.pem"]));
+        assert!(e.contains("nts_certificate"), "{e}");
+        let e = err(from_file("nts_key_file = \"/k\""));
+        assert!(e.contains("nts_key_file needs NTS"), "{e}");
+        let e = err(from_flags(&[
+            "--nts-certificate",
+            "/c",
+            "--nts-private-key",
+            "/k",
+            "--nts-ntp-server",
+            "a b",
+        ]));
+        assert!(e.contains("not a host name"), "{e}");
+        let c = from_flags(&[
+            "--nts-certificate",
+            "/c",
+            "--nts-private-key",
+            "/k",
+            "--nts-key-rotation",
+            "3600",
+            "--nts-key-grace",
+            "3",
+            "--nts-ntp-server",
+            "ntp.example.net",
+            "--nts-ntp-port",
+            "1123",
+        ])
+        .unwrap()
+        .nts
+        .unwrap();
+        assert_eq!(
+            c.rotation,
+            crate::proto::nts::Rotation {
+                period_s: 3600,
+                grace: 3
+            }
+        );
+        assert_eq!(
+            (c.ntp_server.as_deref(), c.ntp_port),
+            (Some("ntp.example.net"), Some(1123))
         );
     }
 
@@ -1092,6 +1337,31 @@ mod tests {
     }
 
     #[test]
+    fn user_and_log_format() {
+        let c = from_flags(&[]).unwrap();
+        assert_eq!((c.user, c.log_format), (None, LogFormat::Text));
+        let c = from_file("user = \"strata\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.log_format),
+            (Some("strata"), LogFormat::Json)
+        );
+        let c = from_flags(&["--user", "ntp", "--log-format", "text"]).unwrap();
+        assert_eq!((c.user.as_deref(), c.log_format), (Some("ntp"), LogFormat::Text));
+        for bad in ["", "a:b", "a b", "-x", "../root"] {
+            let e = err(from_file(&format!("user = {bad:?}")));
+            assert!(
+                e.contains("config key `user`") && e.contains("is not a user name"),
+                "{e}"
+            );
+        }
+        let e = err(from_file("log_format = \"xml\""));
+        assert!(
+            e.contains("\"xml\" is not one of json, text") || e.contains("is not one of text, json"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn log_level() {
         assert_eq!(
             from_file("log_level = \"warn\"").unwrap().log_level,
@@ -1242,6 +1512,50 @@ mod upstream_tests {
         )
         .unwrap();
         assert_eq!(c.upstream.leap_seconds_list, None);
+    }
+
+    #[test]
+    fn leap_override_and_smear() {
+        use crate::proto::control::leapplan::{LeapHandling, LeapMode, LeapSettings};
+        let file = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+        };
+        let default = file("").unwrap();
+        assert_eq!(default.upstream.leap, LeapSettings::default());
+        assert_eq!(default.upstream.leap.mode, LeapMode::Auto);
+        let c = file("leap = \"delete\"\nleap_smear = true\n").unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::Delete);
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 86_400 });
+        let c = file("leap_smear = true\nleap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Smear { window_s: 7200 });
+        // The window alone does not turn smearing on.
+        let c = file("leap_smear_window = 7200\n").unwrap();
+        assert_eq!(c.upstream.leap.handling, LeapHandling::Step);
+        let e = file("leap = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("leap") && e.contains("sometimes"), "{e}");
+        let e = file("leap_smear = true\nleap_smear_window = 60\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        let e = file("leap_smear = true\ndiscipline_system = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot smear"), "{e}");
+        let flags = Overrides {
+            leap: Some(LeapMode::None),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::resolve(
+            Some((Path::new("/etc/s.toml"), "leap = \"insert\"\n")),
+            &flags,
+            &machine(),
+        )
+        .unwrap();
+        assert_eq!(c.upstream.leap.mode, LeapMode::None, "the flag wins");
     }
 
     #[test]
@@ -1495,6 +1809,8 @@ mod hostile_input_tests {
             from_flags(&[])
                 .map(|d| ServerConfig {
                     cores: c.cores.clone(),
+                    // The one key it sets: the package's service runs as the package's user.
+                    user: Some("strata".into()),
                     ..d
                 })
                 .unwrap()

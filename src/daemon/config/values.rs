@@ -340,6 +340,10 @@ integer_setting!(
     /// Clients the limiter's table holds (rounded up to a power of two, at least 1024).
     TrackedClients(u64), 1024..=(1 << 28)
 );
+integer_setting!(
+    /// The server's cap on answers per second, over every client (0: no cap).
+    TotalRate(u32), 0..=1_000_000_000
+);
 
 /// A prefix of the access list, `ADDR/LEN` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,6 +545,56 @@ impl fmt::Display for InterfaceName {
     }
 }
 
+/// A user name to run as (`user`): looked up when the server starts, refused here only when it
+/// cannot be a name at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(pub String);
+
+impl Setting for UserName {
+    fn parse(text: &str) -> Result<Self, String> {
+        // What useradd accepts, roughly: no separators of /etc/passwd, no spaces, and short.
+        let bad = text.is_empty()
+            || text.len() > 32
+            || text.starts_with('-')
+            || text
+                .chars()
+                .any(|c| c == ':' || c == '/' || c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(format!("{text:?} is not a user name"));
+        }
+        Ok(UserName(text.to_string()))
+    }
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `LEVEL target: message key=value ...`, for people and journald.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Setting for LogFormat {
+    const CHOICES: &'static [Choice<LogFormat>] = &[
+        Choice::new(
+            "text",
+            LogFormat::Text,
+            "One line of text per event, as journald shows it",
+        ),
+        Choice::new(
+            "json",
+            LogFormat::Json,
+            "One JSON object per line, for log collectors",
+        ),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+}
+
 /// An endpoint that may be turned off: `off`, or a place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffOr<T>(pub Option<T>);
@@ -605,6 +659,26 @@ impl Setting for FilePath {
             return Err(format!("{text:?} is not a file path"));
         }
         Ok(FilePath(PathBuf::from(text)))
+    }
+}
+
+/// The name or address NTS-KE gives clients for NTP (a DNS name or an IP address, as the NTPv4
+/// Server Negotiation record carries it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtsServerName(pub String);
+
+impl Setting for NtsServerName {
+    fn parse(text: &str) -> Result<Self, String> {
+        let ok = !text.is_empty()
+            && text.len() <= 255
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        if ok {
+            Ok(NtsServerName(text.to_string()))
+        } else {
+            Err(format!("{text:?} is not a host name or an IP address"))
+        }
     }
 }
 
@@ -705,6 +779,40 @@ impl Setting for UnsyncPolicy {
         choose(Self::CHOICES, text)
     }
 }
+
+impl Setting for crate::proto::control::leapplan::LeapMode {
+    const CHOICES: &'static [Choice<Self>] = &[
+        Choice::new(
+            "auto",
+            Self::Auto,
+            "The leap-seconds list, else the upstreams' majority",
+        ),
+        Choice::new(
+            "none",
+            Self::None,
+            "No leap second, whatever the list or the upstreams say",
+        ),
+        Choice::new(
+            "insert",
+            Self::Insert,
+            "Insert a second at the end of this month (once)",
+        ),
+        Choice::new(
+            "delete",
+            Self::Delete,
+            "Delete a second at the end of this month (once)",
+        ),
+    ];
+
+    fn parse(text: &str) -> Result<Self, String> {
+        choose(Self::CHOICES, text)
+    }
+}
+
+integer_setting!(
+    /// The leap smear's window in seconds (one hour to a week).
+    SmearWindow(u32), 3600..=604800
+);
 
 /// The name of an [`UnsyncPolicy`] as the configuration spells it.
 pub const fn unsync_policy_name(policy: UnsyncPolicy) -> &'static str {

@@ -14,15 +14,19 @@ use super::resolve::Resolver;
 use super::statslog::StatsLog;
 use crate::daemon::control::leapfile::LeapFile;
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
+use crate::proto::control::leapplan::DAY;
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
 use crate::proto::state::Published;
+use crate::proto::wire::ntp::Leap;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 use crate::sys::handoff::SymmetricReceiver;
+use crate::sys::kernel_leap::{kernel_armed_for, read_kernel_leap, set_kernel_leap};
 
 /// The longest the loop waits before it looks at the shutdown flag and the symmetric channel.
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -71,6 +75,12 @@ pub(super) struct Shell {
     /// The model as last moved into the kernel (with `--discipline-system`).
     transferred: Option<ClockParams>,
     tai: i32,
+    /// With `--discipline-system`: the leap the kernel is armed for (+1, -1; 0 none), and
+    /// whether arming failed (then strata applies the leap to its own time only).
+    armed: i8,
+    arming_failed: bool,
+    /// adjtimex cannot even be read (systemd's ProtectClock): said once.
+    kernel_unreadable: bool,
     last_published: Published,
     buf: [u8; 1024],
 }
@@ -130,6 +140,9 @@ impl Shell {
             system,
             transferred: None,
             tai,
+            armed: 0,
+            arming_failed: false,
+            kernel_unreadable: false,
             last_published,
             buf: [0; 1024],
         }
@@ -141,6 +154,10 @@ impl Shell {
         }
         let mut next_housekeeping = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
+            // Once the process switched to `user`: keep only CAP_SYS_TIME, if this thread kept any.
+            if let Err(e) = crate::sys::privilege::settle_this_thread() {
+                log::warn!("the control thread cannot trim its capabilities: {e}");
+            }
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {
@@ -242,6 +259,7 @@ impl Shell {
         if self.system.is_some() {
             self.discipline_system(stepped);
         }
+        self.kernel_leap();
         let published = self.engine.published();
         if published != self.last_published {
             self.publisher.publish(&published);
@@ -288,7 +306,95 @@ impl Shell {
         }
     }
 
+    /// The kernel and a stepped leap second due within the day (see `crate::sys::kernel_leap`).
+    /// Whoever armed the kernel for it (strata with `--discipline-system`, or another daemon),
+    /// CLOCK_REALTIME will carry it, and the engine is told so; once the kernel's TAI offset has
+    /// moved by it, the kernel has performed it, and the engine takes the kernel's step. With
+    /// `--discipline-system` strata arms the kernel during the last day, and disarms it after.
+    fn kernel_leap(&mut self) {
+        let now = kernel_now();
+        let status = self.engine.leap_status(now);
+        let due = status
+            .scheduled
+            .is_some_and(|s| s.midnight - now.div_euclid(1_000_000_000) <= DAY + 60);
+        let pending = self.engine.pending_step().filter(|_| due);
+        if pending.is_none() && self.armed == 0 {
+            return;
+        }
+        // Under systemd's ProtectClock even a read-only adjtimex is refused: then whether the
+        // kernel is armed is unknown, and only its TAI offset (CLOCK_TAI - CLOCK_REALTIME)
+        // moving by the leap, at the leap, says that it leapt.
+        let read = if self.kernel_unreadable {
+            None
+        } else {
+            match read_kernel_leap() {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    // Said once, and not asked again: the answer will not change.
+                    self.kernel_unreadable = true;
+                    log::info!(
+                        "cannot read the kernel's leap state ({e}): a leap the kernel performs \
+                         is seen by its TAI offset alone"
+                    );
+                    None
+                }
+            }
+        };
+        let (armed, tai) = match (read, pending) {
+            (Some((status, tai)), Some(delta)) => (Some(kernel_armed_for(status, delta)), tai),
+            (Some((_, tai)), None) => (None, tai),
+            (None, _) => (None, kernel_tai_offset()),
+        };
+        if let Some(delta) = pending {
+            let leapt = tai == self.tai + delta as i32 && armed.unwrap_or_else(|| self.engine.near_leap(now));
+            if leapt {
+                log::info!(
+                    "the kernel performed the leap second: its TAI-UTC went from {} s to {tai} s",
+                    self.tai
+                );
+                self.tai = tai;
+                self.engine.kernel_leapt(kernel_now());
+            } else {
+                self.engine.set_kernel_leap(armed.unwrap_or(false));
+            }
+        }
+        if self.system.is_none() {
+            return;
+        }
+        let pending = self.engine.pending_step();
+        let want = match pending {
+            Some(delta) if status.announced != Leap::NoWarning || self.armed == delta => delta,
+            _ => 0,
+        };
+        if want == self.armed || (self.arming_failed && want != 0) {
+            return;
+        }
+        match set_kernel_leap(want) {
+            Ok(()) => {
+                self.armed = want;
+                self.engine.set_kernel_leap(want != 0);
+                match want {
+                    0 => log::info!("kernel leap second disarmed"),
+                    d => log::info!(
+                        "kernel armed to {} a second at the coming UTC midnight",
+                        if d > 0 { "insert" } else { "delete" }
+                    ),
+                }
+            }
+            Err(e) => {
+                self.arming_failed = true;
+                log::error!(
+                    "cannot arm the kernel for the leap second ({e}): the system clock will not \
+                     leap; strata still applies it to the time it serves"
+                );
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
+        // First: a kernel that has just leapt moved its TAI offset, which is not a change to
+        // take alone.
+        self.kernel_leap();
         let tai = kernel_tai_offset();
         if tai != self.tai {
             log::info!("kernel TAI-UTC offset changed from {} s to {tai} s", self.tai);
@@ -311,8 +417,10 @@ impl Shell {
             }
         }
         let now = kernel_now();
+        let leap_list = self.leap_file.status(now.div_euclid(1_000_000_000));
         self.board.publish(ControlStatus {
-            leap_list: self.leap_file.status(now.div_euclid(1_000_000_000)),
+            leap: LeapSecondStatus::new(&self.engine.leap_status(now), &leap_list, self.tai),
+            leap_list,
             ..ControlStatus::from_engine(&self.engine, now)
         });
     }
@@ -435,9 +543,11 @@ impl Shell {
 }
 
 fn log_event(event: &Event) {
-    match event {
-        Event::Measurement(_) | Event::Statistics(_) => log::debug!("{event}"),
-        Event::CorrectionRefused { .. } => log::error!("{event}"),
+    use log::Level;
+    // One line per event, with its fields (super::event_log).
+    let level = match event {
+        Event::Measurement(_) | Event::Statistics(_) => Level::Debug,
+        Event::CorrectionRefused { .. } => Level::Error,
         Event::Kiss {
             action: KissAction::Dropped,
             ..
@@ -448,7 +558,8 @@ fn log_event(event: &Event) {
         | Event::Unsynchronized { .. }
         | Event::Holdover { .. }
         | Event::Overridden { .. }
-        | Event::Step { .. } => log::warn!("{event}"),
-        _ => log::info!("{event}"),
-    }
+        | Event::Step { .. } => Level::Warn,
+        _ => Level::Info,
+    };
+    super::event_log::log(event, level, module_path!());
 }

@@ -13,6 +13,7 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod event_log;
 pub mod leapfile;
 pub mod resolve;
 pub mod statslog;
@@ -23,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
+use crate::proto::control::leapplan::LeapHandling;
 use crate::proto::state::{self, Published, StateMirror, StateReader};
 use crate::sys::clock::precision::measure_precision;
 use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
@@ -75,8 +78,12 @@ impl Publisher {
 /// in place before this returns, so responders started afterwards never see an empty state.
 pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Control> {
     let precision = measure_precision();
-    let tai = kernel_tai_offset();
     let up = &config.upstream;
+    let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
+    if up.discipline_system {
+        set_tai_from_list(&leap_file);
+    }
+    let tai = kernel_tai_offset();
     let engine_config = EngineConfig {
         local_stratum: config.local_stratum,
         unsync_policy: config.unsync_policy,
@@ -86,6 +93,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         limits: up.step_limits(),
         precision,
         tai_minus_utc: tai,
+        leap: up.leap,
     };
     let selectable = up.selectable_sources();
     if selectable > 0 && selectable < up.minsources {
@@ -95,17 +103,29 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
             up.minsources
         );
     }
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         engine_config,
         ClockParams::identity(tai),
         read_clock_ns(libc::CLOCK_REALTIME),
     );
+    // The list before the first publication, so that a leap it schedules is served from the
+    // start.
+    engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));
+    for event in engine.take_events() {
+        log::info!("{event}");
+    }
     let (writer, reader) = state::publish(engine.published());
-    let leap_file = leapfile::LeapFile::load(up.leap_seconds_list.as_deref());
     let now = read_clock_ns(libc::CLOCK_REALTIME);
     let leap_status = leap_file.status(now.div_euclid(1_000_000_000));
     leapfile::log_at_start(&leap_status);
+    if let LeapHandling::Smear { window_s } = up.leap.handling {
+        log::warn!(
+            "leap seconds are smeared over {window_s} s: this server must not serve the public \
+             pool, nor clients that also get time from servers that do not smear"
+        );
+    }
     let board = StatusBoard::new(ControlStatus {
+        leap: LeapSecondStatus::new(&engine.leap_status(now), &leap_status, tai),
         leap_list: leap_status,
         ..ControlStatus::from_engine(&engine, now)
     });
@@ -139,9 +159,19 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         up.discipline_system,
     )
     .with_leap_file(leap_file);
+    // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
+    // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
+    let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);
     let thread = thread::Builder::new()
         .name("strata-control".into())
-        .spawn(move || shell.run(&shutdown))?;
+        .spawn(move || {
+            if let Some(cap) = keep {
+                if let Err(e) = crate::sys::privilege::keep_in_this_thread(cap) {
+                    log::warn!("the control thread cannot keep {cap} across the switch of user: {e}");
+                }
+            }
+            shell.run(&shutdown)
+        })?;
     Ok(Control {
         reader,
         board,
@@ -150,6 +180,26 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         mirrors,
         thread,
     })
+}
+
+/// With `--discipline-system`: the kernel's TAI offset set to what a current list says (as
+/// chrony does from `leapsectz`), before anything reads CLOCK_TAI with the old one.
+fn set_tai_from_list(leap_file: &leapfile::LeapFile) {
+    let now = read_clock_ns(libc::CLOCK_REALTIME).div_euclid(1_000_000_000);
+    let status = leap_file.status(now);
+    let (crate::daemon::observe::board::LeapListState::Valid, Some(tai)) =
+        (status.state, status.tai_minus_utc)
+    else {
+        return;
+    };
+    let kernel = kernel_tai_offset();
+    if kernel == tai {
+        return;
+    }
+    match crate::sys::kernel_leap::set_kernel_tai(tai) {
+        Ok(()) => log::info!("kernel TAI-UTC offset set from {kernel} s to {tai} s (the leap-seconds list)"),
+        Err(e) => log::warn!("cannot set the kernel's TAI-UTC offset to {tai} s: {e}"),
+    }
 }
 
 impl Control {
@@ -184,6 +234,11 @@ impl Control {
     /// The snapshot as published now.
     pub fn published(&self) -> Published {
         self.reader.read()
+    }
+
+    /// Whether the thread has ended (before a shutdown: it panicked).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
     }
 
     /// Waits for the thread to stop (after the shutdown flag was set).

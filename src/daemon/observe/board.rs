@@ -234,6 +234,9 @@ pub struct ControlStatus {
     pub integrity: IntegrityStatus,
     #[serde(default)]
     pub leap_list: LeapListStatus,
+    /// TAI − UTC and the leap second scheduled (the control thread fills it in).
+    #[serde(default)]
+    pub leap: super::leap_status::LeapSecondStatus,
 }
 
 impl ControlStatus {
@@ -283,6 +286,7 @@ impl ControlStatus {
             sources,
             integrity,
             leap_list: LeapListStatus::default(),
+            leap: Default::default(),
         }
     }
 }
@@ -320,6 +324,7 @@ mod tests {
             sources: vec![],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
+            leap: Default::default(),
         });
         let other = board.clone();
         assert_eq!(other.read().sync, SyncStatus::Local);
@@ -338,6 +343,7 @@ mod tests {
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
+            leap: Default::default(),
         });
         let read = other.read();
         assert_eq!(read.sync, SyncStatus::Synchronized);

@@ -41,7 +41,13 @@ impl ControlSocket {
     /// Waits for the thread (after the shutdown flag was set) and removes the socket file.
     pub fn join(self) -> thread::Result<()> {
         let result = self.thread.join();
-        let _ = fs::remove_file(&self.path);
+        match fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!(
+                "cannot remove the control socket {}: {e} (the next start replaces it)",
+                self.path.display()
+            ),
+            _ => {}
+        }
         result
     }
 }
@@ -49,15 +55,34 @@ impl ControlSocket {
 /// Makes the report a client gets.
 pub type Reporter = dyn Fn() -> Report + Send + Sync;
 
-/// Creates the socket at `path` and starts answering on it.
+/// The socket's mode: its owner and group may connect (`strata status`), nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+/// The mode of a directory strata makes (or is given empty) for the socket.
+pub const DIR_MODE: u32 = 0o750;
+
+/// Who gets the socket: None leaves it to the process's own user and group; Some((uid, gid))
+/// gives the socket, and the directory strata made or was given empty for it, to the user
+/// strata will switch to, so that it can remove them at exit, and to that user's group, whose
+/// members may then run `strata status`.
+pub type Owner = Option<(u32, u32)>;
+
+/// Creates the socket at `path` and starts answering on it, mode [`SOCKET_MODE`] whatever the
+/// umask, in a directory that it creates (or that is empty, as systemd's RuntimeDirectory=
+/// makes it) with mode [`DIR_MODE`]. A directory that holds other files is left as it is.
 ///
 /// A socket file left behind by a server that is gone (nothing accepts on it) is replaced; one
 /// that a running server answers on is not, nor is a file that is not a socket.
-pub fn start(path: &Path, report: Arc<Reporter>, shutdown: Arc<AtomicBool>) -> io::Result<ControlSocket> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
-    }
+pub fn start(
+    path: &Path,
+    report: Arc<Reporter>,
+    shutdown: Arc<AtomicBool>,
+    owner: Owner,
+) -> io::Result<ControlSocket> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let own_dir = match dir {
+        Some(dir) => prepare_dir(dir, path, owner.is_some())?,
+        None => false,
+    };
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
@@ -82,6 +107,14 @@ pub fn start(path: &Path, report: Arc<Reporter>, shutdown: Arc<AtomicBool>) -> i
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
+    // bind() made it with the umask's mode; until the chmod only the directory guards it, which
+    // is why the directory is set up first.
+    set_access(path, SOCKET_MODE, owner)?;
+    // The directory changes hands last: under the unit's capabilities, root has no
+    // CAP_DAC_OVERRIDE and could not have made the socket in a directory it no longer owns.
+    if let (true, Some(dir)) = (own_dir, dir) {
+        set_access(dir, DIR_MODE, owner)?;
+    }
     listener.set_nonblocking(true)?;
     let thread = thread::Builder::new()
         .name("strata-status".into())
@@ -90,6 +123,54 @@ pub fn start(path: &Path, report: Arc<Reporter>, shutdown: Arc<AtomicBool>) -> i
         path: path.to_path_buf(),
         thread,
     })
+}
+
+/// Creates the socket's directory with [`DIR_MODE`], or sets that mode on an existing one that
+/// holds nothing but, at most, this socket's stale file; true for such a directory, which is
+/// then strata's to give to the owner.
+fn prepare_dir(dir: &Path, socket: &Path, switching: bool) -> io::Result<bool> {
+    let ours = match fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut others = entries.filter_map(Result::ok).filter(|e| e.path() != socket);
+            others.next().is_none()
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+            true
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", dir.display()),
+            ))
+        }
+    };
+    if ours {
+        set_access(dir, DIR_MODE, None)?;
+    } else if switching {
+        {
+            log::warn!(
+                "the control socket's directory {} holds other files: strata leaves its owner and \
+                 mode alone, and may not be able to remove the socket at exit once it runs as \
+                 `user`; give the socket a directory of its own (the default /run/strata)",
+                dir.display()
+            );
+        }
+    }
+    Ok(ours)
+}
+
+/// chmod, then chown if an owner is given: explicit, whatever the umask.
+fn set_access(path: &Path, mode: u32, owner: Owner) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed =
+        |what: &str, e: io::Error| io::Error::new(e.kind(), format!("cannot {what} {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| failed("chmod", e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| failed("chown", e))?;
+    }
+    Ok(())
 }
 
 fn serve(listener: UnixListener, report: &Reporter, shutdown: &AtomicBool) {
@@ -194,8 +275,10 @@ mod tests {
         let shutdown = Arc::new(AtomicBool::new(false));
         let (observed, _writer) = crate::daemon::observe::report::test_observed();
         let reporter: Arc<Reporter> = Arc::new(move || observed.report());
-        let server = start(&path, reporter.clone(), shutdown.clone()).unwrap();
-        let e = start(&path, reporter.clone(), shutdown.clone()).err().unwrap();
+        let server = start(&path, reporter.clone(), shutdown.clone(), None).unwrap();
+        let e = start(&path, reporter.clone(), shutdown.clone(), None)
+            .err()
+            .unwrap();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
         let (json, report) = request(&path).unwrap();
         assert!(json.ends_with("}\n"));
@@ -205,7 +288,7 @@ mod tests {
         assert!(!path.exists());
 
         fs::write(&path, "not a socket").unwrap();
-        let e = start(&path, reporter, Arc::new(AtomicBool::new(true)))
+        let e = start(&path, reporter, Arc::new(AtomicBool::new(true)), None)
             .err()
             .unwrap();
         assert!(e.to_string().contains("is not a socket"), "{e}");

@@ -144,7 +144,20 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
         | XdpCounter::DropSrcPortZero
         | XdpCounter::DropUnsync
         | XdpCounter::DropDenied
-        | XdpCounter::DropLimited => "Frames the XDP program dropped, by reason, per CPU.",
+        | XdpCounter::DropLimited
+        | XdpCounter::DropQuota => "Frames the XDP program dropped, by reason, per CPU.",
+        XdpCounter::LimiterTracked => {
+            "Clients the XDP program's rate limiter tracks: slots of its table taken while empty (a \
+             slot is never emptied, only taken over), per CPU; their sum is the table's occupancy."
+        }
+        XdpCounter::SamplesLost => {
+            "Samples for `strata clients` lost because their ring was full (the requests are not), \
+             per CPU."
+        }
+        XdpCounter::LimiterEvicted => {
+            "Clients the XDP program's rate limiter forgot to make room for another (a slot taken \
+             over), per CPU; rising fast means the table is too small (rate_limit_clients)."
+        }
         XdpCounter::MetaFailed => "Frames the XDP program could not attach receive metadata to, per CPU.",
         XdpCounter::HwStamped => "Frames that carried a NIC hardware receive timestamp, per CPU.",
         XdpCounter::Answered => {
@@ -204,6 +217,23 @@ impl ReportCollector {
                 Ok(())
             },
         )?;
+        family(
+            enc,
+            "nts_authenticated_replies",
+            "Time and unsynchronized replies authenticated with NTS (also counted in replies).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for x in &r.responders {
+                    counter(
+                        m,
+                        &responder_labels(&x.path, x.queue, x.core),
+                        x.counters.replies_authenticated,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         per_responder_by(
             enc,
             r,
@@ -243,6 +273,15 @@ impl ReportCollector {
             "Requests by the source of their receive timestamp.",
             "source",
             |c| &c.rx_timestamps,
+        )?;
+        per_responder_by(
+            enc,
+            r,
+            "nts_refused",
+            "NTS requests refused, by reason: cookie_expired, cookie_invalid and bad_authenticator got \
+             an NTS NAK (KoD NTSN), malformed was dropped.",
+            "reason",
+            |c| &c.nts_refusals,
         )?;
         per_responder(
             enc,
@@ -313,6 +352,86 @@ impl ReportCollector {
         )
     }
 
+    /// NTS-KE sessions and the cookie keys (NTS requests are counted with the responders').
+    fn nts(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(n) = &self.0.nts else {
+            return Ok(());
+        };
+        let c = n.sessions;
+        family(
+            enc,
+            "nts_ke_sessions",
+            "NTS-KE sessions by outcome: ok (cookies sent), bad_request, tls_failed, timed_out, and \
+             refused before TLS: busy (too many at once) and rate_limited (one address too often).",
+            None,
+            MetricType::Counter,
+            |m| {
+                for (outcome, v) in [
+                    ("ok", c.ok),
+                    ("bad_request", c.bad_request),
+                    ("tls_failed", c.tls_failed),
+                    ("timed_out", c.timed_out),
+                    ("busy", c.busy),
+                    ("rate_limited", c.rate_limited),
+                ] {
+                    counter(m, &vec![("outcome", outcome.to_string())], v)?;
+                }
+                Ok(())
+            },
+        )?;
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "nts_cookie_key_age",
+            "Seconds since the current cookie key came into use (it rotates every nts_key_rotation).",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| gauge(m, &none, n.key_age_s as f64),
+        )?;
+        family(
+            enc,
+            "nts_cookie_key_rotation",
+            "Seconds between cookie key rotations.",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+            |m| gauge(m, &none, n.rotation_s as f64),
+        )
+    }
+
+    /// The rate limiter's table, the same families on both paths (summed over every table).
+    fn limiter(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(l) = self.0.limiter else {
+            return Ok(());
+        };
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "rate_limit_slots",
+            "Clients the rate limiter's tables can track at once (rate_limit_clients).",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, l.slots as f64),
+        )?;
+        family(
+            enc,
+            "rate_limit_tracked_clients",
+            "Clients the rate limiter tracks now: table slots in use (a slot is never emptied, only \
+             taken over by another client).",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, l.tracked as f64),
+        )?;
+        family(
+            enc,
+            "rate_limit_evictions",
+            "Clients the rate limiter forgot to make room for others; rising fast while the table \
+             is full means rate_limit_clients is too small (a forgotten client is served as new).",
+            None,
+            MetricType::Counter,
+            |m| counter(m, &none, l.evicted),
+        )
+    }
+
     fn xdp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let r = &self.0;
         if !r.xdp_programs.is_empty() {
@@ -322,6 +441,7 @@ impl ReportCollector {
                 XdpCounter::DropUnsync => Some("unsynchronized"),
                 XdpCounter::DropDenied => Some("denied"),
                 XdpCounter::DropLimited => Some("rate_limited"),
+                XdpCounter::DropQuota => Some("over_quota"),
                 _ => None,
             };
             // The drop counters share one family (`reason` label); every other counter is its
@@ -481,6 +601,41 @@ impl ReportCollector {
                 offset as f64,
             )?;
         }
+        let l = &s.leap_second;
+        if let Some(tai) = l.tai_minus_utc {
+            g(
+                "leap_tai_offset",
+                "TAI minus UTC now, from the list, an expired list and the upstreams, or the kernel (see strata status).",
+                Some(Unit::Seconds),
+                tai as f64,
+            )?;
+        }
+        g(
+            "leap_scheduled",
+            "The leap second scheduled: 1 inserted, -1 deleted, 0 none.",
+            None,
+            l.scheduled.as_ref().map_or(0.0, |s| s.delta as f64),
+        )?;
+        if let Some(sched) = &l.scheduled {
+            g(
+                "leap_scheduled_timestamp",
+                "The midnight (Unix time) that ends the day with the scheduled leap second.",
+                Some(Unit::Seconds),
+                sched.midnight as f64,
+            )?;
+        }
+        g(
+            "leap_smearing",
+            "1 while a leap second is being smeared.",
+            None,
+            l.smearing as u8 as f64,
+        )?;
+        g(
+            "leap_smear_offset",
+            "Served time minus UTC as the smear has it (0 when not smearing).",
+            Some(Unit::Seconds),
+            l.smear_offset,
+        )?;
         let i = &s.integrity;
         g(
             "clock_correction_refused",
@@ -679,6 +834,8 @@ impl Collector for ReportCollector {
         self.server(&mut enc)?;
         self.sources(&mut enc)?;
         self.responders(&mut enc)?;
+        self.limiter(&mut enc)?;
+        self.nts(&mut enc)?;
         self.xdp(&mut enc)
     }
 }

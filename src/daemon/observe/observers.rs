@@ -44,11 +44,13 @@ impl Observers {
     }
 }
 
-/// Opens what `metrics` and `control` ask for.
+/// Opens what `metrics` and `control` ask for; `control_owner` gets the control socket (see
+/// [`control_socket::Owner`]).
 pub fn start(
     observed: Observed,
     metrics: &Endpoint<SocketAddr>,
     control: &Endpoint<PathBuf>,
+    control_owner: control_socket::Owner,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Observers, String> {
     let observed = Arc::new(observed);
@@ -82,9 +84,14 @@ pub fn start(
     if let Some(path) = control.get() {
         let o = observed.clone();
         let reporter: Arc<Reporter> = Arc::new(move || o.report());
-        match control_socket::start(path, reporter, shutdown) {
+        match control_socket::start(path, reporter, shutdown, control_owner) {
             Ok(socket) => {
-                log::info!("control socket at {} (strata status)", socket.path().display());
+                log::info!(
+                    "control socket at {} (strata status; mode {:o}, directory {:o})",
+                    socket.path().display(),
+                    control_socket::SOCKET_MODE,
+                    control_socket::DIR_MODE
+                );
                 observers.control = Some(socket);
             }
             Err(e) => {

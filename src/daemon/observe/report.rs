@@ -8,11 +8,15 @@
 //! loads, the state through the seqlock, the board under its own lock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::board::{IntegrityStatus, LeapListStatus, StatusBoard, SyncStatus, UpstreamStatus};
+use super::clients::ClientWatch;
+use crate::proto::admission::talkers::Talker;
+use crate::proto::admission::Admitter;
 use crate::proto::frame::FrameDrop;
 use crate::proto::metrics::counters::CounterSnapshot;
 use crate::proto::metrics::histogram::{batch_bound, response_bound_seconds, BATCH_FINITE, RESPONSE_FINITE};
@@ -56,6 +60,40 @@ pub struct Observed {
     pub board: StatusBoard,
     /// When the process started (the exporter's `process_start_time_seconds`).
     pub started: SystemTime,
+    /// The socket path's own admission (None on the XDP path, whose program admits).
+    pub admitter: Option<Arc<Admitter>>,
+    /// The slots of each rate limiter table (one per XDP program, one on the socket path);
+    /// None: rate limiting off.
+    pub limiter_slots: Option<u64>,
+    /// The most active clients (None: sampling off).
+    pub clients: Option<Arc<ClientWatch>>,
+    /// The NTS service (None: NTS off).
+    pub nts: Option<crate::daemon::nts::NtsView>,
+}
+
+/// The most active clients, for `strata clients`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientsReport {
+    /// 1 in 2^sample_shift requests are sampled; the counts are estimates from the samples.
+    pub sample_shift: u8,
+    /// Samples lost on the way to the summary.
+    pub samples_lost: u64,
+    /// Most active first.
+    pub clients: Vec<Talker>,
+}
+
+/// Clients a report lists at most.
+pub const REPORT_CLIENTS: usize = 256;
+
+/// The rate limiter's table: its size and how full it is, summed over every table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LimiterReport {
+    /// Slots in every table.
+    pub slots: u64,
+    /// Clients tracked now (slots ever taken: a slot is never emptied, only taken over).
+    pub tracked: u64,
+    /// Clients forgotten to make room for others, since start.
+    pub evicted: u64,
 }
 
 /// The served clock and the state replies carry.
@@ -90,6 +128,9 @@ pub struct ServerReport {
     /// The leap-seconds.list and what it says now.
     #[serde(default)]
     pub leap_list: LeapListStatus,
+    /// TAI − UTC, its source, and the leap second scheduled.
+    #[serde(default)]
+    pub leap_second: super::leap_status::LeapSecondStatus,
 }
 
 /// A histogram as recorded: `counts[i]` values fell at or below `bounds[i]` and above the
@@ -111,6 +152,9 @@ pub struct CountersReport {
     pub replies: u64,
     pub replies_time: u64,
     pub replies_unsynchronized: u64,
+    /// Of those, authenticated with NTS.
+    #[serde(default)]
+    pub replies_authenticated: u64,
     /// Kiss-o'-Death replies by code (RATE, DENY, RSTR).
     pub kiss: BTreeMap<String, u64>,
     pub bytes_out: u64,
@@ -120,6 +164,9 @@ pub struct CountersReport {
     /// Receive timestamps by source.
     pub rx_timestamps: BTreeMap<String, u64>,
     pub hardware_stamps_unused: u64,
+    /// NTS requests refused, by reason (NAKed, or dropped as malformed).
+    #[serde(default)]
+    pub nts_refusals: BTreeMap<String, u64>,
     pub receive_errors: u64,
     /// Datagrams the kernel dropped before a responder read them (socket receive buffer full).
     #[serde(default)]
@@ -173,6 +220,15 @@ pub struct Report {
     pub total: CountersReport,
     pub xdp_programs: Vec<XdpProgramReport>,
     pub xsk_sockets: Vec<XskReport>,
+    /// The rate limiter's occupancy; None when rate limiting is off.
+    #[serde(default)]
+    pub limiter: Option<LimiterReport>,
+    /// The most active clients; None when sampling is off.
+    #[serde(default)]
+    pub clients: Option<ClientsReport>,
+    /// NTS-KE and the cookie keys; None when NTS is off.
+    #[serde(default)]
+    pub nts: Option<crate::daemon::nts::NtsReport>,
     /// Kernel counters that could not be read this time, with why.
     pub errors: Vec<String>,
 }
@@ -234,12 +290,18 @@ impl CountersReport {
             replies: s.replies(),
             replies_time: s.replies_time,
             replies_unsynchronized: s.replies_unsynchronized,
+            replies_authenticated: s.replies_authenticated,
             kiss,
             bytes_out: s.bytes_out,
             drops,
             dropped: s.dropped(),
             rx_timestamps,
             hardware_stamps_unused: s.hardware_stamps_unused,
+            nts_refusals: crate::proto::nts::NtsRefusal::ALL
+                .iter()
+                .zip(s.nts_refusals)
+                .map(|(why, n)| (why.label().to_string(), n))
+                .collect(),
             receive_errors: s.receive_errors,
             receive_buffer_drops: s.receive_buffer_drops,
             send_errors: s.send_errors,
@@ -266,8 +328,9 @@ impl Observed {
         let control = self.board.read();
         let published = self.state.read();
         let realtime = read_clock_ns(libc::CLOCK_REALTIME);
-        let served_ns = published.clock.corrected_utc_ns(realtime);
-        let served_now = NtpTimestamp::from_unix_nanos(served_ns as i128);
+        // Served UTC, leap second included (the model alone runs on a uniform scale).
+        let served_now = published.clock.ntp_from_realtime(realtime);
+        let served_ns = served_now.to_unix_nanos(realtime as i128) as i64;
         let s = &published.server;
         let reference_time = (s.reference_time != NtpTimestamp::ZERO)
             .then(|| s.reference_time.to_unix_nanos(served_ns as i128) as f64 * 1e-9);
@@ -292,6 +355,7 @@ impl Observed {
             since_update,
             integrity: control.integrity.clone(),
             leap_list: control.leap_list.clone(),
+            leap_second: control.leap.clone(),
         };
 
         let snapshots: Vec<CounterSnapshot> = self.responders.iter().map(|r| r.snapshot()).collect();
@@ -342,6 +406,33 @@ impl Observed {
             }
         }
 
+        let limiter =
+            self.limiter_slots.map(
+                |slots| match self.admitter.as_ref().and_then(|a| a.limiter.as_ref()) {
+                    Some(limiter) => {
+                        let (tracked, evicted) = limiter.occupancy();
+                        LimiterReport {
+                            slots: limiter.capacity(),
+                            tracked,
+                            evicted,
+                        }
+                    }
+                    None => {
+                        let sum = |k: XdpCounter| -> u64 {
+                            xdp_programs
+                                .iter()
+                                .flat_map(|p| &p.cpus)
+                                .map(|c| c.get(k.label()).copied().unwrap_or(0))
+                                .sum()
+                        };
+                        LimiterReport {
+                            slots: slots * xdp_programs.len() as u64,
+                            tracked: sum(XdpCounter::LimiterTracked),
+                            evicted: sum(XdpCounter::LimiterEvicted),
+                        }
+                    }
+                },
+            );
         Report {
             build: BuildInfo::current(),
             started: unix_seconds(self.started),
@@ -352,6 +443,13 @@ impl Observed {
             total,
             xdp_programs,
             xsk_sockets,
+            limiter,
+            clients: self.clients.as_ref().map(|w| ClientsReport {
+                sample_shift: w.shift(),
+                samples_lost: w.lost(),
+                clients: w.top(REPORT_CLIENTS),
+            }),
+            nts: self.nts.as_ref().map(|n| n.report()),
             errors,
         }
     }
@@ -378,6 +476,10 @@ pub(crate) fn test_observed() -> (Observed, crate::proto::metrics::CounterWriter
         state,
         board: StatusBoard::default(),
         started: SystemTime::now(),
+        admitter: None,
+        limiter_slots: None,
+        clients: None,
+        nts: None,
     };
     (observed, writer)
 }

@@ -75,7 +75,13 @@ fn tracking(out: &mut String, r: &Report) {
         }
     }
     let _ = writeln!(out, "Precision       : 2^{} seconds", s.precision);
-    let _ = writeln!(out, "TAI-UTC         : {} seconds", s.tai_minus_utc);
+    let _ = writeln!(
+        out,
+        "TAI-UTC         : {} (kernel: {} s)",
+        s.leap_second.describe_tai(),
+        s.tai_minus_utc
+    );
+    let _ = writeln!(out, "Leap second     : {}", s.leap_second.describe_leap());
     let _ = writeln!(out, "Leap list       : {}", s.leap_list.describe());
     integrity(out, r);
     let _ = writeln!(
@@ -224,6 +230,35 @@ fn serverstats(out: &mut String, r: &Report) {
             p.interface,
             sum("answered"),
             sum("answered_unsync")
+        );
+    }
+    if let Some(n) = &r.nts {
+        let c = &n.sessions;
+        let _ = writeln!(
+            out,
+            "NTS             : NTS-KE on {}: {} session(s) ok, {} bad request, {} TLS failed, {} timed out, \
+             {} refused (busy {}, rate {}); cookie key {} in use for {} s of {} s, {} earlier accepted; \
+             {} authenticated replies",
+            n.ke_listen,
+            c.ok,
+            c.bad_request,
+            c.tls_failed,
+            c.timed_out,
+            c.busy + c.rate_limited,
+            c.busy,
+            c.rate_limited,
+            n.key_epoch,
+            n.key_age_s,
+            n.rotation_s,
+            n.grace,
+            r.total.replies_authenticated
+        );
+    }
+    if let Some(l) = &r.limiter {
+        let _ = writeln!(
+            out,
+            "Rate limiter    : {} of {} client slots in use, {} client(s) forgotten to make room",
+            l.tracked, l.slots, l.evicted
         );
     }
     let t = &r.total;

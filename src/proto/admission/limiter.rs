@@ -79,8 +79,11 @@ impl LimiterConfig {
 /// What the limiter says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitDecision {
-    /// Within the limit.
+    /// Within the limit, and quiet: the client's bucket was empty (it polls at or below its
+    /// rate).
     Serve,
+    /// Within the limit, spending its burst (the bucket was not empty).
+    Burst,
     /// Over the limit, answered anyway (the leak).
     Leak,
     /// Over the limit: a KoD RATE.
@@ -154,7 +157,12 @@ pub fn decide(config: &LimiterConfig, slot: Slot, now_ns: u64) -> (LimitDecision
             tat_ns: tat.saturating_add(config.interval_ns),
             ..slot
         };
-        return (LimitDecision::Serve, next);
+        let decision = if slot.tat_ns > now_ns {
+            LimitDecision::Burst
+        } else {
+            LimitDecision::Serve
+        };
+        return (decision, next);
     }
     let over = slot.over.wrapping_add(1);
     let next = Slot { over, ..slot };
@@ -169,16 +177,45 @@ pub fn decide(config: &LimiterConfig, slot: Slot, now_ns: u64) -> (LimitDecision
     (decision, next)
 }
 
-/// Which of a bucket's two slots a client with `tag` uses, and what it holds for it (a fresh
-/// slot when the client is not there: the one with the earlier TAT is taken over).
+impl LimitDecision {
+    /// Whether the request is answered (with the time or a KoD).
+    pub fn answered(self) -> bool {
+        self != LimitDecision::Drop
+    }
+
+    /// Whether the client is busy: spending its burst or over its limit. Busy clients come
+    /// second under the server's total cap (quota.rs).
+    pub fn busy(self) -> bool {
+        self != LimitDecision::Serve
+    }
+}
+
+/// How a client found its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// It was there.
+    Own,
+    /// It was not, and took a slot nobody had used: one more client tracked.
+    Empty,
+    /// It was not, and took over another client's slot, which is forgotten.
+    Evicted,
+}
+
+/// Which of a bucket's two slots a client with `tag` uses, what it holds for it (a fresh slot
+/// when the client is not there: the one with the earlier TAT is taken over), and how.
 #[inline]
-pub fn choose(slots: [Slot; 2], tag: u32) -> (usize, Slot) {
+pub fn choose(slots: [Slot; 2], tag: u32) -> (usize, Slot, Taken) {
     for (i, s) in slots.iter().enumerate() {
         if s.tag == tag {
-            return (i, *s);
+            return (i, *s, Taken::Own);
         }
     }
     let victim = if slots[1].tat_ns < slots[0].tat_ns { 1 } else { 0 };
+    let taken = if slots[victim].tag == 0 {
+        Taken::Empty
+    } else {
+        Taken::Evicted
+    };
     (
         victim,
         Slot {
@@ -186,6 +223,7 @@ pub fn choose(slots: [Slot; 2], tag: u32) -> (usize, Slot) {
             over: 0,
             tag,
         },
+        taken,
     )
 }
 
@@ -195,6 +233,9 @@ pub struct Limiter {
     secret: [u64; 2],
     /// Two words per slot: the TAT, then `tag << 32 | over`.
     table: Box<[AtomicU64]>,
+    /// Slots taken while empty (the clients tracked) and taken over (clients forgotten).
+    tracked: AtomicU64,
+    evicted: AtomicU64,
 }
 
 impl Limiter {
@@ -205,6 +246,8 @@ impl Limiter {
             config,
             secret,
             table: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            tracked: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -238,10 +281,33 @@ impl Limiter {
         let c = &self.config;
         let key = client_key(client, c.v4_prefix, c.v6_prefix);
         let (bucket, tag) = bucket_and_tag(client_hash(key, self.secret), c.buckets_log2);
-        let (i, slot) = choose([self.load(bucket, 0), self.load(bucket, 1)], tag);
+        let (i, slot, taken) = choose([self.load(bucket, 0), self.load(bucket, 1)], tag);
+        match taken {
+            Taken::Own => {}
+            Taken::Empty => {
+                self.tracked.fetch_add(1, Ordering::Relaxed);
+            }
+            Taken::Evicted => {
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let (decision, next) = decide(c, slot, now_ns);
         self.store(bucket, i, next);
         decision
+    }
+
+    /// The clients in the table (slots ever taken; a slot is never emptied, only taken over),
+    /// and how many were forgotten to make room: the occupancy metric, read without a scan.
+    pub fn occupancy(&self) -> (u64, u64) {
+        (
+            self.tracked.load(Ordering::Relaxed),
+            self.evicted.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The slots the table has.
+    pub fn capacity(&self) -> u64 {
+        2u64 << self.config.buckets_log2
     }
 
     /// Slots in use (a tag is set), for the occupancy metric; reads the whole table.
@@ -271,12 +337,13 @@ mod tests {
         let l = limiter(LimiterConfig::default());
         // A measurement probe: 3 back to back, then polling every 64 s.
         let mut t = 10 * S;
-        for _ in 0..3 {
-            assert_eq!(l.check(addr(1), t), LimitDecision::Serve);
+        assert_eq!(l.check(addr(1), t), LimitDecision::Serve);
+        for _ in 0..2 {
+            assert_eq!(l.check(addr(1), t), LimitDecision::Burst);
         }
         // chronyd's iburst: 4 requests 2 s apart, then every 64 s.
         for i in 0..4 {
-            assert_eq!(l.check(addr(2), t + i * 2 * S), LimitDecision::Serve);
+            assert!(l.check(addr(2), t + i * 2 * S).answered());
         }
         for _ in 0..100 {
             t += 64 * S;
@@ -300,7 +367,7 @@ mod tests {
         let n = 100_000u64;
         for i in 0..n {
             match l.check(addr(9), 5 * S + i * 10 * S / n) {
-                LimitDecision::Serve => served += 1,
+                LimitDecision::Serve | LimitDecision::Burst => served += 1,
                 LimitDecision::Leak => leaked += 1,
                 LimitDecision::Kiss => kissed += 1,
                 LimitDecision::Drop => dropped += 1,
@@ -351,6 +418,10 @@ mod tests {
             t += 16 * S;
         }
         assert!(l.occupied() > 1000);
+        let (tracked, evicted) = l.occupancy();
+        assert_eq!(tracked, l.occupied() as u64, "every slot in use was counted once");
+        assert_eq!(tracked, l.capacity());
+        assert!(evicted > 1_000_000, "{evicted}");
     }
 
     #[test]

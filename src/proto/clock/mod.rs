@@ -4,10 +4,12 @@
 
 pub mod linear;
 pub mod params;
+pub mod scale;
 pub mod seqlock;
 
 pub use linear::LinearNtp;
 pub use params::ClockParams;
+pub use scale::LeapScale;
 
 use crate::proto::wire::NtpTimestamp;
 

@@ -2,6 +2,7 @@
 //! time, corrected by strata's own clock model: `ntp = utc + offset + (utc - base) * frequency`.
 //! The control thread owns these parameters and publishes them; responders only apply them.
 
+use super::scale::LeapScale;
 use crate::proto::wire::NtpTimestamp;
 
 /// Frequency corrections are fixed-point fractions with this many fractional bits
@@ -19,6 +20,9 @@ pub struct ClockParams {
     pub offset_ns: i64,
     /// Frequency correction as a fraction scaled by 2^48 (positive: strata's clock runs faster).
     pub frequency_q48: i64,
+    /// The leap seconds applied to the served time (see [`super::scale`]): the model above runs
+    /// on a uniform scale, and this turns it into UTC.
+    pub leap: LeapScale,
 }
 
 impl ClockParams {
@@ -29,6 +33,14 @@ impl ClockParams {
             base_ns: 0,
             offset_ns: 0,
             frequency_q48: 0,
+            leap: LeapScale {
+                past_s: 0,
+                delta: 0,
+                at: NtpTimestamp::ZERO,
+                smear_start: NtpTimestamp::ZERO,
+                smear_len_s: 0,
+                kernel_steps_realtime: false,
+            },
         }
     }
 
@@ -54,13 +66,32 @@ impl ClockParams {
     /// NTP time for a CLOCK_REALTIME reading (kernel software timestamps use this clock).
     #[inline]
     pub fn ntp_from_realtime(&self, realtime_ns: i64) -> NtpTimestamp {
-        NtpTimestamp::from_unix_nanos(self.corrected_utc_ns(realtime_ns) as i128)
+        let u = self.pre_leap_from_realtime(realtime_ns);
+        if self.leap.kernel_steps_realtime {
+            u
+        } else {
+            self.leap.apply(u)
+        }
     }
 
     /// NTP time for a CLOCK_TAI reading (the responders' clock and the XDP-time stamps).
     #[inline]
     pub fn ntp_from_tai(&self, tai_ns: i64) -> NtpTimestamp {
-        self.ntp_from_realtime(tai_ns - self.tai_minus_utc as i64 * 1_000_000_000)
+        self.leap.apply(self.pre_leap_from_tai(tai_ns))
+    }
+
+    /// The time before the pending leap is applied (`u` of [`super::scale`]): the uniform
+    /// scale less the leaps that are over. The XDP program's line computes this.
+    #[inline]
+    pub fn pre_leap_from_realtime(&self, realtime_ns: i64) -> NtpTimestamp {
+        let past = self.leap.past_s as i64 * 1_000_000_000;
+        NtpTimestamp::from_unix_nanos(self.corrected_utc_ns(realtime_ns).wrapping_sub(past) as i128)
+    }
+
+    /// [`ClockParams::pre_leap_from_realtime`] for a CLOCK_TAI reading.
+    #[inline]
+    pub fn pre_leap_from_tai(&self, tai_ns: i64) -> NtpTimestamp {
+        self.pre_leap_from_realtime(tai_ns - self.tai_minus_utc as i64 * 1_000_000_000)
     }
 }
 
@@ -90,6 +121,7 @@ mod tests {
             base_ns: T0,
             offset_ns: 1_000,
             frequency_q48: ClockParams::frequency_q48_from_ppm(50.0),
+            leap: LeapScale::default(),
         };
         assert_eq!(p.corrected_utc_ns(T0), T0 + 1_000);
         // 1000 s after the base, 50 ppm adds 50 ms.

@@ -17,13 +17,17 @@ use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
 use super::guard::{Guard, Phase, Refusal, StepLimits, Verdict};
+use super::leapplan::LeapSettings;
+use super::leapstate::LeapState;
+pub use super::leapstate::{LeapStatus, LEAP_CLOSE};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
-use crate::proto::clock::ClockParams;
+use crate::proto::clock::{ClockParams, LeapScale};
+use crate::proto::leap::LeapList;
 use crate::proto::state::{Published, ServerState, UnsyncPolicy};
 use crate::proto::wire::ntp::Leap;
 use crate::proto::wire::{NtpShort, NtpTimestamp};
@@ -62,6 +66,8 @@ pub struct EngineConfig {
     /// Our clock's precision (log2 s).
     pub precision: i8,
     pub tai_minus_utc: i32,
+    /// The `leap` override and how a leap is served (stepped or smeared).
+    pub leap: LeapSettings,
 }
 
 /// A source's handle.
@@ -133,6 +139,10 @@ pub struct Engine {
     /// Changes of [`SyncState`] (a new system peer is not one).
     state_changes: u64,
     events: Vec<Event>,
+    /// The leap second: what decides it, and what the served time does about it.
+    leap: LeapState,
+    /// Kernel time of the next leap boundary (announcement, commitment, step, fold).
+    leap_wakeup: i64,
 }
 
 impl Engine {
@@ -161,11 +171,88 @@ impl Engine {
             guard: Guard::new(config.limits),
             state_changes: 0,
             events: Vec::new(),
+            leap: LeapState::new(config.leap),
+            leap_wakeup: i64::MAX,
         };
+        engine.refresh_leap(now);
         if config.local_stratum.is_some() {
             engine.go_local(now);
         }
         engine
+    }
+
+    /// The clock parameters served now: the discipline's model and the leap second.
+    pub fn params(&self) -> ClockParams {
+        ClockParams {
+            leap: self.leap.scale(),
+            ..self.discipline.params()
+        }
+    }
+
+    /// The served time before the pending leap at kernel time `now` (`u`, see
+    /// `crate::proto::clock::scale`).
+    fn pre_leap(&self, now: i64) -> NtpTimestamp {
+        self.params().pre_leap_from_realtime(now)
+    }
+
+    /// Takes the leap-seconds.list (`None`: none, or it did not verify).
+    pub fn set_leap_list(&mut self, list: Option<LeapList>, now: i64) {
+        self.leap.set_list(list);
+        self.refresh_leap(now);
+    }
+
+    /// The kernel is armed (STA_INS/STA_DEL, by strata's `--discipline-system` or by another
+    /// daemon) to step CLOCK_REALTIME at the pending leap itself, or not: readings of that clock
+    /// then already carry the leap.
+    pub fn set_kernel_leap(&mut self, armed: bool) {
+        self.leap.set_kernel(armed);
+    }
+
+    /// The pending leap, if it is to be stepped (the kernel can be armed for it).
+    pub fn pending_step(&self) -> Option<i8> {
+        self.leap.pending_step()
+    }
+
+    /// The kernel performed the pending leap: CLOCK_REALTIME stepped by -delta seconds and its
+    /// TAI offset changed by delta. `now` is a CLOCK_REALTIME reading taken after it. The model
+    /// takes the step as any change of the kernel clock (the served time stays continuous),
+    /// and the leap is done.
+    pub fn kernel_leapt(&mut self, now: i64) {
+        let Some(delta) = self.leap.pending_step() else {
+            return;
+        };
+        let step_ns = -(delta as i64) * SECOND;
+        self.clock_changed(now - step_ns, step_ns as f64 * 1e-9, 0.0);
+        self.set_tai_offset(self.config.tai_minus_utc + delta as i32);
+        self.leap.fold(&mut self.events);
+        self.refresh_leap(now);
+    }
+
+    /// The leap second now.
+    pub fn leap_status(&self, now: i64) -> LeapStatus {
+        self.leap.status(self.pre_leap(now))
+    }
+
+    /// Whether kernel time `now` is within [`LEAP_CLOSE`] of the pending leap (no sample is
+    /// taken then).
+    pub fn near_leap(&self, now: i64) -> bool {
+        self.leap.near(self.pre_leap(now))
+    }
+
+    /// Brings the leap second up to date (see [`LeapState::refresh`]), sets the leap indicator
+    /// and works out when to look again.
+    fn refresh_leap(&mut self, now: i64) {
+        let model = self.discipline.params();
+        let u_of = |leap: &LeapScale| ClockParams { leap: *leap, ..model }.pre_leap_from_realtime(now);
+        self.leap.refresh(u_of, now, &mut self.events);
+        if self.server.synchronized {
+            self.server.leap = self.leap.announced(self.pre_leap(now));
+        }
+        let rate = 1.0 + self.params().frequency_ppm() * 1e-6;
+        // A microsecond late rather than early: the tick must find the boundary passed.
+        self.leap_wakeup = self.leap.next_boundary().map_or(i64::MAX, |ahead| {
+            now + (ahead as f64 / rate).ceil() as i64 + 1_000
+        });
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -176,7 +263,7 @@ impl Engine {
     pub fn published(&self) -> Published {
         Published {
             server: self.server,
-            clock: self.discipline.params(),
+            clock: self.params(),
         }
     }
 
@@ -301,6 +388,7 @@ impl Engine {
         if let Some(end) = self.discipline.slew_end() {
             next = next.min(end);
         }
+        next = next.min(self.leap_wakeup);
         if !self.ever_synchronized && self.started + STARTUP_WAIT > self.last_tick {
             next = next.min(self.started + STARTUP_WAIT);
         }
@@ -330,7 +418,7 @@ impl Engine {
 
     /// The packets due at `now`.
     pub fn transmit(&mut self, now: i64) -> Vec<Transmit> {
-        let wire = self.discipline.params().ntp_from_realtime(now);
+        let wire = self.params().ntp_from_realtime(now);
         let us = self.our_state();
         let mut out = Vec::new();
         let mut lost_any = false;
@@ -364,12 +452,14 @@ impl Engine {
 
     /// A packet from source `id` (on its own socket), received at kernel time `now`.
     pub fn receive(&mut self, id: SourceId, bytes: &[u8], now: i64) {
-        let received = self.discipline.params().ntp_from_realtime(now);
+        let received = self.params().ntp_from_realtime(now);
         let ctx = Context {
             freq_hint: self.discipline.frequency(),
             freq_known: self.frequency_known,
             precision: self.config.precision,
             max_distance: self.config.max_distance,
+            leap: self.leap.scale(),
+            hold: self.near_leap(now),
         };
         let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
             return;
@@ -382,7 +472,7 @@ impl Engine {
             self.events.push(Event::Reachable { addr });
         }
         match outcome {
-            Outcome::Invalid(_) => {}
+            Outcome::Invalid(_) | Outcome::Held => {}
             Outcome::Kiss { code, known, poll } => {
                 let action = match known {
                     Some(crate::proto::respond::KissCode::Rate) => KissAction::SlowedDown { poll },
@@ -485,6 +575,7 @@ impl Engine {
             self.update(now);
         }
         self.discipline.tick(now);
+        self.refresh_leap(now);
         match self.sync {
             SyncState::Synchronized { .. } | SyncState::Holdover if now >= self.deadline() => {
                 let reason = format!(
@@ -650,7 +741,7 @@ impl Engine {
         let stratum = up.stratum + 1;
         let addr = peer.source.addr;
 
-        // The leap warning the majority of the survivors announce.
+        // The leap warning the majority of the survivors announce (the plan weighs it).
         let leaps: Vec<Leap> = selection
             .survivors
             .iter()
@@ -662,10 +753,12 @@ impl Engine {
             })
             .collect();
         let majority = |l: Leap| leaps.iter().filter(|&&x| x == l).count() * 2 > leaps.len();
-        let leap = [Leap::AddSecond, Leap::DeleteSecond]
-            .into_iter()
-            .find(|&l| majority(l))
-            .unwrap_or(Leap::NoWarning);
+        self.leap.set_upstream(
+            [Leap::AddSecond, Leap::DeleteSecond]
+                .into_iter()
+                .find(|&l| majority(l))
+                .unwrap_or(Leap::NoWarning),
+        );
 
         let previous = self.sync;
         self.ever_synchronized = true;
@@ -673,15 +766,16 @@ impl Engine {
         self.set_sync(SyncState::Synchronized { system_peer: id });
         self.server = ServerState {
             synchronized: true,
-            leap,
+            leap: Leap::NoWarning,
             stratum,
             precision: self.config.precision,
             root_delay: NtpShort::from_seconds_f64(self.root_delay),
             root_dispersion: NtpShort::from_seconds_f64(self.root_dispersion),
             reference_id: refid_of(addr.ip()),
-            reference_time: self.discipline.params().ntp_from_realtime(now),
+            reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };
+        self.refresh_leap(now);
         match previous {
             SyncState::Synchronized { system_peer } if system_peer == id => {}
             SyncState::Synchronized { .. } => self.events.push(Event::Selected {
@@ -749,9 +843,10 @@ impl Engine {
             root_delay: NtpShort::ZERO,
             root_dispersion: local_root_dispersion(self.config.precision),
             reference_id: LOCAL_REFID,
-            reference_time: self.discipline.params().ntp_from_realtime(now),
+            reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };
+        self.server.leap = self.leap.announced(self.pre_leap(now));
         self.next_local_refresh = now + LOCAL_REFRESH;
     }
 
@@ -764,6 +859,6 @@ impl Engine {
 
     /// Our served time at kernel time `now`.
     pub fn served_time(&self, now: i64) -> NtpTimestamp {
-        self.discipline.params().ntp_from_realtime(now)
+        self.params().ntp_from_realtime(now)
     }
 }

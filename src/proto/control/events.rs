@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::guard::Refusal;
+use super::leapplan::{civil_from_days, LeapSource, DAY};
 use super::source::Unfit;
 use crate::proto::wire::ntp::Leap;
 use crate::proto::wire::NtpTimestamp;
@@ -115,6 +116,18 @@ pub enum Event {
     /// No usable source: serving the local clock at this stratum.
     Local {
         stratum: u8,
+    },
+    /// A leap second is scheduled (midnight: Unix seconds of the midnight ending its day).
+    LeapScheduled {
+        midnight: i64,
+        delta: i8,
+        source: LeapSource,
+    },
+    /// The scheduled leap second was called off before it was close.
+    LeapCancelled,
+    /// A leap second is done and folded into the served time.
+    LeapDone {
+        delta: i8,
     },
     Measurement(MeasurementRecord),
     Statistics(StatisticsRecord),
@@ -257,6 +270,26 @@ impl fmt::Display for Event {
             }
             Event::Selected { addr, stratum } => write!(f, "selected source {addr} (stratum {stratum})"),
             Event::Step { seconds } => write!(f, "clock stepped by {seconds:+.6} s"),
+            Event::LeapScheduled {
+                midnight,
+                delta,
+                source,
+            } => {
+                let (y, m, d) = civil_from_days(midnight.div_euclid(DAY) - 1);
+                write!(
+                    f,
+                    "leap second scheduled: {} at the end of {y:04}-{m:02}-{d:02} UTC (source: {})",
+                    if *delta > 0 { "inserted" } else { "deleted" },
+                    source.label()
+                )
+            }
+            Event::LeapCancelled => f.write_str("the scheduled leap second is cancelled"),
+            Event::LeapDone { delta } => write!(
+                f,
+                "leap second {}: TAI-UTC is now {} by one second",
+                if *delta > 0 { "inserted" } else { "deleted" },
+                if *delta > 0 { "larger" } else { "smaller" }
+            ),
             Event::CorrectionRefused { refusal } => f.write_str(&refusal.describe()),
             Event::Overridden { seconds } => write!(
                 f,

@@ -9,6 +9,8 @@ pub mod engine;
 pub mod events;
 pub mod filter;
 pub mod guard;
+pub mod leapplan;
+pub mod leapstate;
 pub mod local;
 pub mod packet;
 pub mod refid;

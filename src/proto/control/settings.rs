@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::guard::{self, StepLimits};
+use super::leapplan::LeapSettings;
 use super::spec::{SourceKind, SourceSpec};
 use crate::proto::state::UnsyncPolicy;
 
@@ -37,6 +38,8 @@ pub struct UpstreamConfig {
     pub log_dir: Option<PathBuf>,
     /// The leap-seconds.list to check against (`None`: off).
     pub leap_seconds_list: Option<PathBuf>,
+    /// The `leap` override and the leap smear.
+    pub leap: LeapSettings,
 }
 
 /// Where tzdata puts its copy of the IERS/IETF list.
@@ -55,6 +58,7 @@ impl Default for UpstreamConfig {
             leap_seconds_list: Some(PathBuf::from(DEFAULT_LEAP_SECONDS_LIST)),
             discipline_system: false,
             log_dir: None,
+            leap: LeapSettings::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use super::packet::{self, Invalid};
 use super::regress::{Estimate, Point, Regression};
 use super::select::Candidate;
 use super::spec::{SourceOptions, POLL_RANGE};
+use crate::proto::clock::LeapScale;
 use crate::proto::respond::KissCode;
 use crate::proto::wire::ntp::{Leap, Mode, Repr};
 use crate::proto::wire::{NtpShort, NtpTimestamp};
@@ -34,6 +35,12 @@ pub struct Context {
     /// Our precision (log2 s).
     pub precision: i8,
     pub max_distance: f64,
+    /// The leap second of the served time: upstream timestamps are moved onto the uniform
+    /// scale the kernel clock is measured on.
+    pub leap: LeapScale,
+    /// Too close to a leap second to measure: a valid reply counts for reachability and its
+    /// header is kept, but it gives no sample.
+    pub hold: bool,
 }
 
 /// How the association talks to the source.
@@ -97,6 +104,8 @@ pub enum Outcome {
     },
     /// A valid reply that cannot be used for time (`Unfit::Loop`, `Unsynchronized`, `TooFar`).
     Unusable(Unfit),
+    /// A valid, usable reply that gives no sample: it came too close to a leap second.
+    Held,
     /// A measurement. `estimate` is set when the filter handed it (or an older, better sample)
     /// on to the regression.
     Measured {
@@ -313,8 +322,16 @@ impl Source {
             return self.unusable(Unfit::TooFar);
         }
         self.unusable = None;
+        if ctx.hold {
+            return Outcome::Held;
+        }
 
-        let (offset, delay, mid) = packet::measure(t1, repr.receive_timestamp, repr.transmit_timestamp, now);
+        let (offset, delay, mid) = packet::measure(
+            t1,
+            ctx.leap.uniform_from_utc(repr.receive_timestamp),
+            ctx.leap.uniform_from_utc(repr.transmit_timestamp),
+            now,
+        );
         let ours = 2f64.powi(ctx.precision as i32);
         let theirs = 2f64.powi(repr.precision.clamp(-60, 10) as i32);
         let delay = delay.max(ours);

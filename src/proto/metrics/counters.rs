@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::histogram::{self, BATCH_BUCKETS, RESPONSE_BUCKETS};
 use crate::proto::frame::FrameDrop;
+use crate::proto::nts::NtsRefusal;
 use crate::proto::respond::{DropReason, KissCode, ReplyKind};
 
 /// How many drop reasons `respond()` can give.
@@ -35,6 +36,7 @@ pub const fn kiss_index(code: KissCode) -> usize {
         KissCode::Rate => 0,
         KissCode::Deny => 1,
         KissCode::Rstr => 2,
+        KissCode::Ntsn => 3,
     }
 }
 
@@ -83,6 +85,7 @@ struct Block {
     bytes_in: AtomicU64,
     replies_time: AtomicU64,
     replies_unsynchronized: AtomicU64,
+    replies_authenticated: AtomicU64,
     replies_kiss: [AtomicU64; KISS_CODES],
     bytes_out: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
@@ -90,6 +93,8 @@ struct Block {
     truncated: AtomicU64,
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
     hardware_stamps_unused: AtomicU64,
+    /// NTS requests refused, by [`NtsRefusal::ALL`] (the first three got a NAK).
+    nts_refusals: [AtomicU64; NtsRefusal::ALL.len()],
     receive_errors: AtomicU64,
     receive_buffer_drops: AtomicU64,
     send_errors: AtomicU64,
@@ -135,6 +140,15 @@ impl CounterWriter {
         match kind {
             ReplyKind::Time => bump(&b.replies_time, 1),
             ReplyKind::Unsynchronized => bump(&b.replies_unsynchronized, 1),
+            // Counted with the time or unsynchronized replies, and on their own.
+            ReplyKind::Authenticated { synchronized } => {
+                bump(&b.replies_authenticated, 1);
+                if synchronized {
+                    bump(&b.replies_time, 1)
+                } else {
+                    bump(&b.replies_unsynchronized, 1)
+                }
+            }
             ReplyKind::Kiss(code) => bump(&b.replies_kiss[kiss_index(code)], 1),
         }
         bump(&b.bytes_out, bytes as u64);
@@ -165,6 +179,12 @@ impl CounterWriter {
     #[inline]
     pub fn rx_timestamp(&mut self, source: RxTimestampSource) {
         bump(&self.block.rx_timestamps[source.index()], 1);
+    }
+
+    /// An NTS request was refused (NAKed, or dropped as malformed).
+    #[inline]
+    pub fn nts_refused(&mut self, why: NtsRefusal) {
+        bump(&self.block.nts_refusals[why as usize], 1);
     }
 
     /// A hardware receive stamp arrived but could not be used (no PHC-to-TAI mapping yet).
@@ -242,6 +262,7 @@ impl CounterReader {
             bytes_in: load(&b.bytes_in),
             replies_time: load(&b.replies_time),
             replies_unsynchronized: load(&b.replies_unsynchronized),
+            replies_authenticated: load(&b.replies_authenticated),
             replies_kiss: load_all(&b.replies_kiss),
             bytes_out: load(&b.bytes_out),
             drops: load_all(&b.drops),
@@ -249,6 +270,7 @@ impl CounterReader {
             truncated: load(&b.truncated),
             rx_timestamps: load_all(&b.rx_timestamps),
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
+            nts_refusals: std::array::from_fn(|i| load(&b.nts_refusals[i])),
             receive_errors: load(&b.receive_errors),
             receive_buffer_drops: load(&b.receive_buffer_drops),
             send_errors: load(&b.send_errors),
@@ -271,6 +293,8 @@ pub struct CounterSnapshot {
     pub replies_time: u64,
     /// Replies sent marked unsynchronized (LI=3, stratum 16).
     pub replies_unsynchronized: u64,
+    /// Of the time and unsynchronized replies, those authenticated with NTS.
+    pub replies_authenticated: u64,
     /// Kiss-o'-Death replies sent, indexed like [`KissCode::ALL`].
     pub replies_kiss: [u64; KISS_CODES],
     pub bytes_out: u64,
@@ -284,6 +308,8 @@ pub struct CounterSnapshot {
     pub rx_timestamps: [u64; RxTimestampSource::ALL.len()],
     /// Hardware receive stamps that arrived but were not usable yet.
     pub hardware_stamps_unused: u64,
+    /// NTS requests refused, indexed like [`NtsRefusal::ALL`].
+    pub nts_refusals: [u64; NtsRefusal::ALL.len()],
     pub receive_errors: u64,
     /// Datagrams the kernel dropped before the responder read them (receive buffer full).
     pub receive_buffer_drops: u64,
@@ -355,6 +381,7 @@ impl AddAssign for CounterSnapshot {
         self.bytes_in = self.bytes_in.wrapping_add(o.bytes_in);
         self.replies_time = self.replies_time.wrapping_add(o.replies_time);
         self.replies_unsynchronized = self.replies_unsynchronized.wrapping_add(o.replies_unsynchronized);
+        self.replies_authenticated = self.replies_authenticated.wrapping_add(o.replies_authenticated);
         add_arrays(&mut self.replies_kiss, &o.replies_kiss);
         self.bytes_out = self.bytes_out.wrapping_add(o.bytes_out);
         add_arrays(&mut self.drops, &o.drops);
@@ -362,6 +389,9 @@ impl AddAssign for CounterSnapshot {
         self.truncated = self.truncated.wrapping_add(o.truncated);
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
+        for (a, b) in self.nts_refusals.iter_mut().zip(o.nts_refusals) {
+            *a = a.wrapping_add(b);
+        }
         self.receive_errors = self.receive_errors.wrapping_add(o.receive_errors);
         self.receive_buffer_drops = self.receive_buffer_drops.wrapping_add(o.receive_buffer_drops);
         self.send_errors = self.send_errors.wrapping_add(o.send_errors);
@@ -401,6 +431,9 @@ impl fmt::Display for CounterSnapshot {
             self.replies_time,
             self.replies_unsynchronized
         )?;
+        if self.replies_authenticated > 0 {
+            write!(f, ", {} NTS-authenticated", self.replies_authenticated)?;
+        }
         for (code, n) in KissCode::ALL.iter().zip(&self.replies_kiss) {
             if *n > 0 {
                 let code = code.code();
@@ -528,21 +561,21 @@ mod tests {
         let a = CounterSnapshot {
             requests: 1,
             drops: [1; DROP_REASONS],
-            replies_kiss: [1, 2, 3],
+            replies_kiss: [1, 2, 3, 4],
             batches: 4,
             ..Default::default()
         };
         let b = CounterSnapshot {
             requests: 10,
             drops: [2; DROP_REASONS],
-            replies_kiss: [10, 20, 30],
+            replies_kiss: [10, 20, 30, 40],
             send_errors: 5,
             ..Default::default()
         };
         let c = a + b;
         assert_eq!(c.requests, 11);
         assert_eq!(c.drops, [3; DROP_REASONS]);
-        assert_eq!(c.replies_kiss, [11, 22, 33]);
+        assert_eq!(c.replies_kiss, [11, 22, 33, 44]);
         assert_eq!((c.batches, c.send_errors), (4, 5));
         assert_eq!([a, b].into_iter().sum::<CounterSnapshot>(), c);
     }

@@ -5,6 +5,7 @@
 
 use super::counters::{CounterWriter, RxTimestampSource};
 use crate::proto::frame::FrameDrop;
+use crate::proto::nts::NtsRefusal;
 use crate::proto::respond::{DropReason, ReplyKind};
 
 /// What a responder records, call by call.
@@ -18,6 +19,7 @@ pub trait Record {
     fn dropped_frame(&mut self, reason: FrameDrop);
     fn hardware_stamp_unused(&mut self);
     fn send_error(&mut self);
+    fn nts_refused(&mut self, why: NtsRefusal);
 }
 
 impl Record for CounterWriter {
@@ -57,6 +59,10 @@ impl Record for CounterWriter {
     fn send_error(&mut self) {
         CounterWriter::send_error(self)
     }
+    #[inline(always)]
+    fn nts_refused(&mut self, why: NtsRefusal) {
+        CounterWriter::nts_refused(self, why)
+    }
 }
 
 /// Records nothing: the baseline of the counters' cost.
@@ -82,4 +88,6 @@ impl Record for NoRecord {
     fn hardware_stamp_unused(&mut self) {}
     #[inline(always)]
     fn send_error(&mut self) {}
+    #[inline(always)]
+    fn nts_refused(&mut self, _: NtsRefusal) {}
 }

@@ -16,8 +16,10 @@ pub const MAP_ACL_V4: &str = "strata_acl_v4";
 pub const MAP_ACL_V6: &str = "strata_acl_v6";
 pub const MAP_ADMIT: &str = "strata_admit";
 pub const MAP_LIMITER: &str = "strata_limiter";
+pub const MAP_QUOTA: &str = "strata_quota";
+pub const MAP_SAMPLES: &str = "strata_samples";
 /// Every map, for reusing aya's maps in the device-bound object.
-pub const MAPS: [&str; 10] = [
+pub const MAPS: [&str; 12] = [
     MAP_XSKS,
     MAP_COUNTERS,
     MAP_CONFIG,
@@ -28,7 +30,12 @@ pub const MAPS: [&str; 10] = [
     MAP_ACL_V6,
     MAP_ADMIT,
     MAP_LIMITER,
+    MAP_QUOTA,
+    MAP_SAMPLES,
 ];
+
+/// `struct strata_sample`: one sampled request in the strata_samples ring.
+pub const SAMPLE_LEN: usize = 24;
 
 /// Rules each access-list trie has room for.
 pub const MAX_ACL_RULES: u32 = 65536;
@@ -37,6 +44,7 @@ pub const ACL_DENY: u8 = 2;
 pub const ADMIT_ACL_V4: u8 = 1;
 pub const ADMIT_ACL_V6: u8 = 2;
 pub const ADMIT_LIMIT: u8 = 4;
+pub const ADMIT_QUOTA: u8 = 8;
 pub const DENY_DROP: u8 = 0;
 pub const DENY_KISS_DENY: u8 = 1;
 pub const DENY_KISS_RSTR: u8 = 2;
@@ -61,12 +69,16 @@ pub struct XdpAdmitConfig {
     pub v6_prefix: u8,
     pub deny_action: u8,
     pub flags: u8,
-    pub reserved: u16,
+    pub sample_shift: u8,
+    pub reserved: u8,
     pub reserved2: u32,
+    pub quota_interval_ns: u64,
+    pub quota_quiet_span_ns: u64,
+    pub quota_busy_span_ns: u64,
 }
 
-// SAFETY: plain old data, `repr(C)`, no padding (8 + 8 + 16 + 4 + 4 + 4 + 4 bytes, every field
-// at its natural alignment), every bit pattern valid.
+// SAFETY: plain old data, `repr(C)`, no padding (8 + 8 + 16 + 4 + 4 + 4 + 4 + 3 * 8 bytes, every
+// field at its natural alignment), every bit pattern valid.
 unsafe impl aya::Pod for XdpAdmitConfig {}
 
 /// `struct strata_bucket`: two limiter slots (tat_ns, over, tag each).
@@ -141,6 +153,14 @@ pub struct XdpState {
     pub leap: u8,
     pub stratum: u8,
     pub precision: i8,
+    /// The pending leap second (`crate::proto::clock::scale`): where a stepped one happens,
+    /// where a smeared one starts (NTP 32.32, the line's scale), the smear's length in seconds
+    /// (0: stepped), and +1 inserted, -1 deleted, 0 none.
+    pub leap_at: u64,
+    pub smear_start: u64,
+    pub smear_len_s: u32,
+    pub leap_delta: i8,
+    pub reserved: [u8; 3],
 }
 
 pub const STATE_LEN: usize = std::mem::size_of::<XdpState>();
@@ -167,11 +187,15 @@ pub enum XdpCounter {
     KodRate,
     KodDeny,
     KodRstr,
+    DropQuota,
+    LimiterTracked,
+    LimiterEvicted,
+    SamplesLost,
 }
 
 impl XdpCounter {
     /// In index order.
-    pub const ALL: [XdpCounter; 19] = [
+    pub const ALL: [XdpCounter; 23] = [
         XdpCounter::Seen,
         XdpCounter::Redirected,
         XdpCounter::Passed,
@@ -191,6 +215,10 @@ impl XdpCounter {
         XdpCounter::KodRate,
         XdpCounter::KodDeny,
         XdpCounter::KodRstr,
+        XdpCounter::DropQuota,
+        XdpCounter::LimiterTracked,
+        XdpCounter::LimiterEvicted,
+        XdpCounter::SamplesLost,
     ];
 
     pub const fn index(self) -> u32 {
@@ -219,6 +247,10 @@ impl XdpCounter {
             XdpCounter::KodRate => "kod_rate",
             XdpCounter::KodDeny => "kod_deny",
             XdpCounter::KodRstr => "kod_rstr",
+            XdpCounter::DropQuota => "drop_quota",
+            XdpCounter::LimiterTracked => "limiter_tracked",
+            XdpCounter::LimiterEvicted => "limiter_evicted",
+            XdpCounter::SamplesLost => "samples_lost",
         }
     }
 }
@@ -239,6 +271,7 @@ impl XdpCounters {
             + self.get(XdpCounter::DropUnsync)
             + self.get(XdpCounter::DropDenied)
             + self.get(XdpCounter::DropLimited)
+            + self.get(XdpCounter::DropQuota)
     }
 
     /// Requests the program answered itself (XDP_TX), synchronized or not.
@@ -270,8 +303,11 @@ mod tests {
         assert_eq!(std::mem::offset_of!(Meta, hw_ns), 8);
         assert_eq!(std::mem::offset_of!(Meta, magic), 16);
         assert_eq!(std::mem::size_of::<XdpConfig>(), 8);
-        assert_eq!(STATE_LEN, 64);
-        assert_eq!(std::mem::size_of::<XdpAdmitConfig>(), 48);
+        assert_eq!(STATE_LEN, 88);
+        assert_eq!(std::mem::offset_of!(XdpState, leap_at), 64);
+        assert_eq!(std::mem::offset_of!(XdpState, smear_len_s), 80);
+        assert_eq!(std::mem::offset_of!(XdpState, leap_delta), 84);
+        assert_eq!(std::mem::size_of::<XdpAdmitConfig>(), 72);
         assert_eq!(std::mem::offset_of!(XdpAdmitConfig, bucket_mask), 32);
         assert_eq!(std::mem::offset_of!(XdpAdmitConfig, flags), 41);
         assert_eq!(std::mem::size_of::<XdpBucket>(), 32);

@@ -22,20 +22,21 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
 use super::abi::{
     XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
-    ADMIT_LIMIT, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY, DENY_KISS_RSTR, MAPS,
-    MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG, MAP_COUNTERS, MAP_LIMITER,
-    MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES, PROGRAM_NAME,
+    ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY,
+    DENY_KISS_RSTR, MAPS, MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG,
+    MAP_COUNTERS, MAP_LIMITER, MAP_SAMPLES, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES,
+    PROGRAM_NAME,
 };
 use super::iface::Interface;
 use super::state_map::StateMap;
 use super::{devbound, existing, program};
-use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix};
+use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, Prefix, QuotaConfig};
 
 /// How the program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,11 @@ pub struct AdmissionOptions {
     pub deny_action: DenyAction,
     /// The limiter's settings and its hash's secret; None: no rate limiting.
     pub limiter: Option<(LimiterConfig, [u64; 2])>,
+    /// The server's total cap and the shares it is split in (one per receive queue the server
+    /// serves, over all its interfaces: each CPU keeps one share); None: no cap.
+    pub quota: Option<QuotaConfig>,
+    /// 1 in 2^sample_shift requests sampled for `strata clients`; 0: none.
+    pub sample_shift: u8,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -304,6 +310,45 @@ impl XdpProgram {
 
     /// A duplicate of the counters map's descriptor, for a reader on another thread
     /// ([`super::stats::ProgramCounterReader`]) that must not borrow the program.
+    /// Replaces the access list `old` with `new` and the denied clients' action, in the running
+    /// program (a reload): the new rules are written first, then the old ones no longer given
+    /// are removed, then the flags and the action; each step is a map update the program sees
+    /// at once, so the whole change is in force within the time of a few system calls.
+    pub fn update_access_rules(
+        &mut self,
+        old: &[(Prefix, AclAction)],
+        new: &[(Prefix, AclAction)],
+        deny_action: DenyAction,
+    ) -> io::Result<()> {
+        check_rule_counts(new)?;
+        insert_rules(&mut self.ebpf, new)?;
+        let gone: Vec<(Prefix, AclAction)> = old
+            .iter()
+            .filter(|(p, _)| !new.iter().any(|(q, _)| q == p))
+            .copied()
+            .collect();
+        remove_rules(&mut self.ebpf, &gone)?;
+        let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(&mut self.ebpf, MAP_ADMIT)?)
+            .map_err(|e| other(format!("map {MAP_ADMIT}: {e}")))?;
+        let mut config = map
+            .get(&0, 0)
+            .map_err(|e| other(format!("cannot read the XDP admission config: {e}")))?;
+        config.flags = (config.flags & !(ADMIT_ACL_V4 | ADMIT_ACL_V6)) | acl_flags(new);
+        config.deny_action = deny_code(deny_action);
+        map.set(0, config, 0)
+            .map_err(|e| other(format!("cannot write the XDP admission config: {e}")))
+    }
+
+    /// The ring of sampled requests for `strata clients`, taken out of the program (once: a
+    /// second call is an error).
+    pub fn take_samples(&mut self) -> io::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(MAP_SAMPLES)
+            .ok_or_else(|| other(format!("map {MAP_SAMPLES} is missing or was taken")))?;
+        RingBuf::try_from(map).map_err(|e| other(format!("map {MAP_SAMPLES}: {e}")))
+    }
+
     pub fn counters_map_fd(&self) -> io::Result<OwnedFd> {
         map_data(&self.ebpf, MAP_COUNTERS)?
             .fd()
@@ -449,52 +494,112 @@ fn configure(ebpf: &mut Ebpf, options: &ProgramOptions, addrs: &[IpAddr]) -> io:
         .map_err(|e| other(format!("cannot write the XDP config: {e}")))
 }
 
-/// Fills the access-list tries and the admission config.
-fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Result<()> {
-    let mut flags = 0;
-    let value = |action: AclAction| match action {
+/// The value of an access-list rule in the tries.
+fn rule_value(action: AclAction) -> u8 {
+    match action {
         AclAction::Allow => ACL_ALLOW,
         AclAction::Deny => ACL_DENY,
-    };
-    let (v4_rules, v6_rules): (Vec<_>, Vec<_>) = admission.rules.iter().partition(|(p, _)| p.addr.is_ipv4());
-    for (rules, limit) in [(&v4_rules, "IPv4"), (&v6_rules, "IPv6")] {
-        if rules.len() > MAX_ACL_RULES as usize {
+    }
+}
+
+/// Refuses more rules of a family than its trie holds.
+fn check_rule_counts(rules: &[(Prefix, AclAction)]) -> io::Result<()> {
+    for (v4, family) in [(true, "IPv4"), (false, "IPv6")] {
+        let n = rules.iter().filter(|(p, _)| p.addr.is_ipv4() == v4).count();
+        if n > MAX_ACL_RULES as usize {
             return Err(other(format!(
-                "{} {limit} access-list rules: the XDP program has room for {MAX_ACL_RULES}",
-                rules.len()
+                "{n} {family} access-list rules: the XDP program has room for {MAX_ACL_RULES}"
             )));
         }
     }
+    Ok(())
+}
+
+/// Inserts (or overwrites) `rules` in the tries.
+fn insert_rules(ebpf: &mut Ebpf, rules: &[(Prefix, AclAction)]) -> io::Result<()> {
     {
         let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
             .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
-        for (prefix, action) in &v4_rules {
-            let std::net::IpAddr::V4(addr) = prefix.addr else {
-                continue;
-            };
-            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
+        for (prefix, action) in rules {
+            if let std::net::IpAddr::V4(addr) = prefix.addr {
+                trie.insert(
+                    &Key::new(prefix.len as u32, addr.octets()),
+                    rule_value(*action),
+                    0,
+                )
                 .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
-            flags |= ADMIT_ACL_V4;
+            }
         }
     }
+    let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
+        .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
+    for (prefix, action) in rules {
+        if let std::net::IpAddr::V6(addr) = prefix.addr {
+            trie.insert(
+                &Key::new(prefix.len as u32, addr.octets()),
+                rule_value(*action),
+                0,
+            )
+            .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the rules of these prefixes from the tries.
+fn remove_rules(ebpf: &mut Ebpf, rules: &[(Prefix, AclAction)]) -> io::Result<()> {
     {
-        let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
-            .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
-        for (prefix, action) in &v6_rules {
-            let std::net::IpAddr::V6(addr) = prefix.addr else {
-                continue;
-            };
-            trie.insert(&Key::new(prefix.len as u32, addr.octets()), value(*action), 0)
-                .map_err(|e| other(format!("cannot add {prefix} to the XDP access list: {e}")))?;
-            flags |= ADMIT_ACL_V6;
+        let mut trie = LpmTrie::<_, [u8; 4], u8>::try_from(map_mut(ebpf, MAP_ACL_V4)?)
+            .map_err(|e| other(format!("map {MAP_ACL_V4}: {e}")))?;
+        for (prefix, _) in rules {
+            if let std::net::IpAddr::V4(addr) = prefix.addr {
+                trie.remove(&Key::new(prefix.len as u32, addr.octets()))
+                    .map_err(|e| other(format!("cannot remove {prefix} from the XDP access list: {e}")))?;
+            }
         }
     }
+    let mut trie = LpmTrie::<_, [u8; 16], u8>::try_from(map_mut(ebpf, MAP_ACL_V6)?)
+        .map_err(|e| other(format!("map {MAP_ACL_V6}: {e}")))?;
+    for (prefix, _) in rules {
+        if let std::net::IpAddr::V6(addr) = prefix.addr {
+            trie.remove(&Key::new(prefix.len as u32, addr.octets()))
+                .map_err(|e| other(format!("cannot remove {prefix} from the XDP access list: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The admission config's access-list flags for `rules`.
+fn acl_flags(rules: &[(Prefix, AclAction)]) -> u8 {
+    let mut flags = 0;
+    if rules.iter().any(|(p, _)| p.addr.is_ipv4()) {
+        flags |= ADMIT_ACL_V4;
+    }
+    if rules.iter().any(|(p, _)| !p.addr.is_ipv4()) {
+        flags |= ADMIT_ACL_V6;
+    }
+    flags
+}
+
+fn deny_code(action: DenyAction) -> u8 {
+    match action {
+        DenyAction::Drop => DENY_DROP,
+        DenyAction::KissDeny => DENY_KISS_DENY,
+        DenyAction::KissRstr => DENY_KISS_RSTR,
+    }
+}
+
+/// Fills the access-list tries and the admission config.
+fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Result<()> {
+    check_rule_counts(&admission.rules)?;
+    insert_rules(ebpf, &admission.rules)?;
+    let mut flags = acl_flags(&admission.rules);
     let mut config = XdpAdmitConfig {
-        deny_action: match admission.deny_action {
-            DenyAction::Drop => DENY_DROP,
-            DenyAction::KissDeny => DENY_KISS_DENY,
-            DenyAction::KissRstr => DENY_KISS_RSTR,
-        },
+        deny_action: deny_code(admission.deny_action),
+        sample_shift: admission.sample_shift,
+        // The sampled client keys use the limiter's prefixes, or its defaults without it.
+        v4_prefix: LimiterConfig::default().v4_prefix,
+        v6_prefix: LimiterConfig::default().v6_prefix,
         ..XdpAdmitConfig::default()
     };
     if let Some((limiter, secret)) = admission.limiter {
@@ -507,6 +612,12 @@ fn configure_admission(ebpf: &mut Ebpf, admission: &AdmissionOptions) -> io::Res
         config.kod = limiter.kod;
         config.v4_prefix = limiter.v4_prefix;
         config.v6_prefix = limiter.v6_prefix;
+    }
+    if let Some(quota) = admission.quota {
+        flags |= ADMIT_QUOTA;
+        config.quota_interval_ns = quota.interval_ns;
+        config.quota_quiet_span_ns = quota.quiet_span_ns;
+        config.quota_busy_span_ns = quota.busy_span_ns;
     }
     config.flags = flags;
     let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(ebpf, MAP_ADMIT)?)

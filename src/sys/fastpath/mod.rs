@@ -32,6 +32,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::proto::admission::QuotaConfig;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
@@ -41,7 +42,7 @@ use crate::sys::pool::{check_responders, ResponderPool};
 pub use abi::{XdpCounter, XdpCounters};
 pub use iface::Interface;
 pub use loader::{AdmissionOptions, AttachMode, ProgramOptions, XdpProgram};
-pub use stats::{ProgramCounterReader, XskStatistics, XskStatsReader};
+pub use stats::{ProgramCounterReader, SampleReader, XskStatistics, XskStatsReader};
 pub use xsk::BusyPoll;
 
 /// What the fast path needs from the configuration.
@@ -63,8 +64,13 @@ pub struct FastPathConfig {
     pub device_bound: bool,
     /// The XDP program answers plain requests itself (`--xdp-answer`).
     pub answer: bool,
-    /// The access list and rate limiter the program applies.
+    /// The access list and rate limiter the program applies (its `quota` is replaced by the
+    /// shares of `quota_total`).
     pub admission: AdmissionOptions,
+    /// The server's total cap, answers per second over every interface; None: no cap.
+    pub quota_total: Option<u32>,
+    /// NTS key material for the responders (the XDP program passes NTS requests up).
+    pub nts: Option<crate::proto::nts::NtsKeys>,
 }
 
 /// One interface being served.
@@ -87,6 +93,8 @@ pub struct XdpServer {
 pub struct StatsReaders {
     pub programs: Vec<ProgramCounterReader>,
     pub sockets: Vec<XskStatsReader>,
+    /// The sampled requests of each program, for `strata clients`.
+    pub samples: Vec<SampleReader>,
 }
 
 /// How the threads ended.
@@ -120,18 +128,32 @@ pub fn run_with_symmetric(
     }
     check_responders(&config.cores, config.batch_size)?;
 
+    let interfaces = config
+        .interfaces
+        .iter()
+        .map(|name| Interface::lookup(name))
+        .collect::<io::Result<Vec<_>>>()?;
+    // The cap is split evenly over every receive queue served: each queue's CPU keeps a share
+    // (RSS spreads clients evenly over the queues).
+    let queues: u32 = interfaces.iter().map(|i| i.rx_queues).sum();
+    let admission = AdmissionOptions {
+        quota: config
+            .quota_total
+            .map(|total| QuotaConfig::share_of(total, queues)),
+        ..config.admission.clone()
+    };
     let mut served = Vec::new();
     let mut sockets = Vec::new();
     let mut stats = StatsReaders::default();
-    for name in &config.interfaces {
-        let interface = Interface::lookup(name)?;
+    for interface in interfaces {
+        let name = &interface.name;
         let stamps = hwstamp::detect_and_enable(name);
         log::info!("{name}: {stamps}");
         let options = ProgramOptions {
             ntp_port: config.ntp_port,
             force: config.force,
             answer: config.answer,
-            admission: config.admission.clone(),
+            admission: admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
         for queue in 0..interface.rx_queues {
@@ -153,6 +175,10 @@ pub fn run_with_symmetric(
         {
             Ok(reader) => stats.programs.push(reader),
             Err(e) => log::warn!("{name}: the XDP program's counters cannot be exported: {e}"),
+        }
+        match program.take_samples() {
+            Ok(ring) => stats.samples.push(SampleReader::new(name.clone(), ring)),
+            Err(e) => log::warn!("{name}: `strata clients` will not see this interface: {e}"),
         }
         if let Some(stale) = &program.replaced {
             log::info!(
@@ -198,11 +224,16 @@ pub fn run_with_symmetric(
         let state = state.clone();
         let stop = server.pool.shutdown();
         let symmetric = symmetric.clone();
+        let nts = config
+            .nts
+            .as_ref()
+            .map(|k| k.responder(crate::sys::random::seed()));
         let (batch_size, ntp_port, busy) = (config.batch_size, config.ntp_port, config.busy_poll.is_some());
         let started = server.pool.spawn(index, core, name, move |name, counters| {
             responder::Responder::new(
                 name, socket, batch_size, state, counters, stop, ntp_port, busy, symmetric,
             )
+            .with_nts(nts)
             .run()
         });
         if let Err(e) = started {
@@ -217,6 +248,26 @@ pub fn run_with_symmetric(
 impl XdpServer {
     pub fn served(&self) -> &[Served] {
         &self.served
+    }
+
+    /// Replaces the access list in every program (a reload); see
+    /// [`XdpProgram::update_access_rules`].
+    pub fn update_access_rules(
+        &mut self,
+        old: &[(
+            crate::proto::admission::Prefix,
+            crate::proto::admission::AclAction,
+        )],
+        new: &[(
+            crate::proto::admission::Prefix,
+            crate::proto::admission::AclAction,
+        )],
+        deny_action: crate::proto::admission::DenyAction,
+    ) -> io::Result<()> {
+        for s in &mut self.served {
+            s.program.update_access_rules(old, new, deny_action)?;
+        }
+        Ok(())
     }
 
     /// A writable mapping of every interface's state map, for the control thread to publish

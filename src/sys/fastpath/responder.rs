@@ -119,6 +119,12 @@ impl Responder {
         }
     }
 
+    /// NTS requests are answered with `nts` (None: as plain requests).
+    pub fn with_nts(mut self, nts: Option<crate::proto::nts::NtsResponder>) -> Responder {
+        self.pipeline = self.pipeline.with_nts(nts);
+        self
+    }
+
     /// Serves until the shutdown flag is set.
     pub fn run(mut self) -> io::Result<()> {
         while !self.shutdown.load(Ordering::Relaxed) {

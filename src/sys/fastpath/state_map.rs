@@ -19,7 +19,7 @@ use crate::proto::clock::LinearNtp;
 use crate::proto::state::{Published, StateMirror, UnsyncPolicy};
 use crate::sys::clock::read_clock_ns;
 
-/// The map's one entry, as 8 words; word 0 is the sequence.
+/// The map's one entry, as 11 words; word 0 is the sequence.
 const WORDS: usize = STATE_LEN / 8;
 
 /// The state entry as the program reads it, for `published` with the line anchored at the
@@ -48,6 +48,11 @@ pub fn encode(published: &Published, tai_now_ns: u64) -> XdpState {
         leap: s.leap as u8,
         stratum: s.stratum,
         precision: s.precision,
+        leap_at: line.leap.at.0,
+        smear_start: line.leap.smear_start.0,
+        smear_len_s: line.leap.smear_len_s,
+        leap_delta: line.leap.delta,
+        reserved: [0; 3],
     }
 }
 
@@ -55,6 +60,12 @@ pub fn encode(published: &Published, tai_now_ns: u64) -> XdpState {
 fn words(state: &XdpState) -> [u64; WORDS] {
     let tail = u32::from_ne_bytes(state.refid) as u64
         | (u32::from_ne_bytes([state.flags, state.leap, state.stratum, state.precision as u8]) as u64) << 32;
+    let leap_word = state.smear_len_s as u64 | (state.leap_delta as u8 as u64) << 32;
+    let leap_word = if cfg!(target_endian = "little") {
+        leap_word
+    } else {
+        (state.smear_len_s as u64) << 32 | (state.leap_delta as u8 as u64) << 24
+    };
     // On a big-endian host the two u32s of a word swap places; the layout test pins both.
     let (pair, tail) = if cfg!(target_endian = "little") {
         (
@@ -76,6 +87,9 @@ fn words(state: &XdpState) -> [u64; WORDS] {
         state.reference_time,
         pair,
         tail,
+        state.leap_at,
+        state.smear_start,
+        leap_word,
     ]
 }
 
@@ -190,6 +204,11 @@ mod tests {
             leap: 6,
             stratum: 7,
             precision: -8,
+            leap_at: 9,
+            smear_start: 10,
+            smear_len_s: 11,
+            leap_delta: -1,
+            reserved: [0; 3],
         };
         let w = words(&state);
         let mut bytes = [0u8; STATE_LEN];

@@ -9,10 +9,35 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{Map, MapData, PerCpuArray, RingBuf};
 use serde::{Deserialize, Serialize};
 
 use super::abi::{XdpCounter, XdpCounters};
+
+/// The XDP program's sampled requests on one interface, for `strata clients`.
+pub struct SampleReader {
+    pub interface: String,
+    ring: RingBuf<MapData>,
+}
+
+impl SampleReader {
+    pub fn new(interface: String, ring: RingBuf<MapData>) -> SampleReader {
+        SampleReader { interface, ring }
+    }
+
+    /// Hands every sample in the ring to `each`; returns how many records did not parse (none,
+    /// unless the program and this build disagree on the layout).
+    pub fn drain(&mut self, mut each: impl FnMut(crate::proto::admission::talkers::Sample)) -> u64 {
+        let mut bad = 0;
+        while let Some(item) = self.ring.next() {
+            match crate::proto::admission::talkers::Sample::from_bytes(&item) {
+                Some(sample) => each(sample),
+                None => bad += 1,
+            }
+        }
+        bad
+    }
+}
 
 /// The XDP program's per-CPU counters on one interface.
 pub struct ProgramCounterReader {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::proto::admission::Admitter;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
+use crate::proto::nts::NtsKeys;
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
 
@@ -67,17 +68,19 @@ fn invalid(message: String) -> io::Error {
 /// The threads stop when `shutdown` is set; if a thread cannot be started, `shutdown` is set, the
 /// started ones are joined and the error returned.
 pub fn run(config: &SocketConfig, state: StateReader, shutdown: Arc<AtomicBool>) -> io::Result<SocketServer> {
-    run_with(config, state, shutdown, None, None)
+    run_with(config, state, shutdown, None, None, None)
 }
 
-/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers, and
-/// requests admitted by `admitter` (access list, rate limiter), shared by every thread.
+/// [`run`], with symmetric packets (modes 1 and 2) handed to the control thread's peers,
+/// requests admitted by `admitter` (access list, rate limiter), shared by every thread, and NTS
+/// requests answered with `nts`.
 pub fn run_with(
     config: &SocketConfig,
     state: StateReader,
     shutdown: Arc<AtomicBool>,
     symmetric: Option<SymmetricSender>,
     admitter: Option<Arc<Admitter>>,
+    nts: Option<NtsKeys>,
 ) -> io::Result<SocketServer> {
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
@@ -107,12 +110,14 @@ pub fn run_with(
         let state = state.clone();
         let symmetric = symmetric.clone();
         let admitter = admitter.clone();
+        let nts = nts.as_ref().map(|k| k.responder(crate::sys::random::seed()));
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
         let name = format!("socket responder {index} (core {core})");
         pool.spawn(index, core, name, move |name, counters| {
             Responder::new(name, own, batch_size, state, counters, stop, symmetric)
                 .with_admitter(admitter)
+                .with_nts(nts)
                 .run()
         })?;
     }

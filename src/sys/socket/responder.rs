@@ -72,6 +72,12 @@ impl Responder {
 
     /// Serves until the shutdown flag is set. Fails only if waiting for the sockets fails.
     /// Requests are admitted by `admitter` (None: everyone is served).
+    /// NTS requests are answered with `nts` (None: as plain requests).
+    pub fn with_nts(mut self, nts: Option<crate::proto::nts::NtsResponder>) -> Responder {
+        self.pipeline = self.pipeline.with_nts(nts);
+        self
+    }
+
     pub fn with_admitter(mut self, admitter: Option<Arc<crate::proto::admission::Admitter>>) -> Responder {
         self.pipeline = self.pipeline.with_admitter(admitter);
         self
