@@ -14,14 +14,17 @@
 //!   whatever the others send (a spoofed flood cannot limit it); a client that was never evicted
 //!   gets at most burst + elapsed / interval requests within its limit, plus the leak's share
 //!   (1 in 2^leak) of the rest, and KoDs only when they are on, 1 in 2^kod at most;
-//! - the table never holds more clients than were seen, and never none of a bucket used.
+//! - the table never holds more clients than were seen, and never none of a bucket used;
+//! - the total cap (when on): over the run, at most 1 + (quiet span + elapsed) / interval
+//!   answers, and nothing dropped for it while it is off.
 //!
 //! The input (short reads give zeros):
 //! ```text
 //! header   flags u8 (bits 0-1: deny action drop/kiss-deny/kiss-rstr/drop, 2: limiter on,
-//!          3: synchronized, 4: unsynchronized policy drop), buckets_log2 u8 (mod 5),
+//!          3: synchronized, 4: unsynchronized policy drop, 5: total cap), buckets_log2 u8 (mod 5),
 //!          burst u16le, leak u8, kod u8, v4_prefix u8, v6_prefix u8, interval u32le (ns - 1),
-//!          time unit u8 (1 << (u & 31) ns), rules u8 (mod 9)
+//!          time unit u8 (1 << (u & 31) ns), cap u16le (answers per second; bit 5 of the flags
+//!          turns it on), rules u8 (mod 9)
 //! rule     kind u8 (bit 0: IPv6, bit 1: deny), len u8, address (4 or 16 bytes; host bits cleared)
 //! event    source u8 (bits 0-6: index into the address pool of the rules' addresses and four
 //!          more, bit 7: an IPv4 source arrives IPv4-mapped on a dual-stack socket),
@@ -37,7 +40,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 use strata::proto::admission::limiter::{bucket_and_tag, client_hash, client_key};
 use strata::proto::admission::{
-    Acl, AclAction, Admitter, DenyAction, Limiter, LimiterConfig, Prefix, Verdict,
+    Acl, AclAction, Admitter, DenyAction, Limiter, LimiterConfig, Prefix, Quota, QuotaConfig, Verdict,
 };
 use strata::proto::frame::{reply_in_place, request_source, stamp_transmit_in_frame};
 use strata::proto::respond::{respond, stamp_transmit, Admission, KissCode, ReplyKind};
@@ -145,6 +148,7 @@ fn run(data: &[u8]) {
         interval_ns: u64::from(input.u32()) + 1,
     };
     let unit_shift = input.u8() & 31;
+    let cap = (flags & 32 != 0).then(|| QuotaConfig::share_of(u32::from(input.u16()), 1));
     let mut state = ServerState::unsynchronized(-24, UnsyncPolicy::Answer);
     state.synchronized = flags & 8 != 0;
     if flags & 16 != 0 {
@@ -192,7 +196,14 @@ fn run(data: &[u8]) {
     ]);
 
     let limiter_on = flags & 4 != 0;
-    let admitter = Admitter::new(acl, deny_action).limited(limiter_on.then(|| Limiter::new(config, SECRET)));
+    let admitter = Admitter::new(acl, deny_action)
+        .limited(limiter_on.then(|| Limiter::new(config, SECRET)))
+        .capped(cap.map(Quota::new));
+    // Whatever the rules say, the cap may drop it instead.
+    let or_capped = |verdict: Verdict, expected: Verdict| {
+        verdict == expected || (cap.is_some() && verdict == Verdict::DropQuota)
+    };
+    let mut answered = 0u64;
 
     // The requests.
     let mut now_ns = 0u64;
@@ -277,23 +288,37 @@ fn run(data: &[u8]) {
 
         // Admission.
         let denied = reference_lookup(&rules, client) == AclAction::Deny;
-        assert_eq!(admitter.rules().acl.lookup(client) == AclAction::Deny, denied, "{client}");
+        assert_eq!(
+            admitter.rules().acl.lookup(client) == AclAction::Deny,
+            denied,
+            "{client}"
+        );
         let verdict = admitter.admit(client, now_ns);
         match (denied, deny_action) {
             (true, DenyAction::Drop) => assert_eq!(verdict, Verdict::DropDenied),
-            (true, DenyAction::KissDeny) => {
-                assert_eq!(verdict, Verdict::Answer(Admission::Kiss(KissCode::Deny)))
+            (true, DenyAction::KissDeny) => assert!(
+                or_capped(verdict, Verdict::Answer(Admission::Kiss(KissCode::Deny))),
+                "{verdict:?}"
+            ),
+            (true, DenyAction::KissRstr) => assert!(
+                or_capped(verdict, Verdict::Answer(Admission::Kiss(KissCode::Rstr))),
+                "{verdict:?}"
+            ),
+            (false, _) if !limiter_on => {
+                assert!(
+                    or_capped(verdict, Verdict::Answer(Admission::Serve)),
+                    "{verdict:?}"
+                )
             }
-            (true, DenyAction::KissRstr) => {
-                assert_eq!(verdict, Verdict::Answer(Admission::Kiss(KissCode::Rstr)))
-            }
-            (false, _) if !limiter_on => assert_eq!(verdict, Verdict::Answer(Admission::Serve)),
             (false, _) => {
-                assert!(matches!(
-                    verdict,
-                    Verdict::Answer(Admission::Serve | Admission::Kiss(KissCode::Rate))
-                        | Verdict::DropLimited
-                ));
+                assert!(
+                    matches!(
+                        verdict,
+                        Verdict::Answer(Admission::Serve | Admission::Kiss(KissCode::Rate))
+                            | Verdict::DropLimited
+                    ) || or_capped(verdict, Verdict::DropLimited),
+                    "{verdict:?}"
+                );
                 if config.kod == 0 {
                     assert_ne!(verdict, Verdict::Answer(Admission::Kiss(KissCode::Rate)));
                 }
@@ -320,9 +345,15 @@ fn run(data: &[u8]) {
                 }
                 // A client that keeps to its interval is never limited, whatever the others do.
                 if c.well_behaved {
-                    assert_eq!(verdict, Verdict::Answer(Admission::Serve), "{client} at {now_ns}");
+                    assert!(
+                        or_capped(verdict, Verdict::Answer(Admission::Serve)),
+                        "{client} at {now_ns}: {verdict:?}"
+                    );
                 }
             }
+        }
+        if matches!(verdict, Verdict::Answer(_)) {
+            answered += 1;
         }
 
         // The answer.
@@ -366,6 +397,16 @@ fn run(data: &[u8]) {
         if denied {
             assert!(matches!(kind, ReplyKind::Kiss(KissCode::Deny | KissCode::Rstr)));
         }
+    }
+
+    // The cap over the whole run: the first answer, the quiet span's worth back to back, then
+    // one per interval.
+    if let Some(cap) = cap {
+        let most = 1 + (cap.quiet_span_ns + now_ns) / cap.interval_ns;
+        assert!(
+            answered <= most,
+            "{answered} answers under a cap of {most} over {now_ns} ns"
+        );
     }
 
     // The limiter over the whole run.
