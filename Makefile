@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2
 CARGO ?= cargo
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 40
 
 .PHONY: run test deps build check unit fuzz bench clean deb ntpd-rs
 
@@ -69,7 +69,7 @@ ntpd-rs:
 	    --target-dir $(HOME)/.cache/strata-bench/build; }
 
 # The fuzz targets need a nightly toolchain; without one this says so and skips. Each target runs
-# FUZZ_SECONDS (3 targets: about three minutes in all, plus the build):
+# FUZZ_SECONDS (3 targets of 40 s: two minutes in all, plus the build):
 #   parse_respond   arbitrary bytes through every parser, respond() and the frame rewrite;
 #   admit_respond   an admission configuration and a sequence of requests through the access
 #                   list, the rate limiter and then respond() or the frame rewrite.
