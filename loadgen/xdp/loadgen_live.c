@@ -33,8 +33,8 @@
 #define NTP_LEN 48
 #define EXP_TABLE 256
 #define RTT_BUCKETS 304
-#define INVALID_KINDS 10
-#define KISS_KINDS 4
+#define INVALID_KINDS 11
+#define KISS_KINDS 5
 #define TICK_SHIFT 4
 
 /* The reasons of loadgen/src/classify.rs (Invalid::index). */
@@ -268,14 +268,16 @@ int live_tx(struct xdp_md *ctx)
 
 static __always_inline __u32 kiss_index(__u8 *code)
 {
-	/* RATE, DENY, RSTR as src/classify.rs kiss_label orders them; anything else "other". */
+	/* RATE, DENY, RSTR, NTSN as src/classify.rs kiss_label orders them; anything else "other". */
 	if (code[0] == 'R' && code[1] == 'A' && code[2] == 'T' && code[3] == 'E')
 		return 0;
 	if (code[0] == 'D' && code[1] == 'E' && code[2] == 'N' && code[3] == 'Y')
 		return 1;
 	if (code[0] == 'R' && code[1] == 'S' && code[2] == 'T' && code[3] == 'R')
 		return 2;
-	return 3;
+	if (code[0] == 'N' && code[1] == 'T' && code[2] == 'S' && code[3] == 'N')
+		return 3;
+	return 4;
 }
 
 static __always_inline int kiss_char(__u8 c)
@@ -359,10 +361,13 @@ int live_rx(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	if (stratum == 0) {
-		if (kiss_char(ntp[12]) && kiss_char(ntp[13]) && kiss_char(ntp[14]) && kiss_char(ntp[15]))
-			c->kod[kiss_index(ntp + 12) & (KISS_KINDS - 1)]++;
-		else
+		if (kiss_char(ntp[12]) && kiss_char(ntp[13]) && kiss_char(ntp[14]) && kiss_char(ntp[15])) {
+			__u32 k = kiss_index(ntp + 12);
+
+			c->kod[k < KISS_KINDS ? k : KISS_KINDS - 1]++;
+		} else {
 			c->invalid[INV_STRATUM0_NOT_KISS]++;
+		}
 		return XDP_DROP;
 	}
 	if (leap == 3 || stratum > 15) {
