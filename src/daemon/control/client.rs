@@ -542,7 +542,7 @@ impl Shell {
     }
 }
 
-fn log_event(event: &Event) {
+pub(super) fn log_event(event: &Event) {
     use log::Level;
     // One line per event, with its fields (super::event_log).
     let level = match event {

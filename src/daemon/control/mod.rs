@@ -111,8 +111,9 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     // The list before the first publication, so that a leap it schedules is served from the
     // start.
     engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));
+    // The same structured lines as every later event (the first sync_state among them).
     for event in engine.take_events() {
-        log::info!("{event}");
+        client::log_event(&event);
     }
     let (writer, reader) = state::publish(engine.published());
     let now = read_clock_ns(libc::CLOCK_REALTIME);
