@@ -6,7 +6,7 @@
  * space. Included by strata_xdp.c only.
  *
  * The one definition is src/proto/admission/ (acl.rs, limiter.rs): the same client keys, the same
- * keyed hash, the same two-slot buckets and GCRA arithmetic; tests/xdp_admission_diff.rs runs
+ * keyed hash, the same two-slot buckets and GCRA arithmetic; tests/xdp_answer_diff.rs runs
  * sequences of requests through this program (BPF_PROG_TEST_RUN) and through the Rust limiter
  * and compares the decisions. The limiter measures time on bpf_ktime_get_ns() (CLOCK_MONOTONIC),
  * which no clock step moves.

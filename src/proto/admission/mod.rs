@@ -1,7 +1,7 @@
 //! Who gets an answer: the access list and the per-client rate limiter, the one definition of
 //! admission. The socket path calls [`Admitter::admit`] for each request; the XDP program applies
 //! the same rules in C (`xdp-prog/strata_admit.h`) for both XDP tiers, with the same key
-//! derivation, hash and limiter arithmetic, and tests/xdp_admission_diff.rs holds the two to
+//! derivation, hash and limiter arithmetic, and tests/xdp_answer_diff.rs holds the two to
 //! each other.
 //!
 //! - [`acl`]: allow and deny prefixes, the most specific one wins;
