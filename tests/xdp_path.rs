@@ -189,6 +189,9 @@ fn real_clients_are_answered_by_the_xdp_program() {
     // come from a local stack over veth with default offloads: unfinished UDP checksums.
     assert!(t.answered > 3, "{log}");
     assert_eq!((t.redirected, t.requests), (0, 0), "{log}");
+    // veth runs the device-bound program (the one that will carry hardware stamps): every map of
+    // the plain program must be reusable by it, or strata silently falls back.
+    assert!(log.contains("(driver mode, device-bound)"), "{log}");
 }
 
 #[test]

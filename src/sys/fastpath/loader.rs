@@ -136,9 +136,14 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 
 fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> io::Result<&'a MapData> {
     match ebpf.map(name) {
-        Some(Map::XskMap(d) | Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d) | Map::LpmTrie(d)) => {
-            Ok(d)
-        }
+        Some(
+            Map::XskMap(d)
+            | Map::PerCpuArray(d)
+            | Map::Array(d)
+            | Map::HashMap(d)
+            | Map::LpmTrie(d)
+            | Map::RingBuf(d),
+        ) => Ok(d),
         Some(_) => Err(other(format!("map {name} has an unexpected type"))),
         None => Err(other(format!("map {name} is missing from the XDP object"))),
     }

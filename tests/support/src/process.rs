@@ -148,9 +148,11 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits until the log contains `text` (for servers that cannot be probed with a query).
+    /// Waits until the log contains `text` (for servers that cannot be probed with a query), 30 s
+    /// at most: a generous bound, as CI runs a test binary's lab tests side by side on two cores
+    /// (a synchronization seen in 5 s alone took over 10 there once).
     pub fn wait_for_log(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !self.log().contains(text) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("strata serve exited early ({status}): {}", self.log());
