@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::config::NtsConfig;
-use crate::proto::nts::{CookieKeys, NtsKeys};
+use crate::proto::nts::NtsKeys;
 pub use ke_server::{KeCounts, KeStats};
 
 /// The running NTS service.
@@ -42,16 +42,14 @@ pub struct NtsView {
 
 impl NtsView {
     pub fn report(&self) -> NtsReport {
-        // The epoch arithmetic needs no key.
-        let keys = CookieKeys::new([0; crate::proto::nts::MASTER_KEY_LEN], self.rotation);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         NtsReport {
             ke_listen: self.ke_addr.to_string(),
             sessions: self.stats.counts(),
-            key_epoch: keys.epoch(now),
-            key_age_s: keys.key_age_s(now),
+            key_epoch: self.rotation.epoch(now),
+            key_age_s: self.rotation.key_age_s(now),
             rotation_s: self.rotation.period_s,
             grace: self.rotation.grace,
         }

@@ -7,6 +7,7 @@ use super::cookie::SessionKeys;
 use super::packet::{AUTHENTICATOR, COOKIE_PLACEHOLDER, NTS_COOKIE, UNIQUE_IDENTIFIER};
 use crate::proto::wire::extension::ExtensionField;
 use crate::proto::wire::ntp::HEADER_LEN;
+use std::ops::Range;
 
 /// Writes a field into `buf` at `at`; the new end, or None without room.
 fn put_field(buf: &mut [u8], at: usize, field_type: u16, value: &[u8]) -> Option<usize> {
@@ -94,50 +95,44 @@ pub enum ReplyError {
     Malformed,
 }
 
-/// Checks a reply against the request's `uid` and `keys`; the fresh cookies it carries.
-pub fn verify(reply: &[u8], uid: &[u8], keys: &SessionKeys) -> Result<Vec<Vec<u8>>, ReplyError> {
-    if reply.len() < HEADER_LEN {
+/// Opens the reply in `buf` (a copy the caller owns) in place: checks the identifier is `uid`
+/// and the authenticator opens with the S2C key; where the decrypted fields are in `buf`.
+fn open_in_place(buf: &mut [u8], uid: &[u8], keys: &SessionKeys) -> Result<Range<usize>, ReplyError> {
+    if buf.len() < HEADER_LEN {
         return Err(ReplyError::Malformed);
     }
-    if reply[1] == 0 && &reply[12..16] == b"NTSN" {
+    if buf[1] == 0 && &buf[12..16] == b"NTSN" {
         return Err(ReplyError::Nak);
     }
     let mut at = HEADER_LEN;
     let mut uid_ok = false;
-    while at < reply.len() {
-        let (f, len) = ExtensionField::parse(&reply[at..]).map_err(|_| ReplyError::Malformed)?;
+    while at < buf.len() {
+        let (f, len) = ExtensionField::parse(&buf[at..]).map_err(|_| ReplyError::Malformed)?;
         match f.field_type {
             UNIQUE_IDENTIFIER => uid_ok = f.value.get(..uid.len()) == Some(uid),
             AUTHENTICATOR => {
                 if !uid_ok {
                     return Err(ReplyError::WrongIdentifier);
                 }
-                let v = f.value;
-                if v.len() < 4 {
+                let v = at + 4;
+                if len < 8 {
                     return Err(ReplyError::Malformed);
                 }
-                let nl = u16::from_be_bytes([v[0], v[1]]) as usize;
-                let cl = u16::from_be_bytes([v[2], v[3]]) as usize;
-                let ct_at = 4 + nl.next_multiple_of(4);
-                if ct_at + cl > v.len() || cl < TAG_LEN {
+                let nl = u16::from_be_bytes([buf[v], buf[v + 1]]) as usize;
+                let cl = u16::from_be_bytes([buf[v + 2], buf[v + 3]]) as usize;
+                let ct = v + 4 + nl.next_multiple_of(4);
+                if ct + cl > at + len || cl < TAG_LEN || nl > 64 {
                     return Err(ReplyError::Malformed);
                 }
-                let mut ct = v[ct_at..ct_at + cl].to_vec();
+                // The nonce is read out before the ciphertext after it is opened in place.
+                let mut nonce = [0u8; 64];
+                nonce[..nl].copy_from_slice(&buf[v + 4..v + 4 + nl]);
+                let (ad, rest) = buf.split_at_mut(at);
                 let plain = keys
                     .aead
-                    .open(keys.s2c(), &v[4..4 + nl], &reply[..at], &mut ct)
+                    .open(keys.s2c(), &nonce[..nl], ad, &mut rest[ct - at..ct - at + cl])
                     .map_err(|_| ReplyError::NotAuthenticated)?;
-                let plain = &ct[plain];
-                let mut cookies = Vec::new();
-                let mut p = 0;
-                while p < plain.len() {
-                    let (c, n) = ExtensionField::parse(&plain[p..]).map_err(|_| ReplyError::Malformed)?;
-                    if c.field_type == NTS_COOKIE {
-                        cookies.push(c.value.to_vec());
-                    }
-                    p += n;
-                }
-                return Ok(cookies);
+                return Ok(ct + plain.start..ct + plain.end);
             }
             _ => {}
         }
@@ -150,64 +145,38 @@ pub fn verify(reply: &[u8], uid: &[u8], keys: &SessionKeys) -> Result<Vec<Vec<u8
     })
 }
 
+/// Hands each fresh cookie among the decrypted fields to `each`.
+fn each_cookie(plain: &[u8], mut each: impl FnMut(&[u8])) -> Result<(), ReplyError> {
+    let mut p = 0;
+    while p < plain.len() {
+        let (c, n) = ExtensionField::parse(&plain[p..]).map_err(|_| ReplyError::Malformed)?;
+        if c.field_type == NTS_COOKIE {
+            each(c.value);
+        }
+        p += n;
+    }
+    Ok(())
+}
+
+/// Checks a reply against the request's `uid` and `keys`; the fresh cookies it carries.
+pub fn verify(reply: &[u8], uid: &[u8], keys: &SessionKeys) -> Result<Vec<Vec<u8>>, ReplyError> {
+    let mut buf = reply.to_vec();
+    let plain = open_in_place(&mut buf, uid, keys)?;
+    let mut found = Vec::new();
+    each_cookie(&buf[plain], |c| found.push(c.to_vec()))?;
+    Ok(found)
+}
+
 /// [`verify`] without allocating: the reply is copied to the stack (at most 1 KiB) to be opened;
 /// the number of fresh cookies it carries.
 pub fn verify_count(reply: &[u8], uid: &[u8], keys: &SessionKeys) -> Result<usize, ReplyError> {
-    if reply.len() < HEADER_LEN {
-        return Err(ReplyError::Malformed);
-    }
-    if reply[1] == 0 && &reply[12..16] == b"NTSN" {
-        return Err(ReplyError::Nak);
-    }
     let mut copy = [0u8; 1024];
     let copy = copy.get_mut(..reply.len()).ok_or(ReplyError::Malformed)?;
     copy.copy_from_slice(reply);
-    let mut at = HEADER_LEN;
-    let mut uid_ok = false;
-    while at < copy.len() {
-        let (f, len) = ExtensionField::parse(&copy[at..]).map_err(|_| ReplyError::Malformed)?;
-        match f.field_type {
-            UNIQUE_IDENTIFIER => uid_ok = f.value.get(..uid.len()) == Some(uid),
-            AUTHENTICATOR => {
-                if !uid_ok {
-                    return Err(ReplyError::WrongIdentifier);
-                }
-                let v = at + 4;
-                if len < 8 {
-                    return Err(ReplyError::Malformed);
-                }
-                let nl = u16::from_be_bytes([copy[v], copy[v + 1]]) as usize;
-                let cl = u16::from_be_bytes([copy[v + 2], copy[v + 3]]) as usize;
-                let ct = v + 4 + nl.next_multiple_of(4);
-                if ct + cl > at + len || cl < TAG_LEN || nl > 64 {
-                    return Err(ReplyError::Malformed);
-                }
-                let mut nonce = [0u8; 64];
-                nonce[..nl].copy_from_slice(&copy[v + 4..v + 4 + nl]);
-                let (ad, rest) = copy.split_at_mut(at);
-                let body = &mut rest[ct - at..ct - at + cl];
-                let plain = keys
-                    .aead
-                    .open(keys.s2c(), &nonce[..nl], ad, body)
-                    .map_err(|_| ReplyError::NotAuthenticated)?;
-                let plain = &body[plain];
-                let (mut p, mut cookies) = (0, 0);
-                while p < plain.len() {
-                    let (c, n) = ExtensionField::parse(&plain[p..]).map_err(|_| ReplyError::Malformed)?;
-                    cookies += (c.field_type == NTS_COOKIE) as usize;
-                    p += n;
-                }
-                return Ok(cookies);
-            }
-            _ => {}
-        }
-        at += len;
-    }
-    Err(if uid_ok {
-        ReplyError::NotAuthenticated
-    } else {
-        ReplyError::WrongIdentifier
-    })
+    let plain = open_in_place(copy, uid, keys)?;
+    let mut n = 0;
+    each_cookie(&copy[plain], |_| n += 1)?;
+    Ok(n)
 }
 
 /// The cookie as a cookie field's value carries it: with its padding, which a server reading

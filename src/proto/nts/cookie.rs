@@ -88,6 +88,18 @@ pub struct Rotation {
     pub grace: u32,
 }
 
+impl Rotation {
+    /// The epoch of a Unix time (seconds of served time).
+    pub fn epoch(&self, unix_s: u64) -> u32 {
+        (unix_s / self.period_s.max(1)) as u32
+    }
+
+    /// Seconds since the key of `unix_s`'s epoch came into use: the cookie key's age.
+    pub fn key_age_s(&self, unix_s: u64) -> u64 {
+        unix_s % self.period_s.max(1)
+    }
+}
+
 impl Default for Rotation {
     /// A new key every day; cookies accepted for a week.
     fn default() -> Self {
@@ -130,12 +142,7 @@ impl CookieKeys {
 
     /// The epoch of a Unix time (seconds of served time).
     pub fn epoch(&self, unix_s: u64) -> u32 {
-        (unix_s / self.rotation.period_s) as u32
-    }
-
-    /// Seconds since the current key came into use: the cookie key's age.
-    pub fn key_age_s(&self, unix_s: u64) -> u64 {
-        unix_s % self.rotation.period_s
+        self.rotation.epoch(unix_s)
     }
 
     /// The cookie key of `epoch`, HKDF-SHA256(master, salt, epoch).
@@ -280,6 +287,6 @@ mod tests {
         }
         assert_eq!(k.key(1), a);
         assert_eq!(k.epoch(125), 2);
-        assert_eq!(k.key_age_s(125), 5);
+        assert_eq!(k.rotation().key_age_s(125), 5);
     }
 }

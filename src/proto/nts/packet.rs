@@ -176,7 +176,7 @@ pub fn respond_nts(
     ctx: NtsContext<'_>,
 ) -> Result<NtsOutcome, DropReason> {
     // The header's own rules first (version, mode): the same drops as any request.
-    respond_header_check(packet)?;
+    crate::proto::respond::check_header(packet)?;
     let fields = find_fields(packet).map_err(|_| DropReason::MalformedExtension)?;
     let (nonce, ct) = {
         let value = &packet[fields.auth.0 + 4..fields.auth.1];
@@ -295,14 +295,6 @@ pub fn respond_nts(
         },
         cookies,
     })
-}
-
-/// The version and mode rules of `respond()`, on the header alone.
-fn respond_header_check(packet: &[u8]) -> Result<(), DropReason> {
-    let mut header = [0u8; HEADER_LEN];
-    let n = packet.len().min(HEADER_LEN);
-    header[..n].copy_from_slice(&packet[..n]);
-    crate::proto::respond::check_header(&header[..n])
 }
 
 /// The NTS NAK: a KoD NTSN with the Unique Identifier, nothing authenticated.
