@@ -158,6 +158,10 @@ impl Shell {
             if let Err(e) = crate::sys::privilege::settle_this_thread() {
                 log::warn!("the control thread cannot trim its capabilities: {e}");
             }
+            // A peer's packets first: one that came in since the last round answers our last
+            // packet, and sending our next one before reading it would make it stale (its
+            // origin no longer ours), so peers that poll in step would never see each other.
+            self.receive_symmetric();
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {
@@ -168,14 +172,6 @@ impl Shell {
                     }
                 }
             }
-            if let Some(rx) = &self.symmetric {
-                let packets: Vec<_> = rx.try_iter().collect();
-                for p in packets {
-                    if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
-                        log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
-                    }
-                }
-            }
             if Instant::now() >= next_housekeeping {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
                 self.housekeeping();
@@ -183,6 +179,19 @@ impl Shell {
             self.after_engine_calls();
             self.wait_and_receive();
             self.after_engine_calls();
+        }
+    }
+
+    /// Feeds the engine the symmetric packets the responders handed over since the last call.
+    fn receive_symmetric(&mut self) {
+        let Some(rx) = &self.symmetric else {
+            return;
+        };
+        let packets: Vec<_> = rx.try_iter().collect();
+        for p in packets {
+            if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
+                log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
+            }
         }
     }
 

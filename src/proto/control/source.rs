@@ -144,6 +144,12 @@ pub struct Source {
     burst_left: u8,
     /// Our last transmit timestamp (as sent) and the kernel time it stands for.
     outstanding: Option<(NtpTimestamp, i64)>,
+    /// Symmetric mode: the transmit before `outstanding`, while unanswered. Peers that poll at
+    /// the same interval can send within a flight time of each other, and then each packet
+    /// answers the other's previous one (its origin is that one's transmit timestamp): a
+    /// complete, authentic exchange all the same, which RFC 5905's check (origin = our last
+    /// transmit only) would throw away round after round for as long as the two stay in step.
+    crossed: Option<(NtpTimestamp, i64)>,
     /// The transmit timestamp of the last packet accepted from it (duplicate detection).
     last_transmit: NtpTimestamp,
     /// Symmetric mode: the peer's last transmit timestamp and when we received it (as our
@@ -181,6 +187,7 @@ impl Source {
             next_poll: now,
             burst_left: 0,
             outstanding: None,
+            crossed: None,
             last_transmit: NtpTimestamp::ZERO,
             peer_transmit: NtpTimestamp::ZERO,
             peer_received: NtpTimestamp::ZERO,
@@ -233,6 +240,10 @@ impl Source {
     /// `now`) goes out now, and schedules the next one. Returns true when the source just became
     /// unreachable (eight polls without a reply).
     pub fn transmitted(&mut self, wire: NtpTimestamp, now: i64) -> bool {
+        self.crossed = match self.association {
+            Association::Symmetric => self.outstanding,
+            Association::Client => None,
+        };
         self.outstanding = Some((wire, now));
         let mut lost = false;
         if self.burst_left > 0 {
@@ -284,17 +295,22 @@ impl Source {
             self.peer_transmit = repr.transmit_timestamp;
             self.peer_received = received;
         }
-        let Some((sent_wire, t1)) = self.outstanding else {
-            return Outcome::Invalid(Invalid::Bogus);
+        let answers =
+            |sent: Option<(NtpTimestamp, i64)>| sent.filter(|(wire, _)| repr.origin_timestamp == *wire);
+        let (t1, crossed) = match (answers(self.outstanding), answers(self.crossed)) {
+            (Some((_, t1)), _) => (t1, false),
+            (None, Some((_, t1))) => (t1, true),
+            (None, None) => return Outcome::Invalid(Invalid::Bogus),
         };
-        if repr.origin_timestamp != sent_wire {
-            return Outcome::Invalid(Invalid::Bogus);
-        }
         if repr.receive_timestamp == NtpTimestamp::ZERO {
             return Outcome::Invalid(Invalid::ZeroTimestamp);
         }
-        // From here on the packet is an authentic answer to our request.
-        self.outstanding = None;
+        // From here on the packet is an authentic answer to our request. Each transmit is
+        // answered once; an answer to our last one leaves nothing older to answer.
+        if !crossed {
+            self.outstanding = None;
+        }
+        self.crossed = None;
         self.last_transmit = repr.transmit_timestamp;
 
         if repr.stratum == 0 && repr.leap == Leap::Unsynchronized {
@@ -498,5 +514,167 @@ impl Source {
     /// The measurement the filter last handed on (for the published root delay and dispersion).
     pub fn last_output(&self) -> Option<&FilterOutput> {
         self.last_output.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+    /// 2026-12-03 on the kernel's clock; both peers' clocks agree.
+    const START: i64 = 1_796_266_740 * SECOND;
+
+    fn ctx() -> Context {
+        Context {
+            freq_hint: 0.0,
+            freq_known: false,
+            precision: -20,
+            max_distance: 1.0,
+            leap: LeapScale::default(),
+            hold: false,
+        }
+    }
+
+    fn us(stratum: u8) -> packet::OurState {
+        packet::OurState {
+            leap: Leap::NoWarning,
+            stratum,
+            precision: -20,
+            root_delay: NtpShort::ZERO,
+            root_dispersion: NtpShort::ZERO,
+            reference_id: *b"LOCL",
+            reference_time: NtpTimestamp::ZERO,
+        }
+    }
+
+    fn wire(t: i64) -> NtpTimestamp {
+        NtpTimestamp::from_unix_nanos(t as i128)
+    }
+
+    fn peer(ip: &str) -> Source {
+        let options = SourceOptions {
+            minpoll: 0,
+            maxpoll: 0,
+            ..SourceOptions::default()
+        };
+        Source::new(
+            format!("{ip}:123").parse().unwrap(),
+            Association::Symmetric,
+            options,
+            None,
+            START,
+        )
+    }
+
+    /// `from` sends at `t`; returns the packet.
+    fn send(from: &mut Source, t: i64) -> [u8; 48] {
+        let p = from.symmetric_packet(&us(1), wire(t));
+        from.transmitted(wire(t), t);
+        p
+    }
+
+    fn measured(o: &Outcome) -> bool {
+        matches!(o, Outcome::Measured { .. })
+    }
+
+    #[test]
+    fn peers_polling_in_step_measure_each_other_although_their_packets_cross() {
+        // Both send within 10 µs every second; a packet takes 50 µs: every packet crosses the
+        // other side's packet in flight, so it answers that side's previous transmit.
+        let mut a = peer("198.18.0.10");
+        let mut b = peer("198.18.0.9");
+        let (mut a_measured, mut b_measured) = (0, 0);
+        for round in 0..6 {
+            let t = START + round * SECOND;
+            let pa = send(&mut a, t);
+            let pb = send(&mut b, t + MS / 100);
+            let at_b = t + MS / 20;
+            let at_a = t + MS / 100 + MS / 20;
+            b_measured += measured(&b.receive(&pa, at_b, wire(at_b), &ctx())) as u32;
+            a_measured += measured(&a.receive(&pb, at_a, wire(at_a), &ctx())) as u32;
+        }
+        // The first round has nothing to answer; every later one is a measurement.
+        assert_eq!((a_measured, b_measured), (5, 5));
+        assert_eq!(a.reach() & 0b11111, 0b11111);
+    }
+
+    #[test]
+    fn each_transmit_is_answered_once_and_nothing_older_than_the_one_before() {
+        let mut a = peer("198.18.0.10");
+        let mut b = peer("198.18.0.9");
+        // A sends; B hears it, then B sends twice without A sending again.
+        let pa1 = send(&mut a, START);
+        assert!(!measured(&b.receive(&pa1, START + MS, wire(START + MS), &ctx())));
+        let pb1 = send(&mut b, START + 2 * MS);
+        let replayed = pb1;
+        assert!(measured(&a.receive(
+            &pb1,
+            START + 3 * MS,
+            wire(START + 3 * MS),
+            &ctx()
+        )));
+        // The same packet again: a duplicate, not a second measurement.
+        assert!(matches!(
+            a.receive(&replayed, START + 4 * MS, wire(START + 4 * MS), &ctx()),
+            Outcome::Invalid(_)
+        ));
+        // A sends twice more; a packet answering A's first transmit (now two back) is bogus.
+        send(&mut a, START + SECOND);
+        send(&mut a, START + 2 * SECOND);
+        let stale = packet::symmetric_packet(
+            &us(1),
+            0,
+            wire(START),
+            wire(START + MS),
+            wire(START + 2 * SECOND + MS),
+        );
+        assert_eq!(
+            a.receive(
+                &stale,
+                START + 2 * SECOND + 2 * MS,
+                wire(START + 2 * SECOND + 2 * MS),
+                &ctx()
+            ),
+            Outcome::Invalid(Invalid::Bogus)
+        );
+    }
+
+    #[test]
+    fn a_client_accepts_only_the_answer_to_its_last_request() {
+        let mut s = Source::new(
+            "198.18.0.1:123".parse().unwrap(),
+            Association::Client,
+            SourceOptions::default(),
+            None,
+            START,
+        );
+        s.transmitted(wire(START), START);
+        s.transmitted(wire(START + SECOND), START + SECOND);
+        // A server's answer to the first request, late.
+        let mut reply = [0u8; 48];
+        let repr = crate::proto::wire::ntp::Repr {
+            leap: Leap::NoWarning,
+            version: 4,
+            mode: crate::proto::wire::ntp::Mode::Server,
+            stratum: 1,
+            poll: 0,
+            precision: -20,
+            root_delay: NtpShort::ZERO,
+            root_dispersion: NtpShort::ZERO,
+            reference_id: *b"GPS\0",
+            reference_timestamp: wire(START),
+            origin_timestamp: wire(START),
+            receive_timestamp: wire(START + MS),
+            transmit_timestamp: wire(START + MS),
+        };
+        repr.emit(&mut crate::proto::wire::ntp::Packet::new_unchecked(
+            &mut reply[..],
+        ));
+        let now = START + SECOND + MS;
+        assert_eq!(
+            s.receive(&reply, now, wire(now), &ctx()),
+            Outcome::Invalid(Invalid::Bogus)
+        );
     }
 }
