@@ -8,6 +8,7 @@ pub mod admission;
 pub mod clock;
 pub mod control;
 pub mod frame;
+pub mod interleave;
 pub mod leap;
 pub mod metrics;
 pub mod nts;
