@@ -8,10 +8,10 @@
 //! copies our transmit timestamp (or sends zero or random bits). So a request is a *candidate*
 //! when it is NTPv4, its origin has the lowest bit set, and its receive and transmit fields
 //! differ ([`candidate`]). Only candidates are remembered; the reply to a candidate is
-//! interleaved when the table holds, for that very client (address and port), the exchange whose
-//! receive stamp equals the request's origin, with a transmit stamp, not used before. Otherwise it
-//! is a basic reply, and the exchange is remembered for the next request. A new client's third
-//! reply is the first that can be interleaved.
+//! interleaved when the table holds, for that client's address, the exchange whose receive stamp
+//! equals the request's origin, with a transmit stamp, not used before. Otherwise it is a basic
+//! reply, and the exchange is remembered for the next request. A new client's third reply is the
+//! first that can be interleaved.
 //!
 //! The interleaved reply ([`make_interleaved`]) keeps the basic reply's receive stamp (this
 //! request's T2) and sets origin = the request's receive field (the client's own receive time of
@@ -19,18 +19,22 @@
 //! previous reply. Its length is the basic reply's: never longer than the request.
 //!
 //! The [`XleaveTable`] is bounded and allocated once: 2^n buckets of two slots, the bucket chosen
-//! by a keyed hash of (address, port) with a secret drawn at start (as the rate limiter's table,
-//! `admission::limiter`), so that a flood of spoofed sources cannot aim at a real client's bucket.
-//! Each slot keeps the whole address and port, so two clients never share state, even in one
-//! bucket. A full bucket forgets its older exchange: under a flood, clients are forgotten and
-//! answered in basic mode, never answered with another client's stamps. A stamp pair is used
-//! once (as chrony's `CLG_DisableNtpTimestamps`): a replayed request gets a basic reply.
+//! by a keyed hash of (address, receive stamp) with a secret drawn at start (as the rate
+//! limiter's table, `admission::limiter`), so that a flood of spoofed sources cannot aim at a
+//! real client's bucket. Each slot keeps the whole address, so two addresses never share state,
+//! even in one bucket. A full bucket forgets its older exchange: under a flood, clients are
+//! forgotten and answered in basic mode, never answered with another address's stamps. A stamp
+//! pair is used once (as chrony's `CLG_DisableNtpTimestamps`): a replayed request gets a basic
+//! reply.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::proto::admission::limiter::client_hash;
+use crate::proto::wire::ipv4::{self, IpProtocol};
 use crate::proto::wire::ntp::{Packet, HEADER_LEN};
 use crate::proto::wire::NtpTimestamp;
+use crate::proto::wire::{ethernet, ipv6, udp};
 
 /// The largest delay accepted between the transmit time read before sending and the kernel's or
 /// NIC's stamp of the same packet (chrony's MAX_TX_DELAY): a later stamp belongs to something
@@ -94,44 +98,145 @@ pub struct Finished {
     pub remember: Option<NtpTimestamp>,
 }
 
-/// One remembered exchange.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which exchange a transmit stamp belongs to: the client (the frame's destination) and our
+/// receive stamp in the reply. `frame` is what the kernel hands back with a transmit stamp on a
+/// socket's error queue: the reply as it went to the driver, Ethernet header (with up to two
+/// VLAN tags) first. Reading the reply itself, rather than counting sends (SOF_TIMESTAMPING_OPT_ID),
+/// cannot attribute a stamp to the wrong reply when a send fails halfway.
+pub fn sent_reply(frame: &[u8]) -> Option<(SocketAddr, NtpTimestamp)> {
+    let mut offset = ethernet::HEADER_LEN - 2;
+    let mut ethertype = u16::from_be_bytes(frame.get(offset..offset + 2)?.try_into().ok()?);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        offset += 4;
+        ethertype = u16::from_be_bytes(frame.get(offset..offset + 2)?.try_into().ok()?);
+    }
+    let l3 = frame.get(offset + 2..)?;
+    let (ip, l4) = match ethertype {
+        0x0800 => {
+            let p = ipv4::Packet::new_checked(l3).ok()?;
+            if p.version() != 4 || p.protocol() != IpProtocol::UDP || p.is_fragment() {
+                return None;
+            }
+            (IpAddr::V4(p.dst_addr()), l3.get(usize::from(p.header_len())..)?)
+        }
+        0x86dd => {
+            let p = ipv6::Packet::new_checked(l3).ok()?;
+            if p.version() != 6 || p.next_header() != IpProtocol::UDP {
+                return None;
+            }
+            (IpAddr::V6(p.dst_addr()), l3.get(ipv6::HEADER_LEN..)?)
+        }
+        _ => return None,
+    };
+    let udp = udp::Packet::new_checked(l4).ok()?;
+    let ntp = Packet::new_checked(udp.payload()).ok()?;
+    Some((SocketAddr::new(ip, udp.dst_port()), ntp.receive_timestamp()))
+}
+
+/// One remembered exchange, under its own sequence lock: an even `seq` is a settled slot, an
+/// odd one a slot being written. Writers take it with a compare-and-swap and never wait (a
+/// writer that finds it taken gives up: that exchange is forgotten, its client answered in basic
+/// mode next time); readers retry nothing either (a slot being written is not there).
+#[derive(Default)]
 struct Slot {
-    /// The client's address (IPv4 as IPv4-mapped IPv6); with `port` 0 and `receive` 0, empty.
-    addr: u128,
-    port: u16,
-    /// Used by an interleaved reply already.
-    spent: bool,
-    /// Our receive stamp of the client's request (marked), what its next origin must be.
-    receive: NtpTimestamp,
+    seq: AtomicU64,
+    addr_hi: AtomicU64,
+    addr_lo: AtomicU64,
+    /// Our receive stamp (marked) of the client's request; 0: empty, or used up.
+    receive: AtomicU64,
     /// The transmit time of our reply: the one read before sending, replaced by the kernel's or
-    /// the NIC's stamp when it arrives. Zero: not known.
+    /// the NIC's stamp when it arrives.
+    transmit: AtomicU64,
+}
+
+/// What a slot held, read consistently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    addr: u128,
+    receive: NtpTimestamp,
     transmit: NtpTimestamp,
 }
 
 impl Slot {
-    fn is(&self, addr: u128, port: u16) -> bool {
-        self.receive != NtpTimestamp::ZERO && self.addr == addr && self.port == port
+    fn read(&self) -> Option<Held> {
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return None;
+        }
+        let held = Held {
+            addr: (u128::from(self.addr_hi.load(Ordering::Relaxed)) << 64)
+                | u128::from(self.addr_lo.load(Ordering::Relaxed)),
+            receive: NtpTimestamp(self.receive.load(Ordering::Relaxed)),
+            transmit: NtpTimestamp(self.transmit.load(Ordering::Relaxed)),
+        };
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == before).then_some(held)
+    }
+
+    /// Rewrites the slot with `change` (given what it holds) if nobody else is writing it and
+    /// `change` says so; returns whether it did.
+    fn write(&self, change: impl FnOnce(Held) -> Option<Held>) -> bool {
+        let before = self.seq.load(Ordering::Relaxed);
+        if before & 1 == 1
+            || self
+                .seq
+                .compare_exchange(
+                    before,
+                    before.wrapping_add(1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return false;
+        }
+        fence(Ordering::Release);
+        let held = Held {
+            addr: (u128::from(self.addr_hi.load(Ordering::Relaxed)) << 64)
+                | u128::from(self.addr_lo.load(Ordering::Relaxed)),
+            receive: NtpTimestamp(self.receive.load(Ordering::Relaxed)),
+            transmit: NtpTimestamp(self.transmit.load(Ordering::Relaxed)),
+        };
+        let new = change(held);
+        if let Some(new) = new {
+            self.addr_hi.store((new.addr >> 64) as u64, Ordering::Relaxed);
+            self.addr_lo.store(new.addr as u64, Ordering::Relaxed);
+            self.receive.store(new.receive.0, Ordering::Relaxed);
+            self.transmit.store(new.transmit.0, Ordering::Relaxed);
+        }
+        self.seq.store(before.wrapping_add(2), Ordering::Release);
+        new.is_some()
     }
 }
 
-/// The bounded table of the last exchange of each interleaved client. One per responder thread:
-/// no lock, no allocation after [`XleaveTable::new`].
+/// The bounded table of the last exchanges of interleaved clients, shared by every responder
+/// thread of a path (a client's requests may reach any of them: chronyd sends each request
+/// from a new source port, so SO_REUSEPORT spreads them). No lock and no allocation after
+/// [`XleaveTable::new`].
+///
+/// An exchange is keyed by the client's address and our receive stamp in it (unique per
+/// request), not by the client's port: NTP clients (chronyd) change port with every request.
+/// So two clients behind one address each keep their own exchanges, and a client that changes
+/// port keeps its state. What the address alone cannot tell apart, as with chrony's table: a
+/// host that sends another host's origin from the same address (it would have to see that
+/// host's replies) gets that exchange's transmit time once, and the other host a basic reply.
 pub struct XleaveTable {
     buckets: Box<[[Slot; 2]]>,
     mask: u64,
     secret: [u64; 2],
 }
 
-/// The table's size by default: 2^14 buckets of two slots, 32 768 clients, about 1.5 MiB.
-pub const DEFAULT_BUCKETS_LOG2: u8 = 14;
+/// The table's size by default: 2^15 buckets of two slots, 65 536 exchanges, 2.5 MiB.
+pub const DEFAULT_BUCKETS_LOG2: u8 = 15;
 
-fn client_id(client: SocketAddr) -> (u128, u16) {
-    let ip = match client.ip() {
+/// The client's address as one number (IPv4 as IPv4-mapped IPv6: a client on a dual-stack
+/// socket is the same client either way).
+fn client_addr(client: IpAddr) -> u128 {
+    let v6 = match client {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6, |v4| v4.to_ipv6_mapped()),
     };
-    (u128::from(ip), client.port())
+    u128::from(v6)
 }
 
 impl XleaveTable {
@@ -139,7 +244,7 @@ impl XleaveTable {
     pub fn new(buckets_log2: u8, secret: [u64; 2]) -> XleaveTable {
         let log2 = buckets_log2.min(24);
         XleaveTable {
-            buckets: vec![[Slot::default(); 2]; 1 << log2].into_boxed_slice(),
+            buckets: (0..1usize << log2).map(|_| Default::default()).collect(),
             mask: (1u64 << log2) - 1,
             secret,
         }
@@ -150,48 +255,79 @@ impl XleaveTable {
         self.buckets.len() * 2
     }
 
-    fn bucket(&self, addr: u128, port: u16) -> usize {
+    fn bucket(&self, addr: u128, receive: NtpTimestamp) -> &[Slot; 2] {
         let h = client_hash(((addr >> 64) as u64, addr as u64), self.secret);
-        (client_hash((h, u64::from(port)), self.secret) & self.mask) as usize
+        let b = client_hash((h, receive.0), self.secret) & self.mask;
+        &self.buckets[b as usize]
     }
 
-    /// The previous reply's transmit stamp for an interleaved request from `client`, if the
-    /// table has that client's exchange whose receive stamp is `origin`, with a transmit stamp,
-    /// unused; it is used up. None: answer in basic mode.
-    pub fn take(&mut self, client: SocketAddr, origin: NtpTimestamp) -> Option<NtpTimestamp> {
-        let (addr, port) = client_id(client);
-        let b = self.bucket(addr, port);
-        let slot = self.buckets[b]
-            .iter_mut()
-            .find(|s| s.is(addr, port) && s.receive == origin)?;
-        if slot.spent || slot.transmit == NtpTimestamp::ZERO {
+    /// The previous reply's transmit stamp for an interleaved request from `client` whose
+    /// origin is `origin`, if the table has that exchange of that address, with a transmit
+    /// stamp; it is used up. None: answer in basic mode.
+    pub fn take(&self, client: IpAddr, origin: NtpTimestamp) -> Option<NtpTimestamp> {
+        let addr = client_addr(client);
+        if origin == NtpTimestamp::ZERO {
             return None;
         }
-        slot.spent = true;
-        Some(slot.transmit)
+        let mut taken = None;
+        for slot in self.bucket(addr, origin) {
+            let mine = |h: &Held| h.addr == addr && h.receive == origin && h.transmit != NtpTimestamp::ZERO;
+            if !slot.read().is_some_and(|h| mine(&h)) {
+                continue;
+            }
+            slot.write(|h| {
+                mine(&h).then(|| {
+                    taken = Some(h.transmit);
+                    Held {
+                        receive: NtpTimestamp::ZERO,
+                        ..h
+                    }
+                })
+            });
+            break;
+        }
+        taken
     }
 
     /// Remembers the exchange just answered: our receive stamp (marked) and the transmit time
-    /// written into the reply. It replaces the client's previous exchange, or else the bucket's
-    /// older one.
-    pub fn save(&mut self, client: SocketAddr, receive: NtpTimestamp, transmit: NtpTimestamp) {
-        let (addr, port) = client_id(client);
-        let b = self.bucket(addr, port);
-        let bucket = &mut self.buckets[b];
-        let index = match bucket.iter().position(|s| s.is(addr, port)) {
-            Some(i) => i,
-            // An empty slot, else the older exchange.
-            None if bucket[0].receive == NtpTimestamp::ZERO => 0,
-            None if bucket[1].receive == NtpTimestamp::ZERO => 1,
-            None => usize::from(bucket[1].receive.diff_nanos(bucket[0].receive) < 0),
+    /// written into the reply. It takes an empty slot of its bucket, else the older exchange.
+    pub fn save(&self, client: IpAddr, receive: NtpTimestamp, transmit: NtpTimestamp) {
+        let addr = client_addr(client);
+        let bucket = self.bucket(addr, receive);
+        let age = |slot: &Slot| slot.read().map(|h| h.receive);
+        let index = match (age(&bucket[0]), age(&bucket[1])) {
+            (Some(NtpTimestamp::ZERO), _) => 0,
+            (_, Some(NtpTimestamp::ZERO)) => 1,
+            (Some(a), Some(b)) => usize::from(b.diff_nanos(a) < 0),
+            // One is being written by another thread: take the other.
+            (None, _) => 1,
+            (_, None) => 0,
         };
-        bucket[index] = Slot {
-            addr,
-            port,
-            spent: false,
-            receive,
-            transmit,
-        };
+        bucket[index].write(|_| {
+            Some(Held {
+                addr,
+                receive,
+                transmit,
+            })
+        });
+    }
+
+    /// The kernel's or NIC's stamp of the reply to `client`'s exchange with receive stamp
+    /// `receive` arrived: it replaces the transmit time read before sending, if the exchange is
+    /// still there, unused, and the stamp is no earlier than that time and at most
+    /// [`MAX_TX_DELAY_NS`] later. Returns whether it was taken.
+    pub fn update_transmit(&self, client: IpAddr, receive: NtpTimestamp, transmit: NtpTimestamp) -> bool {
+        let addr = client_addr(client);
+        if receive == NtpTimestamp::ZERO {
+            return false;
+        }
+        self.bucket(addr, receive).iter().any(|slot| {
+            slot.write(|h| {
+                let delay = transmit.diff_nanos(h.transmit);
+                (h.addr == addr && h.receive == receive && (0..=MAX_TX_DELAY_NS).contains(&delay))
+                    .then_some(Held { transmit, ..h })
+            })
+        })
     }
 
     /// Finishes the basic reply just written (over `candidate`'s request, if it was one) for
@@ -200,7 +336,7 @@ impl XleaveTable {
     /// reply's transmit time once it is known (for candidates only).
     ///
     /// [`save`]: XleaveTable::save
-    pub fn finish(&mut self, client: SocketAddr, candidate: Option<Candidate>, reply: &mut [u8]) -> Finished {
+    pub fn finish(&self, client: IpAddr, candidate: Option<Candidate>, reply: &mut [u8]) -> Finished {
         let receive = mark(reply);
         let Some(request) = candidate else {
             return Finished {
@@ -216,32 +352,6 @@ impl XleaveTable {
             interleaved: previous.is_some(),
             remember: Some(receive),
         }
-    }
-
-    /// The kernel's or NIC's stamp of the reply to `client`'s exchange with receive stamp
-    /// `receive` arrived: it replaces the transmit time read before sending, if the exchange is
-    /// still there, unused, and the stamp is no earlier than that time and at most
-    /// [`MAX_TX_DELAY_NS`] later. Returns whether it was taken.
-    pub fn update_transmit(
-        &mut self,
-        client: SocketAddr,
-        receive: NtpTimestamp,
-        transmit: NtpTimestamp,
-    ) -> bool {
-        let (addr, port) = client_id(client);
-        let b = self.bucket(addr, port);
-        let Some(slot) = self.buckets[b]
-            .iter_mut()
-            .find(|s| s.is(addr, port) && s.receive == receive && !s.spent)
-        else {
-            return false;
-        };
-        let delay = transmit.diff_nanos(slot.transmit);
-        if slot.transmit != NtpTimestamp::ZERO && !(0..=MAX_TX_DELAY_NS).contains(&delay) {
-            return false;
-        }
-        slot.transmit = transmit;
-        true
     }
 }
 

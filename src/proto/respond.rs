@@ -135,6 +135,11 @@ pub enum ReplyKind {
     Authenticated {
         synchronized: bool,
     },
+    /// The time in interleaved mode (`crate::proto::interleave`): its transmit stamp is the
+    /// previous reply's, final, and must not be re-stamped.
+    Interleaved {
+        synchronized: bool,
+    },
     Kiss(KissCode),
 }
 
@@ -195,7 +200,10 @@ pub fn respond(
             reply.set_receive_timestamp(request.transmit);
             reply.set_transmit_timestamp(request.transmit);
         }
-        ReplyKind::Time | ReplyKind::Unsynchronized | ReplyKind::Authenticated { .. } => {
+        ReplyKind::Time
+        | ReplyKind::Unsynchronized
+        | ReplyKind::Authenticated { .. }
+        | ReplyKind::Interleaved { .. } => {
             let synchronized = kind == ReplyKind::Time;
             let (leap, stratum) = if synchronized {
                 (state.leap, state.stratum)

@@ -393,7 +393,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
 
     /// Nanoseconds on the carrier's clock as served NTP time.
     #[inline]
-    fn ntp_time(&self, ns: i64) -> NtpTimestamp {
+    pub fn ntp_time(&self, ns: i64) -> NtpTimestamp {
         let clock = &self.published.clock;
         if C::CLOCK == libc::CLOCK_TAI {
             clock.ntp_from_tai(ns)

@@ -277,6 +277,24 @@ impl ReportCollector {
         per_responder_by(
             enc,
             r,
+            "transmit_timestamps",
+            "Sent replies by the source of their transmit timestamp, as the kernel reported it \
+             (kernel_software, hardware: a NIC stamp, not usable until the PHC is mapped; none: no \
+             stamp came, the time read before sending stands).",
+            "source",
+            |c| &c.tx_timestamps,
+        )?;
+        per_responder(
+            enc,
+            r,
+            "interleaved_replies",
+            "Time and unsynchronized replies sent in interleaved mode (also counted in replies).",
+            None,
+            |c| c.replies_interleaved,
+        )?;
+        per_responder_by(
+            enc,
+            r,
             "nts_refused",
             "NTS requests refused, by reason: cookie_expired, cookie_invalid and bad_authenticator got \
              an NTS NAK (KoD NTSN), malformed was dropped.",

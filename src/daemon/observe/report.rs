@@ -164,6 +164,12 @@ pub struct CountersReport {
     /// Receive timestamps by source.
     pub rx_timestamps: BTreeMap<String, u64>,
     pub hardware_stamps_unused: u64,
+    /// Sent replies by the source of their transmit timestamp (the socket path).
+    #[serde(default)]
+    pub tx_timestamps: BTreeMap<String, u64>,
+    /// Of the time and unsynchronized replies, those sent in interleaved mode.
+    #[serde(default)]
+    pub replies_interleaved: u64,
     /// NTS requests refused, by reason (NAKed, or dropped as malformed).
     #[serde(default)]
     pub nts_refusals: BTreeMap<String, u64>,
@@ -297,6 +303,11 @@ impl CountersReport {
             dropped: s.dropped(),
             rx_timestamps,
             hardware_stamps_unused: s.hardware_stamps_unused,
+            tx_timestamps: crate::proto::metrics::TxTimestampSource::ALL
+                .iter()
+                .map(|&src| (src.label().to_string(), s.tx_timestamp_count(src)))
+                .collect(),
+            replies_interleaved: s.replies_interleaved,
             nts_refusals: crate::proto::nts::NtsRefusal::ALL
                 .iter()
                 .zip(s.nts_refusals)

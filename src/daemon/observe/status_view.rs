@@ -265,6 +265,14 @@ fn serverstats(out: &mut String, r: &Report) {
     let _ = writeln!(out, "Drops           : {}", nonzero(&t.drops));
     let _ = writeln!(out, "KoD sent        : {}", nonzero(&t.kiss));
     let _ = writeln!(out, "Rx timestamps   : {}", nonzero(&t.rx_timestamps));
+    if t.tx_timestamps.values().any(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "Tx timestamps   : {} ({} interleaved replies)",
+            nonzero(&t.tx_timestamps),
+            t.replies_interleaved
+        );
+    }
     let rt = |q| quantile_bound(t, q).map_or("-".to_string(), |b| format!("<= {}", time(b)));
     let _ = writeln!(
         out,

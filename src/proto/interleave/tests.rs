@@ -79,11 +79,11 @@ impl Server {
     ) -> (usize, Finished) {
         let candidate = candidate(request);
         let reply = respond(request, t2, t3, Admission::Serve, &synced()).expect("answered");
-        let finished = self.table.finish(from, candidate, &mut request[..reply.len]);
+        let finished = self.table.finish(from.ip(), candidate, &mut request[..reply.len]);
         if let Some(rx) = finished.remember {
-            self.table.save(from, rx, mark_transmit(t3));
+            self.table.save(from.ip(), rx, mark_transmit(t3));
             if let Some(k) = kernel {
-                assert!(self.table.update_transmit(from, rx, k));
+                assert!(self.table.update_transmit(from.ip(), rx, k));
             }
         }
         (reply.len, finished)
@@ -175,32 +175,67 @@ fn third_request_from(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 #[test]
-fn state_never_leaks_between_clients() {
+fn state_never_leaks_between_addresses() {
     let a = addr("198.19.0.7:40000");
     assert!(
         third_request_from(a, a),
         "the control: the same client is interleaved"
     );
-    // Another client behind the same address (NAT), another port.
-    assert!(!third_request_from(a, addr("198.19.0.7:40001")));
-    // Another address, the same port.
+    // Another address, the same port, the same origin: basic.
     assert!(!third_request_from(a, addr("198.19.0.8:40000")));
-    // IPv6 and the IPv4-mapped form of the same address are the same client.
-    assert!(third_request_from(a, addr("[::ffff:198.19.0.7]:40000")));
     assert!(!third_request_from(
         addr("[2001:db8::7]:123"),
         addr("[2001:db8::8]:123")
     ));
+    // IPv6 and the IPv4-mapped form of the same address are the same client.
+    assert!(third_request_from(a, addr("[::ffff:198.19.0.7]:40000")));
 }
 
 #[test]
-fn a_client_that_changes_port_starts_over_in_basic_mode() {
+fn two_clients_behind_one_address_each_get_their_own_transmit_stamps() {
+    let mut server = Server::new(4);
+    let mut clients = [Client::default(), Client::default()];
+    let ports = [40000, 40001];
+    let mut last_kernel = [NtpTimestamp::ZERO; 2];
+    let mut modes = [Vec::new(), Vec::new()];
+    for i in 0..5i64 {
+        for (c, client) in clients.iter_mut().enumerate() {
+            let base = i * 1000 * MS + c as i64 * 100 * MS;
+            let from = SocketAddr::new("198.19.0.7".parse().unwrap(), ports[c]);
+            let kernel = at(base + MS + 30_000 + c as i64 * 1000);
+            let mut buf = client.request(at(base));
+            let (_, f) = server.serve(
+                from,
+                &mut buf,
+                at(base + MS),
+                at(base + MS + 20_000),
+                Some(kernel),
+            );
+            let mode = client.receive(&buf, at(base + 2 * MS)).unwrap();
+            assert_eq!(mode, f.interleaved);
+            if mode {
+                let p = Packet::new_unchecked(&buf[..]);
+                assert_eq!(
+                    p.transmit_timestamp(),
+                    mark_transmit(last_kernel[c]),
+                    "client {c}"
+                );
+            }
+            last_kernel[c] = kernel;
+            modes[c].push(mode);
+        }
+    }
+    assert_eq!(modes[0], [false, false, true, true, true]);
+    assert_eq!(modes[1], [false, false, true, true, true]);
+}
+
+#[test]
+fn a_client_that_changes_port_stays_interleaved() {
     let mut server = Server::new(4);
     let mut client = Client::default();
     let mut mode = Vec::new();
     for i in 0..6 {
-        let port = if i < 3 { 40000 } else { 40001 };
-        let from = SocketAddr::new("198.19.0.7".parse().unwrap(), port);
+        let from = SocketAddr::new("198.19.0.7".parse().unwrap(), 40000 + i as u16);
         let mut buf = client.request(at(i * 1000 * MS));
         let (_, f) = server.serve(
             from,
@@ -212,8 +247,8 @@ fn a_client_that_changes_port_starts_over_in_basic_mode() {
         client.receive(&buf, at(i * 1000 * MS + 3 * MS)).unwrap();
         mode.push(f.interleaved);
     }
-    // Its first request from the new port is basic; the next is interleaved again.
-    assert_eq!(mode, [false, false, true, false, true, true]);
+    // chronyd sends every request from a new port: the address and the origin are the client.
+    assert_eq!(mode, [false, false, true, true, true, true]);
 }
 
 #[test]
@@ -240,23 +275,24 @@ fn a_spoofed_or_replayed_origin_gets_a_basic_reply() {
         ..Client::default()
     };
     let mut buf = forged.request(at(1999 * MS));
-    let other = addr("198.19.0.7:40001");
+    let other_port = addr("198.19.0.7:40001");
     assert!(
         !server
-            .serve(other, &mut buf, at(2000 * MS), at(2001 * MS), None)
+            .serve(other_port, &mut buf, at(2000 * MS), at(2001 * MS), None)
             .1
             .interleaved
     );
-    // The client's real origin from another port (a spoofer that saw it): basic too.
+    // The client's real origin from another address (a spoofer that saw it): basic too.
     let mut stolen = Client {
         remote_rx: client.remote_rx,
         local_rx: at(78),
         ..Client::default()
     };
     let mut buf = stolen.request(at(1999 * MS + 1));
+    let other_host = addr("198.19.0.9:40000");
     assert!(
         !server
-            .serve(other, &mut buf, at(2000 * MS + 1), at(2001 * MS + 1), None)
+            .serve(other_host, &mut buf, at(2000 * MS + 1), at(2001 * MS + 1), None)
             .1
             .interleaved
     );
@@ -276,20 +312,15 @@ fn a_spoofed_or_replayed_origin_gets_a_basic_reply() {
             .1
             .interleaved
     );
-    // A guessed origin from the client's own address and port (UDP can be spoofed) can only
-    // make its next reply basic: it never carries a stamp of another exchange.
+    // The replay was answered in basic mode, and the client goes on from the reply it got.
     client.receive(&buf, at(2004 * MS)).unwrap();
-    let mut buf = forged.request(at(2999 * MS));
+    let mut buf = client.request(at(3002 * MS));
     assert!(
-        !server
-            .serve(from, &mut buf, at(3000 * MS), at(3001 * MS), None)
+        server
+            .serve(from, &mut buf, at(3003 * MS), at(3004 * MS), None)
             .1
             .interleaved
     );
-    let mut buf = client.request(at(3002 * MS));
-    let (_, f) = server.serve(from, &mut buf, at(3003 * MS), at(3004 * MS), None);
-    assert!(!f.interleaved);
-    assert_eq!(client.receive(&buf, at(3005 * MS)), Some(false));
 }
 
 #[test]
@@ -354,12 +385,12 @@ fn a_flood_of_new_clients_makes_the_table_forget_and_answers_stay_basic() {
 
 #[test]
 fn a_transmit_stamp_is_taken_only_for_its_exchange_and_when_plausible() {
-    let mut table = XleaveTable::new(4, SECRET);
-    let from = addr("198.19.0.7:40000");
+    let table = XleaveTable::new(4, SECRET);
+    let from: IpAddr = "198.19.0.7".parse().unwrap();
     let rx = NtpTimestamp(at(0).0 | 1);
     let t3 = at(MS);
     table.save(from, rx, t3);
-    assert!(!table.update_transmit(addr("198.19.0.7:40001"), rx, at(MS + 5000)));
+    assert!(!table.update_transmit("198.19.0.8".parse().unwrap(), rx, at(MS + 5000)));
     assert!(!table.update_transmit(from, NtpTimestamp(rx.0 + 2), at(MS + 5000)));
     assert!(
         !table.update_transmit(from, rx, at(MS - 5000)),
@@ -392,12 +423,12 @@ proptest! {
     #[test]
     fn replies_are_never_longer_and_interleave_only_on_a_match(
         (mut bytes, origin, receive) in arbitrary_request(),
-        port in 1u16..4,
+        host in 1u8..4,
         remembered in any::<u64>(),
         version in 1u8..=4,
     ) {
-        let mut table = XleaveTable::new(2, SECRET);
-        let known = addr("198.19.0.7:1");
+        let table = XleaveTable::new(2, SECRET);
+        let known: IpAddr = "198.19.0.1".parse().unwrap();
         let remembered = NtpTimestamp(remembered | 1);
         table.save(known, remembered, at(5));
         {
@@ -407,14 +438,14 @@ proptest! {
             p.set_receive_timestamp(NtpTimestamp(receive));
         }
         let request_len = bytes.len();
-        let from = SocketAddr::new("198.19.0.7".parse().unwrap(), port);
+        let from = IpAddr::from([198, 19, 0, host]);
         let candidate = candidate(&bytes);
         let Ok(reply) = respond(&mut bytes, at(10), at(11), Admission::Serve, &synced()) else {
             return Ok(());
         };
         let f = table.finish(from, candidate, &mut bytes[..reply.len]);
         prop_assert!(reply.len <= request_len);
-        let matched = port == 1 && version == 4 && origin | 1 == origin
+        let matched = host == 1 && version == 4 && origin | 1 == origin
             && NtpTimestamp(origin) == remembered
             && candidate.is_some();
         prop_assert_eq!(f.interleaved, matched);

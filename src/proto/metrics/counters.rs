@@ -77,6 +77,41 @@ impl RxTimestampSource {
     }
 }
 
+/// Where the transmit time of a sent reply came from, once the kernel reported on it (the socket
+/// path asks for transmit stamps; interleaved replies carry them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxTimestampSource {
+    /// The kernel's software stamp, taken as the packet went to the driver.
+    KernelSoftware,
+    /// A NIC hardware stamp arrived (in the NIC's clock: not usable until the PHC is mapped to
+    /// the served time, so the software stamp, when there is one, is used instead).
+    Hardware,
+    /// No stamp arrived for the reply: its transmit time is the one read before sending.
+    None,
+}
+
+impl TxTimestampSource {
+    pub const ALL: [TxTimestampSource; 3] = [
+        TxTimestampSource::KernelSoftware,
+        TxTimestampSource::Hardware,
+        TxTimestampSource::None,
+    ];
+
+    /// A stable, low-cardinality label for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TxTimestampSource::KernelSoftware => "kernel_software",
+            TxTimestampSource::Hardware => "hardware",
+            TxTimestampSource::None => "none",
+        }
+    }
+
+    /// Position in [`TxTimestampSource::ALL`], for counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// The shared block. Only the owning [`CounterWriter`] stores to it.
 #[repr(align(128))]
 #[derive(Default)]
@@ -93,6 +128,8 @@ struct Block {
     truncated: AtomicU64,
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
     hardware_stamps_unused: AtomicU64,
+    tx_timestamps: [AtomicU64; TxTimestampSource::ALL.len()],
+    replies_interleaved: AtomicU64,
     /// NTS requests refused, by [`NtsRefusal::ALL`] (the first three got a NAK).
     nts_refusals: [AtomicU64; NtsRefusal::ALL.len()],
     receive_errors: AtomicU64,
@@ -149,6 +186,15 @@ impl CounterWriter {
                     bump(&b.replies_unsynchronized, 1)
                 }
             }
+            // Counted with the time or unsynchronized replies, and on their own.
+            ReplyKind::Interleaved { synchronized } => {
+                bump(&b.replies_interleaved, 1);
+                if synchronized {
+                    bump(&b.replies_time, 1)
+                } else {
+                    bump(&b.replies_unsynchronized, 1)
+                }
+            }
             ReplyKind::Kiss(code) => bump(&b.replies_kiss[kiss_index(code)], 1),
         }
         bump(&b.bytes_out, bytes as u64);
@@ -185,6 +231,12 @@ impl CounterWriter {
     #[inline]
     pub fn nts_refused(&mut self, why: NtsRefusal) {
         bump(&self.block.nts_refusals[why as usize], 1);
+    }
+
+    /// The kernel reported the transmit stamp of a sent reply (or that none came).
+    #[inline]
+    pub fn tx_timestamp(&mut self, source: TxTimestampSource) {
+        bump(&self.block.tx_timestamps[source.index()], 1);
     }
 
     /// A hardware receive stamp arrived but could not be used (no PHC-to-TAI mapping yet).
@@ -270,6 +322,8 @@ impl CounterReader {
             truncated: load(&b.truncated),
             rx_timestamps: load_all(&b.rx_timestamps),
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
+            tx_timestamps: load_all(&b.tx_timestamps),
+            replies_interleaved: load(&b.replies_interleaved),
             nts_refusals: std::array::from_fn(|i| load(&b.nts_refusals[i])),
             receive_errors: load(&b.receive_errors),
             receive_buffer_drops: load(&b.receive_buffer_drops),
@@ -308,6 +362,11 @@ pub struct CounterSnapshot {
     pub rx_timestamps: [u64; RxTimestampSource::ALL.len()],
     /// Hardware receive stamps that arrived but were not usable yet.
     pub hardware_stamps_unused: u64,
+    /// Sent replies by the source of their transmit stamp, indexed like
+    /// [`TxTimestampSource::ALL`].
+    pub tx_timestamps: [u64; TxTimestampSource::ALL.len()],
+    /// Of the time and unsynchronized replies, those sent in interleaved mode.
+    pub replies_interleaved: u64,
     /// NTS requests refused, indexed like [`NtsRefusal::ALL`].
     pub nts_refusals: [u64; NtsRefusal::ALL.len()],
     pub receive_errors: u64,
@@ -358,6 +417,10 @@ impl CounterSnapshot {
         self.rx_timestamps[source.index()]
     }
 
+    pub fn tx_timestamp_count(&self, source: TxTimestampSource) -> u64 {
+        self.tx_timestamps[source.index()]
+    }
+
     /// Replies whose response time was recorded (the histogram's count).
     pub fn response_count(&self) -> u64 {
         self.response_times.iter().sum()
@@ -389,6 +452,8 @@ impl AddAssign for CounterSnapshot {
         self.truncated = self.truncated.wrapping_add(o.truncated);
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
+        add_arrays(&mut self.tx_timestamps, &o.tx_timestamps);
+        self.replies_interleaved = self.replies_interleaved.wrapping_add(o.replies_interleaved);
         for (a, b) in self.nts_refusals.iter_mut().zip(o.nts_refusals) {
             *a = a.wrapping_add(b);
         }
@@ -434,6 +499,9 @@ impl fmt::Display for CounterSnapshot {
         if self.replies_authenticated > 0 {
             write!(f, ", {} NTS-authenticated", self.replies_authenticated)?;
         }
+        if self.replies_interleaved > 0 {
+            write!(f, ", {} interleaved", self.replies_interleaved)?;
+        }
         for (code, n) in KissCode::ALL.iter().zip(&self.replies_kiss) {
             if *n > 0 {
                 let code = code.code();
@@ -470,6 +538,12 @@ impl fmt::Display for CounterSnapshot {
         }
         if self.hardware_stamps_unused > 0 {
             write!(f, " (hardware seen, unused: {})", self.hardware_stamps_unused)?;
+        }
+        if self.tx_timestamps.iter().any(|n| *n > 0) {
+            f.write_str(", tx timestamps:")?;
+            for (source, n) in TxTimestampSource::ALL.iter().zip(&self.tx_timestamps) {
+                write!(f, " {} {n}", source.label())?;
+            }
         }
         write!(
             f,

@@ -12,8 +12,8 @@ pub mod histogram;
 pub mod record;
 
 pub use counters::{
-    counters, kiss_index, CounterReader, CounterSnapshot, CounterWriter, RxTimestampSource, DROP_REASONS,
-    KISS_CODES,
+    counters, kiss_index, CounterReader, CounterSnapshot, CounterWriter, RxTimestampSource,
+    TxTimestampSource, DROP_REASONS, KISS_CODES,
 };
 
 /// The counters of one responder thread and where it runs.

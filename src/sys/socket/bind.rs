@@ -26,6 +26,16 @@ pub const TIMESTAMPING_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_RX_SOFTWARE
     | libc::SOF_TIMESTAMPING_RX_HARDWARE
     | libc::SOF_TIMESTAMPING_RAW_HARDWARE;
 
+/// The transmit timestamps asked for besides, read back from the socket's error queue
+/// (`super::txstamp`): the kernel's software stamp as the reply goes to the driver, and the
+/// NIC's stamp where the NIC stamps transmitted packets (SIOCSHWTSTAMP tx_type ON), both
+/// (OPT_TX_SWHW) so that the software stamp is there while the NIC's clock is not mapped to the
+/// served time. The reply itself comes back with each stamp (no OPT_TSONLY): it says which
+/// exchange the stamp belongs to.
+pub const TX_TIMESTAMPING_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_TX_SOFTWARE
+    | libc::SOF_TIMESTAMPING_TX_HARDWARE
+    | libc::SOF_TIMESTAMPING_OPT_TX_SWHW;
+
 /// One bound UDP socket of one responder.
 #[derive(Debug)]
 pub struct ServerSocket {
@@ -33,6 +43,7 @@ pub struct ServerSocket {
     local: SocketAddr,
     pktinfo: bool,
     timestamping: bool,
+    tx_timestamping: bool,
 }
 
 impl ServerSocket {
@@ -53,6 +64,11 @@ impl ServerSocket {
     /// Whether the kernel accepted SO_TIMESTAMPING (otherwise every stamp is taken in user space).
     pub fn timestamping(&self) -> bool {
         self.timestamping
+    }
+
+    /// Whether the kernel reports the transmit time of each reply on the error queue.
+    pub fn tx_timestamping(&self) -> bool {
+        self.tx_timestamping
     }
 }
 
@@ -155,16 +171,24 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
     let raw = fd.as_raw_fd();
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &1 as &libc::c_int)
         .map_err(|e| option_error("SO_REUSEPORT", e))?;
-    let timestamping = match setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &TIMESTAMPING_FLAGS) {
-        Ok(()) => true,
-        Err(e) => {
-            log::warn!(
-                "{addr}: SO_TIMESTAMPING refused ({}); receive times will be read in user space",
-                os_error_text(&e)
-            );
-            false
-        }
-    };
+    let with_tx = TIMESTAMPING_FLAGS | TX_TIMESTAMPING_FLAGS;
+    let (timestamping, tx_timestamping) =
+        match setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &with_tx)
+            .map(|()| (true, true))
+            .or_else(|e| {
+                log::debug!("{addr}: transmit timestamps refused ({e}); interleaved mode is off");
+                setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &TIMESTAMPING_FLAGS)
+                    .map(|()| (true, false))
+            }) {
+            Ok(both) => both,
+            Err(e) => {
+                log::warn!(
+                    "{addr}: SO_TIMESTAMPING refused ({}); receive times will be read in user space",
+                    os_error_text(&e)
+                );
+                (false, false)
+            }
+        };
     let pktinfo = addr.ip().is_unspecified();
     if pktinfo {
         let (level, name, what) = match addr {
@@ -189,6 +213,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
         local,
         pktinfo,
         timestamping,
+        tx_timestamping,
     })
 }
 

@@ -26,7 +26,7 @@ const TX_CONTROL_LEN: usize = 64;
 /// A control-message buffer aligned as `struct cmsghdr` needs.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct ControlBuf<const N: usize>([u8; N]);
+pub(super) struct ControlBuf<const N: usize>(pub(super) [u8; N]);
 
 /// The destination of a request, from IP_PKTINFO / IPV6_PKTINFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,18 +97,18 @@ pub struct Batch {
     tx_msgs: Box<[libc::mmsghdr]>,
 }
 
-const fn cmsg_space(len: usize) -> usize {
+pub(super) const fn cmsg_space(len: usize) -> usize {
     // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
     unsafe { libc::CMSG_SPACE(len as libc::c_uint) as usize }
 }
 
-const fn cmsg_len(len: usize) -> usize {
+pub(super) const fn cmsg_len(len: usize) -> usize {
     // SAFETY: CMSG_LEN is pure arithmetic on its argument.
     unsafe { libc::CMSG_LEN(len as libc::c_uint) as usize }
 }
 
 /// Rounds a control-message length up as CMSG_NXTHDR does.
-const fn cmsg_align(len: usize) -> usize {
+pub(super) const fn cmsg_align(len: usize) -> usize {
     cmsg_space(len) - cmsg_space(0)
 }
 
@@ -122,7 +122,7 @@ const _: () = assert!(cmsg_space(size_of::<libc::in6_pktinfo>()) <= TX_CONTROL_L
 const _: () = assert!(cmsg_space(size_of::<libc::in_pktinfo>()) <= TX_CONTROL_LEN);
 
 /// Reads a `T` from the start of `bytes`, which must be at least that long.
-fn read_struct<T: Copy>(bytes: &[u8]) -> T {
+pub(super) fn read_struct<T: Copy>(bytes: &[u8]) -> T {
     assert!(bytes.len() >= size_of::<T>());
     // SAFETY: the bytes are in bounds (checked above), read_unaligned has no alignment
     // requirement, and T is a plain C struct for which any bit pattern is valid.
@@ -178,7 +178,7 @@ pub fn parse_control(buf: &[u8]) -> RxMeta {
     meta
 }
 
-fn write_cmsg<T: Copy>(buf: &mut [u8], level: libc::c_int, kind: libc::c_int, value: T) -> usize {
+pub(super) fn write_cmsg<T: Copy>(buf: &mut [u8], level: libc::c_int, kind: libc::c_int, value: T) -> usize {
     let space = cmsg_space(size_of::<T>());
     assert!(buf.len() >= space);
     buf[..space].fill(0);

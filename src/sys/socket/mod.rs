@@ -13,6 +13,7 @@
 pub mod bind;
 pub mod mmsg;
 pub mod responder;
+pub mod txstamp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::proto::admission::Admitter;
+use crate::proto::interleave::XleaveTable;
 use crate::proto::metrics::{CounterSnapshot, ResponderCounters};
 use crate::proto::nts::NtsKeys;
 use crate::proto::state::StateReader;
@@ -105,11 +107,19 @@ pub fn run_with(
         sockets.push(own);
     }
 
+    // Interleaved mode: one table for every thread (a client's requests reach any of them).
+    let seed = crate::sys::random::seed();
+    let word = |i: usize| u64::from_ne_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let xleave = Arc::new(XleaveTable::new(
+        crate::proto::interleave::DEFAULT_BUCKETS_LOG2,
+        [word(0), word(1)],
+    ));
     let mut pool = ResponderPool::new("socket", shutdown);
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
         let state = state.clone();
         let symmetric = symmetric.clone();
         let admitter = admitter.clone();
+        let xleave = xleave.clone();
         let nts = nts.as_ref().map(|k| k.responder(crate::sys::random::seed()));
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
@@ -118,6 +128,7 @@ pub fn run_with(
             Responder::new(name, own, batch_size, state, counters, stop, symmetric)
                 .with_admitter(admitter)
                 .with_nts(nts)
+                .with_interleave(Some(xleave))
                 .run()
         })?;
     }

@@ -10,14 +10,32 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::proto::metrics::{CounterWriter, RxTimestampSource};
-use crate::proto::respond::Reply;
+use crate::proto::interleave::{self, XleaveTable};
+use crate::proto::metrics::{CounterWriter, RxTimestampSource, TxTimestampSource};
+use crate::proto::respond::{Reply, ReplyKind};
 use crate::proto::state::StateReader;
+use crate::proto::wire::NtpTimestamp;
 use crate::sys::handoff::SymmetricSender;
 use crate::sys::pipeline::{Datagrams, Pipeline, RxStamp};
 
 use super::bind::{os_error_text, ServerSocket, IO_TIMEOUT};
 use super::mmsg::Batch;
+use super::txstamp::{ErrorQueue, TxStamp};
+
+/// Error-queue reads per drain at most (each takes up to a batch of stamps).
+const DRAIN_ROUNDS: usize = 4;
+
+/// Interleaved mode on the socket path (`crate::proto::interleave`): the table of this thread's
+/// clients, each reply's exchange to remember until its transmit time is known, and the readers
+/// of the sockets' error queues where the kernel reports those transmit times.
+struct Interleave {
+    table: Arc<XleaveTable>,
+    /// Per queued reply of the current batch: the client and our receive stamp, for a
+    /// candidate request.
+    exchanges: Box<[Option<(std::net::IpAddr, NtpTimestamp)>]>,
+    /// One per socket (None where the kernel gives no transmit stamps).
+    queues: Vec<Option<ErrorQueue>>,
+}
 
 /// One responder thread's sockets, buffers and counters.
 pub struct Responder {
@@ -32,6 +50,8 @@ pub struct Responder {
     reported_send_error: bool,
     /// Each socket's SO_RXQ_OVFL count as last seen, to count what it grew by.
     kernel_drops: Vec<u32>,
+    /// None: interleaved mode is off, and so are transmit stamps.
+    interleave: Option<Interleave>,
 }
 
 impl Responder {
@@ -57,6 +77,7 @@ impl Responder {
             .collect();
         let kernel_drops = vec![0; sockets.len()];
         Responder {
+            interleave: None,
             kernel_drops,
             name,
             sockets,
@@ -75,6 +96,14 @@ impl Responder {
     /// NTS requests are answered with `nts` (None: as plain requests).
     pub fn with_nts(mut self, nts: Option<crate::proto::nts::NtsResponder>) -> Responder {
         self.pipeline = self.pipeline.with_nts(nts);
+        self
+    }
+
+    /// Interleaved mode with `table` (shared by the threads of the path): transmit stamps are
+    /// read from the error queues. None: off, every reply is basic.
+    pub fn with_interleave(mut self, table: Option<Arc<XleaveTable>>) -> Responder {
+        let batch_size = self.batch.capacity();
+        self.interleave = table.map(|table| Interleave::new(table, &self.sockets, batch_size));
         self
     }
 
@@ -119,6 +148,14 @@ impl Responder {
                     IO_TIMEOUT.as_millis() as libc::c_int,
                 )
             };
+            if rc > 0 {
+                // Transmit stamps that came after their batch (a NIC's) wake poll with POLLERR.
+                for index in 0..self.pollfds.len() {
+                    if self.pollfds[index].revents & libc::POLLERR != 0 {
+                        self.drain_tx_stamps(index, 0);
+                    }
+                }
+            }
             if rc < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -168,7 +205,7 @@ impl Responder {
         }
         for i in 0..received {
             // Only looked up when needed: for admission, or the sender of a symmetric packet.
-            let from = if self.pipeline.hands_off() || self.pipeline.admits() {
+            let from = if self.pipeline.hands_off() || self.pipeline.admits() || self.interleave.is_some() {
                 self.batch.source(i)
             } else {
                 None
@@ -194,7 +231,17 @@ impl Responder {
             };
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };
             let admission = self.pipeline.admit(from);
-            if let Some(reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
+            // Read before the reply is written over the request.
+            let candidate = self
+                .interleave
+                .as_ref()
+                .and(from)
+                .and_then(|_| interleave::candidate(datagram.payload));
+            if let Some(mut reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
+                if let (Some(x), Some(from)) = (&mut self.interleave, from) {
+                    let exchange = x.finish(from, candidate, &mut datagram.payload[..reply.len], &mut reply);
+                    x.exchanges[self.batch.replies()] = exchange;
+                }
                 self.batch.push_reply(i, reply.len, reply.kind, pktinfo);
             }
         }
@@ -204,14 +251,64 @@ impl Responder {
         }
         self.batch.prepare_send();
         // T3 as late as possible: one clock read for the batch, right before the one send call.
-        let t3 = self.pipeline.transmit_time();
+        // Marked as every reply's transmit stamp is in interleaved mode (a change of 2^-32 s).
+        let t3 = interleave::mark_transmit(self.pipeline.transmit_time());
         for j in 0..replies {
             let (kind, len) = self.batch.reply_info(j);
             self.pipeline
                 .stamp(self.batch.reply_mut(j), &Reply { len, kind }, t3);
         }
-        if let Some(e) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline) {
+        if let Some(x) = &mut self.interleave {
+            // The transmit time until the kernel's stamp replaces it.
+            for exchange in &mut x.exchanges[..replies] {
+                if let Some((client, receive)) = exchange.take() {
+                    x.table.save(client, receive, t3);
+                }
+            }
+        }
+        let (sent, error) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline);
+        if let Some(e) = error {
             self.send_failed(index, &e);
+        }
+        self.drain_tx_stamps(index, sent);
+    }
+
+    /// Reads the transmit stamps the kernel has for socket `index` into the interleaved table
+    /// and the counters; `sent` replies just went out on it, and each one whose software stamp
+    /// is not there by now is counted as without one.
+    fn drain_tx_stamps(&mut self, index: usize, sent: usize) {
+        let Some(x) = &mut self.interleave else {
+            return;
+        };
+        let fd = self.sockets[index].fd();
+        let Some(queue) = &mut x.queues[index] else {
+            for _ in 0..sent {
+                self.pipeline.counters().tx_timestamp(TxTimestampSource::None);
+            }
+            return;
+        };
+        let (table, pipeline) = (&x.table, &mut self.pipeline);
+        let mut software = 0;
+        let result = queue.drain(fd, DRAIN_ROUNDS, |stamp: TxStamp| {
+            if stamp.hardware {
+                pipeline.counters().tx_timestamp(TxTimestampSource::Hardware);
+            }
+            let Some(ns) = stamp.software_ns else {
+                return;
+            };
+            software += 1;
+            pipeline
+                .counters()
+                .tx_timestamp(TxTimestampSource::KernelSoftware);
+            if let Some((client, receive)) = stamp.reply {
+                table.update_transmit(client.ip(), receive, pipeline.ntp_time(ns));
+            }
+        });
+        for _ in software..sent {
+            self.pipeline.counters().tx_timestamp(TxTimestampSource::None);
+        }
+        if let Err(e) = result {
+            self.receive_failed(index, &e);
         }
     }
 
@@ -259,7 +356,7 @@ fn take_socket_error(fd: RawFd) -> Option<io::Error> {
 }
 
 /// Sends every queued reply of `batch` on `fd`, counting each one sent or failed, and returns
-/// the first error (for the log).
+/// how many the kernel took and the first error (for the log).
 ///
 /// sendmmsg stops at the first reply the kernel refuses. If that is the first one of the call,
 /// the call fails with its error; otherwise it returns how many went out and parks the error on
@@ -271,8 +368,9 @@ pub fn send_replies(
     batch: &mut Batch,
     fd: RawFd,
     pipeline: &mut Pipeline<Datagrams, CounterWriter>,
-) -> Option<io::Error> {
+) -> (usize, Option<io::Error>) {
     let total = batch.replies();
+    let mut taken = 0;
     let mut first_error = None;
     let mut next = 0;
     while next < total {
@@ -282,6 +380,7 @@ pub fn send_replies(
                     let (kind, len) = batch.reply_info(j);
                     pipeline.sent(&Reply { len, kind });
                 }
+                taken += sent;
                 next += sent;
                 if next < total {
                     if let Some(e) = take_socket_error(fd) {
@@ -304,7 +403,42 @@ pub fn send_replies(
             }
         }
     }
-    first_error
+    (taken, first_error)
+}
+
+impl Interleave {
+    fn new(table: Arc<XleaveTable>, sockets: &[ServerSocket], batch_size: usize) -> Interleave {
+        Interleave {
+            table,
+            exchanges: vec![None; batch_size].into_boxed_slice(),
+            queues: sockets
+                .iter()
+                .map(|s| s.tx_timestamping().then(|| ErrorQueue::new(batch_size)))
+                .collect(),
+        }
+    }
+
+    /// Marks the reply just written for `from`, and makes it interleaved when the table says
+    /// so (its kind then says so too). Returns the exchange to remember, for a candidate.
+    fn finish(
+        &mut self,
+        from: std::net::SocketAddr,
+        candidate: Option<interleave::Candidate>,
+        reply_bytes: &mut [u8],
+        reply: &mut Reply,
+    ) -> Option<(std::net::IpAddr, NtpTimestamp)> {
+        // Only plain time replies: a KoD carries no time of ours, an authenticated reply is sealed.
+        let synchronized = match reply.kind {
+            ReplyKind::Time => true,
+            ReplyKind::Unsynchronized => false,
+            _ => return None,
+        };
+        let finished = self.table.finish(from.ip(), candidate, reply_bytes);
+        if finished.interleaved {
+            reply.kind = ReplyKind::Interleaved { synchronized };
+        }
+        finished.remember.map(|receive| (from.ip(), receive))
+    }
 }
 
 #[cfg(test)]
@@ -350,7 +484,9 @@ mod tests {
         batch.prepare_send();
         let (writer, reader) = counters();
         let mut pipeline = Pipeline::new(Datagrams, writer, None);
-        let e = send_replies(&mut batch, server.fd(), &mut pipeline).expect("an error for the bad reply");
+        let (sent, e) = send_replies(&mut batch, server.fd(), &mut pipeline);
+        let e = e.expect("an error for the bad reply");
+        assert_eq!(sent, 2);
         // EINVAL or ENETUNREACH, depending on how routing meets the foreign source address.
         assert!(e.raw_os_error().is_some(), "{e}");
         let s = reader.snapshot();
