@@ -111,6 +111,7 @@ pub fn apply(
         force: _, // a flag for the moment of the start
         busy_poll,
         xdp_answer,
+        interleaved,
         admission,
         metrics,
         control,
@@ -130,6 +131,7 @@ pub fn apply(
         ("ntp_port", r.ntp_port != ntp_port),
         ("busy_poll", r.busy_poll != busy_poll),
         ("xdp_answer", r.xdp_answer != xdp_answer),
+        ("interleaved", r.interleaved != interleaved),
         (
             "rate_limit* and clients_sample",
             crate::daemon::config::AdmissionConfig {

@@ -12,6 +12,7 @@
 //! ntp_port = 123                         # the UDP port requests go to (XDP path, fallback)
 //! busy_poll = false                      # XDP path: busy-poll the AF_XDP sockets
 //! xdp_answer = "on"                      # XDP path: on | off, the program answers plain requests
+//! interleaved = "on"                     # socket path: on | off, transmit stamps, interleaved mode
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
@@ -114,6 +115,10 @@ settings! {
     /// XDP path: the XDP program answers plain requests itself (XDP_TX); off sends every
     /// request to the AF_XDP responders [default: on]
     xdp_answer: Option<OnOff>, flag(value_name = "on|off"), key "xdp_answer";
+
+    /// Socket path: read each reply's transmit time from the kernel (SO_TIMESTAMPING) and answer
+    /// interleaved requests (RFC 9769, chrony's xleave) with it [default: on]
+    interleaved: Option<OnOff>, flag(value_name = "on|off"), key "interleaved";
 
     /// Serve clients in this prefix (ADDR/LEN or an address); the most specific of --allow and
     /// --deny wins; repeatable [default: every client]
@@ -327,6 +332,8 @@ pub struct ServerConfig {
     pub busy_poll: bool,
     /// The XDP program answers plain requests itself.
     pub xdp_answer: bool,
+    /// The socket path reads transmit stamps and answers interleaved requests.
+    pub interleaved: bool,
     /// Who is answered: the access list, what denied clients get, the rate limiter.
     pub admission: AdmissionConfig,
     /// The Prometheus endpoint.
@@ -512,6 +519,7 @@ impl From<&ServerConfig> for SocketConfig {
             listen: c.listen.clone(),
             cores: c.cores.clone(),
             batch_size: c.batch_size,
+            interleaved: c.interleaved,
         }
     }
 }
@@ -762,6 +770,7 @@ impl ServerConfig {
             busy_poll: s.busy_poll.is_some_and(|g| g.value),
             // With require_nts the program must not answer plain requests itself.
             xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
+            interleaved: s.interleaved.is_none_or(|g| g.value.0),
             admission,
             metrics,
             control,
@@ -963,6 +972,7 @@ mod tests {
                 force: false,
                 busy_poll: false,
                 xdp_answer: true,
+                interleaved: true,
                 admission: AdmissionConfig {
                     limiter: Some(crate::proto::admission::LimiterConfig {
                         buckets_log2: 20,
@@ -1288,6 +1298,17 @@ mod tests {
         assert!(e.contains("rate_limit_leak"), "{e}");
         let e = err(from_file("rate_limit = \"maybe\""));
         assert!(e.contains("rate_limit"), "{e}");
+    }
+
+    #[test]
+    fn interleaved_mode_is_on_unless_turned_off() {
+        assert!(from_file("").unwrap().interleaved);
+        assert!(!from_file("interleaved = \"off\"").unwrap().interleaved);
+        assert!(!from_flags(&["--interleaved", "off"]).unwrap().interleaved);
+        let c = from_flags(&["--interleaved", "off"]).unwrap();
+        assert!(!SocketConfig::from(&c).interleaved);
+        let e = err(from_file("interleaved = \"sometimes\""));
+        assert!(e.contains("interleaved"), "{e}");
     }
 
     #[test]

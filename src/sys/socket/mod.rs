@@ -42,6 +42,8 @@ pub struct SocketConfig {
     pub cores: Vec<usize>,
     /// Datagrams per receive call.
     pub batch_size: usize,
+    /// Transmit stamps and interleaved mode (`crate::proto::interleave`).
+    pub interleaved: bool,
 }
 
 /// The running responder threads.
@@ -110,10 +112,12 @@ pub fn run_with(
     // Interleaved mode: one table for every thread (a client's requests reach any of them).
     let seed = crate::sys::random::seed();
     let word = |i: usize| u64::from_ne_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    let xleave = Arc::new(XleaveTable::new(
-        crate::proto::interleave::DEFAULT_BUCKETS_LOG2,
-        [word(0), word(1)],
-    ));
+    let xleave = config.interleaved.then(|| {
+        Arc::new(XleaveTable::new(
+            crate::proto::interleave::DEFAULT_BUCKETS_LOG2,
+            [word(0), word(1)],
+        ))
+    });
     let mut pool = ResponderPool::new("socket", shutdown);
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
         let state = state.clone();
@@ -128,7 +132,7 @@ pub fn run_with(
             Responder::new(name, own, batch_size, state, counters, stop, symmetric)
                 .with_admitter(admitter)
                 .with_nts(nts)
-                .with_interleave(Some(xleave))
+                .with_interleave(xleave)
                 .run()
         })?;
     }
@@ -226,6 +230,7 @@ mod tests {
                 listen,
                 cores,
                 batch_size: BATCH,
+                interleaved: true,
             };
             let server = run(&config, reader, shutdown.clone())?;
             Ok(TestServer {
@@ -670,16 +675,19 @@ mod tests {
                 listen: vec![],
                 cores: vec![0],
                 batch_size: 1,
+                interleaved: true,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![],
                 batch_size: 1,
+                interleaved: true,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![0],
                 batch_size: 0,
+                interleaved: true,
             },
         ] {
             let e = run(&config, reader.clone(), shutdown.clone()).err().unwrap();
