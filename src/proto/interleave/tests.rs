@@ -456,3 +456,45 @@ proptest! {
         }
     }
 }
+
+/// Threads saving, updating and taking exchanges in the same small table at once (as the
+/// responder threads do): a take returns nothing or exactly the transmit time saved (or
+/// updated) for that address and receive stamp, never a torn or another exchange's one.
+#[test]
+fn concurrent_threads_never_see_another_exchange() {
+    let table = std::sync::Arc::new(XleaveTable::new(1, SECRET));
+    // The transmit time an exchange is saved with, and the one its update brings.
+    fn saved(host: u8, n: u64) -> NtpTimestamp {
+        NtpTimestamp((u64::from(host) << 40 | n << 8) & !1)
+    }
+    fn updated(host: u8, n: u64) -> NtpTimestamp {
+        NtpTimestamp(saved(host, n).0 + 4096)
+    }
+    let threads: Vec<_> = (1..=4u8)
+        .map(|host| {
+            let table = table.clone();
+            std::thread::spawn(move || {
+                let ip = IpAddr::from([198, 19, 0, host]);
+                let mut taken = 0;
+                for n in 1..20_000u64 {
+                    let rx = NtpTimestamp(u64::from(host) << 48 | n << 1 | 1);
+                    table.save(ip, rx, saved(host, n));
+                    table.update_transmit(ip, rx, updated(host, n));
+                    // Someone else's receive stamp from this address: never theirs.
+                    let other = NtpTimestamp(u64::from(host % 4 + 1) << 48 | n << 1 | 1);
+                    if host % 4 + 1 != host {
+                        assert_eq!(table.take(ip, other), None);
+                    }
+                    if let Some(tx) = table.take(ip, rx) {
+                        assert!(tx == saved(host, n) || tx == updated(host, n), "{tx:?}");
+                        taken += 1;
+                    }
+                }
+                taken
+            })
+        })
+        .collect();
+    let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    // Four slots for four threads: most exchanges are still there when taken.
+    assert!(taken > 0);
+}
