@@ -4,6 +4,7 @@
 
 pub mod linear;
 pub mod params;
+pub mod phc;
 pub mod scale;
 pub mod seqlock;
 
