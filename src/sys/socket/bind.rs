@@ -70,6 +70,25 @@ impl ServerSocket {
     pub fn tx_timestamping(&self) -> bool {
         self.tx_timestamping
     }
+
+    /// Asks for transmit timestamps besides ([`TX_TIMESTAMPING_FLAGS`]); returns whether the
+    /// kernel took them. Whoever asks must read the error queue (`super::txstamp`): the stamps
+    /// are charged to the socket's receive buffer until then.
+    pub fn enable_tx_timestamping(&mut self) -> bool {
+        if !self.timestamping {
+            return false;
+        }
+        let flags = TIMESTAMPING_FLAGS | TX_TIMESTAMPING_FLAGS;
+        match setsockopt(self.fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &flags) {
+            Ok(()) => self.tx_timestamping = true,
+            Err(e) => log::warn!(
+                "{}: transmit timestamps refused ({}); replies are answered in basic mode only",
+                self.local,
+                os_error_text(&e)
+            ),
+        }
+        self.tx_timestamping
+    }
 }
 
 /// An OS error's text without Rust's " (os error N)" suffix, for messages like
@@ -171,24 +190,16 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
     let raw = fd.as_raw_fd();
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, &1 as &libc::c_int)
         .map_err(|e| option_error("SO_REUSEPORT", e))?;
-    let with_tx = TIMESTAMPING_FLAGS | TX_TIMESTAMPING_FLAGS;
-    let (timestamping, tx_timestamping) =
-        match setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &with_tx)
-            .map(|()| (true, true))
-            .or_else(|e| {
-                log::debug!("{addr}: transmit timestamps refused ({e}); interleaved mode is off");
-                setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &TIMESTAMPING_FLAGS)
-                    .map(|()| (true, false))
-            }) {
-            Ok(both) => both,
-            Err(e) => {
-                log::warn!(
-                    "{addr}: SO_TIMESTAMPING refused ({}); receive times will be read in user space",
-                    os_error_text(&e)
-                );
-                (false, false)
-            }
-        };
+    let timestamping = match setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, &TIMESTAMPING_FLAGS) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!(
+                "{addr}: SO_TIMESTAMPING refused ({}); receive times will be read in user space",
+                os_error_text(&e)
+            );
+            false
+        }
+    };
     let pktinfo = addr.ip().is_unspecified();
     if pktinfo {
         let (level, name, what) = match addr {
@@ -213,7 +224,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
         local,
         pktinfo,
         timestamping,
-        tx_timestamping,
+        tx_timestamping: false,
     })
 }
 

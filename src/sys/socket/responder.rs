@@ -103,7 +103,7 @@ impl Responder {
     /// read from the error queues. None: off, every reply is basic.
     pub fn with_interleave(mut self, table: Option<Arc<XleaveTable>>) -> Responder {
         let batch_size = self.batch.capacity();
-        self.interleave = table.map(|table| Interleave::new(table, &self.sockets, batch_size));
+        self.interleave = table.map(|table| Interleave::new(table, &mut self.sockets, batch_size));
         self
     }
 
@@ -407,13 +407,14 @@ pub fn send_replies(
 }
 
 impl Interleave {
-    fn new(table: Arc<XleaveTable>, sockets: &[ServerSocket], batch_size: usize) -> Interleave {
+    /// Asks every socket for transmit stamps, and makes the buffers to read them with.
+    fn new(table: Arc<XleaveTable>, sockets: &mut [ServerSocket], batch_size: usize) -> Interleave {
         Interleave {
             table,
             exchanges: vec![None; batch_size].into_boxed_slice(),
             queues: sockets
-                .iter()
-                .map(|s| s.tx_timestamping().then(|| ErrorQueue::new(batch_size)))
+                .iter_mut()
+                .map(|s| s.enable_tx_timestamping().then(|| ErrorQueue::new(batch_size)))
                 .collect(),
         }
     }

@@ -229,8 +229,9 @@ mod tests {
     /// it was.
     #[test]
     fn a_sent_reply_comes_back_with_its_software_stamp_and_exchange() {
-        let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-        assert!(server.tx_timestamping());
+        let mut server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(!server.tx_timestamping(), "only when asked for");
+        assert!(server.enable_tx_timestamping());
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let client_addr = client.local_addr().unwrap();
         let (name, name_len) = crate::sys::socket::bind::sockaddr_from(client_addr);
