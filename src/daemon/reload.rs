@@ -116,6 +116,7 @@ pub fn apply(
         control,
         upstream,
         nts,
+        monitor,
     } = new;
     let r = &*running;
     for (name, differs) in [
@@ -130,6 +131,7 @@ pub fn apply(
         ("ntp_port", r.ntp_port != ntp_port),
         ("busy_poll", r.busy_poll != busy_poll),
         ("xdp_answer", r.xdp_answer != xdp_answer),
+        ("monitor", r.monitor != monitor),
         (
             "rate_limit* and clients_sample",
             crate::daemon::config::AdmissionConfig {
