@@ -329,6 +329,23 @@ impl reload::AdmissionControl for Running {
                 .map_err(|e| e.to_string()),
         }
     }
+
+    fn set_rates(
+        &mut self,
+        limiter: Option<crate::proto::admission::LimiterRate>,
+        total_per_second: Option<u32>,
+    ) -> Result<(), String> {
+        match self {
+            Running::Socket(_, None) => Err("the socket path started without admission".into()),
+            // The socket path's threads share one bucket of the whole cap.
+            Running::Socket(_, Some(admitter)) => {
+                admitter.set_rates(limiter, total_per_second.map(|t| QuotaConfig::share_of(t, 1)))
+            }
+            Running::Xdp(xdp) => xdp
+                .update_rates(limiter, total_per_second)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Running {
