@@ -11,6 +11,7 @@ pub mod frame;
 pub mod interleave;
 pub mod leap;
 pub mod metrics;
+pub mod mode6;
 pub mod nts;
 pub mod respond;
 pub mod state;
