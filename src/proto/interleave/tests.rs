@@ -498,3 +498,11 @@ fn concurrent_threads_never_see_another_exchange() {
     // Four slots for four threads: most exchanges are still there when taken.
     assert!(taken > 0);
 }
+
+proptest! {
+    /// Whatever the error queue hands back, reading it never panics.
+    #[test]
+    fn any_looped_back_bytes_are_read_safely(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = sent_reply(&bytes);
+    }
+}

@@ -229,10 +229,15 @@ mod tests {
     /// it was.
     #[test]
     fn a_sent_reply_comes_back_with_its_software_stamp_and_exchange() {
-        let mut server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        sent_replies_come_back("127.0.0.1:0");
+        sent_replies_come_back("[::1]:0");
+    }
+
+    fn sent_replies_come_back(bind: &str) {
+        let mut server = bind_reuseport(bind.parse().unwrap()).unwrap();
         assert!(!server.tx_timestamping(), "only when asked for");
         assert!(server.enable_tx_timestamping());
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind(bind).unwrap();
         let client_addr = client.local_addr().unwrap();
         let (name, name_len) = crate::sys::socket::bind::sockaddr_from(client_addr);
         let mut replies = Vec::new();
