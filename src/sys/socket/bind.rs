@@ -26,15 +26,13 @@ pub const TIMESTAMPING_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_RX_SOFTWARE
     | libc::SOF_TIMESTAMPING_RX_HARDWARE
     | libc::SOF_TIMESTAMPING_RAW_HARDWARE;
 
-/// The transmit timestamps asked for besides, read back from the socket's error queue
-/// (`super::txstamp`): the kernel's software stamp as the reply goes to the driver, and the
-/// NIC's stamp where the NIC stamps transmitted packets (SIOCSHWTSTAMP tx_type ON), both
-/// (OPT_TX_SWHW) so that the software stamp is there while the NIC's clock is not mapped to the
-/// served time. The reply itself comes back with each stamp (no OPT_TSONLY): it says which
-/// exchange the stamp belongs to.
-pub const TX_TIMESTAMPING_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_TX_SOFTWARE
-    | libc::SOF_TIMESTAMPING_TX_HARDWARE
-    | libc::SOF_TIMESTAMPING_OPT_TX_SWHW;
+/// What a socket whose replies may ask for transmit stamps needs besides: both the software and
+/// the NIC's stamp of a reply when the NIC stamps transmitted packets (OPT_TX_SWHW), so that the
+/// software stamp is there while the NIC's clock is not mapped to the served time. The replies
+/// that need a stamp ask for it one by one (`mmsg::Batch::stamp_last_reply`): asking on the
+/// socket would cost every reply a stamp and an error-queue entry. Each stamp comes back with
+/// its reply (no OPT_TSONLY), which says which exchange it belongs to (`super::txstamp`).
+pub const TX_TIMESTAMPING_FLAGS: libc::c_uint = libc::SOF_TIMESTAMPING_OPT_TX_SWHW;
 
 /// One bound UDP socket of one responder.
 #[derive(Debug)]
@@ -76,9 +74,10 @@ impl ServerSocket {
         self.tx_timestamping
     }
 
-    /// Asks for transmit timestamps besides ([`TX_TIMESTAMPING_FLAGS`]); returns whether the
-    /// kernel took them. Whoever asks must read the error queue (`super::txstamp`): the stamps
-    /// are charged to the socket's receive buffer until then.
+    /// Readies the socket for replies that ask for their transmit stamps
+    /// ([`TX_TIMESTAMPING_FLAGS`]); returns whether the kernel took it. Whoever sends such
+    /// replies must read the error queue (`super::txstamp`): the stamps are charged to the
+    /// socket's receive buffer until then.
     pub fn enable_tx_timestamping(&mut self) -> bool {
         if !self.timestamping {
             return false;

@@ -20,8 +20,13 @@ use crate::proto::respond::ReplyKind;
 pub const DATAGRAM_CAPACITY: usize = 2048;
 /// Room for the receive control messages: SCM_TIMESTAMPING (3 timespecs) and a pktinfo.
 const RX_CONTROL_LEN: usize = 256;
-/// Room for the one pktinfo control message of a reply.
+/// Room for the control messages of a reply: its source address (pktinfo) and the request for
+/// its transmit stamps.
 const TX_CONTROL_LEN: usize = 64;
+/// The transmit stamps one reply asks for: the kernel's software stamp, and the NIC's where it
+/// stamps transmitted packets (reported as the socket's SO_TIMESTAMPING flags say).
+const TX_STAMP_REQUEST: libc::c_uint =
+    libc::SOF_TIMESTAMPING_TX_SOFTWARE | libc::SOF_TIMESTAMPING_TX_HARDWARE;
 
 /// A control-message buffer aligned as `struct cmsghdr` needs.
 #[derive(Clone, Copy)]
@@ -76,6 +81,8 @@ struct Pending {
     len: usize,
     kind: ReplyKind,
     pktinfo: Option<PktInfo>,
+    /// Ask the kernel for this reply's transmit stamps (a SO_TIMESTAMPING control message).
+    tx_stamp: bool,
 }
 
 /// The buffers and message headers for one thread's receive and send calls.
@@ -118,7 +125,9 @@ const _: () = assert!(
         + cmsg_space(size_of::<u32>())
         <= RX_CONTROL_LEN
 );
-const _: () = assert!(cmsg_space(size_of::<libc::in6_pktinfo>()) <= TX_CONTROL_LEN);
+const _: () = assert!(
+    cmsg_space(size_of::<libc::in6_pktinfo>()) + cmsg_space(size_of::<libc::c_uint>()) <= TX_CONTROL_LEN
+);
 const _: () = assert!(cmsg_space(size_of::<libc::in_pktinfo>()) <= TX_CONTROL_LEN);
 
 /// Reads a `T` from the start of `bytes`, which must be at least that long.
@@ -240,6 +249,7 @@ impl Batch {
             len: 0,
             kind: ReplyKind::Time,
             pktinfo: None,
+            tx_stamp: false,
         };
         Batch {
             capacity,
@@ -340,8 +350,19 @@ impl Batch {
             len,
             kind,
             pktinfo,
+            tx_stamp: false,
         };
         self.pending_len += 1;
+    }
+
+    /// Asks for the transmit stamps of the reply queued last (`super::txstamp` reads them):
+    /// only the replies that need one cost the kernel a stamp and an error-queue entry.
+    pub fn stamp_last_reply(&mut self) {
+        assert!(
+            self.pending_len > self.prepared,
+            "a reply queued and not yet prepared"
+        );
+        self.pending[self.pending_len - 1].tx_stamp = true;
     }
 
     /// How many replies are queued.
@@ -369,10 +390,19 @@ impl Batch {
     pub fn prepare_send(&mut self) {
         for j in self.prepared..self.pending_len {
             let p = self.pending[j];
-            let control_len = match &p.pktinfo {
-                Some(info) => write_source_pktinfo(&mut self.tx_control[j].0, info),
+            let control = &mut self.tx_control[j].0;
+            let mut control_len = match &p.pktinfo {
+                Some(info) => write_source_pktinfo(control, info),
                 None => 0,
             };
+            if p.tx_stamp {
+                control_len += write_cmsg(
+                    &mut control[control_len..],
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPING,
+                    TX_STAMP_REQUEST,
+                );
+            }
             // The kernel set the name's length on receive; never more than the buffer anyway.
             let name_len = self.rx_msgs[p.slot]
                 .msg_hdr

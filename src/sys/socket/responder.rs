@@ -238,11 +238,21 @@ impl Responder {
                 .and(from)
                 .and_then(|_| interleave::candidate(datagram.payload));
             if let Some(mut reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
+                let mut exchange = None;
                 if let (Some(x), Some(from)) = (&mut self.interleave, from) {
-                    let exchange = x.finish(from, candidate, &mut datagram.payload[..reply.len], &mut reply);
+                    exchange = x.finish(from, candidate, &mut datagram.payload[..reply.len], &mut reply);
                     x.exchanges[self.batch.replies()] = exchange;
                 }
                 self.batch.push_reply(i, reply.len, reply.kind, pktinfo);
+                // Only the exchanges kept for an interleaved client need the real transmit time.
+                if exchange.is_some()
+                    && self
+                        .interleave
+                        .as_ref()
+                        .is_some_and(|x| x.queues[index].is_some())
+                {
+                    self.batch.stamp_last_reply();
+                }
             }
         }
         let replies = self.batch.replies();
@@ -258,31 +268,35 @@ impl Responder {
             self.pipeline
                 .stamp(self.batch.reply_mut(j), &Reply { len, kind }, t3);
         }
+        let mut asked = 0;
         if let Some(x) = &mut self.interleave {
             // The transmit time until the kernel's stamp replaces it.
             for exchange in &mut x.exchanges[..replies] {
                 if let Some((client, receive)) = exchange.take() {
                     x.table.save(client, receive, t3);
+                    asked += 1;
                 }
             }
         }
-        let (sent, error) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline);
+        let (_, error) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline);
         if let Some(e) = error {
             self.send_failed(index, &e);
         }
-        self.drain_tx_stamps(index, sent);
+        if asked > 0 {
+            self.drain_tx_stamps(index, asked);
+        }
     }
 
     /// Reads the transmit stamps the kernel has for socket `index` into the interleaved table
-    /// and the counters; `sent` replies just went out on it, and each one whose software stamp
-    /// is not there by now is counted as without one.
-    fn drain_tx_stamps(&mut self, index: usize, sent: usize) {
+    /// and the counters; `asked` replies that asked for one just went out on it, and each one
+    /// whose software stamp is not there by now is counted as without one.
+    fn drain_tx_stamps(&mut self, index: usize, asked: usize) {
         let Some(x) = &mut self.interleave else {
             return;
         };
         let fd = self.sockets[index].fd();
         let Some(queue) = &mut x.queues[index] else {
-            for _ in 0..sent {
+            for _ in 0..asked {
                 self.pipeline.counters().tx_timestamp(TxTimestampSource::None);
             }
             return;
@@ -304,7 +318,7 @@ impl Responder {
                 table.update_transmit(client.ip(), receive, pipeline.ntp_time(ns));
             }
         });
-        for _ in software..sent {
+        for _ in software..asked {
             self.pipeline.counters().tx_timestamp(TxTimestampSource::None);
         }
         if let Err(e) = result {
