@@ -151,11 +151,17 @@ fn chronyd_with_xleave_gets_interleaved_replies_and_measures_no_worse() {
     // The server's counters say so too, and no reply was longer than its request.
     let metrics = srv.run_in(|| metrics::parse(&scrape("127.0.0.1:9123".parse().unwrap())));
     assert!(metrics.sum("strata_interleaved_replies_total", &[]) >= n_interleaved as f64);
+    let software = metrics.sum(
+        "strata_transmit_timestamps_total",
+        &[("source", "kernel_software")],
+    );
+    assert!(software > 0.0);
+    // Only replies to interleaving clients ask for a stamp: none of the basic run's did.
+    let stamps = metrics.sum("strata_transmit_timestamps_total", &[]);
+    let replies = metrics.sum("strata_replies_total", &[]);
     assert!(
-        metrics.sum(
-            "strata_transmit_timestamps_total",
-            &[("source", "kernel_software")]
-        ) > 0.0
+        stamps <= replies - basic.len() as f64,
+        "{stamps} transmit stamps for {replies} replies"
     );
     assert!(metrics.sum("strata_sent_bytes_total", &[]) <= metrics.sum("strata_received_bytes_total", &[]));
     let (status, log) = server.stop();
