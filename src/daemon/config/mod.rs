@@ -246,6 +246,10 @@ settings! {
     /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
     nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
 
+    /// NTS sources (`server HOST nts`): the CA certificates (PEM) their NTS-KE servers must be
+    /// signed by [default: the system's trust store]
+    nts_trusted_certs: Option<FilePath>, flag(value_name = "PEM"), key "nts_trusted_certs";
+
     /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
     /// nothing itself) [default: off]
     require_nts: Option<OnOff>, flag(value_name = "on|off"), key "require_nts";
@@ -694,6 +698,7 @@ impl ServerConfig {
                     crate::proto::control::leapplan::LeapHandling::Step
                 },
             },
+            nts_trusted_certs: s.nts_trusted_certs.map(|g| g.value.0),
         };
 
         let nts = match (s.nts_certificate, s.nts_private_key) {

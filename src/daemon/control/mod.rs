@@ -15,6 +15,7 @@
 pub mod client;
 pub mod event_log;
 pub mod leapfile;
+pub mod nts_source;
 pub mod resolve;
 pub mod statslog;
 
@@ -159,7 +160,8 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         statslog,
         up.discipline_system,
     )
-    .with_leap_file(leap_file);
+    .with_leap_file(leap_file)
+    .with_nts_trusted_certs(up.nts_trusted_certs.as_deref());
     // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
     // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
     let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);

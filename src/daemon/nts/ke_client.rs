@@ -1,6 +1,6 @@
 //! The client side of NTS-KE: one blocking TLS 1.3 session that asks for NTPv4 and an AEAD and
-//! returns the cookies, the exported keys and where to send NTP. strata's tests and the load
-//! generator use it now; NTS towards upstream sources will too.
+//! returns the cookies, the exported keys and where to send NTP. strata's tests, the load
+//! generator and NTS towards upstream sources (`crate::daemon::control::nts_source`) use it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,6 +13,9 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use super::tls::ALPN;
 use crate::proto::nts::ke::{self, KeResponse};
 use crate::proto::nts::{Aead, SessionKeys};
+
+/// The longest response read: eight cookies and a few records fit many times over.
+const MAX_RESPONSE: usize = 64 * 1024;
 
 /// What a session gave.
 #[derive(Debug, Clone)]
@@ -53,7 +56,8 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String>
     Ok(Arc::new(config))
 }
 
-/// One NTS-KE session with the server at `addr`, whose certificate must name `name`.
+/// One NTS-KE session with the server at `addr`, whose certificate must name `name`, within
+/// about `timeout` (connect, then the rest), and a response of at most 64 KiB.
 pub fn establish(
     config: Arc<ClientConfig>,
     addr: SocketAddr,
@@ -75,6 +79,9 @@ pub fn establish(
         if Instant::now() > deadline {
             return Err(format!("NTS-KE with {addr}: timed out"));
         }
+        // Each read waits no longer than what is left of the session's time.
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        tcp.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         let mut chunk = [0u8; 4096];
         let n = rustls::Stream::new(&mut conn, &mut tcp)
             .read(&mut chunk)
@@ -83,6 +90,9 @@ pub fn establish(
             return Err(format!("NTS-KE with {addr}: closed before the response ended"));
         }
         response.extend_from_slice(&chunk[..n]);
+        if response.len() > MAX_RESPONSE {
+            return Err(format!("NTS-KE with {addr}: response longer than {MAX_RESPONSE} bytes"));
+        }
         if let Some(records) = ke::records(&response) {
             break records.map_err(|()| format!("NTS-KE with {addr}: bytes after End of Message"))?;
         }

@@ -154,6 +154,10 @@ fn sources(out: &mut String, r: &Report) {
                 .as_ref()
                 .map_or(String::new(), |why| format!("  ({why})"))
         );
+        // The authentication state under its source (a failure is the reason already).
+        if let Some(auth) = s.auth.as_ref().filter(|a| s.reason.as_ref() != Some(*a)) {
+            let _ = writeln!(out, "     {auth}");
+        }
     }
 }
 

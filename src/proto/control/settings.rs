@@ -40,6 +40,9 @@ pub struct UpstreamConfig {
     pub leap_seconds_list: Option<PathBuf>,
     /// The `leap` override and the leap smear.
     pub leap: LeapSettings,
+    /// NTS sources: the CA certificates (PEM) their NTS-KE servers' certificates must chain to
+    /// (`None`: the system's trust store).
+    pub nts_trusted_certs: Option<PathBuf>,
 }
 
 /// Where tzdata puts its copy of the IERS/IETF list.
@@ -59,6 +62,7 @@ impl Default for UpstreamConfig {
             discipline_system: false,
             log_dir: None,
             leap: LeapSettings::default(),
+            nts_trusted_certs: None,
         }
     }
 }

@@ -82,6 +82,11 @@ impl ClientSession {
         }
     }
 
+    /// The AEAD NTS-KE chose (its nonce length is the one [`ClientSession::request`] takes).
+    pub fn aead(&self) -> super::Aead {
+        self.keys.aead
+    }
+
     pub fn cookies(&self) -> usize {
         self.cookies.len()
     }
