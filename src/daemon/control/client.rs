@@ -518,7 +518,8 @@ impl Shell {
             Some(nts) => {
                 let mut uid = [0u8; UID_LEN];
                 let mut nonce = [0u8; 16];
-                let random = crate::sys::random::fill(&mut uid).and_then(|()| crate::sys::random::fill(&mut nonce));
+                let random =
+                    crate::sys::random::fill(&mut uid).and_then(|()| crate::sys::random::fill(&mut nonce));
                 let request = match random {
                     Ok(()) => {
                         let n = nts.session.aead().nonce_len();
@@ -586,7 +587,12 @@ impl Shell {
         let Some(nts) = a.nts.as_mut() else {
             return;
         };
-        if nts.renewing || nts.failed.as_ref().is_some_and(|(at, _)| at.elapsed() < RESOLVE_RETRY) {
+        if nts.renewing
+            || nts
+                .failed
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < RESOLVE_RETRY)
+        {
             return;
         }
         nts.renewing = true;
@@ -688,7 +694,9 @@ impl Shell {
         }
         for e in &self.entries {
             if let (Some(why), true) = (&e.nts_failure, e.active.is_empty()) {
-                status.sources.push(UpstreamStatus::failed(e.resolve_endpoint(), why.clone()));
+                status
+                    .sources
+                    .push(UpstreamStatus::failed(e.resolve_endpoint(), why.clone()));
             }
         }
     }

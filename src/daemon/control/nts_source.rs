@@ -81,7 +81,14 @@ impl KeRunner {
     /// Starts a session with the NTS-KE server at `ke_addr`, whose certificate must name `host`;
     /// NTP goes where the server says, else to `ke_addr`'s host at `ntp_port`. `rekey`: the
     /// association this renews, handed back with the answer.
-    pub fn request(&mut self, entry: usize, host: String, ke_addr: SocketAddr, ntp_port: u16, rekey: Option<SourceId>) {
+    pub fn request(
+        &mut self,
+        entry: usize,
+        host: String,
+        ke_addr: SocketAddr,
+        ntp_port: u16,
+        rekey: Option<SourceId>,
+    ) {
         let tx = self.tx.clone();
         let config = match self.config() {
             Ok(c) => c,
@@ -148,7 +155,12 @@ fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-fn key_exchange(config: Arc<ClientConfig>, host: &str, ke_addr: SocketAddr, ntp_port: u16) -> Result<NtsStart, String> {
+fn key_exchange(
+    config: Arc<ClientConfig>,
+    host: &str,
+    ke_addr: SocketAddr,
+    ntp_port: u16,
+) -> Result<NtsStart, String> {
     let est = establish(config, ke_addr, host, &Aead::ALL, KE_TIMEOUT).map_err(explain)?;
     if est.response.cookies.is_empty() {
         return Err(format!("{ke_addr} gave no cookie"));

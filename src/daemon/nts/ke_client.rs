@@ -80,7 +80,9 @@ pub fn establish(
             return Err(format!("NTS-KE with {addr}: timed out"));
         }
         // Each read waits no longer than what is left of the session's time.
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         tcp.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         let mut chunk = [0u8; 4096];
         let n = rustls::Stream::new(&mut conn, &mut tcp)
@@ -91,7 +93,9 @@ pub fn establish(
         }
         response.extend_from_slice(&chunk[..n]);
         if response.len() > MAX_RESPONSE {
-            return Err(format!("NTS-KE with {addr}: response longer than {MAX_RESPONSE} bytes"));
+            return Err(format!(
+                "NTS-KE with {addr}: response longer than {MAX_RESPONSE} bytes"
+            ));
         }
         if let Some(records) = ke::records(&response) {
             break records.map_err(|()| format!("NTS-KE with {addr}: bytes after End of Message"))?;
