@@ -855,7 +855,7 @@ pub(super) fn log_event(event: &Event) {
     // One line per event, with its fields (super::event_log).
     let level = match event {
         Event::Measurement(_) | Event::Statistics(_) => Level::Debug,
-        Event::CorrectionRefused { .. } => Level::Error,
+        Event::CorrectionRefused { .. } | Event::ConstraintRefused { .. } => Level::Error,
         Event::Kiss {
             action: KissAction::Dropped,
             ..
