@@ -81,3 +81,15 @@ fn a_right_upstream_synchronizes_within_the_constraint() {
     let errors = sim.errors_between(300 * S, 600 * S);
     assert!(max_abs(&errors) < 5 * MS, "{}", max_abs(&errors));
 }
+
+#[test]
+fn the_first_synchronization_waits_for_the_constraints() {
+    let mut sim = Sim::new(Setup::default(), vec![Upstream::new("198.18.0.1", 100e3)]);
+    sim.engine.await_constraints();
+    sim.run_until(60 * S);
+    assert!(!synchronized(&sim), "{:?}", sim.events);
+    // The fetch ended with nothing reachable: strata works as it would without constraints.
+    sim.engine.set_constraints(Constraints::default());
+    sim.run_until(200 * S);
+    assert!(synchronized(&sim), "{:?}", sim.events);
+}

@@ -246,8 +246,12 @@ settings! {
     /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
     nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
 
-    /// NTS sources (`server HOST nts`): the CA certificates (PEM) their NTS-KE servers must be
-    /// signed by [default: the system's trust store]
+    /// Time constraint: an https:// URL whose Date header bounds the true time; sources outside
+    /// the bounds are not used (fetched at start, then hourly); repeatable [default: none]
+    constraint: Vec<values::HttpsUrl>, flag(value_name = "URL"), key "constraint";
+
+    /// NTS sources (`server HOST nts`) and constraints: the CA certificates (PEM) their servers
+    /// must be signed by [default: the system's trust store]
     nts_trusted_certs: Option<FilePath>, flag(value_name = "PEM"), key "nts_trusted_certs";
 
     /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
@@ -699,6 +703,9 @@ impl ServerConfig {
                 },
             },
             nts_trusted_certs: s.nts_trusted_certs.map(|g| g.value.0),
+            constraints: s
+                .constraint
+                .map_or_else(Vec::new, |g| g.value.into_iter().map(|u| u.0).collect()),
         };
 
         let nts = match (s.nts_certificate, s.nts_private_key) {

@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::constraint_fetch::ConstraintFetcher;
 use super::nts_source::{KeAnswer, KeRunner};
 use super::resolve::Resolver;
 use super::statslog::StatsLog;
@@ -129,6 +130,7 @@ pub(super) struct Shell {
     associations: BTreeMap<SourceId, Link>,
     resolver: Resolver,
     key_exchange: KeRunner,
+    constraints: ConstraintFetcher,
     symmetric: Option<SymmetricReceiver>,
     statslog: Option<StatsLog>,
     /// The leap-seconds.list, judged against the time at each publication.
@@ -154,9 +156,18 @@ impl Shell {
         self
     }
 
-    /// NTS sources trust the CA certificates in `trusted` (PEM) instead of the system's store.
-    pub(super) fn with_nts_trusted_certs(mut self, trusted: Option<&std::path::Path>) -> Shell {
+    /// NTS sources and the HTTPS servers of the time constraints `constraints` trust the CA
+    /// certificates in `trusted` (PEM) instead of the system's store.
+    pub(super) fn with_trust(
+        mut self,
+        trusted: Option<&std::path::Path>,
+        constraints: Vec<crate::proto::control::constraint::ConstraintUrl>,
+    ) -> Shell {
         self.key_exchange = KeRunner::new(trusted);
+        if !constraints.is_empty() {
+            self.engine.await_constraints();
+        }
+        self.constraints = ConstraintFetcher::new(constraints, trusted);
         self
     }
 
@@ -205,6 +216,7 @@ impl Shell {
             associations: BTreeMap::new(),
             resolver: Resolver::new(),
             key_exchange: KeRunner::new(None),
+            constraints: ConstraintFetcher::new(Vec::new(), None),
             symmetric,
             statslog,
             leap_file: LeapFile::load(None),
@@ -482,6 +494,9 @@ impl Shell {
         for answer in self.key_exchange.answers() {
             self.key_exchanged(answer);
         }
+        if let Some(constraints) = self.constraints.poll() {
+            self.engine.set_constraints(constraints);
+        }
         self.replace_lost_sources();
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
@@ -502,6 +517,7 @@ impl Shell {
             ..ControlStatus::from_engine(&self.engine, now)
         };
         self.authentication_status(&mut status);
+        status.integrity.constraints = self.constraints.describe();
         self.board.publish(status);
     }
 

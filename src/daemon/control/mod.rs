@@ -13,6 +13,7 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod constraint_fetch;
 pub mod event_log;
 pub mod leapfile;
 pub mod nts_source;
@@ -161,7 +162,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         up.discipline_system,
     )
     .with_leap_file(leap_file)
-    .with_nts_trusted_certs(up.nts_trusted_certs.as_deref());
+    .with_trust(up.nts_trusted_certs.as_deref(), up.constraints.clone());
     // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
     // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
     let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 
-use crate::daemon::nts::ke_client::{client_config, establish};
+use crate::daemon::nts::ke_client::{describe_tls_error, establish, trusting};
+use crate::daemon::nts::tls::ALPN;
 use crate::proto::control::engine::SourceId;
 use crate::proto::nts::session::ClientSession;
 use crate::proto::nts::Aead;
@@ -64,12 +65,7 @@ impl KeRunner {
         let trusted = self.trusted.as_deref();
         self.config
             .get_or_insert_with(|| {
-                let config = match trusted {
-                    Some(path) => std::fs::read(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))
-                        .and_then(|pem| client_config(Some(&pem))),
-                    None => client_config(None),
-                };
+                let config = trusting(trusted, ALPN);
                 if let Err(e) = &config {
                     log::error!("NTS sources cannot be used: no certificates to trust ({e})");
                 }
@@ -130,15 +126,6 @@ impl KeRunner {
     }
 }
 
-/// Makes rustls's reasons read as an operator expects them.
-fn explain(e: String) -> String {
-    if e.contains("UnknownIssuer") || e.contains("invalid peer certificate") {
-        format!("certificate not trusted ({e})")
-    } else {
-        e
-    }
-}
-
 fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     let endpoint = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -161,7 +148,7 @@ fn key_exchange(
     ke_addr: SocketAddr,
     ntp_port: u16,
 ) -> Result<NtsStart, String> {
-    let est = establish(config, ke_addr, host, &Aead::ALL, KE_TIMEOUT).map_err(explain)?;
+    let est = establish(config, ke_addr, host, &Aead::ALL, KE_TIMEOUT).map_err(describe_tls_error)?;
     if est.response.cookies.is_empty() {
         return Err(format!("{ke_addr} gave no cookie"));
     }

@@ -27,6 +27,33 @@ pub struct Established {
 /// A TLS configuration trusting the CA certificates in `ca_pem` (PEM), or the system's store
 /// when None is given.
 pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+    tls_client_config(ca_pem, ALPN)
+}
+
+/// rustls's reason for a failed session as an operator reads it: an unknown issuer is a
+/// certificate not trusted.
+pub fn describe_tls_error(e: String) -> String {
+    if e.contains("UnknownIssuer") || e.contains("invalid peer certificate") {
+        format!("certificate not trusted ({e})")
+    } else {
+        e
+    }
+}
+
+/// A TLS 1.3 client configuration for `alpn`, trusting the CA certificates in the PEM file
+/// `trusted`, or the system's store when None is given (strata's NTS sources and the HTTPS of
+/// its time constraints).
+pub fn trusting(trusted: Option<&std::path::Path>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    match trusted {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            tls_client_config(Some(&pem), alpn)
+        }
+        None => tls_client_config(None, alpn),
+    }
+}
+
+fn tls_client_config(ca_pem: Option<&[u8]>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = RootCertStore::empty();
@@ -52,7 +79,7 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String>
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 

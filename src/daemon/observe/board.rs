@@ -149,6 +149,12 @@ pub struct IntegrityStatus {
     /// what it means.
     pub refused_correction: Option<f64>,
     pub refused: Option<String>,
+    /// The time constraints: how many are in force, or that none is reachable (None: none
+    /// configured); the samples and corrections they rejected.
+    #[serde(default)]
+    pub constraints: Option<String>,
+    #[serde(default)]
+    pub constraint_rejections: u64,
 }
 
 impl IntegrityStatus {
@@ -166,6 +172,9 @@ impl IntegrityStatus {
             state_changes: engine.state_changes(),
             refused_correction: guard.active().map(|r| r.error),
             refused: guard.active().map(|r| r.describe()),
+            // The control thread says what the constraints are (it fetches them).
+            constraints: None,
+            constraint_rejections: engine.constraint_rejections(),
         }
     }
 

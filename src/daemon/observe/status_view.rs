@@ -116,6 +116,9 @@ fn integrity(out: &mut String, r: &Report) {
     if let Some(why) = &i.refused {
         let _ = writeln!(out, "REFUSED         : {why}");
     }
+    if let Some(c) = &i.constraints {
+        let _ = writeln!(out, "Constraints     : {c}; {} rejected", i.constraint_rejections);
+    }
     if !r.sources.is_empty() {
         if let Some(why) = i.too_few_sources() {
             let _ = writeln!(out, "WARNING         : {why}");

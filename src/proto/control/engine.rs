@@ -153,6 +153,9 @@ pub struct Engine {
     /// A correction outside the constraints was refused and said so (said once until one is
     /// accepted).
     constraint_refused: bool,
+    /// Constraints are configured and their first fetch has not ended: the first
+    /// synchronization (and its step) waits for them.
+    awaiting_constraints: bool,
 }
 
 impl Engine {
@@ -186,6 +189,7 @@ impl Engine {
             constraints: Constraints::default(),
             constraint_rejections: 0,
             constraint_refused: false,
+            awaiting_constraints: false,
         };
         engine.refresh_leap(now);
         if config.local_stratum.is_some() {
@@ -306,9 +310,16 @@ impl Engine {
         self.discipline.frequency()
     }
 
+    /// Constraints are configured: the first synchronization waits for
+    /// [`Engine::set_constraints`].
+    pub fn await_constraints(&mut self) {
+        self.awaiting_constraints = true;
+    }
+
     /// The time constraints in force from now on (empty: none reachable, nothing checked).
     pub fn set_constraints(&mut self, constraints: Constraints) {
         self.constraints = constraints;
+        self.awaiting_constraints = false;
     }
 
     pub fn constraints(&self) -> &Constraints {
@@ -669,8 +680,12 @@ impl Engine {
         }
     }
 
-    /// Whether every source that may still answer has been heard, or the wait is over.
+    /// Whether every source that may still answer has been heard, or the wait is over (and
+    /// the time constraints, when configured, have been fetched or failed to be).
     fn ready_for_first_sync(&self, now: i64) -> bool {
+        if self.awaiting_constraints {
+            return false;
+        }
         now - self.started >= STARTUP_WAIT
             || self.slots.iter().flatten().all(|s| {
                 s.source.options.noselect
