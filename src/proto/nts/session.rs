@@ -284,6 +284,37 @@ mod tests {
         assert!(s.receive(&reply).is_ok());
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes are never accepted, nor a genuine reply with arbitrary changes
+        /// unless it still hands on exactly the header the server sealed; nothing panics.
+        #[test]
+        fn changed_or_arbitrary_replies_are_rejected(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            changes in proptest::collection::vec((0usize..1024, 1u8..=255), 1..6),
+            cut in proptest::option::of(0usize..1024),
+            gcm: bool,
+        ) {
+            let aead = if gcm { Aead::GcmSiv128 } else { Aead::SivCmac256 };
+            let mut srv = server();
+            let mut s = session(&mut srv, aead, 4);
+            let req = s.request(&header(5), [3; UID_LEN], &[4; 16][..aead.nonce_len()]).unwrap();
+            proptest::prop_assert!(s.clone().receive(&raw).is_err());
+            let reply = answer(&mut srv, &req);
+            let mut changed = reply.clone();
+            for (at, xor) in changes {
+                let at = at % changed.len();
+                changed[at] ^= xor;
+            }
+            if let Some(cut) = cut {
+                changed.truncate(cut % (changed.len() + 1));
+            }
+            if let Ok(h) = s.receive(&changed) {
+                proptest::prop_assert_eq!(&h[..], &reply[..HEADER_LEN]);
+            }
+            proptest::prop_assert!(s.cookies() <= COOKIES_KEPT);
+        }
+    }
+
     #[test]
     fn an_empty_jar_or_naks_in_a_row_ask_for_nts_ke() {
         let mut srv = server();
