@@ -23,7 +23,7 @@ use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::leapplan::DAY;
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
-use crate::proto::nts::session::{ClientSession, Rejected, SessionCounters, UID_LEN};
+use crate::proto::nts::session::{ClientSession, SessionCounters, UID_LEN};
 use crate::proto::state::Published;
 use crate::proto::wire::ntp::Leap;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
@@ -577,15 +577,19 @@ impl Shell {
         match nts.session.receive(bytes) {
             Ok(header) => self.engine.receive(id, &header, rx),
             Err(why) => {
-                let addr = self.engine.source(id).map(|s| s.addr);
-                // Counted in the status; a flood of forgeries is not a flood of log lines.
-                match why {
-                    Rejected::Nak | Rejected::NotAuthenticated | Rejected::WrongIdentifier => {
-                        log::info!("NTS reply from {addr:?} rejected: {}", why.label())
-                    }
-                    Rejected::NotExpected | Rejected::Malformed => {
-                        log::debug!("NTS reply from {addr:?} rejected: {}", why.label())
-                    }
+                // Counted in the status; logged at the 1st, 2nd, 4th, 8th... so that a flood of
+                // forgeries is not a flood of log lines.
+                let c = nts.counters();
+                let count = c.rejected + c.naks;
+                if count.is_power_of_two() {
+                    let addr = self
+                        .engine
+                        .source(id)
+                        .map_or_else(String::new, |s| s.addr.to_string());
+                    log::info!(
+                        "NTS reply from {addr} rejected: {} ({count} rejected or NAKed so far)",
+                        why.label()
+                    );
                 }
                 if nts.session.needs_key_exchange() {
                     self.renew(id);
