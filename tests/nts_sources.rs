@@ -115,18 +115,31 @@ fn strata_synchronizes_to_chronyd_over_nts() {
     let server = strata_client(&srv, "198.18.0.1 nts iburst minpoll 0 maxpoll 1", &ca, &control);
     let log = wait_log(&server, "synchronized to 198.18.0.1 stratum 2", 60);
     assert!(log.contains("with NTS (8 cookies from 198.18.0.1:4460)"), "{log}");
-    // The status is published every second: wait for the one after the synchronization.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The status is published every second: wait for one after a few more exchanges, each
+    // spending a cookie and getting one back from chronyd.
+    let authenticated = |r: &serde_json::Value| -> u64 {
+        r["sources"][0]["auth"]
+            .as_str()
+            .unwrap_or_default()
+            .split(", ")
+            .find_map(|p| p.strip_suffix(" authenticated"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut report = status(&control);
-    while report["sources"][0]["state"] != "selected" && Instant::now() < deadline {
+    while (report["sources"][0]["state"] != "selected" || authenticated(&report) < 5)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(200));
         report = status(&control);
     }
+    assert!(authenticated(&report) >= 5, "{report}");
     let source = &report["sources"][0];
     let auth = source["auth"]
         .as_str()
         .unwrap_or_else(|| panic!("no auth state: {report}"));
-    assert!(auth.starts_with("NTS: "), "{auth}");
+    assert!(auth.starts_with("NTS: 8 cookies"), "the jar is kept full: {auth}");
     assert!(auth.contains("0 rejected"), "{auth}");
     assert_eq!(source["state"], "selected", "{source}");
     let (status, log) = server.stop();
