@@ -347,4 +347,33 @@ mod tests {
         assert!(text.contains("Drops           : control_mode 1"), "{text}");
         assert!(text.contains("median <= 32.8us"), "{text}");
     }
+
+    #[test]
+    fn authentication_and_constraints_show_with_their_sources() {
+        use crate::daemon::observe::board::{SourceState, UpstreamStatus};
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        let nts = "NTS: 7 cookies, 12 authenticated, 1 rejected, 0 NAKs".to_string();
+        r.sources = vec![
+            UpstreamStatus {
+                auth: Some(nts.clone()),
+                ..UpstreamStatus::failed("198.18.0.1:123".into(), "no measurement yet".into())
+            },
+            UpstreamStatus::failed(
+                "nts.example:4460".into(),
+                "NTS-KE failed: certificate not trusted".into(),
+            ),
+        ];
+        r.sources[0].state = SourceState::Candidate;
+        r.server.integrity.constraints = Some("1 of 2 in force".into());
+        r.server.integrity.constraint_rejections = 3;
+        let text = render(&r);
+        assert!(text.contains(&format!("\n     {nts}\n")), "{text}");
+        // A failure is said once, as the reason.
+        assert_eq!(text.matches("certificate not trusted").count(), 1, "{text}");
+        assert!(
+            text.contains("Constraints     : 1 of 2 in force; 3 rejected"),
+            "{text}"
+        );
+    }
 }
