@@ -36,6 +36,7 @@
 //! leap = "auto"                          # auto | none | insert | delete (override)
 //! leap_smear = false                     # smear leap seconds (never on a public server)
 //! leap_smear_window = 86400              # seconds, centred on the leap (noon to noon UTC)
+//! monitor = ["192.0.2.0/28"]             # mode 6 (ntpq) answered from these besides loopback
 //! ```
 //!
 //! Every setting is declared once, in the `settings!` list below; its value type (`values.rs`)
@@ -123,6 +124,10 @@ settings! {
 
     /// Refuse clients in this prefix (see --allow); repeatable
     deny: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "deny";
+
+    /// Answer mode-6 queries (ntpq, check_ntp_peer) from this prefix too, besides loopback;
+    /// repeatable. Replies are larger than queries: never a public prefix
+    monitor: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "monitor";
 
     /// What a denied client gets [default: drop]
     deny_action: Option<crate::proto::admission::DenyAction>, flag(value_name = "ACTION"),
@@ -347,6 +352,8 @@ pub struct ServerConfig {
     pub upstream: crate::proto::control::UpstreamConfig,
     /// Network Time Security; None: off.
     pub nts: Option<NtsConfig>,
+    /// Where mode-6 queries are answered from, besides loopback.
+    pub monitor: Vec<crate::proto::admission::acl::Prefix>,
 }
 
 /// Network Time Security as configured.
@@ -503,6 +510,7 @@ impl From<&ServerConfig> for ControlConfig {
             local_stratum: c.local_stratum,
             unsync_policy: c.unsynchronized,
             upstream: c.upstream.clone(),
+            monitor: c.monitor.clone(),
         }
     }
 }
@@ -603,6 +611,10 @@ impl ServerConfig {
         };
         let s = Settings::merge(flags, file)?;
         let admission = admission_config(&s)?;
+        let monitor = s
+            .monitor
+            .as_ref()
+            .map_or_else(Vec::new, |g| g.value.iter().map(|p| p.0).collect());
 
         let listen_origin = s.listen.as_ref().map(|g| g.origin.clone());
         let listen = match s.listen {
@@ -777,6 +789,7 @@ impl ServerConfig {
             // With require_nts the program must not answer plain requests itself.
             xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
             admission,
+            monitor,
             metrics,
             control,
             upstream,
@@ -1015,6 +1028,7 @@ mod tests {
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),
                 nts: None,
+                monitor: vec![],
             }
         );
     }

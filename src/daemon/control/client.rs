@@ -132,6 +132,8 @@ pub(super) struct Shell {
     key_exchange: KeRunner,
     constraints: ConstraintFetcher,
     symmetric: Option<SymmetricReceiver>,
+    /// Mode-6 queries and the sockets they are answered through.
+    queries: Option<super::queries::Queries>,
     statslog: Option<StatsLog>,
     /// The leap-seconds.list, judged against the time at each publication.
     leap_file: LeapFile,
@@ -168,6 +170,12 @@ impl Shell {
             self.engine.await_constraints();
         }
         self.constraints = ConstraintFetcher::new(constraints, trusted);
+        self
+    }
+
+    /// Answers mode-6 queries through `queries`.
+    pub(super) fn with_queries(mut self, queries: super::queries::Queries) -> Shell {
+        self.queries = Some(queries);
         self
     }
 
@@ -218,6 +226,7 @@ impl Shell {
             key_exchange: KeRunner::new(None),
             constraints: ConstraintFetcher::new(Vec::new(), None),
             symmetric,
+            queries: None,
             statslog,
             leap_file: LeapFile::load(None),
             system,
@@ -260,16 +269,25 @@ impl Shell {
         }
     }
 
-    /// Feeds the engine the symmetric packets the responders handed over since the last call.
+    /// Feeds the engine the symmetric packets the responders handed over since the last call,
+    /// and answers the mode-6 queries that came.
     fn receive_symmetric(&mut self) {
         let Some(rx) = &self.symmetric else {
             return;
         };
-        let packets: Vec<_> = rx.try_iter().collect();
+        let packets: Vec<_> = rx.packets.try_iter().collect();
+        let queries: Vec<_> = rx.queries.try_iter().collect();
         for p in packets {
             if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
                 log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
             }
+        }
+        if let Some(answerer) = self.queries.as_mut() {
+            let now = kernel_now();
+            for q in queries {
+                answerer.answer(&self.engine, now, q.from, q.bytes());
+            }
+            answerer.receive(&self.engine, now);
         }
     }
 
