@@ -116,6 +116,7 @@ pub fn apply(
         control,
         upstream,
         nts,
+        key_file,
     } = new;
     let r = &*running;
     for (name, differs) in [
@@ -146,6 +147,7 @@ pub fn apply(
         ),
         // The certificate and key files themselves are read again when they change.
         ("nts_*", r.nts != nts),
+        ("key_file (or the keys in it)", r.key_file != key_file),
     ] {
         if differs {
             out.need_restart.push(name);

@@ -1,6 +1,7 @@
 //! Symmetric packets (modes 1 and 2) reach the server port, where the responders answer client
 //! requests; they belong to the control thread. A responder hands each one over with
-//! [`SymmetricSender::offer`], which copies the 48-byte header into a bounded channel with
+//! [`SymmetricSender::offer`], which copies the packet (the 48-byte header and a MAC, for
+//! peers with a key) into a bounded channel with
 //! `try_send`: it never blocks, never allocates, and when the control thread is behind and the
 //! channel full the packet is dropped (it is counted as a symmetric-mode drop either way).
 //!
@@ -13,7 +14,13 @@ use std::net::SocketAddr;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::proto::control::auth::MAX_MAC_LEN;
 use crate::proto::wire::ntp::HEADER_LEN;
+
+/// The most of a symmetric packet that is handed over: the header and a MAC. A longer packet
+/// (extension fields) is cut there, and then fails a peer's key check, as it should: peers
+/// exchange no extension fields.
+pub const MAX_PACKET_LEN: usize = HEADER_LEN + MAX_MAC_LEN;
 
 /// Packets in flight to the control thread; peers poll at most once a second each, so this
 /// only fills when something floods the server port with symmetric packets.
@@ -25,7 +32,15 @@ pub struct SymmetricPacket {
     pub from: SocketAddr,
     /// Receive time, CLOCK_REALTIME nanoseconds (the kernel's stamp when there is one).
     pub received_ns: i64,
-    pub header: [u8; HEADER_LEN],
+    packet: [u8; MAX_PACKET_LEN],
+    len: usize,
+}
+
+impl SymmetricPacket {
+    /// The packet as received (at most [`MAX_PACKET_LEN`] bytes of it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.packet[..self.len]
+    }
 }
 
 /// The responders' end; clone one per responder.
@@ -45,15 +60,17 @@ impl SymmetricSender {
     /// the control thread gone) or is too short to be NTP.
     #[inline]
     pub fn offer(&self, from: SocketAddr, received_ns: i64, payload: &[u8]) -> bool {
-        let Some(bytes) = payload.get(..HEADER_LEN) else {
+        if payload.len() < HEADER_LEN {
             return false;
-        };
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(bytes);
+        }
+        let len = payload.len().min(MAX_PACKET_LEN);
+        let mut packet = [0u8; MAX_PACKET_LEN];
+        packet[..len].copy_from_slice(&payload[..len]);
         match self.0.try_send(SymmetricPacket {
             from,
             received_ns,
-            header,
+            packet,
+            len,
         }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
@@ -78,7 +95,11 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_millis(50));
         assert!(!tx.offer(from, 8, &payload[..47]), "too short");
         let p = rx.recv().unwrap();
-        assert_eq!((p.from, p.received_ns, p.header), (from, 7, [0x0c; 48]));
+        assert_eq!((p.from, p.received_ns, p.bytes()), (from, 7, &[0x0cu8; 60][..]));
+        while rx.try_recv().is_ok() {}
+        assert!(tx.offer(from, 7, &[0x0c; 100]));
+        let p = rx.recv().unwrap();
+        assert_eq!(p.bytes().len(), MAX_PACKET_LEN, "cut after the longest MAC");
         drop(rx);
         assert!(!tx.offer(from, 9, &payload), "receiver gone");
     }

@@ -16,6 +16,7 @@ use crate::daemon::control::leapfile::LeapFile;
 use crate::daemon::observe::board::{ControlStatus, StatusBoard};
 use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
+use crate::proto::control::auth::MAX_MAC_LEN;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::leapplan::DAY;
@@ -167,7 +168,8 @@ impl Shell {
             for tx in self.engine.transmit(now) {
                 if let Some(a) = self.associations.get_mut(&tx.source) {
                     a.polls += 1;
-                    if let Err(e) = a.socket.send(&tx.packet) {
+                    let mut buf = [0u8; 48 + MAX_MAC_LEN];
+                    if let Err(e) = a.socket.send(tx.datagram(&mut buf)) {
                         log::debug!("sending to {} failed: {e}", tx.to);
                     }
                 }
@@ -189,7 +191,7 @@ impl Shell {
         };
         let packets: Vec<_> = rx.try_iter().collect();
         for p in packets {
-            if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
+            if !self.engine.receive_symmetric(p.from, p.bytes(), p.received_ns) {
                 log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
             }
         }

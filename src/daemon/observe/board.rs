@@ -104,6 +104,10 @@ pub struct UpstreamStatus {
     /// Round-trip delay of the sample in use.
     pub delay: Option<f64>,
     pub jitter: Option<f64>,
+    /// Its key and whether its packets pass (`key 5 ok`, `key 5 failing (bad MAC)`); None:
+    /// no key.
+    #[serde(default)]
+    pub auth: Option<String>,
 }
 
 /// What guards the served time: the agreement asked for, the step and panic limits, and what
@@ -278,6 +282,10 @@ impl ControlStatus {
                     offset: s.offset,
                     delay: output.map(|o| o.sample.delay),
                     jitter: output.map(|o| o.jitter),
+                    auth: s.auth.map(|a| match a.rejected {
+                        0 => a.summary(),
+                        n => format!("{}, {n} rejected", a.summary()),
+                    }),
                 }
             })
             .collect();
@@ -340,6 +348,7 @@ mod tests {
                 offset: Some(1e-4),
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
+                auth: Some("key 5 ok".into()),
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),

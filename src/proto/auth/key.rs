@@ -97,8 +97,21 @@ enum Material {
 pub struct Key {
     id: u32,
     key_type: KeyType,
+    /// Kept to tell keys apart (a changed key file); the MAC uses `material`.
+    secret: Box<[u8]>,
     material: Material,
 }
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.id == other.id
+            && self.key_type == other.key_type
+            && self.secret.len() == other.secret.len()
+            && bool::from(self.secret.ct_eq(&other.secret))
+    }
+}
+
+impl Eq for Key {}
 
 /// Why a key cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +162,7 @@ impl Key {
         Ok(Key {
             id,
             key_type,
+            secret: secret.into(),
             material,
         })
     }

@@ -17,7 +17,7 @@ pub use keyfile::{parse_key_file, KeyFileError};
 pub use respond::{has_mac, respond_mac};
 
 /// The keys of a key file, looked up by ID without allocating.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct KeyTable {
     /// Sorted by ID, no ID twice.
     keys: Vec<Key>,

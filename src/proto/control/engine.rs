@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 
+use super::auth::{AuthStatus, MacTrailer, SourceAuth, MAX_MAC_LEN};
 use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
@@ -26,6 +27,7 @@ use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
+use crate::proto::auth::KeyTable;
 use crate::proto::clock::{ClockParams, LeapScale};
 use crate::proto::leap::LeapList;
 use crate::proto::state::{Published, ServerState, UnsyncPolicy};
@@ -79,7 +81,20 @@ pub struct SourceId(pub usize);
 pub struct Transmit {
     pub source: SourceId,
     pub to: SocketAddr,
+    /// The NTP header.
     pub packet: [u8; 48],
+    /// The MAC that follows it, for a source with a key.
+    pub mac: Option<MacTrailer>,
+}
+
+impl Transmit {
+    /// The datagram: the header and the MAC, if any, in `buf`.
+    pub fn datagram<'a>(&self, buf: &'a mut [u8; 48 + MAX_MAC_LEN]) -> &'a [u8] {
+        buf[..48].copy_from_slice(&self.packet);
+        let mac = self.mac.as_ref().map_or(&[][..], |m| m.as_bytes());
+        buf[48..48 + mac.len()].copy_from_slice(mac);
+        &buf[..48 + mac.len()]
+    }
 }
 
 /// Where the server stands.
@@ -105,6 +120,8 @@ pub struct SourceStatus {
     pub unfit: Option<Unfit>,
     pub falseticker: bool,
     pub survivor: bool,
+    /// Its key and whether its packets pass (`key N`); None: no key.
+    pub auth: Option<AuthStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +155,8 @@ pub struct Engine {
     guard: Guard,
     /// Changes of [`SyncState`] (a new system peer is not one).
     state_changes: u64,
+    /// The key file's keys, for sources with `key N`.
+    keys: std::sync::Arc<KeyTable>,
     events: Vec<Event>,
     /// The leap second: what decides it, and what the served time does about it.
     leap: LeapState,
@@ -170,6 +189,7 @@ impl Engine {
             last_tick: now,
             guard: Guard::new(config.limits),
             state_changes: 0,
+            keys: Default::default(),
             events: Vec::new(),
             leap: LeapState::new(config.leap),
             leap_wakeup: i64::MAX,
@@ -308,7 +328,10 @@ impl Engine {
         local: Option<std::net::IpAddr>,
         now: i64,
     ) -> SourceId {
-        let source = Source::new(addr, association, options, local.map(refid_of), now);
+        let mut source = Source::new(addr, association, options, local.map(refid_of), now);
+        if let Some(id) = options.key {
+            source = source.with_auth(SourceAuth::new(id, self.keys.get(id).cloned()));
+        }
         let slot = Slot {
             source,
             reported: None,
@@ -327,6 +350,11 @@ impl Engine {
             }
         };
         SourceId(index)
+    }
+
+    /// The keys of the key file, which sources with `key N` use (sources added from now on).
+    pub fn set_keys(&mut self, keys: std::sync::Arc<KeyTable>) {
+        self.keys = keys;
     }
 
     /// Removes a source (a pool member being replaced). Selection goes on without it.
@@ -371,6 +399,7 @@ impl Engine {
                     unfit,
                     falseticker: s.falseticker,
                     survivor: s.survivor,
+                    auth: src.auth_status(),
                 }
             })
             .collect()
@@ -442,6 +471,7 @@ impl Engine {
                 source: SourceId(i),
                 to: slot.source.addr,
                 packet,
+                mac: slot.source.sign(&packet),
             });
         }
         if lost_any {

@@ -4,6 +4,7 @@
 //! ([`engine::Engine`] over [`source`], [`filter`], [`regress`], [`select`], [`guard`],
 //! [`discipline`]). The thread that drives it is the daemon's (`crate::daemon::control`).
 
+pub mod auth;
 pub mod discipline;
 pub mod engine;
 pub mod events;

@@ -49,6 +49,9 @@ pub struct SourceOptions {
     pub noselect: bool,
     /// Pools only: how many of its addresses are used at once.
     pub max_sources: usize,
+    /// Authenticate with this key of the key file (RFC 5905 MAC): requests carry its MAC, and
+    /// only replies with a valid MAC of it are used.
+    pub key: Option<u32>,
 }
 
 impl Default for SourceOptions {
@@ -60,6 +63,7 @@ impl Default for SourceOptions {
             prefer: false,
             noselect: false,
             max_sources: DEFAULT_POOL_SOURCES,
+            key: None,
         }
     }
 }
@@ -124,7 +128,8 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     }
 }
 
-/// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [maxsources N]`.
+/// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [key N]
+/// [maxsources N]`.
 pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> {
     let mut words = text.split_whitespace();
     let first = words
@@ -167,6 +172,15 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 options.maxpoll = poll(word, number(word)?)?;
                 poll_given.1 = true;
             }
+            "key" => {
+                let n = number(word)?;
+                options.key = Some(
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|&k| k != 0)
+                        .ok_or_else(|| format!("option `key`: {n} is not a key ID (1 to 4294967295)"))?,
+                );
+            }
             "maxsources" if kind == SourceKind::Pool => {
                 let n = number(word)?;
                 if !(1..=16).contains(&n) {
@@ -174,16 +188,14 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 }
                 options.max_sources = n as usize;
             }
-            other => {
-                return Err(format!(
-                    "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N{})",
-                    if kind == SourceKind::Pool {
-                        ", maxsources N"
-                    } else {
-                        ""
-                    }
-                ))
-            }
+            other => return Err(format!(
+                "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N, key N{})",
+                if kind == SourceKind::Pool {
+                    ", maxsources N"
+                } else {
+                    ""
+                }
+            )),
         }
     }
     // One bound given alone drags the default of the other along, as chrony does.
@@ -227,6 +239,10 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("2001:db8::2", 123));
         assert_eq!((s.options.minpoll, s.options.maxpoll), (4, 4));
 
+        let s = parse_source(SourceKind::Peer, "198.18.0.2 key 4294967295").unwrap();
+        assert_eq!(s.options.key, Some(u32::MAX));
+        assert_eq!(parse_source(SourceKind::Server, "a").unwrap().options.key, None);
+
         let s = parse_source(SourceKind::Pool, "pool.example.org:10123 maxsources 2 noselect").unwrap();
         assert_eq!(
             (s.port, s.options.max_sources, s.options.noselect),
@@ -245,5 +261,8 @@ mod tests {
         assert!(e(SourceKind::Server, "a burst").contains("unknown option \"burst\""));
         assert!(e(SourceKind::Server, "a maxsources 2").contains("unknown option"));
         assert!(e(SourceKind::Server, "[::1").contains("unclosed"));
+        assert!(e(SourceKind::Server, "a key 0").contains("not a key ID"));
+        assert!(e(SourceKind::Server, "a key 4294967296").contains("not a key ID"));
+        assert!(e(SourceKind::Server, "a key").contains("needs a number"));
     }
 }
