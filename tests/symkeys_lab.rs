@@ -319,3 +319,65 @@ fn strata_synchronizes_to_a_chronyd_peer_with_a_key() {
     let (code, log) = server.stop();
     assert!(code.success(), "{log}");
 }
+
+/// The same through the XDP path: the XDP program answers only plain 48-byte requests and
+/// passes MAC'd ones to the AF_XDP responder, whose pipeline answers them with the key.
+#[test]
+#[ignore = "needs root, network namespaces, XDP and chronyd (make test runs it)"]
+fn chronyd_clients_accept_authenticated_replies_from_the_xdp_path() {
+    if !Lab::available() || !lab_available() {
+        return;
+    }
+    let lab = Lab::up();
+    let keys = key_file(SHARED_KEYS);
+    let control = RemoveOnDrop(control_path("symkeys-xdp"));
+    let mut server = Server::start(
+        Some(&lab.ns("srv")),
+        &[
+            "--iface",
+            "srv0",
+            "--mode",
+            "xdp",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "off",
+            "--control",
+            control.arg(),
+            "--rate-limit",
+            "off",
+            "--key-file",
+            keys.arg(),
+        ],
+        None,
+    );
+    server.wait_for_log("through XDP");
+    server.wait_for_log("control socket at");
+    let client = |key: u32, keyfile: &str| {
+        Chronyd::start_configured(
+            Some(&lab.ns("cli")),
+            &format!(
+                "server 198.18.0.2 iburst minpoll 0 maxpoll 0 key {key}\nkeyfile {{dir}}/keys\nport 0\n"
+            ),
+            &[("keys", keyfile)],
+            None,
+        )
+    };
+    let good = [("SHA1", client(2, SHARED_KEYS)), ("AES128", client(3, SHARED_KEYS))];
+    let wrong_secret = client(2, "2 SHA1 HEX:00112233445566778899aabbccddeeff00112233\n");
+    for (name, chronyd) in &good {
+        wait_until(40, &format!("chronyd with a {name} key selects strata's XDP path"), || {
+            let log = chronyd.log();
+            (log.contains("Selected source 198.18.0.2"), log)
+        });
+    }
+    assert!(!wrong_secret.log().contains("Selected source"), "{}", wrong_secret.log());
+    let status = status_json(&control.0);
+    let total = &status["total"];
+    assert!(total["drops"]["bad_mac"].as_u64().unwrap() > 0, "{total}");
+    println!("XDP path: chronyd with SHA1 and AES128 keys selected strata; {} bad_mac drops", total["drops"]["bad_mac"]);
+    let (code, log) = server.stop();
+    assert!(code.success(), "{log}");
+}
