@@ -365,19 +365,33 @@ fn chronyd_clients_accept_authenticated_replies_from_the_xdp_path() {
             None,
         )
     };
-    let good = [("SHA1", client(2, SHARED_KEYS)), ("AES128", client(3, SHARED_KEYS))];
+    let good = [
+        ("SHA1", client(2, SHARED_KEYS)),
+        ("AES128", client(3, SHARED_KEYS)),
+    ];
     let wrong_secret = client(2, "2 SHA1 HEX:00112233445566778899aabbccddeeff00112233\n");
     for (name, chronyd) in &good {
-        wait_until(40, &format!("chronyd with a {name} key selects strata's XDP path"), || {
-            let log = chronyd.log();
-            (log.contains("Selected source 198.18.0.2"), log)
-        });
+        wait_until(
+            40,
+            &format!("chronyd with a {name} key selects strata's XDP path"),
+            || {
+                let log = chronyd.log();
+                (log.contains("Selected source 198.18.0.2"), log)
+            },
+        );
     }
-    assert!(!wrong_secret.log().contains("Selected source"), "{}", wrong_secret.log());
+    assert!(
+        !wrong_secret.log().contains("Selected source"),
+        "{}",
+        wrong_secret.log()
+    );
     let status = status_json(&control.0);
     let total = &status["total"];
     assert!(total["drops"]["bad_mac"].as_u64().unwrap() > 0, "{total}");
-    println!("XDP path: chronyd with SHA1 and AES128 keys selected strata; {} bad_mac drops", total["drops"]["bad_mac"]);
+    println!(
+        "XDP path: chronyd with SHA1 and AES128 keys selected strata; {} bad_mac drops",
+        total["drops"]["bad_mac"]
+    );
     let (code, log) = server.stop();
     assert!(code.success(), "{log}");
 }

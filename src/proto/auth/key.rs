@@ -84,12 +84,13 @@ impl KeyType {
 }
 
 /// What computes the MAC: the secret for a hash, or the CMAC state keyed once (its subkeys
-/// derived at load, so a packet costs only the CMAC itself).
+/// derived at load, so a packet costs only the CMAC itself). Boxed, being large (the expanded
+/// AES keys); a packet copies the state onto its stack, never allocates.
 #[derive(Clone)]
 enum Material {
     Hash(KeyType, Box<[u8]>),
-    Aes128(Cmac<Aes128>),
-    Aes256(Cmac<Aes256>),
+    Aes128(Box<Cmac<Aes128>>),
+    Aes256(Box<Cmac<Aes256>>),
 }
 
 /// One key of the key file.
@@ -149,14 +150,14 @@ impl Key {
             }
         }
         let material = match key_type {
-            KeyType::Aes128 => Material::Aes128(
+            KeyType::Aes128 => Material::Aes128(Box::new(
                 <Cmac<Aes128> as Mac>::new_from_slice(secret)
                     .map_err(|_| KeyError::Length(secret.len(), 16))?,
-            ),
-            KeyType::Aes256 => Material::Aes256(
+            )),
+            KeyType::Aes256 => Material::Aes256(Box::new(
                 <Cmac<Aes256> as Mac>::new_from_slice(secret)
                     .map_err(|_| KeyError::Length(secret.len(), 32))?,
-            ),
+            )),
             hash => Material::Hash(hash, secret.into()),
         };
         Ok(Key {
@@ -194,12 +195,12 @@ impl Key {
                 KeyType::Aes128 | KeyType::Aes256 => unreachable!("CMAC keys are never Hash"),
             },
             Material::Aes128(cmac) => {
-                let mut m = cmac.clone();
+                let mut m: Cmac<Aes128> = (**cmac).clone();
                 m.update(data);
                 out[..n].copy_from_slice(&m.finalize().into_bytes());
             }
             Material::Aes256(cmac) => {
-                let mut m = cmac.clone();
+                let mut m: Cmac<Aes256> = (**cmac).clone();
                 m.update(data);
                 out[..n].copy_from_slice(&m.finalize().into_bytes());
             }
