@@ -564,6 +564,7 @@ pub(super) fn log_event(event: &Event) {
             ..
         }
         | Event::Unusable { why: Unfit::Loop, .. }
+        | Event::Authentication { failure: Some(_), .. }
         | Event::Falseticker { .. }
         | Event::Unreachable { .. }
         | Event::Unsynchronized { .. }

@@ -132,6 +132,8 @@ struct Slot {
     falseticker: bool,
     survivor: bool,
     reachable_reported: bool,
+    /// Whether its packets passed its key, as last logged (None: not yet, or no key).
+    auth_reported: Option<bool>,
 }
 
 pub struct Engine {
@@ -338,6 +340,7 @@ impl Engine {
             falseticker: false,
             survivor: false,
             reachable_reported: false,
+            auth_reported: None,
         };
         let index = match self.slots.iter().position(Option::is_none) {
             Some(i) => {
@@ -496,6 +499,21 @@ impl Engine {
         };
         let outcome = slot.source.receive(bytes, now, received, &ctx);
         let addr = slot.source.addr;
+        if let Some(AuthStatus {
+            key,
+            last: Some(verdict),
+            ..
+        }) = slot.source.auth_status()
+        {
+            if slot.auth_reported != Some(verdict.is_ok()) {
+                slot.auth_reported = Some(verdict.is_ok());
+                self.events.push(Event::Authentication {
+                    addr,
+                    key,
+                    failure: verdict.err(),
+                });
+            }
+        }
         let answered = !matches!(outcome, Outcome::Invalid(_) | Outcome::Kiss { .. });
         if answered && !slot.reachable_reported {
             slot.reachable_reported = true;
