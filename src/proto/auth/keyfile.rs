@@ -102,19 +102,22 @@ fn decode_key(text: &str) -> Result<Vec<u8>, String> {
         if hex.is_empty() {
             return Err("the key after HEX: is empty".to_string());
         }
+        // Checked as characters first: a multi-byte character must not be cut in two.
+        if let Some(bad) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(format!("the key after HEX: is not hex at {bad:?}"));
+        }
         if !hex.len().is_multiple_of(2) {
             return Err(format!(
                 "the key after HEX: has an odd number of digits ({})",
                 hex.len()
             ));
         }
-        return (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(&hex[i..i + 2], 16)
-                    .map_err(|_| format!("the key after HEX: is not hex at {:?}", &hex[i..i + 2]))
-            })
-            .collect();
+        let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+        return Ok(hex
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|pair| digit(pair[0]) << 4 | digit(pair[1]))
+            .collect());
     }
     let ascii = text.strip_prefix("ASCII:").unwrap_or(text);
     if ascii.is_empty() {
@@ -180,6 +183,10 @@ mod tests {
         assert!(e("1 RMD160 abcdefghijk").message.contains("unknown key type"));
         assert!(e("1 MD5 HEX:abc").message.contains("odd"));
         assert!(e("1 MD5 HEX:zz").message.contains("not hex"));
+        // Found by the fuzzer: a multi-byte character after HEX: (it was sliced in two).
+        assert!(e("1 MD5 HEX:a\u{fffd}bc")
+            .message
+            .contains("not hex at '\u{fffd}'"));
         assert!(e("1 MD5 HEX:").message.contains("empty"));
         assert!(e("1").message.contains("found 1 words"));
         assert!(e("1 MD5 a b").message.contains("found 4 words"));
@@ -210,7 +217,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_text_parses_or_fails_with_a_line_in_range(text in "[ -~\n]{0,200}") {
+        fn any_text_parses_or_fails_with_a_line_in_range(text in "([ -~\n]|HEX:|\\PC){0,200}") {
             match parse_key_file(&text) {
                 Ok(p) => prop_assert!(p.table.len() <= text.lines().count()),
                 Err(e) => prop_assert!(e.line >= 1 && e.line <= text.lines().count()),
