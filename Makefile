@@ -2,11 +2,11 @@
 # Both install what they need (Debian packages as root, cargo tools) when it is missing.
 
 SHELL := /bin/bash
-DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2
+DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2 python3-venv nodejs monitoring-plugins-basic python3-ntp
 CARGO ?= cargo
 FUZZ_SECONDS ?= 40
 
-.PHONY: run test deps build check unit fuzz bench clean deb ntpd-rs
+.PHONY: run test deps build check unit fuzz bench clean deb ntpd-rs k8s-tools ntpq
 
 ## run: the whole system in about a minute: a netns lab, chronyd upstream, strata on the XDP path
 ## synced to it, a real client, a short load sweep, `strata status` and /metrics; all removed after.
@@ -54,7 +54,7 @@ check:
 # too (--include-ignored), and STRATA_REQUIRE_INTEROP=1 makes a missing requirement fail them.
 # The criterion benches (run once each as a test) do not take libtest's --include-ignored, so
 # they get a call of their own: the two calls cover what --all-targets does.
-unit: ntpd-rs
+unit: ntpd-rs k8s-tools ntpq
 	STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon STRATA_REQUIRE_INTEROP=$${STRATA_REQUIRE_INTEROP:-1} $(CARGO) test --locked --workspace --lib --bins --tests --examples -- --include-ignored
 	$(CARGO) test --locked --workspace --benches
 
@@ -67,6 +67,31 @@ ntpd-rs:
 	  echo "installing ntpd-rs $(NTPD_RS_VERSION) into $(NTPD_RS_ROOT) (once; a few minutes)"; \
 	  $(CARGO) install ntpd --version $(NTPD_RS_VERSION) --locked --root $(NTPD_RS_ROOT) \
 	    --target-dir $(HOME)/.cache/strata-bench/build; }
+
+# The Kubernetes manifests' validators (tests/kubernetes.rs), installed once into a cache:
+# kubernetes-validate from PyPI (the API's schemas of each release, strict) and the Prometheus
+# Operator's CRD schemas from npm (@kubernetes-models/prometheus-operator).
+K8S_TOOLS := $(HOME)/.cache/strata-k8s
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+K8S_MODELS_VERSION := 6.0.0
+k8s-tools:
+	@test -x $(K8S_TOOLS)/venv/bin/kubernetes-validate || { \
+	  echo "installing kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) into $(K8S_TOOLS)"; \
+	  python3 -m venv $(K8S_TOOLS)/venv && \
+	  $(K8S_TOOLS)/venv/bin/pip install -q kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION); }
+	@test -d $(K8S_TOOLS)/node_modules/@kubernetes-models/prometheus-operator || { \
+	  echo "installing @kubernetes-models/prometheus-operator $(K8S_MODELS_VERSION) into $(K8S_TOOLS)"; \
+	  cd $(K8S_TOOLS) && npm install --silent --no-audit --no-fund --no-save \
+	    @kubernetes-models/prometheus-operator@$(K8S_MODELS_VERSION); }
+
+# ntpq (tests/monitoring_tools.rs) is in Debian's ntpsec package, which conflicts with chrony:
+# its files are extracted into a cache instead of installing it (it runs on python3-ntp).
+NTPQ_ROOT := $(HOME)/.cache/strata-ntpq
+ntpq: deps
+	@test -x $(NTPQ_ROOT)/usr/bin/ntpq || { \
+	  echo "extracting ntpq from Debian's ntpsec package into $(NTPQ_ROOT)"; \
+	  tmp=$$(mktemp -d) && chmod 777 $$tmp && (cd $$tmp && apt-get download -q ntpsec >/dev/null) && \
+	  dpkg-deb -x $$tmp/ntpsec_*.deb $(NTPQ_ROOT) && rm -rf $$tmp; }
 
 # The fuzz targets need a nightly toolchain; without one this says so and skips. Each target runs
 # FUZZ_SECONDS (4 targets of 40 s: under three minutes in all, plus the build):

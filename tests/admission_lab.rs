@@ -399,3 +399,80 @@ fn the_access_list_is_replaced_on_sighup_on_the_xdp_path() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// The rate limits change on SIGHUP without a restart, on both paths (the XDP program's
+/// admission map; the socket path's admitter): a burst of six from one address gets two times,
+/// then KoD RATE and nothing in turn (one a minute after a burst of 2, no leak, a KoD every
+/// other time); after the file says burst 16, a burst of six gets six times.
+/// The limits of that test, less the burst: one answer a minute, no leak, a KoD every other
+/// request over.
+const RATE: &str = "rate_limit_interval = 60\nrate_limit_leak = 0\nrate_limit_kod = 1\n";
+
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn the_rate_limits_change_on_sighup_on_both_paths() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    let dir = TempDir::new("rate-reload");
+    let file = dir.0.join("strata.toml");
+    let path_args: [&[&str]; 2] = [
+        &["--iface", "srv0", "--mode", "xdp"],
+        &["--listen", "198.18.0.2:123", "--mode", "socket"],
+    ];
+    for (round, path) in path_args.iter().enumerate() {
+        std::fs::write(&file, format!("{RATE}rate_limit_burst = 2\n")).unwrap();
+        let mut args = vec![
+            "--config",
+            file.to_str().unwrap(),
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "off",
+            "--control",
+            "off",
+        ];
+        args.extend_from_slice(path);
+        let mut server = Server::start(Some(&lab.ns("srv")), &args, None);
+        if round == 0 {
+            server.wait_for_log("through XDP");
+        } else {
+            server.wait_for_log("socket path");
+        }
+        let burst = |lab: &Lab, from: &'static str| {
+            lab.run_in("cli", move || {
+                let to: SocketAddr = format!("{SERVER}:123").parse().unwrap();
+                (0..6)
+                    .map(|_| kind(ask(from.parse().unwrap(), to)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let before = burst(&lab, "198.19.2.1:0");
+        assert_eq!(before[..2], ["time", "time"], "{path:?}");
+        let over = &before[2..];
+        assert!(
+            over.iter().all(|k| k == "RATE" || k == "nothing"),
+            "{path:?}: {before:?}"
+        );
+        assert_eq!(
+            over.iter().filter(|k| *k == "RATE").count(),
+            2,
+            "{path:?}: {before:?}"
+        );
+        std::fs::write(&file, format!("{RATE}rate_limit_burst = 16\n")).unwrap();
+        let hup = Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        server.wait_for_log("reload (SIGHUP): applied rate limits: one per 60 s after 2");
+        let after = burst(&lab, "198.19.2.2:0");
+        assert_eq!(after, ["time"; 6].map(String::from), "{path:?}");
+        let (status, log) = server.stop();
+        assert!(status.success(), "{log}");
+        assert!(!log.contains("applied only at the next restart"), "{log}");
+    }
+}

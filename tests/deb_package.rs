@@ -81,6 +81,13 @@ fn the_package_holds_the_programs_unit_configuration_and_manuals() {
         "./usr/share/man/man8/strata.8.gz",
         "./usr/share/man/man8/strata-loadgen.8.gz",
         "./usr/share/doc/strata/copyright",
+        "./usr/sbin/strata-anycast-health",
+        "./usr/lib/systemd/system/strata-anycast-health.service",
+        "./usr/share/doc/strata/examples/bird/bird.conf",
+        "./usr/share/doc/strata/examples/grafana/strata.json",
+        "./usr/share/doc/strata/examples/prometheus/strata-alerts.yml",
+        "./usr/share/doc/strata/examples/kubernetes/strata.yaml",
+        "./usr/share/doc/strata/examples/kubernetes/servicemonitor.yaml",
     ] {
         assert!(
             files.lines().any(|l| l.ends_with(&format!(" {path}"))),

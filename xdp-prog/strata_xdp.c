@@ -101,6 +101,9 @@ static __always_inline void count(__u32 index)
 
 enum verdict { NOT_OURS, OURS, DROP_SHORT, DROP_SRC_PORT_ZERO };
 
+/* A mode-6 message's header (RFC 9327). */
+#define NTP_CONTROL_HEADER_LEN 12
+
 static __always_inline int is_local_v4(const struct strata_config *cfg, __u32 addr)
 {
 	if (!(cfg->flags & STRATA_CFG_CHECK_V4))
@@ -121,8 +124,14 @@ static __always_inline enum verdict classify_udp(const struct udphdr *udp, void 
 {
 	if (udp->dest != cfg->ntp_port_be)
 		return NOT_OURS;
-	if ((void *)(udp + 1) + NTP_HEADER_LEN > data_end)
-		return DROP_SHORT;
+	if ((void *)(udp + 1) + NTP_HEADER_LEN > data_end) {
+		/* Mode 6 (ntpq, check_ntp_peer) is shorter than an NTP header: a 12-byte header
+		 * and its data. It goes up, where the control thread answers monitoring addresses. */
+		const __u8 *ntp = (const __u8 *)(udp + 1);
+
+		if ((void *)(ntp + NTP_CONTROL_HEADER_LEN) > data_end || (ntp[0] & 7) != 6)
+			return DROP_SHORT;
+	}
 	if (udp->source == 0)
 		return DROP_SRC_PORT_ZERO;
 	req->src_port = udp->source;

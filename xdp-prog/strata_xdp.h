@@ -176,7 +176,7 @@ enum strata_counter {
 	STRATA_REDIRECTED = 1,      /* NTP requests handed to the AF_XDP socket of their queue */
 	STRATA_PASSED = 2,          /* not ours: given to the kernel untouched */
 	STRATA_REDIRECT_FAILED = 3, /* ours, but no socket on this queue: passed to the kernel */
-	STRATA_DROP_SHORT = 4,      /* to the NTP port with less than a 48-byte NTP header */
+	STRATA_DROP_SHORT = 4,      /* to the NTP port with less than a 48-byte NTP header (mode 6: 12) */
 	STRATA_DROP_SRC_PORT_ZERO = 5, /* source port 0 cannot be answered */
 	STRATA_META_FAILED = 6,     /* no room for metadata: redirected without a stamp */
 	STRATA_HW_STAMPED = 7,      /* the NIC gave a hardware stamp */

@@ -1,17 +1,19 @@
 //! SIGHUP: the configuration is read again (the same file and flags as at start) and compared
 //! with the running one. (NTS certificates and keys are not its business: the NTS-KE service
 //! reads their files again when they change.) A configuration with an error changes nothing; the
-//! log level and format, and the access list (`allow`, `deny`, `deny_action`), are applied at
-//! once; every other changed setting is named, as needing a restart.
+//! log level and format, the access list (`allow`, `deny`, `deny_action`) and the rates
+//! (`rate_limit_interval`, `_burst`, `_leak`, `_kod`, `rate_limit_total`) are applied at once;
+//! every other changed setting is named, as needing a restart.
 //!
 //! Why not more: the rate limiter's table is sized and keyed at start (its size, prefixes and
-//! secret shape the XDP program's map), and the addresses, interfaces, cores and sockets are the
-//! shape of the running threads. Saying so is better than applying half a change.
+//! secret shape the XDP program's map; switching the limiter or the total cap on or off makes
+//! or drops a table), and the addresses, interfaces, cores and sockets are the shape of the
+//! running threads. Saying so is better than applying half a change.
 
 use log::LevelFilter;
 
-use crate::daemon::config::{ConfigError, LogFormat, ServerConfig};
-use crate::proto::admission::{AclAction, DenyAction, Prefix};
+use crate::daemon::config::{AdmissionConfig, ConfigError, LogFormat, ServerConfig};
+use crate::proto::admission::{AclAction, DenyAction, LimiterConfig, LimiterRate, Prefix};
 
 /// Reads the configuration again, as at start.
 pub type Loader = Box<dyn Fn() -> Result<ServerConfig, ConfigError> + Send>;
@@ -34,9 +36,16 @@ pub trait LogControl {
 /// An access list as the configuration gives it.
 pub type Rules = [(Prefix, AclAction)];
 
-/// How the access list is replaced live (the XDP programs' tries, the socket path's admitter).
+/// How the access list and the rates are replaced live (the XDP programs' maps, the socket
+/// path's admitter).
 pub trait AdmissionControl {
     fn set_access_rules(&mut self, old: &Rules, new: &Rules, deny_action: DenyAction) -> Result<(), String>;
+    /// The limiter's rate and the total cap (answers/s); each None exactly when it is off.
+    fn set_rates(
+        &mut self,
+        limiter: Option<LimiterRate>,
+        total_per_second: Option<u32>,
+    ) -> Result<(), String>;
 }
 
 /// Nothing to apply the access list to (no path admits: a restart is needed).
@@ -46,6 +55,45 @@ impl AdmissionControl for NoAdmission {
     fn set_access_rules(&mut self, _: &Rules, _: &Rules, _: DenyAction) -> Result<(), String> {
         Err("this server started without any admission on its path".into())
     }
+    fn set_rates(&mut self, _: Option<LimiterRate>, _: Option<u32>) -> Result<(), String> {
+        Err("this server started without any admission on its path".into())
+    }
+}
+
+/// The admission settings with the live ones (access list, rates) blanked: equal shapes can be
+/// changed without a restart.
+fn shape(a: &AdmissionConfig) -> AdmissionConfig {
+    let blank = LimiterConfig::default().rate();
+    AdmissionConfig {
+        rules: Vec::new(),
+        deny_action: DenyAction::Drop,
+        limiter: a.limiter.map(|l| l.with_rate(blank)),
+        total_per_second: a.total_per_second.map(|_| 0),
+        ..a.clone()
+    }
+}
+
+fn describe_rates(a: &AdmissionConfig) -> String {
+    let limiter = match a.limiter {
+        Some(l) => format!(
+            "one per {} s after {}, leak {}, kod {}",
+            l.interval_ns as f64 / 1e9,
+            l.burst,
+            if l.leak == 0 {
+                "off".to_string()
+            } else {
+                format!("1/{}", 1u64 << l.leak)
+            },
+            if l.kod == 0 {
+                "off".to_string()
+            } else {
+                format!("1/{}", 1u64 << l.kod)
+            }
+        ),
+        None => "off".into(),
+    };
+    let total = a.total_per_second.map_or("off".into(), |t| format!("{t}/s"));
+    format!("{limiter}; total {total}")
 }
 
 /// Compares `new` with `running`, applies what can be applied, and makes `running` the
@@ -75,6 +123,28 @@ pub fn apply(
             Err(e) => {
                 log::error!("reload (SIGHUP): the access list cannot be replaced live: {e}");
                 out.need_restart.push("allow, deny and deny_action");
+            }
+        }
+    }
+    // The rates are live when the tables stay as they are.
+    let (old_a, new_a) = (&running.admission, &new.admission);
+    let rates_differ = (new_a.limiter.map(|l| l.rate()), new_a.total_per_second)
+        != (old_a.limiter.map(|l| l.rate()), old_a.total_per_second);
+    if rates_differ && shape(old_a) == shape(new_a) {
+        match admission_control.set_rates(new_a.limiter.map(|l| l.rate()), new_a.total_per_second) {
+            Ok(()) => {
+                out.applied.push(format!(
+                    "rate limits: {} -> {}",
+                    describe_rates(old_a),
+                    describe_rates(new_a)
+                ));
+                running.admission.limiter = new_a.limiter;
+                running.admission.total_per_second = new_a.total_per_second;
+            }
+            Err(e) => {
+                log::error!("reload (SIGHUP): the rate limits cannot be changed live: {e}");
+                out.need_restart
+                    .push("rate_limit_interval, _burst, _leak, _kod and rate_limit_total");
             }
         }
     }
@@ -117,6 +187,7 @@ pub fn apply(
         upstream,
         nts,
         key_file,
+        monitor,
     } = new;
     let r = &*running;
     for (name, differs) in [
@@ -131,13 +202,11 @@ pub fn apply(
         ("ntp_port", r.ntp_port != ntp_port),
         ("busy_poll", r.busy_poll != busy_poll),
         ("xdp_answer", r.xdp_answer != xdp_answer),
+        ("monitor", r.monitor != monitor),
         (
-            "rate_limit* and clients_sample",
-            crate::daemon::config::AdmissionConfig {
-                rules: r.admission.rules.clone(),
-                deny_action: r.admission.deny_action,
-                ..admission
-            } != r.admission,
+            "rate_limit on or off, rate_limit_clients, the prefixes, rate_limit_total on or off \
+             and clients_sample",
+            shape(&admission) != shape(&r.admission),
         ),
         ("metrics", r.metrics != metrics),
         ("control", r.control != control),
@@ -196,7 +265,7 @@ mod tests {
 
     /// Records the access lists it is given.
     #[derive(Default)]
-    struct Rules(Vec<usize>);
+    struct Rules(Vec<usize>, Vec<(Option<LimiterRate>, Option<u32>)>);
 
     impl AdmissionControl for Rules {
         fn set_access_rules(
@@ -206,6 +275,10 @@ mod tests {
             _: DenyAction,
         ) -> Result<(), String> {
             self.0.push(new.len());
+            Ok(())
+        }
+        fn set_rates(&mut self, limiter: Option<LimiterRate>, total: Option<u32>) -> Result<(), String> {
+            self.1.push((limiter, total));
             Ok(())
         }
     }
@@ -242,6 +315,8 @@ mod tests {
             "192.0.2.0/24",
             "--rate-limit-burst",
             "4",
+            "--rate-limit-clients",
+            "1024",
         ]);
         let out = apply(&mut running, new, &log, &mut rules);
         assert_eq!(
@@ -253,10 +328,18 @@ mod tests {
         );
         assert_eq!(
             out.need_restart,
-            vec!["local_stratum", "rate_limit* and clients_sample"]
+            vec![
+                "local_stratum",
+                "rate_limit on or off, rate_limit_clients, the prefixes, rate_limit_total on or off and \
+                 clients_sample"
+            ]
         );
         assert_eq!(*log.0.borrow(), vec!["level DEBUG"]);
         assert_eq!(rules.0, vec![1]);
+        assert!(
+            rules.1.is_empty(),
+            "a new table size: the rates wait for the restart too"
+        );
         // What needs a restart keeps its running value; the access list is the new one.
         assert_eq!(running.local_stratum, Some(2));
         assert_eq!(running.admission.limiter, before.admission.limiter);
@@ -272,5 +355,59 @@ mod tests {
         );
         assert_eq!(out.need_restart, vec!["allow, deny and deny_action"]);
         assert!(running.admission.rules.is_empty());
+    }
+
+    #[test]
+    fn rates_apply_live_while_the_tables_stay() {
+        let mut running = config(&["--rate-limit-total", "1000"]);
+        let log = Recorder::default();
+        let mut control = Rules::default();
+        let new = config(&[
+            "--rate-limit-total",
+            "5000",
+            "--rate-limit-interval",
+            "2",
+            "--rate-limit-burst",
+            "8",
+            "--rate-limit-leak",
+            "0",
+            "--rate-limit-kod",
+            "1",
+        ]);
+        let out = apply(&mut running, new.clone(), &log, &mut control);
+        assert_eq!(
+            out.applied,
+            vec!["rate limits: one per 1 s after 16, leak 1/4, kod off; total 1000/s -> one per 2 s after 8, leak off, kod 1/2; total 5000/s"]
+        );
+        assert!(out.need_restart.is_empty(), "{:?}", out.need_restart);
+        let rate = control.1[0].0.unwrap();
+        assert_eq!(
+            (rate.interval_ns, rate.burst, rate.leak, rate.kod),
+            (2_000_000_000, 8, 0, 1)
+        );
+        assert_eq!(control.1[0].1, Some(5000));
+        assert_eq!(running.admission, new.admission);
+        // Switching the cap off drops a table: a restart.
+        let out = apply(
+            &mut running,
+            config(&["--rate-limit-interval", "2"]),
+            &log,
+            &mut control,
+        );
+        assert!(out.applied.is_empty());
+        assert_eq!(out.need_restart.len(), 1);
+        assert_eq!(control.1.len(), 1);
+        // A path that cannot take them: named.
+        let mut running = config(&[]);
+        let out = apply(
+            &mut running,
+            config(&["--rate-limit-burst", "2"]),
+            &log,
+            &mut NoAdmission,
+        );
+        assert_eq!(
+            out.need_restart,
+            vec!["rate_limit_interval, _burst, _leak, _kod and rate_limit_total"]
+        );
     }
 }

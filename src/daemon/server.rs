@@ -4,7 +4,7 @@
 //! the status socket); it watches the responder threads until a signal or a failure, and stops
 //! everything in the reverse order.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -111,7 +111,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
     let mut server = match start_path(
         config,
         control.reader(),
-        control.symmetric_sender(),
+        Some(control.symmetric_sender()),
         shutdown.clone(),
         nts.as_ref().map(|n| n.keys.clone()),
     ) {
@@ -126,6 +126,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         }
     };
 
+    control.set_reply_sockets(reply_sockets(config, &mut server));
     if let Running::Xdp(xdp) = &server {
         // The XDP programs answer plain requests with what the control thread publishes.
         match xdp.state_maps() {
@@ -339,6 +340,23 @@ impl reload::AdmissionControl for Running {
                 .map_err(|e| e.to_string()),
         }
     }
+
+    fn set_rates(
+        &mut self,
+        limiter: Option<crate::proto::admission::LimiterRate>,
+        total_per_second: Option<u32>,
+    ) -> Result<(), String> {
+        match self {
+            Running::Socket(_, None) => Err("the socket path started without admission".into()),
+            // The socket path's threads share one bucket of the whole cap.
+            Running::Socket(_, Some(admitter)) => {
+                admitter.set_rates(limiter, total_per_second.map(|t| QuotaConfig::share_of(t, 1)))
+            }
+            Running::Xdp(xdp) => xdp
+                .update_rates(limiter, total_per_second)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Running {
@@ -447,6 +465,33 @@ fn start_path(
         config.batch_size
     );
     Ok(Running::Socket(server, admitter))
+}
+
+/// The sockets mode-6 replies leave from: the socket path's own; on the XDP path, sockets
+/// bound now (still as root) on the NTP port of loopback and of the served interfaces'
+/// addresses, which also take the queries that reach the port through the kernel.
+fn reply_sockets(config: &ServerConfig, server: &mut Running) -> Vec<crate::sys::socket::reply::ReplySocket> {
+    use crate::sys::socket::reply::ReplySocket;
+    let xdp = match server {
+        Running::Socket(socket, _) => return socket.take_reply_sockets(),
+        Running::Xdp(xdp) => xdp,
+    };
+    let mut addrs: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    for served in xdp.served() {
+        addrs.extend(served.interface.addrs.iter().filter(|a| match a {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        }));
+    }
+    let mut sockets = Vec::new();
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, config.ntp_port);
+        match ReplySocket::bind(addr) {
+            Ok(s) => sockets.push(s),
+            Err(e) => warn!("mode-6 queries (ntpq, check_ntp_peer) are not answered on {addr}: {e}"),
+        }
+    }
+    sockets
 }
 
 /// The rate limiter's hash key: 128 bits from the OS's random source (through the standard

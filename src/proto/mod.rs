@@ -11,6 +11,7 @@ pub mod control;
 pub mod frame;
 pub mod leap;
 pub mod metrics;
+pub mod mode6;
 pub mod nts;
 pub mod respond;
 pub mod state;

@@ -250,6 +250,11 @@ pub(crate) fn check_header(packet: &[u8]) -> Result<(), DropReason> {
 /// Applies every rule that decides whether a request is answered at all.
 #[inline]
 fn check_request(packet: &[u8]) -> Result<Request, DropReason> {
+    // Mode 6 messages are shorter than an NTP header (12 bytes and their data): known by their
+    // mode alone, so that they reach the control thread instead of counting as too short.
+    if packet.first().is_some_and(|b| b & 7 == Mode::Control as u8) {
+        return Err(DropReason::Control);
+    }
     let request = Packet::new_checked(packet).map_err(|_| DropReason::TooShort)?;
     let version = request.version();
     if !(1..=4).contains(&version) {

@@ -386,17 +386,26 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
                 Some(reply)
             }
             Err(reason) => {
-                if let (FrameDrop::Ntp(respond::DropReason::Symmetric), Some(tx)) = (reason, &self.symmetric)
-                {
-                    if let Some((from, ntp)) = self.carrier.sender(buf, from) {
-                        // The control thread takes receive times on CLOCK_REALTIME.
-                        let realtime_ns = if C::CLOCK == libc::CLOCK_TAI {
-                            stamp.ns - self.published.clock.tai_minus_utc as i64 * SECOND
-                        } else {
-                            stamp.ns
-                        };
-                        tx.offer(from, realtime_ns, ntp);
+                match (reason, &self.symmetric) {
+                    (FrameDrop::Ntp(respond::DropReason::Symmetric), Some(tx)) => {
+                        if let Some((from, ntp)) = self.carrier.sender(buf, from) {
+                            // The control thread takes receive times on CLOCK_REALTIME.
+                            let realtime_ns = if C::CLOCK == libc::CLOCK_TAI {
+                                stamp.ns - self.published.clock.tai_minus_utc as i64 * SECOND
+                            } else {
+                                stamp.ns
+                            };
+                            tx.offer(from, realtime_ns, ntp);
+                        }
                     }
+                    // Mode 6 (ntpq, check_ntp_peer): answered by the control thread, for
+                    // loopback and the `monitor` prefixes only (the hand-off checks).
+                    (FrameDrop::Ntp(respond::DropReason::Control), Some(tx)) => {
+                        if let Some((from, ntp)) = self.carrier.sender(buf, from) {
+                            tx.offer_query(from, ntp);
+                        }
+                    }
+                    _ => {}
                 }
                 self.counters.dropped_frame(reason);
                 None
@@ -472,7 +481,7 @@ mod tests {
     fn a_batch_is_answered_stamped_counted_and_symmetric_packets_handed_over() {
         let (_writer, reader_state) = state::publish(published());
         let (writer, reader) = counters();
-        let (tx, rx) = crate::sys::handoff::channel();
+        let (tx, rx) = crate::sys::handoff::channel(&[]);
         let mut p = Pipeline::new(Datagrams, writer, Some(tx));
         p.begin(&reader_state, 3);
         let realtime = 1_700_000_000 * SECOND;
@@ -504,7 +513,10 @@ mod tests {
         p.sent(&reply);
         assert_eq!(ntp::Packet::new_unchecked(&client[..]).transmit_timestamp(), t3);
 
-        let handed = rx.try_recv().expect("the symmetric packet was handed over");
+        let handed = rx
+            .packets
+            .try_recv()
+            .expect("the symmetric packet was handed over");
         assert_eq!((handed.from, handed.received_ns), (from, realtime));
         let s = reader.snapshot();
         assert_eq!((s.requests, s.replies_time, s.hardware_stamps_unused), (3, 1, 1));

@@ -34,6 +34,7 @@
 //! leap = "auto"                          # auto | none | insert | delete (override)
 //! leap_smear = false                     # smear leap seconds (never on a public server)
 //! leap_smear_window = 86400              # seconds, centred on the leap (noon to noon UTC)
+//! monitor = ["192.0.2.0/28"]             # mode 6 (ntpq) answered from these besides loopback
 //! ```
 //!
 //! Every setting is declared once, in the `settings!` list below; its value type (`values.rs`)
@@ -122,6 +123,10 @@ settings! {
 
     /// Refuse clients in this prefix (see --allow); repeatable
     deny: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "deny";
+
+    /// Answer mode-6 queries (ntpq, check_ntp_peer) from this prefix too, besides loopback;
+    /// repeatable. Replies are larger than queries: never a public prefix
+    monitor: Vec<AclPrefix>, flag(value_name = "PREFIX"), key "monitor";
 
     /// What a denied client gets [default: drop]
     deny_action: Option<crate::proto::admission::DenyAction>, flag(value_name = "ACTION"),
@@ -345,6 +350,8 @@ pub struct ServerConfig {
     pub nts: Option<NtsConfig>,
     /// Symmetric keys (RFC 5905 MACs); None: no key file.
     pub key_file: Option<keys::KeyFileConfig>,
+    /// Where mode-6 queries are answered from, besides loopback.
+    pub monitor: Vec<crate::proto::admission::acl::Prefix>,
 }
 
 /// Network Time Security as configured.
@@ -501,6 +508,7 @@ impl From<&ServerConfig> for ControlConfig {
             local_stratum: c.local_stratum,
             unsync_policy: c.unsynchronized,
             upstream: c.upstream.clone(),
+            monitor: c.monitor.clone(),
         }
     }
 }
@@ -602,6 +610,10 @@ impl ServerConfig {
         };
         let s = Settings::merge(flags, file)?;
         let admission = admission_config(&s)?;
+        let monitor = s
+            .monitor
+            .as_ref()
+            .map_or_else(Vec::new, |g| g.value.iter().map(|p| p.0).collect());
 
         let listen_origin = s.listen.as_ref().map(|g| g.origin.clone());
         let listen = match s.listen {
@@ -795,6 +807,7 @@ impl ServerConfig {
             // With require_nts the program must not answer plain requests itself.
             xdp_answer: s.xdp_answer.is_none_or(|g| g.value.0) && !nts.as_ref().is_some_and(|n| n.require),
             admission,
+            monitor,
             metrics,
             control,
             upstream,
@@ -1009,6 +1022,7 @@ mod tests {
                 upstream: Default::default(),
                 nts: None,
                 key_file: None,
+                monitor: vec![],
             }
         );
     }

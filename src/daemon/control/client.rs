@@ -69,6 +69,8 @@ pub(super) struct Shell {
     associations: BTreeMap<SourceId, Link>,
     resolver: Resolver,
     symmetric: Option<SymmetricReceiver>,
+    /// Mode-6 queries and the sockets they are answered through.
+    queries: Option<super::queries::Queries>,
     statslog: Option<StatsLog>,
     /// The leap-seconds.list, judged against the time at each publication.
     leap_file: LeapFile,
@@ -90,6 +92,12 @@ impl Shell {
     /// Publishes what `leap_file` says with the status (see `leapfile`).
     pub(super) fn with_leap_file(mut self, leap_file: LeapFile) -> Shell {
         self.leap_file = leap_file;
+        self
+    }
+
+    /// Answers mode-6 queries through `queries`.
+    pub(super) fn with_queries(mut self, queries: super::queries::Queries) -> Shell {
+        self.queries = Some(queries);
         self
     }
 
@@ -136,6 +144,7 @@ impl Shell {
             associations: BTreeMap::new(),
             resolver: Resolver::new(),
             symmetric,
+            queries: None,
             statslog,
             leap_file: LeapFile::load(None),
             system,
@@ -184,16 +193,25 @@ impl Shell {
         }
     }
 
-    /// Feeds the engine the symmetric packets the responders handed over since the last call.
+    /// Feeds the engine the symmetric packets the responders handed over since the last call,
+    /// and answers the mode-6 queries that came.
     fn receive_symmetric(&mut self) {
         let Some(rx) = &self.symmetric else {
             return;
         };
-        let packets: Vec<_> = rx.try_iter().collect();
+        let packets: Vec<_> = rx.packets.try_iter().collect();
+        let queries: Vec<_> = rx.queries.try_iter().collect();
         for p in packets {
             if !self.engine.receive_symmetric(p.from, p.bytes(), p.received_ns) {
                 log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
             }
+        }
+        if let Some(answerer) = self.queries.as_mut() {
+            let now = kernel_now();
+            for q in queries {
+                answerer.answer(&self.engine, now, q.from, q.bytes());
+            }
+            answerer.receive(&self.engine, now);
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod event_log;
 pub mod leapfile;
+pub mod queries;
 pub mod resolve;
 pub mod statslog;
 
@@ -33,7 +34,6 @@ use crate::sys::clock::read::{kernel_tai_offset, read_clock_ns};
 
 use crate::proto::control::discipline::DEFAULT_STEP_THRESHOLD;
 use crate::proto::control::engine::{Engine, EngineConfig};
-use crate::proto::control::spec::SourceKind;
 use crate::sys::handoff::{self, SymmetricSender};
 use client::Shell;
 use statslog::StatsLog;
@@ -48,7 +48,9 @@ pub struct Control {
     /// each tick.
     board: StatusBoard,
     precision: i8,
-    symmetric: Option<SymmetricSender>,
+    symmetric: SymmetricSender,
+    /// Where mode-6 replies leave from, once the path runs.
+    reply_sockets: queries::ReplySockets,
     mirrors: Mirrors,
     thread: JoinHandle<()>,
 }
@@ -142,13 +144,9 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         })?),
         None => None,
     };
-    // Symmetric packets reach the responders; only peers need them handed over.
-    let (symmetric_tx, symmetric_rx) = if up.sources.iter().any(|s| s.kind == SourceKind::Peer) {
-        let (tx, rx) = handoff::channel();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
+    // Symmetric packets and mode-6 queries reach the responders, which hand them over.
+    let (symmetric_tx, symmetric_rx) = handoff::channel(&config.monitor);
+    let reply_sockets = queries::ReplySockets::default();
     let mirrors = Mirrors::default();
     let shell = Shell::new(
         engine,
@@ -158,11 +156,15 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         },
         board.clone(),
         up.sources.clone(),
-        symmetric_rx,
+        Some(symmetric_rx),
         statslog,
         up.discipline_system,
     )
-    .with_leap_file(leap_file);
+    .with_leap_file(leap_file)
+    .with_queries(queries::Queries::new(
+        reply_sockets.clone(),
+        config.monitor.clone(),
+    ));
     // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
     // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
     let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);
@@ -181,6 +183,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         board,
         precision,
         symmetric: symmetric_tx,
+        reply_sockets,
         mirrors,
         thread,
     })
@@ -212,9 +215,15 @@ impl Control {
         self.reader.clone()
     }
 
-    /// The end the responders hand symmetric packets to (only when peers are configured).
-    pub fn symmetric_sender(&self) -> Option<SymmetricSender> {
+    /// The end the responders hand symmetric packets and mode-6 queries to.
+    pub fn symmetric_sender(&self) -> SymmetricSender {
         self.symmetric.clone()
+    }
+
+    /// The sockets of the server port mode-6 replies are to leave from (the path's own, or
+    /// sockets bound for this on the XDP path).
+    pub fn set_reply_sockets(&self, sockets: Vec<crate::sys::socket::reply::ReplySocket>) {
+        *self.reply_sockets.lock().unwrap_or_else(|e| e.into_inner()) = sockets;
     }
 
     /// Where this thread publishes its status for the observers.

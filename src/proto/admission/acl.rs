@@ -55,6 +55,17 @@ impl Prefix {
         Ok(Prefix { addr, len })
     }
 
+    /// Whether `addr` is in the prefix (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        let (value, width) = bits(addr);
+        let (prefix, prefix_width) = bits(self.addr);
+        width == prefix_width && mask(value, self.len, width) == prefix
+    }
+
     fn addr_of(value: u128, width: u8) -> IpAddr {
         if width == 32 {
             IpAddr::V4((value as u32).into())
@@ -165,6 +176,18 @@ impl Acl {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_prefix_contains_its_addresses_only() {
+        let p: Prefix = "198.51.100.0/24".parse().unwrap();
+        assert!(p.contains("198.51.100.7".parse().unwrap()));
+        assert!(p.contains("::ffff:198.51.100.7".parse().unwrap()));
+        assert!(!p.contains("198.51.101.7".parse().unwrap()));
+        assert!(!p.contains("2001:db8::1".parse().unwrap()));
+        let all: Prefix = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
+        assert!(!all.contains("192.0.2.1".parse().unwrap()));
+    }
     use super::*;
     use proptest::prelude::*;
 

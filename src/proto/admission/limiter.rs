@@ -64,7 +64,38 @@ impl Default for LimiterConfig {
 /// Bytes per bucket (two slots); the table takes 2^buckets_log2 of them.
 pub const BUCKET_BYTES: usize = 32;
 
+/// What a reload may change while the table stays as it is: the rate, not the table's size,
+/// the prefixes or the secret, which decide where each client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimiterRate {
+    pub interval_ns: u64,
+    pub burst: u32,
+    pub leak: u8,
+    pub kod: u8,
+}
+
 impl LimiterConfig {
+    /// Its rate.
+    pub fn rate(&self) -> LimiterRate {
+        LimiterRate {
+            interval_ns: self.interval_ns,
+            burst: self.burst,
+            leak: self.leak,
+            kod: self.kod,
+        }
+    }
+
+    /// The same table at `rate`.
+    pub fn with_rate(self, rate: LimiterRate) -> LimiterConfig {
+        LimiterConfig {
+            interval_ns: rate.interval_ns,
+            burst: rate.burst,
+            leak: rate.leak,
+            kod: rate.kod,
+            ..self
+        }
+    }
+
     /// The table's size in bytes.
     pub fn table_bytes(&self) -> usize {
         BUCKET_BYTES << self.buckets_log2
@@ -74,6 +105,11 @@ impl LimiterConfig {
     pub fn burst_span_ns(&self) -> u64 {
         (self.burst.max(1) as u64 - 1).saturating_mul(self.interval_ns)
     }
+}
+
+/// Burst, leak and kod in one word.
+fn pack_rate(rate: &LimiterRate) -> u64 {
+    (rate.burst as u64) << 16 | (rate.leak as u64) << 8 | rate.kod as u64
 }
 
 /// What the limiter says about one request.
@@ -229,7 +265,12 @@ pub fn choose(slots: [Slot; 2], tag: u32) -> (usize, Slot, Taken) {
 
 /// The limiter: its settings, its secret and its table, shared by every thread that answers.
 pub struct Limiter {
+    /// The table's shape (its rate fields are the start's: `rate_*` hold the rate in force).
     config: LimiterConfig,
+    /// The rate, changed live by a reload: the interval, and burst << 16 | leak << 8 | kod.
+    /// A request that reads one field old and the other new is judged by a mix for once.
+    rate_interval_ns: AtomicU64,
+    rate_rest: AtomicU64,
     secret: [u64; 2],
     /// Two words per slot: the TAT, then `tag << 32 | over`.
     table: Box<[AtomicU64]>,
@@ -244,6 +285,8 @@ impl Limiter {
         let words = (1usize << config.buckets_log2) * 4;
         Limiter {
             config,
+            rate_interval_ns: AtomicU64::new(config.interval_ns),
+            rate_rest: AtomicU64::new(pack_rate(&config.rate())),
             secret,
             table: (0..words).map(|_| AtomicU64::new(0)).collect(),
             tracked: AtomicU64::new(0),
@@ -251,8 +294,23 @@ impl Limiter {
         }
     }
 
-    pub fn config(&self) -> &LimiterConfig {
-        &self.config
+    /// The settings in force (the rate as last set).
+    #[inline]
+    pub fn config(&self) -> LimiterConfig {
+        let rest = self.rate_rest.load(Ordering::Relaxed);
+        LimiterConfig {
+            interval_ns: self.rate_interval_ns.load(Ordering::Relaxed),
+            burst: ((rest >> 16) as u32).max(1),
+            leak: (rest >> 8) as u8,
+            kod: rest as u8,
+            ..self.config
+        }
+    }
+
+    /// Changes the rate (a reload); the table and what it knows of each client stay.
+    pub fn set_rate(&self, rate: LimiterRate) {
+        self.rate_interval_ns.store(rate.interval_ns, Ordering::Relaxed);
+        self.rate_rest.store(pack_rate(&rate), Ordering::Relaxed);
     }
 
     pub fn secret(&self) -> [u64; 2] {
@@ -278,7 +336,7 @@ impl Limiter {
     /// The decision for a request from `client` at `now_ns`, recorded in the table.
     #[inline]
     pub fn check(&self, client: IpAddr, now_ns: u64) -> LimitDecision {
-        let c = &self.config;
+        let c = &self.config();
         let key = client_key(client, c.v4_prefix, c.v6_prefix);
         let (bucket, tag) = bucket_and_tag(client_hash(key, self.secret), c.buckets_log2);
         let (i, slot, taken) = choose([self.load(bucket, 0), self.load(bucket, 1)], tag);
@@ -382,6 +440,64 @@ mod tests {
         assert!(kissed > 0 && dropped > 0);
         // KoDs are limited too: never more than half of what is over the limit.
         assert!(kissed <= over / 2 + 1);
+    }
+
+    #[test]
+    fn a_new_rate_applies_at_once_and_the_table_remembers_its_clients() {
+        let l = limiter(LimiterConfig::default());
+        // A client polling every 0.5 s is over the default limit (1 s) once its burst is spent.
+        let decisions = |l: &Limiter, from: u64| -> Vec<LimitDecision> {
+            (0..40).map(|i| l.check(addr(3), from + i * S / 2)).collect()
+        };
+        let before = decisions(&l, 10 * S);
+        assert!(before
+            .iter()
+            .any(|d| !matches!(d, LimitDecision::Serve | LimitDecision::Burst)));
+        let (tracked, _) = l.occupancy();
+        l.set_rate(LimiterRate {
+            interval_ns: S / 4,
+            burst: 4,
+            leak: 0,
+            kod: 1,
+        });
+        assert_eq!(
+            l.config().rate(),
+            LimiterRate {
+                interval_ns: S / 4,
+                burst: 4,
+                leak: 0,
+                kod: 1
+            }
+        );
+        assert_eq!(
+            (l.config().buckets_log2, l.config().v6_prefix),
+            (20, 64),
+            "the table stays"
+        );
+        // The client's debt from before (its TAT ahead) is remembered: refused at first, with
+        // the new rule for what is over (a KoD every other time, no leak)...
+        let after = decisions(&l, 40 * S);
+        assert_eq!(
+            &after[..4],
+            &[
+                LimitDecision::Kiss,
+                LimitDecision::Drop,
+                LimitDecision::Kiss,
+                LimitDecision::Drop
+            ]
+        );
+        // ...then, paid, every request at 0.5 s is within the new limit.
+        assert!(after[20..].iter().all(|d| d.answered()), "{after:?}");
+        assert_eq!(l.occupancy().0, tracked, "the same client, not a new one");
+        // Back to one a second and no leak, KoD on every other request over: refused again.
+        l.set_rate(LimiterRate {
+            interval_ns: S,
+            burst: 2,
+            leak: 0,
+            kod: 1,
+        });
+        let again = decisions(&l, 70 * S);
+        assert!(again.contains(&LimitDecision::Kiss), "{again:?}");
     }
 
     #[test]

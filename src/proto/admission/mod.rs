@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use crate::proto::respond::{Admission, KissCode};
 pub use acl::{Acl, AclAction, Prefix};
-pub use limiter::{LimitDecision, Limiter, LimiterConfig};
+pub use limiter::{LimitDecision, Limiter, LimiterConfig, LimiterRate};
 pub use quota::{Quota, QuotaConfig};
 
 /// What a denied client gets.
@@ -82,6 +82,21 @@ pub struct Sampling {
 }
 
 impl Admitter {
+    /// Changes the limiter's rate and the total cap (a reload). Both must be on already, or
+    /// off and given None: their tables are made at start.
+    pub fn set_rates(&self, limiter: Option<LimiterRate>, quota: Option<QuotaConfig>) -> Result<(), String> {
+        if self.limiter.is_some() != limiter.is_some() || self.quota.is_some() != quota.is_some() {
+            return Err("the rate limiter or the total cap would be switched on or off".into());
+        }
+        if let (Some(l), Some(rate)) = (&self.limiter, limiter) {
+            l.set_rate(rate);
+        }
+        if let (Some(q), Some(config)) = (&self.quota, quota) {
+            q.set_rate(config);
+        }
+        Ok(())
+    }
+
     /// Admission by the access list `acl` alone; add the rest with the builders below.
     pub fn new(acl: Acl, deny_action: DenyAction) -> Admitter {
         Admitter {

@@ -61,6 +61,8 @@ pub fn take(config: &QuotaConfig, tat_ns: u64, now_ns: u64, busy: bool) -> Optio
 /// makes the cap slightly looser, never stricter.
 pub struct Quota {
     config: QuotaConfig,
+    /// The interval in force: a reload changes the cap, the spans stay.
+    interval_ns: AtomicU64,
     tat_ns: AtomicU64,
 }
 
@@ -68,19 +70,30 @@ impl Quota {
     pub fn new(config: QuotaConfig) -> Quota {
         Quota {
             config,
+            interval_ns: AtomicU64::new(config.interval_ns),
             tat_ns: AtomicU64::new(0),
         }
     }
 
-    pub fn config(&self) -> &QuotaConfig {
-        &self.config
+    /// The settings in force.
+    #[inline]
+    pub fn config(&self) -> QuotaConfig {
+        QuotaConfig {
+            interval_ns: self.interval_ns.load(Ordering::Relaxed),
+            ..self.config
+        }
+    }
+
+    /// Changes the cap (a reload) to `config`'s rate.
+    pub fn set_rate(&self, config: QuotaConfig) {
+        self.interval_ns.store(config.interval_ns, Ordering::Relaxed);
     }
 
     /// Whether an answer at `now_ns` to a quiet or `busy` client is within the cap (recorded
     /// if it is).
     #[inline]
     pub fn take(&self, now_ns: u64, busy: bool) -> bool {
-        match take(&self.config, self.tat_ns.load(Ordering::Relaxed), now_ns, busy) {
+        match take(&self.config(), self.tat_ns.load(Ordering::Relaxed), now_ns, busy) {
             Some(next) => {
                 self.tat_ns.store(next, Ordering::Relaxed);
                 true
@@ -121,6 +134,19 @@ mod tests {
         assert_eq!(quiet, 5_000, "every quiet request within the cap is answered");
         // The busy ones get what is left: the cap (with its burst) less the quiet ones.
         assert!((4_900..=5_000 + 101).contains(&busy), "{busy}");
+    }
+
+    #[test]
+    fn a_new_cap_applies_from_the_next_answer() {
+        let q = Quota::new(QuotaConfig::share_of(1000, 1));
+        let at = |i: u64| 10 * S + i * 100_000;
+        let first = (0..10_000u64).filter(|&i| q.take(at(i), false)).count();
+        q.set_rate(QuotaConfig::share_of(100, 1));
+        assert_eq!(q.config().interval_ns, 10_000_000);
+        let second = (10_000..20_000u64).filter(|&i| q.take(at(i), false)).count();
+        // One second at 1000/s (and its burst), then one at 100/s (and its burst).
+        assert!((1_000..=1_101).contains(&first), "{first}");
+        assert!((100..=111).contains(&second), "{second}");
     }
 
     #[test]

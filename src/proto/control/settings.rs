@@ -99,6 +99,8 @@ pub struct ControlConfig {
     /// What responders do with requests while unsynchronized.
     pub unsync_policy: UnsyncPolicy,
     pub upstream: UpstreamConfig,
+    /// Mode-6 queries (`ntpq`, `check_ntp_peer`) are answered from loopback and these.
+    pub monitor: Vec<crate::proto::admission::acl::Prefix>,
 }
 
 impl ControlConfig {
@@ -108,6 +110,7 @@ impl ControlConfig {
             local_stratum,
             unsync_policy,
             upstream: UpstreamConfig::default(),
+            monitor: Vec::new(),
         }
     }
 }

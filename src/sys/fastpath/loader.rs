@@ -344,6 +344,41 @@ impl XdpProgram {
             .map_err(|e| other(format!("cannot write the XDP admission config: {e}")))
     }
 
+    /// Changes the rate limiter's rate and the total cap's share (a reload): one update of the
+    /// admission config, which the program reads whole for each request. The limiter and the
+    /// cap must be on in the program already, or off and given None: their tables are not made
+    /// or dropped here.
+    pub fn update_rates(
+        &mut self,
+        limiter: Option<crate::proto::admission::LimiterRate>,
+        quota: Option<QuotaConfig>,
+    ) -> io::Result<()> {
+        let mut map = Array::<_, XdpAdmitConfig>::try_from(map_mut(&mut self.ebpf, MAP_ADMIT)?)
+            .map_err(|e| other(format!("map {MAP_ADMIT}: {e}")))?;
+        let mut config = map
+            .get(&0, 0)
+            .map_err(|e| other(format!("cannot read the XDP admission config: {e}")))?;
+        if (config.flags & ADMIT_LIMIT != 0) != limiter.is_some()
+            || (config.flags & ADMIT_QUOTA != 0) != quota.is_some()
+        {
+            return Err(other(
+                "the rate limiter or the total cap would be switched on or off".into(),
+            ));
+        }
+        if let Some(rate) = limiter {
+            let shape = LimiterConfig::default().with_rate(rate);
+            config.interval_ns = shape.interval_ns;
+            config.burst_span_ns = shape.burst_span_ns();
+            config.leak = rate.leak;
+            config.kod = rate.kod;
+        }
+        if let Some(quota) = quota {
+            config.quota_interval_ns = quota.interval_ns;
+        }
+        map.set(0, config, 0)
+            .map_err(|e| other(format!("cannot write the XDP admission config: {e}")))
+    }
+
     /// The ring of sampled requests for `strata clients`, taken out of the program (once: a
     /// second call is an error).
     pub fn take_samples(&mut self) -> io::Result<RingBuf<MapData>> {

@@ -86,6 +86,8 @@ pub struct Served {
 /// The attached programs and the running responder threads.
 pub struct XdpServer {
     served: Vec<Served>,
+    /// Receive queues served in all: the total cap's shares.
+    queues: u32,
     pool: ResponderPool,
     /// Handles for the metrics exporter; taken with [`XdpServer::take_stats_readers`].
     stats: StatsReaders,
@@ -199,6 +201,7 @@ pub fn run_with_symmetric(
 
     let mut server = XdpServer {
         served,
+        queues,
         pool: ResponderPool::new("xdp", shutdown),
         stats,
     };
@@ -271,6 +274,20 @@ impl XdpServer {
     ) -> io::Result<()> {
         for s in &mut self.served {
             s.program.update_access_rules(old, new, deny_action)?;
+        }
+        Ok(())
+    }
+
+    /// Changes the rate limiter's rate and the total cap in every program (a reload); see
+    /// [`XdpProgram::update_rates`].
+    pub fn update_rates(
+        &mut self,
+        limiter: Option<crate::proto::admission::LimiterRate>,
+        total_per_second: Option<u32>,
+    ) -> io::Result<()> {
+        let quota = total_per_second.map(|total| QuotaConfig::share_of(total, self.queues));
+        for s in &mut self.served {
+            s.program.update_rates(limiter, quota)?;
         }
         Ok(())
     }

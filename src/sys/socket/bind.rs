@@ -40,6 +40,11 @@ impl ServerSocket {
         self.fd.as_raw_fd()
     }
 
+    /// The descriptor itself (to duplicate it).
+    pub fn owned_fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// The address it is bound to (with the port the kernel chose, if 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -138,6 +143,13 @@ fn timeval(d: Duration) -> libc::timeval {
     }
 }
 
+/// A plain UDP socket bound to `addr` (IPv6 sockets IPv6-only, as the responders' are).
+pub fn bind_plain(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let fd = new_udp_socket(addr)?;
+    bind_fd(fd.as_raw_fd(), addr)?;
+    Ok(fd)
+}
+
 /// Checks that nobody else holds `addr` by binding it once without SO_REUSEPORT and closing it.
 ///
 /// SO_REUSEPORT lets any socket of the same user with the same option join the group, so without
@@ -183,7 +195,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeval(IO_TIMEOUT))
         .map_err(|e| option_error("SO_SNDTIMEO", e))?;
     bind_fd(raw, addr)?;
-    let local = local_addr(raw)?;
+    let local = local_addr_of(raw)?;
     Ok(ServerSocket {
         fd,
         local,
@@ -192,7 +204,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
     })
 }
 
-fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+pub fn local_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: an all-zero sockaddr_storage is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;

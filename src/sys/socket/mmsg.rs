@@ -562,10 +562,22 @@ mod tests {
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
+        let mut batch = Batch::new(4);
+        // The kernel turns receive timestamps on for the whole system a moment after the first
+        // socket asks (a deferred static key): when no other socket has them on, datagrams
+        // that come sooner have none. Wait for a stamped one before the real ones.
+        for attempt in 0.. {
+            assert!(attempt < 200, "no receive timestamp within 2 s");
+            client.send_to(b"warm", ("127.0.0.2", port)).unwrap();
+            assert_eq!(batch.receive(server.fd(), libc::MSG_WAITFORONE).unwrap(), 1);
+            if batch.datagram(0).meta.software_ns.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         client.send_to(b"ping", ("127.0.0.2", port)).unwrap();
         client.send_to(&[7u8; OVERSIZE], ("127.0.0.2", port)).unwrap();
 
-        let mut batch = Batch::new(4);
         let mut got = 0;
         while got < 2 {
             got += batch.receive(server.fd(), libc::MSG_WAITFORONE).unwrap();

@@ -8,10 +8,12 @@
 //!
 //! - [`bind`]: creating and binding the sockets;
 //! - [`mmsg`]: the batch buffers and the control messages;
-//! - [`responder`]: the loop of one thread.
+//! - [`responder`]: the loop of one thread;
+//! - [`reply`]: the sockets the control thread answers mode-6 queries through.
 
 pub mod bind;
 pub mod mmsg;
+pub mod reply;
 pub mod responder;
 
 use std::io;
@@ -48,6 +50,8 @@ pub struct SocketConfig {
 pub struct SocketServer {
     local_addrs: Vec<SocketAddr>,
     pool: ResponderPool,
+    /// Duplicates of one thread's sockets, for the control thread's mode-6 replies.
+    replies: Vec<reply::ReplySocket>,
 }
 
 /// How the threads ended.
@@ -107,6 +111,16 @@ pub fn run_with(
         sockets.push(own);
     }
 
+    // The control thread's mode-6 replies leave from the first thread's sockets.
+    let replies = sockets
+        .first()
+        .map(|own| {
+            own.iter()
+                .map(reply::ReplySocket::duplicate)
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
     let mut pool = ResponderPool::new("socket", shutdown);
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
         let state = state.clone();
@@ -125,13 +139,22 @@ pub fn run_with(
                 .run()
         })?;
     }
-    Ok(SocketServer { local_addrs, pool })
+    Ok(SocketServer {
+        local_addrs,
+        pool,
+        replies,
+    })
 }
 
 impl SocketServer {
     /// The addresses served, with the ports the kernel chose for any port 0.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The sockets mode-6 replies are to leave from (once; then empty).
+    pub fn take_reply_sockets(&mut self) -> Vec<reply::ReplySocket> {
+        std::mem::take(&mut self.replies)
     }
 
     /// The counters of each responder thread.
