@@ -100,7 +100,9 @@ ntpq: deps
 #                   list, the rate limiter and then respond() or the frame rewrite.
 #   nts_respond     NTS requests, arbitrary and valid-then-changed, through respond_nts.
 #   nts_client_reply  replies to strata's NTS client, arbitrary and genuine-then-changed.
-FUZZ_TARGETS := parse_respond:512 admit_respond:1024 nts_respond:1024 nts_client_reply:1024
+#   mac_respond     symmetric-key MACs: requests arbitrary and signed-then-changed through
+#                   respond_mac, replies through a source's key check, and the key file parser.
+FUZZ_TARGETS := parse_respond:512 admit_respond:1024 nts_respond:1024 nts_client_reply:1024 mac_respond:512
 fuzz:
 	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
 	  echo "fuzz: SKIPPED, no nightly toolchain here (cargo-fuzz needs one)"; exit 0; fi; \

@@ -42,6 +42,8 @@ pub struct SocketConfig {
     pub cores: Vec<usize>,
     /// Datagrams per receive call.
     pub batch_size: usize,
+    /// Symmetric keys: requests with a MAC of one are answered authenticated (None: as plain).
+    pub keys: Option<Arc<crate::proto::auth::KeyTable>>,
 }
 
 /// The running responder threads.
@@ -124,6 +126,7 @@ pub fn run_with(
         let state = state.clone();
         let symmetric = symmetric.clone();
         let admitter = admitter.clone();
+        let keys = config.keys.clone();
         let nts = nts.as_ref().map(|k| k.responder(crate::sys::random::seed()));
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
@@ -132,6 +135,7 @@ pub fn run_with(
             Responder::new(name, own, batch_size, state, counters, stop, symmetric)
                 .with_admitter(admitter)
                 .with_nts(nts)
+                .with_keys(keys)
                 .run()
         })?;
     }
@@ -238,6 +242,7 @@ mod tests {
                 listen,
                 cores,
                 batch_size: BATCH,
+                keys: None,
             };
             let server = run(&config, reader, shutdown.clone())?;
             Ok(TestServer {
@@ -682,16 +687,19 @@ mod tests {
                 listen: vec![],
                 cores: vec![0],
                 batch_size: 1,
+                keys: None,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![],
                 batch_size: 1,
+                keys: None,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![0],
                 batch_size: 0,
+                keys: None,
             },
         ] {
             let e = run(&config, reader.clone(), shutdown.clone()).err().unwrap();
