@@ -187,6 +187,7 @@ pub fn apply(
         control,
         upstream,
         nts,
+        key_file,
         monitor,
     } = new;
     let r = &*running;
@@ -217,6 +218,7 @@ pub fn apply(
         ),
         // The certificate and key files themselves are read again when they change.
         ("nts_*", r.nts != nts),
+        ("key_file (or the keys in it)", r.key_file != key_file),
     ] {
         if differs {
             out.need_restart.push(name);

@@ -84,6 +84,17 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         ),
     }
 
+    if let Some(keys) = &config.key_file {
+        for warning in &keys.warnings {
+            warn!("{warning}");
+        }
+        info!(
+            "{} symmetric key(s) from {}: requests with a MAC of one are answered authenticated",
+            keys.table.len(),
+            keys.path.display()
+        );
+    }
+
     let nts = match config
         .nts
         .as_ref()
@@ -601,6 +612,7 @@ fn start_xdp(
         },
         quota_total: config.admission.total_per_second,
         nts,
+        keys: config.key_file.as_ref().map(|k| k.table.clone()),
     };
     let server =
         fastpath::run_with_symmetric(&xdp_config, state, shutdown, symmetric).map_err(|e| e.to_string())?;

@@ -77,10 +77,14 @@ pub enum DropReason {
     /// Not NTS-protected, and the server answers only NTS (`require_nts`; the pipeline says
     /// this, `respond()` never does).
     NtsRequired,
+    /// A MAC with a key ID the key file does not have (symmetric keys; `respond_mac` says this).
+    UnknownKey,
+    /// A MAC that does not match the packet under its key (`respond_mac` says this).
+    BadMac,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -95,6 +99,8 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::OverQuota,
         DropReason::NtsRequired,
+        DropReason::UnknownKey,
+        DropReason::BadMac,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -114,6 +120,8 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::OverQuota => "over_quota",
             DropReason::NtsRequired => "nts_required",
+            DropReason::UnknownKey => "unknown_key",
+            DropReason::BadMac => "bad_mac",
         }
     }
 

@@ -1,10 +1,10 @@
 //! Packets that reach the server port but belong to the control thread: symmetric packets
 //! (modes 1 and 2) from peers, and mode-6 queries from monitoring tools (`ntpq`,
 //! `check_ntp_peer`). A responder hands each one over with [`SymmetricSender::offer`] or
-//! [`SymmetricSender::offer_query`], which copy the packet into a bounded channel with
-//! `try_send`: they never block, never allocate, and when the control thread is behind and a
-//! channel full the packet is dropped (it is counted as a symmetric-mode or control-mode drop
-//! either way). Each kind has its own channel, so a flood of one cannot crowd out the other.
+//! [`SymmetricSender::offer_query`], which copy the packet (a symmetric one: its 48-byte header
+//! and a MAC, for peers with a key) into a bounded channel with `try_send`: they never block,
+//! never allocate, and when the control thread is behind and a channel full the packet is
+//! dropped (it is counted as a symmetric-mode or control-mode drop either way). Each kind has its own channel, so a flood of one cannot crowd out the other.
 //!
 //! Mode-6 queries are handed over only from loopback and the operator's `monitor` prefixes:
 //! a reply is many times the size of its query, and the public never gets one.
@@ -21,7 +21,13 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::proto::admission::acl::Prefix;
+use crate::proto::control::auth::MAX_MAC_LEN;
 use crate::proto::wire::ntp::HEADER_LEN;
+
+/// The most of a symmetric packet that is handed over: the header and a MAC. A longer packet
+/// (extension fields) is cut there, and then fails a peer's key check, as it should: peers
+/// exchange no extension fields.
+pub const MAX_PACKET_LEN: usize = HEADER_LEN + MAX_MAC_LEN;
 
 /// Packets in flight to the control thread; peers poll at most once a second each, so this
 /// only fills when something floods the server port with symmetric packets.
@@ -37,7 +43,15 @@ pub struct SymmetricPacket {
     pub from: SocketAddr,
     /// Receive time, CLOCK_REALTIME nanoseconds (the kernel's stamp when there is one).
     pub received_ns: i64,
-    pub header: [u8; HEADER_LEN],
+    packet: [u8; MAX_PACKET_LEN],
+    len: usize,
+}
+
+impl SymmetricPacket {
+    /// The packet as received (at most [`MAX_PACKET_LEN`] bytes of it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.packet[..self.len]
+    }
 }
 
 /// One mode-6 query as received.
@@ -98,15 +112,17 @@ impl SymmetricSender {
     /// the control thread gone) or is too short to be NTP.
     #[inline]
     pub fn offer(&self, from: SocketAddr, received_ns: i64, payload: &[u8]) -> bool {
-        let Some(bytes) = payload.get(..HEADER_LEN) else {
+        if payload.len() < HEADER_LEN {
             return false;
-        };
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(bytes);
+        }
+        let len = payload.len().min(MAX_PACKET_LEN);
+        let mut packet = [0u8; MAX_PACKET_LEN];
+        packet[..len].copy_from_slice(&payload[..len]);
         match self.packets.try_send(SymmetricPacket {
             from,
             received_ns,
-            header,
+            packet,
+            len,
         }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
@@ -149,7 +165,11 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_millis(50));
         assert!(!tx.offer(from, 8, &payload[..47]), "too short");
         let p = rx.packets.recv().unwrap();
-        assert_eq!((p.from, p.received_ns, p.header), (from, 7, [0x0c; 48]));
+        assert_eq!((p.from, p.received_ns, p.bytes()), (from, 7, &[0x0cu8; 60][..]));
+        while rx.packets.try_recv().is_ok() {}
+        assert!(tx.offer(from, 7, &[0x0c; 100]));
+        let p = rx.packets.recv().unwrap();
+        assert_eq!(p.bytes().len(), MAX_PACKET_LEN, "cut after the longest MAC");
         drop(rx);
         assert!(!tx.offer(from, 9, &payload), "receiver gone");
     }

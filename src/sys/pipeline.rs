@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 
 use crate::proto::admission::{Admitter, Verdict};
+use crate::proto::auth::{has_mac, respond_mac, KeyTable};
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
@@ -191,6 +192,9 @@ pub struct Pipeline<C: Carrier, R: Record> {
     nts: Option<NtsResponder>,
     /// Only NTS requests are answered (`require_nts`); the rest are dropped.
     require_nts: bool,
+    /// The symmetric keys, when the server has a key file: requests with a MAC are answered by
+    /// `respond_mac`. Read only, shared by every responder.
+    keys: Option<std::sync::Arc<KeyTable>>,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -210,7 +214,15 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             draw: std::cell::Cell::new(0x9e37_79b9),
             nts: None,
             require_nts: false,
+            keys: None,
         }
+    }
+
+    /// This path answers requests carrying a MAC with `keys` (None: they get a plain,
+    /// unauthenticated answer, which a client with a key ignores).
+    pub fn with_keys(mut self, keys: Option<std::sync::Arc<KeyTable>>) -> Self {
+        self.keys = keys.filter(|k| !k.is_empty());
+        self
     }
 
     /// This path admits requests itself with `admitter` (the socket path: no XDP program
@@ -315,45 +327,52 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         let state = &self.published.server;
         let mut refused = None;
         let require_nts = self.require_nts;
-        let result = match self.nts.as_mut() {
-            None => self.carrier.answer(buf, rx_time, admission, state),
-            Some(nts) => {
-                let clock = &self.published.clock;
-                self.carrier.answer_with(buf, |ntp| {
-                    if !is_nts(ntp) {
-                        if require_nts {
-                            return Err(DropReason::NtsRequired);
-                        }
-                        return respond::respond(ntp, rx_time, rx_time, admission, state);
+        let keys = self.keys.as_deref();
+        let result = if self.nts.is_none() && keys.is_none() {
+            self.carrier.answer(buf, rx_time, admission, state)
+        } else {
+            let clock = &self.published.clock;
+            let nts = self.nts.as_mut();
+            self.carrier.answer_with(buf, |ntp| {
+                let nts = nts.filter(|_| is_nts(ntp));
+                if nts.is_none() && require_nts {
+                    return Err(DropReason::NtsRequired);
+                }
+                let keys = keys.filter(|_| has_mac(ntp));
+                if nts.is_none() && keys.is_none() {
+                    return respond::respond(ntp, rx_time, rx_time, admission, state);
+                }
+                // T3 is sealed into the reply: read now, as late as the answer allows.
+                let now_ns = read_clock_ns(C::CLOCK);
+                let (tx_time, unix_ns) = if C::CLOCK == libc::CLOCK_TAI {
+                    (
+                        clock.ntp_from_tai(now_ns),
+                        now_ns - clock.tai_minus_utc as i64 * SECOND,
+                    )
+                } else {
+                    (clock.ntp_from_realtime(now_ns), now_ns)
+                };
+                let Some(nts) = nts else {
+                    let keys = keys.expect("a key table when not NTS");
+                    return respond_mac(ntp, rx_time, tx_time, admission, state, keys);
+                };
+                let ctx = NtsContext {
+                    keys: &mut nts.keys,
+                    nonces: &mut nts.nonces,
+                    unix_s: (unix_ns / SECOND).max(0) as u64,
+                };
+                match respond_nts(ntp, rx_time, tx_time, admission, state, ctx) {
+                    Ok(NtsOutcome::Answered { reply, .. }) => Ok(reply),
+                    Ok(NtsOutcome::Nak { reply, why }) => {
+                        refused = Some(why);
+                        Ok(reply)
                     }
-                    // T3 is sealed into the reply: read now, as late as the answer allows.
-                    let now_ns = read_clock_ns(C::CLOCK);
-                    let (tx_time, unix_ns) = if C::CLOCK == libc::CLOCK_TAI {
-                        (
-                            clock.ntp_from_tai(now_ns),
-                            now_ns - clock.tai_minus_utc as i64 * SECOND,
-                        )
-                    } else {
-                        (clock.ntp_from_realtime(now_ns), now_ns)
-                    };
-                    let ctx = NtsContext {
-                        keys: &mut nts.keys,
-                        nonces: &mut nts.nonces,
-                        unix_s: (unix_ns / SECOND).max(0) as u64,
-                    };
-                    match respond_nts(ntp, rx_time, tx_time, admission, state, ctx) {
-                        Ok(NtsOutcome::Answered { reply, .. }) => Ok(reply),
-                        Ok(NtsOutcome::Nak { reply, why }) => {
-                            refused = Some(why);
-                            Ok(reply)
-                        }
-                        Err(e) => {
-                            refused = Some(NtsRefusal::Malformed);
-                            Err(e)
-                        }
+                    Err(e) => {
+                        refused = Some(NtsRefusal::Malformed);
+                        Err(e)
                     }
-                })
-            }
+                }
+            })
         };
         if let Some(why) = refused {
             self.counters.nts_refused(why);

@@ -50,6 +50,7 @@
 //! the line in [`ServerConfig::resolve`] that applies its default, and its row in README.md.
 
 mod declare;
+pub mod keys;
 pub mod values;
 
 use std::collections::BTreeSet;
@@ -178,7 +179,7 @@ settings! {
     control: Option<OffOr<SocketPath>>, flag(value_name = "PATH"), key "control";
 
     /// Upstream server to synchronize to, "HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N]
-    /// [maxpoll N]"; repeatable (replaces the file's `server` entries)
+    /// [maxpoll N] [key N]"; repeatable (replaces the file's `server` entries)
     upstream: Vec<Source<Server>>, flag(value_name = "HOST[:PORT]"), key "server";
 
     // Pools are named in the file only.
@@ -186,6 +187,11 @@ settings! {
 
     /// Symmetric peer (mode 1), same syntax as --upstream; repeatable
     peer: Vec<Source<Peer>>, flag(value_name = "HOST[:PORT]"), key "peer";
+
+    /// Symmetric keys, in chrony's keyfile format (lines `ID [TYPE] KEY`; MD5, SHA1, SHA256,
+    /// SHA384, SHA512, AES128, AES256; KEY as ASCII or HEX:...): requests with a MAC of one are
+    /// answered authenticated, and `key N` on a server or peer uses it [default: none]
+    key_file: Option<FilePath>, flag(value_name = "PATH"), key "key_file";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized
     /// [default: 1.5]
@@ -359,6 +365,8 @@ pub struct ServerConfig {
     pub upstream: crate::proto::control::UpstreamConfig,
     /// Network Time Security; None: off.
     pub nts: Option<NtsConfig>,
+    /// Symmetric keys (RFC 5905 MACs); None: no key file.
+    pub key_file: Option<keys::KeyFileConfig>,
     /// Where mode-6 queries are answered from, besides loopback.
     pub monitor: Vec<crate::proto::admission::acl::Prefix>,
 }
@@ -538,6 +546,7 @@ impl From<&ServerConfig> for SocketConfig {
             cores: c.cores.clone(),
             batch_size: c.batch_size,
             interleaved: c.interleaved,
+            keys: c.key_file.as_ref().map(|k| k.table.clone()),
         }
     }
 }
@@ -691,9 +700,32 @@ impl ServerConfig {
                 ));
             }
         }
+        let key_file = match s.key_file {
+            Some(given) => Some(keys::load(&given.value.0).map_err(|e| given.origin.error(e))?),
+            None => None,
+        };
+        let sources = [specs(s.upstream), specs(s.pool), specs(s.peer)].concat();
+        for spec in &sources {
+            let Some(id) = spec.options.key else { continue };
+            match &key_file {
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "{spec}: key {id} needs a key file (key_file, --key-file)"
+                    )))
+                }
+                Some(k) if k.table.get(id).is_none() => {
+                    return Err(ConfigError::new(format!(
+                        "{spec}: key {id} is not in the key file {}",
+                        k.path.display()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
-            sources: [specs(s.upstream), specs(s.pool), specs(s.peer)].concat(),
+            sources,
+            keys: key_file.as_ref().map(|k| k.table.clone()),
             max_distance: s.max_distance.map_or(default.max_distance, |g| g.value.0),
             minsources: s.minsources.map_or(default.minsources, |g| g.value.0),
             max_startup_step_forward: s
@@ -803,6 +835,7 @@ impl ServerConfig {
             control,
             upstream,
             nts,
+            key_file,
         })
     }
 }
@@ -1038,6 +1071,7 @@ mod tests {
                 control: Endpoint::Default(DEFAULT_CONTROL.into()),
                 upstream: Default::default(),
                 nts: None,
+                key_file: None,
                 monitor: vec![],
             }
         );
@@ -1891,11 +1925,12 @@ mod hostile_input_tests {
                 .unwrap()
         );
         // Every key it shows commented out is a real key with a valid example value, and
-        // uncommenting them all (but listen, which iface excludes) still makes a configuration.
+        // uncommenting them all (but listen, which iface excludes, and key_file, a file this
+        // test does not have) still makes a configuration.
         let uncommented: String = text
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.starts_with("listen") => line,
+                Some(rest) if rest.starts_with("listen") || rest.starts_with("key_file") => line,
                 Some(rest) if rest.contains(" = ") => rest,
                 _ => line,
             })

@@ -18,6 +18,7 @@ use crate::daemon::control::leapfile::LeapFile;
 use crate::daemon::observe::board::{ControlStatus, StatusBoard, UpstreamStatus};
 use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
+use crate::proto::control::auth::MAX_MAC_LEN;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
 use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::leapplan::DAY;
@@ -257,7 +258,8 @@ impl Shell {
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {
-                self.send(tx.source, tx.to, &tx.packet);
+                let mut buf = [0u8; 48 + MAX_MAC_LEN];
+                self.send(tx.source, tx.to, tx.datagram(&mut buf));
             }
             if Instant::now() >= next_housekeeping {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
@@ -278,7 +280,7 @@ impl Shell {
         let packets: Vec<_> = rx.packets.try_iter().collect();
         let queries: Vec<_> = rx.queries.try_iter().collect();
         for p in packets {
-            if !self.engine.receive_symmetric(p.from, &p.header, p.received_ns) {
+            if !self.engine.receive_symmetric(p.from, p.bytes(), p.received_ns) {
                 log::debug!("symmetric packet from {} ignored: not a configured peer", p.from);
             }
         }
@@ -542,13 +544,15 @@ impl Shell {
     /// Sends the engine's packet for `id`: as it is, or NTS-protected with a cookie of its
     /// jar. An NTS association without cookies sends nothing (the poll goes unanswered) until a
     /// new NTS-KE session refills it.
-    fn send(&mut self, id: SourceId, to: SocketAddr, packet: &[u8; 48]) {
+    /// Sends `datagram` (a header and a MAC, if the source has a key) to the source, wrapped
+    /// in NTS if it speaks NTS.
+    fn send(&mut self, id: SourceId, to: SocketAddr, datagram: &[u8]) {
         let Some(a) = self.associations.get_mut(&id) else {
             return;
         };
         a.polls += 1;
         let wire = match a.nts.as_mut() {
-            None => packet.to_vec(),
+            None => datagram.to_vec(),
             Some(nts) => {
                 let mut uid = [0u8; UID_LEN];
                 let mut nonce = [0u8; 16];
@@ -557,7 +561,8 @@ impl Shell {
                 let request = match random {
                     Ok(()) => {
                         let n = nts.session.aead().nonce_len();
-                        nts.session.request(packet, uid, &nonce[..n])
+                        let header: &[u8; 48] = datagram[..48].try_into().expect("a 48-byte header");
+                        nts.session.request(header, uid, &nonce[..n])
                     }
                     Err(e) => {
                         log::error!("no random bytes for an NTS request: {e}");
@@ -899,6 +904,7 @@ pub(super) fn log_event(event: &Event) {
             ..
         }
         | Event::Unusable { why: Unfit::Loop, .. }
+        | Event::Authentication { failure: Some(_), .. }
         | Event::Falseticker { .. }
         | Event::Unreachable { .. }
         | Event::Unsynchronized { .. }

@@ -30,6 +30,17 @@ fn describe(event: &Event) -> (&'static str, Vec<(&'static str, Field)>) {
     let source = |addr: &std::net::SocketAddr| ("source", Str(addr.to_string()));
     match event {
         Event::Reachable { addr } => ("source_reachable", vec![source(addr)]),
+        Event::Authentication { addr, key, failure } => (
+            "source_authentication",
+            vec![
+                source(addr),
+                ("key", Unsigned(*key as u64)),
+                (
+                    "result",
+                    Str(failure.map_or_else(|| "ok".to_string(), |why| why.describe())),
+                ),
+            ],
+        ),
         Event::Unreachable { addr } => ("source_unreachable", vec![source(addr)]),
         Event::Kiss { addr, code, action } => (
             "kiss_of_death",

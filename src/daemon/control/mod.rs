@@ -112,6 +112,9 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         ClockParams::identity(tai),
         read_clock_ns(libc::CLOCK_REALTIME),
     );
+    if let Some(keys) = &up.keys {
+        engine.set_keys(keys.clone());
+    }
     // The list before the first publication, so that a leap it schedules is served from the
     // start.
     engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));

@@ -310,7 +310,10 @@ impl ControlStatus {
                     offset: s.offset,
                     delay: output.map(|o| o.sample.delay),
                     jitter: output.map(|o| o.jitter),
-                    auth: None,
+                    auth: s.auth.map(|a| match a.rejected {
+                        0 => a.summary(),
+                        n => format!("{}, {n} rejected", a.summary()),
+                    }),
                 }
             })
             .collect();
@@ -373,7 +376,7 @@ mod tests {
                 offset: Some(1e-4),
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
-                auth: None,
+                auth: Some("key 5 ok".into()),
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 
+use super::auth::{AuthStatus, MacTrailer, SourceAuth, MAX_MAC_LEN};
 use super::constraint::{Constraints, Verdict as ConstraintVerdict};
 use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
@@ -27,6 +28,7 @@ use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit};
 use super::spec::SourceOptions;
+use crate::proto::auth::KeyTable;
 use crate::proto::clock::{ClockParams, LeapScale};
 use crate::proto::leap::LeapList;
 use crate::proto::state::{Published, ServerState, UnsyncPolicy};
@@ -80,7 +82,20 @@ pub struct SourceId(pub usize);
 pub struct Transmit {
     pub source: SourceId,
     pub to: SocketAddr,
+    /// The NTP header.
     pub packet: [u8; 48],
+    /// The MAC that follows it, for a source with a key.
+    pub mac: Option<MacTrailer>,
+}
+
+impl Transmit {
+    /// The datagram: the header and the MAC, if any, in `buf`.
+    pub fn datagram<'a>(&self, buf: &'a mut [u8; 48 + MAX_MAC_LEN]) -> &'a [u8] {
+        buf[..48].copy_from_slice(&self.packet);
+        let mac = self.mac.as_ref().map_or(&[][..], |m| m.as_bytes());
+        buf[48..48 + mac.len()].copy_from_slice(mac);
+        &buf[..48 + mac.len()]
+    }
 }
 
 /// Where the server stands.
@@ -106,6 +121,8 @@ pub struct SourceStatus {
     pub unfit: Option<Unfit>,
     pub falseticker: bool,
     pub survivor: bool,
+    /// Its key and whether its packets pass (`key N`); None: no key.
+    pub auth: Option<AuthStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +135,8 @@ struct Slot {
     reachable_reported: bool,
     /// Its last sample was outside the time constraints: not a candidate until one is inside.
     outside_constraint: bool,
+    /// Whether its packets passed its key, as last logged (None: not yet, or no key).
+    auth_reported: Option<bool>,
 }
 
 pub struct Engine {
@@ -141,6 +160,8 @@ pub struct Engine {
     guard: Guard,
     /// Changes of [`SyncState`] (a new system peer is not one).
     state_changes: u64,
+    /// The key file's keys, for sources with `key N`.
+    keys: std::sync::Arc<KeyTable>,
     events: Vec<Event>,
     /// The leap second: what decides it, and what the served time does about it.
     leap: LeapState,
@@ -183,6 +204,7 @@ impl Engine {
             last_tick: now,
             guard: Guard::new(config.limits),
             state_changes: 0,
+            keys: Default::default(),
             events: Vec::new(),
             leap: LeapState::new(config.leap),
             leap_wakeup: i64::MAX,
@@ -346,7 +368,10 @@ impl Engine {
         local: Option<std::net::IpAddr>,
         now: i64,
     ) -> SourceId {
-        let source = Source::new(addr, association, options, local.map(refid_of), now);
+        let mut source = Source::new(addr, association, options, local.map(refid_of), now);
+        if let Some(id) = options.key {
+            source = source.with_auth(SourceAuth::new(id, self.keys.get(id).cloned()));
+        }
         let slot = Slot {
             source,
             reported: None,
@@ -354,6 +379,7 @@ impl Engine {
             survivor: false,
             reachable_reported: false,
             outside_constraint: false,
+            auth_reported: None,
         };
         let index = match self.slots.iter().position(Option::is_none) {
             Some(i) => {
@@ -366,6 +392,11 @@ impl Engine {
             }
         };
         SourceId(index)
+    }
+
+    /// The keys of the key file, which sources with `key N` use (sources added from now on).
+    pub fn set_keys(&mut self, keys: std::sync::Arc<KeyTable>) {
+        self.keys = keys;
     }
 
     /// Removes a source (a pool member being replaced). Selection goes on without it.
@@ -414,6 +445,7 @@ impl Engine {
                     unfit,
                     falseticker: s.falseticker,
                     survivor: s.survivor,
+                    auth: src.auth_status(),
                 }
             })
             .collect()
@@ -485,6 +517,7 @@ impl Engine {
                 source: SourceId(i),
                 to: slot.source.addr,
                 packet,
+                mac: slot.source.sign(&packet),
             });
         }
         if lost_any {
@@ -509,6 +542,21 @@ impl Engine {
         };
         let outcome = slot.source.receive(bytes, now, received, &ctx);
         let addr = slot.source.addr;
+        if let Some(AuthStatus {
+            key,
+            last: Some(verdict),
+            ..
+        }) = slot.source.auth_status()
+        {
+            if slot.auth_reported != Some(verdict.is_ok()) {
+                slot.auth_reported = Some(verdict.is_ok());
+                self.events.push(Event::Authentication {
+                    addr,
+                    key,
+                    failure: verdict.err(),
+                });
+            }
+        }
         let answered = !matches!(outcome, Outcome::Invalid(_) | Outcome::Kiss { .. });
         if answered && !slot.reachable_reported {
             slot.reachable_reported = true;

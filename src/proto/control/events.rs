@@ -68,6 +68,13 @@ pub enum Event {
     Unreachable {
         addr: SocketAddr,
     },
+    /// A source with a key (`key N`): its packets started to pass the key (`failure` None) or
+    /// to be rejected (logged on each change, not per packet).
+    Authentication {
+        addr: SocketAddr,
+        key: u32,
+        failure: Option<super::auth::AuthFailure>,
+    },
     Kiss {
         addr: SocketAddr,
         code: [u8; 4],
@@ -246,6 +253,14 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Reachable { addr } => write!(f, "source {addr} is reachable"),
+            Event::Authentication { addr, key, failure } => match failure {
+                None => write!(f, "source {addr}: packets authenticated with key {key}"),
+                Some(why) => write!(
+                    f,
+                    "source {addr}: packets rejected, not authenticated with key {key} ({})",
+                    why.describe()
+                ),
+            },
             Event::Unreachable { addr } => {
                 write!(f, "source {addr} is unreachable (no reply to the last 8 polls)")
             }

@@ -4,6 +4,7 @@
 //! ([`engine::Engine`] over [`source`], [`filter`], [`regress`], [`select`], [`guard`],
 //! [`discipline`], [`constraint`]). The thread that drives it is the daemon's (`crate::daemon::control`).
 
+pub mod auth;
 pub mod constraint;
 pub mod discipline;
 pub mod engine;

@@ -81,6 +81,8 @@ pub enum Invalid {
     Bogus,
     /// A zero transmit or receive timestamp.
     ZeroTimestamp,
+    /// The source has a key and the packet is not authenticated with it.
+    Unauthenticated(super::auth::AuthFailure),
 }
 
 impl Invalid {
@@ -92,6 +94,7 @@ impl Invalid {
             Invalid::Duplicate => "duplicate",
             Invalid::Bogus => "not a reply to our request",
             Invalid::ZeroTimestamp => "zero timestamp",
+            Invalid::Unauthenticated(_) => "not authenticated with the source's key",
         }
     }
 }

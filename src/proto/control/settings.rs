@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_DISTANCE: Duration = Duration::from_millis(1500);
 pub struct UpstreamConfig {
     /// Servers, pools and peers, in the order given.
     pub sources: Vec<SourceSpec>,
+    /// The key file's keys, for sources with `key N` (every such key is in it).
+    pub keys: Option<std::sync::Arc<crate::proto::auth::KeyTable>>,
     /// Largest root distance of a usable source and of the time served as synchronized.
     pub max_distance: Duration,
     /// Agreeing sources needed to synchronize.
@@ -55,6 +57,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             sources: Vec::new(),
+            keys: None,
             max_distance: DEFAULT_MAX_DISTANCE,
             minsources: DEFAULT_MINSOURCES,
             max_startup_step_forward: Duration::from_secs_f64(guard::DEFAULT_STARTUP_FORWARD),

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::auth::{AuthStatus, MacTrailer, SourceAuth};
 use super::filter::{ClockFilter, FilterOutput, Sample, PHI};
 use super::packet::{self, Invalid};
 use super::regress::{Estimate, Point, Regression};
@@ -166,6 +167,8 @@ pub struct Source {
     filter: ClockFilter,
     regression: Regression,
     last_output: Option<FilterOutput>,
+    /// Its key (`key N`): our packets carry its MAC, and its packets must.
+    auth: Option<SourceAuth>,
 }
 
 impl Source {
@@ -200,7 +203,24 @@ impl Source {
             filter: ClockFilter::new(),
             regression: Regression::new(),
             last_output: None,
+            auth: None,
         }
+    }
+
+    /// Authenticates every packet to and from this source with `auth`.
+    pub fn with_auth(mut self, auth: SourceAuth) -> Source {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Its authentication state, when it has a key.
+    pub fn auth_status(&self) -> Option<AuthStatus> {
+        self.auth.as_ref().map(|a| a.status())
+    }
+
+    /// The MAC our `header` to it carries, when it has a key.
+    pub fn sign(&self, header: &[u8; 48]) -> Option<MacTrailer> {
+        self.auth.as_ref().and_then(|a| a.sign(header))
     }
 
     pub fn reach(&self) -> u8 {
@@ -282,6 +302,13 @@ impl Source {
     /// Takes a packet from the source received at kernel time `now` (stamped `received` on our
     /// clock, for symmetric replies).
     pub fn receive(&mut self, bytes: &[u8], now: i64, received: NtpTimestamp, ctx: &Context) -> Outcome {
+        if let Some(auth) = self.auth.as_mut() {
+            // Before anything else: an unauthenticated packet must not even move the state a
+            // symmetric peer keeps for its next packet.
+            if let Err(why) = auth.check(bytes) {
+                return Outcome::Invalid(Invalid::Unauthenticated(why));
+            }
+        }
         let modes: &[Mode] = match self.association {
             Association::Client => &[Mode::Server],
             Association::Symmetric => &[Mode::SymmetricActive, Mode::SymmetricPassive],

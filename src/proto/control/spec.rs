@@ -56,6 +56,9 @@ pub struct SourceOptions {
     /// names, else the entry's.
     pub nts: bool,
     pub nts_port: u16,
+    /// Authenticate with this key of the key file (RFC 5905 MAC): requests carry its MAC, and
+    /// only replies with a valid MAC of it are used.
+    pub key: Option<u32>,
 }
 
 impl Default for SourceOptions {
@@ -69,6 +72,7 @@ impl Default for SourceOptions {
             max_sources: DEFAULT_POOL_SOURCES,
             nts: false,
             nts_port: DEFAULT_NTS_KE_PORT,
+            key: None,
         }
     }
 }
@@ -134,7 +138,7 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
 }
 
 /// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [maxsources N]
-/// [nts] [ntsport N]`.
+/// [nts] [ntsport N] [key N]`.
 pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> {
     let mut words = text.split_whitespace();
     let first = words
@@ -177,6 +181,15 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 options.maxpoll = poll(word, number(word)?)?;
                 poll_given.1 = true;
             }
+            "key" => {
+                let n = number(word)?;
+                options.key = Some(
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|&k| k != 0)
+                        .ok_or_else(|| format!("option `key`: {n} is not a key ID (1 to 4294967295)"))?,
+                );
+            }
             "nts" if kind != SourceKind::Peer => options.nts = true,
             "ntsport" if kind != SourceKind::Peer => {
                 let n = number(word)?;
@@ -192,21 +205,19 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 }
                 options.max_sources = n as usize;
             }
-            other => {
-                return Err(format!(
-                    "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N{}{})",
-                    if kind == SourceKind::Pool {
-                        ", maxsources N"
-                    } else {
-                        ""
-                    },
-                    if kind == SourceKind::Peer {
-                        ""
-                    } else {
-                        ", nts, ntsport N"
-                    }
-                ))
-            }
+            other => return Err(format!(
+                "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N, key N{}{})",
+                if kind == SourceKind::Pool {
+                    ", maxsources N"
+                } else {
+                    ""
+                },
+                if kind == SourceKind::Peer {
+                    ""
+                } else {
+                    ", nts, ntsport N"
+                }
+            )),
         }
     }
     // One bound given alone drags the default of the other along, as chrony does.
@@ -250,6 +261,10 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("2001:db8::2", 123));
         assert_eq!((s.options.minpoll, s.options.maxpoll), (4, 4));
 
+        let s = parse_source(SourceKind::Peer, "198.18.0.2 key 4294967295").unwrap();
+        assert_eq!(s.options.key, Some(u32::MAX));
+        assert_eq!(parse_source(SourceKind::Server, "a").unwrap().options.key, None);
+
         let s = parse_source(SourceKind::Pool, "pool.example.org:10123 maxsources 2 noselect").unwrap();
         assert_eq!(
             (s.port, s.options.max_sources, s.options.noselect),
@@ -271,6 +286,9 @@ mod tests {
         assert!(e(SourceKind::Server, "a ntsport 0").contains("not a port"));
         assert!(e(SourceKind::Server, "a ntsport 70000").contains("not a port"));
         assert!(e(SourceKind::Peer, "a nts").contains("unknown option \"nts\""));
+        assert!(e(SourceKind::Server, "a key 0").contains("not a key ID"));
+        assert!(e(SourceKind::Server, "a key 4294967296").contains("not a key ID"));
+        assert!(e(SourceKind::Server, "a key").contains("needs a number"));
     }
 
     #[test]

@@ -92,6 +92,12 @@ impl<'a> Trailer<'a> {
         let mut parsed = 0;
         if version >= 4 {
             while parsed < trailer.len() {
+                // What only a MAC fits is a MAC, as chrony reads it: the last field of a packet
+                // without a MAC is at least 28 bytes (RFC 7822), and a key ID such as 20 would
+                // otherwise read as the header of a 20-byte field.
+                if is_mac_len(trailer.len() - parsed) {
+                    break;
+                }
                 match ExtensionField::parse(&trailer[parsed..]) {
                     Ok((_, len)) => parsed += len,
                     Err(_) => break,
@@ -101,9 +107,7 @@ impl<'a> Trailer<'a> {
         let (fields, rest) = trailer.split_at(parsed);
         let mac = match rest.len() {
             0 => None,
-            n if n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n.is_multiple_of(4) => {
-                Some(rest)
-            }
+            n if is_mac_len(n) => Some(rest),
             _ => return Err(Error::Malformed),
         };
         Ok(Trailer { fields, mac })
@@ -113,6 +117,11 @@ impl<'a> Trailer<'a> {
     pub fn fields(&self) -> ExtensionFields<'a> {
         ExtensionFields { rest: self.fields }
     }
+}
+
+/// Whether `n` bytes are a MAC's length: a crypto-NAK, or a key ID and a 128- or 160-bit digest.
+fn is_mac_len(n: usize) -> bool {
+    n == CRYPTO_NAK_LEN || (MIN_MAC_LEN..=MAX_MAC_LEN).contains(&n) && n.is_multiple_of(4)
 }
 
 /// An iterator over back-to-back extension fields that [`Trailer::parse`] has checked.
@@ -215,6 +224,19 @@ mod tests {
     }
 
     #[test]
+    fn a_mac_whose_key_id_looks_like_a_field_header_is_a_mac() {
+        // Key ID 20 is 00 00 00 14: type 0, length 20.
+        let mut mac = vec![0, 0, 0, 20];
+        mac.extend([0xab; 16]);
+        let t = Trailer::parse(4, &mac).unwrap();
+        assert_eq!((t.fields.len(), t.mac), (0, Some(&mac[..])));
+        let mut with_field = field(0x0104, &[1; 32]);
+        with_field.extend(&mac);
+        let t = Trailer::parse(4, &with_field).unwrap();
+        assert_eq!((t.fields().count(), t.mac), (1, Some(&mac[..])));
+    }
+
+    #[test]
     fn malformed_trailers() {
         for n in [1usize, 2, 3, 5, 8, 12, 16, 28, 30] {
             assert_eq!(
@@ -233,6 +255,11 @@ mod tests {
     proptest! {
         #[test]
         fn emitted_fields_parse_back(specs in proptest::collection::vec((any::<u16>(), proptest::collection::vec(any::<u8>(), 0..64)), 0..5)) {
+            // RFC 7822: without a MAC, the last field is at least 28 bytes.
+            let mut specs = specs;
+            if let Some(last) = specs.last_mut() {
+                last.1.resize(last.1.len().max(24), 0);
+            }
             let mut bytes = Vec::new();
             for (t, v) in &specs {
                 bytes.extend(field(*t, v));

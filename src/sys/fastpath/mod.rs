@@ -71,6 +71,9 @@ pub struct FastPathConfig {
     pub quota_total: Option<u32>,
     /// NTS key material for the responders (the XDP program passes NTS requests up).
     pub nts: Option<crate::proto::nts::NtsKeys>,
+    /// Symmetric keys for the responders (the XDP program passes requests with a MAC up: it
+    /// answers only 48-byte requests).
+    pub keys: Option<Arc<crate::proto::auth::KeyTable>>,
 }
 
 /// One interface being served.
@@ -227,6 +230,7 @@ pub fn run_with_symmetric(
         let state = state.clone();
         let stop = server.pool.shutdown();
         let symmetric = symmetric.clone();
+        let keys = config.keys.clone();
         let nts = config
             .nts
             .as_ref()
@@ -237,6 +241,7 @@ pub fn run_with_symmetric(
                 name, socket, batch_size, state, counters, stop, ntp_port, busy, symmetric,
             )
             .with_nts(nts)
+            .with_keys(keys)
             .run()
         });
         if let Err(e) = started {

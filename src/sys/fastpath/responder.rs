@@ -125,6 +125,12 @@ impl Responder {
         self
     }
 
+    /// Requests with a MAC are answered with `keys` (None: as plain requests).
+    pub fn with_keys(mut self, keys: Option<Arc<crate::proto::auth::KeyTable>>) -> Responder {
+        self.pipeline = self.pipeline.with_keys(keys);
+        self
+    }
+
     /// Serves until the shutdown flag is set.
     pub fn run(mut self) -> io::Result<()> {
         while !self.shutdown.load(Ordering::Relaxed) {

@@ -46,6 +46,8 @@ pub struct SocketConfig {
     pub batch_size: usize,
     /// Transmit stamps and interleaved mode (`crate::proto::interleave`).
     pub interleaved: bool,
+    /// Symmetric keys: requests with a MAC of one are answered authenticated (None: as plain).
+    pub keys: Option<Arc<crate::proto::auth::KeyTable>>,
 }
 
 /// The running responder threads.
@@ -138,6 +140,7 @@ pub fn run_with(
         let symmetric = symmetric.clone();
         let admitter = admitter.clone();
         let xleave = xleave.clone();
+        let keys = config.keys.clone();
         let nts = nts.as_ref().map(|k| k.responder(crate::sys::random::seed()));
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
@@ -147,6 +150,7 @@ pub fn run_with(
                 .with_admitter(admitter)
                 .with_nts(nts)
                 .with_interleave(xleave)
+                .with_keys(keys)
                 .run()
         })?;
     }
@@ -254,6 +258,7 @@ mod tests {
                 cores,
                 batch_size: BATCH,
                 interleaved: true,
+                keys: None,
             };
             let server = run(&config, reader, shutdown.clone())?;
             Ok(TestServer {
@@ -699,18 +704,21 @@ mod tests {
                 cores: vec![0],
                 batch_size: 1,
                 interleaved: true,
+                keys: None,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![],
                 batch_size: 1,
                 interleaved: true,
+                keys: None,
             },
             SocketConfig {
                 listen: vec![addr],
                 cores: vec![0],
                 batch_size: 0,
                 interleaved: true,
+                keys: None,
             },
         ] {
             let e = run(&config, reader.clone(), shutdown.clone()).err().unwrap();

@@ -107,6 +107,12 @@ impl Responder {
         self
     }
 
+    /// Requests with a MAC are answered with `keys` (None: as plain requests).
+    pub fn with_keys(mut self, keys: Option<Arc<crate::proto::auth::KeyTable>>) -> Responder {
+        self.pipeline = self.pipeline.with_keys(keys);
+        self
+    }
+
     pub fn with_admitter(mut self, admitter: Option<Arc<crate::proto::admission::Admitter>>) -> Responder {
         self.pipeline = self.pipeline.with_admitter(admitter);
         self

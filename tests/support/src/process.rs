@@ -210,7 +210,12 @@ impl Chronyd {
     /// one), its clock `offset` from the true time when given (libfaketime's syntax: "+10s").
     /// It does not wait for chronyd to serve (see [`Chronyd::wait_answering`]).
     pub fn start(netns: Option<&str>, bind: &str, port: u16, offset: Option<&str>) -> Chronyd {
-        Self::start_with(netns, bind, port, offset, "")
+        Chronyd::start_configured(
+            netns,
+            &format!("local stratum 1\nallow\nbindaddress {bind}\nport {port}\n"),
+            &[],
+            offset,
+        )
     }
 
     /// [`Chronyd::start`] with more configuration lines (`extra`, e.g. its NTS server's).
@@ -221,13 +226,36 @@ impl Chronyd {
         offset: Option<&str>,
         extra: &str,
     ) -> Chronyd {
+        Chronyd::start_configured(
+            netns,
+            &format!("local stratum 1\nallow\nbindaddress {bind}\nport {port}\n{extra}"),
+            &[],
+            offset,
+        )
+    }
+
+    /// Starts chronyd with the directives `config` (each `{dir}` in it replaced by its scratch
+    /// directory, where `files`, name and text, are written first, readable by their owner
+    /// only: a `keyfile`, say), besides its own pidfile, driftfile and no command port.
+    pub fn start_configured(
+        netns: Option<&str>,
+        config: &str,
+        files: &[(&str, &str)],
+        offset: Option<&str>,
+    ) -> Chronyd {
+        use std::os::unix::fs::PermissionsExt;
         let dir = TempDir::new("chronyd");
+        for (name, text) in files {
+            let path = dir.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let conf = dir.0.join("chrony.conf");
         std::fs::write(
             &conf,
             format!(
-                "local stratum 1\nallow\nbindaddress {bind}\nport {port}\ncmdport 0\n\
-                 pidfile {0}/chronyd.pid\ndriftfile {0}/drift\nntsdumpdir {0}\n{extra}",
+                "{}\ncmdport 0\npidfile {1}/chronyd.pid\ndriftfile {1}/drift\nntsdumpdir {1}\n",
+                config.replace("{dir}", &dir.0.display().to_string()),
                 dir.0.display()
             ),
         )
@@ -261,6 +289,11 @@ impl Chronyd {
             .spawn()
             .expect("start chronyd");
         Chronyd { child, dir }
+    }
+
+    /// Its scratch directory (its configuration, log, and any `logdir` pointed at `{dir}`).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
     }
 
     /// What chronyd has logged so far.
