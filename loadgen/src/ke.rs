@@ -49,6 +49,8 @@ pub struct KeReport {
     pub sessions_failed: u64,
     /// Failed sessions by what went wrong (connect, refused, closed, timeout, tls, ...).
     pub failures: BTreeMap<String, u64>,
+    /// The first message of each kind of failure.
+    pub failure_examples: BTreeMap<String, String>,
     /// Completed sessions per second over the run.
     pub rate: f64,
     pub cookies: u64,
@@ -88,8 +90,16 @@ struct Tally {
     ok: u64,
     cookies: u64,
     failures: BTreeMap<String, u64>,
+    examples: BTreeMap<String, String>,
     durations_us: Vec<f64>,
     aead: Option<u16>,
+}
+
+impl Tally {
+    fn fail(&mut self, kind: &str, message: String) {
+        *self.failures.entry(kind.into()).or_default() += 1;
+        self.examples.entry(kind.into()).or_insert(message);
+    }
 }
 
 /// Runs the benchmark; an error when it cannot start (bad CA file, source net and target of
@@ -126,6 +136,9 @@ pub fn run(bench: &KeBench) -> Result<KeReport, String> {
         for (k, v) in t.failures {
             *total.failures.entry(k).or_default() += v;
         }
+        for (k, v) in t.examples {
+            total.examples.entry(k).or_insert(v);
+        }
         total.durations_us.extend(t.durations_us);
         total.aead = total.aead.or(t.aead);
     }
@@ -137,6 +150,7 @@ pub fn run(bench: &KeBench) -> Result<KeReport, String> {
         sessions_ok: total.ok,
         sessions_failed: total.failures.values().sum(),
         failures: total.failures,
+        failure_examples: total.examples,
         rate: total.ok as f64 / seconds,
         cookies: total.cookies,
         session_us: Percentiles::of(total.durations_us),
@@ -182,8 +196,8 @@ fn session_loop(
                 tally.durations_us.push(began.elapsed().as_secs_f64() * 1e6);
                 tally.aead = Some(est.keys.aead.id());
             }
-            Ok(_) => *tally.failures.entry("no_cookie".into()).or_default() += 1,
-            Err(e) => *tally.failures.entry(failure_kind(&e).into()).or_default() += 1,
+            Ok(_) => tally.fail("no_cookie", "a response without cookies".into()),
+            Err(e) => tally.fail(failure_kind(&e), e),
         }
     }
     tally
