@@ -217,7 +217,7 @@ fn failure_kind(message: &str) -> &'static str {
     } else if m.contains("closed before")
         || m.contains("reset")
         || m.contains("broken pipe")
-        || m.contains("eof")
+        || m.contains("end of file")
     {
         // A server refusing a session (busy, rate-limited) closes the connection unanswered.
         "closed"
@@ -324,6 +324,7 @@ mod tests {
             failure_kind("NTS-KE with a: Connection reset by peer (os error 104)"),
             "closed"
         );
+        assert_eq!(failure_kind("NTS-KE with a: unexpected end of file"), "closed");
         assert_eq!(failure_kind("NTS-KE with a: timed out"), "timeout");
         assert_eq!(
             failure_kind("NTS-KE with a: the server answered error 1"),

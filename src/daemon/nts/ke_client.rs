@@ -79,6 +79,9 @@ pub fn establish_over(
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| format!("{name}: {e}"))?;
     let mut conn = ClientConnection::new(config, server_name).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    // The request follows the handshake's last flight at once: without this, Nagle's algorithm
+    // holds it until the server's (delayed) ACK of that flight.
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     rustls::Stream::new(&mut conn, &mut tcp)
         .write_all(&ke::request(aeads))

@@ -208,6 +208,9 @@ fn session(
 ) -> Result<(), SessionError> {
     let deadline = Instant::now() + SESSION_DEADLINE;
     tcp.set_nonblocking(false)?;
+    // Each flight is written whole and then waited on: Nagle's algorithm would hold a flight's
+    // last small segment until the client's (delayed) ACK of the previous one.
+    tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut conn = ServerConnection::new(config).map_err(|e| SessionError::Tls(e.to_string()))?;
