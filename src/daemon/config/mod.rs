@@ -23,6 +23,9 @@
 //!                                        #   [noselect] [minpoll N] [maxpoll N]
 //! pool = ["pool.example.org iburst maxsources 4"]  # names of several servers
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
+//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH [refid ID]
+//!                                        #   [poll N] [offset S] [delay S] [precision N]
+//!                                        #   [prefer] [noselect] [filter N]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward
@@ -66,7 +69,7 @@ use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
     Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, NtsServerName,
-    OffOr, OnOff, Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
+    OffOr, OnOff, Peer, Pool, Port, Refclock, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
     TotalRate, TrackedClients, UserName, V4PrefixLen, V6PrefixLen,
 };
 
@@ -179,6 +182,10 @@ settings! {
 
     /// Symmetric peer (mode 1), same syntax as --upstream; repeatable
     peer: Vec<Source<Peer>>, flag(value_name = "HOST[:PORT]"), key "peer";
+
+    /// Reference clock, "shm:UNIT|sock:PATH [refid ID] [poll N] [offset S] [delay S]
+    /// [precision N] [prefer] [noselect] [filter N]" (chrony's options); repeatable
+    refclock: Vec<Refclock>, flag(value_name = "DRIVER:PARAMETER"), key "refclock";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized
     /// [default: 1.5]
@@ -676,6 +683,9 @@ impl ServerConfig {
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources: [specs(s.upstream), specs(s.pool), specs(s.peer)].concat(),
+            refclocks: s
+                .refclock
+                .map_or_else(Vec::new, |g| g.value.into_iter().map(|r| r.0).collect()),
             max_distance: s.max_distance.map_or(default.max_distance, |g| g.value.0),
             minsources: s.minsources.map_or(default.minsources, |g| g.value.0),
             max_startup_step_forward: s

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::guard::{self, StepLimits};
 use super::leapplan::LeapSettings;
+use super::refclock::RefclockSpec;
 use super::spec::{SourceKind, SourceSpec};
 use crate::proto::state::UnsyncPolicy;
 
@@ -22,6 +23,8 @@ pub const DEFAULT_MAX_DISTANCE: Duration = Duration::from_millis(1500);
 pub struct UpstreamConfig {
     /// Servers, pools and peers, in the order given.
     pub sources: Vec<SourceSpec>,
+    /// Reference clocks, in the order given.
+    pub refclocks: Vec<RefclockSpec>,
     /// Largest root distance of a usable source and of the time served as synchronized.
     pub max_distance: Duration,
     /// Agreeing sources needed to synchronize.
@@ -49,6 +52,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             sources: Vec::new(),
+            refclocks: Vec::new(),
             max_distance: DEFAULT_MAX_DISTANCE,
             minsources: DEFAULT_MINSOURCES,
             max_startup_step_forward: Duration::from_secs_f64(guard::DEFAULT_STARTUP_FORWARD),
@@ -84,7 +88,8 @@ impl UpstreamConfig {
                 SourceKind::Pool => s.options.max_sources,
                 _ => 1,
             })
-            .sum()
+            .sum::<usize>()
+            + self.refclocks.iter().filter(|r| !r.options.noselect).count()
     }
 }
 
