@@ -66,7 +66,7 @@ fn unix_ns(sec: libc::time_t, usec: libc::c_int, nsec: libc::c_uint) -> Option<i
     } else {
         return None;
     };
-    (sec as i64).checked_mul(1_000_000_000)?.checked_add(sub)
+    sec.checked_mul(1_000_000_000)?.checked_add(sub)
 }
 
 impl ShmTime {
