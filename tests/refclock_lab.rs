@@ -250,10 +250,19 @@ fn serves_stratum_1(refclock: &str, pseudo: &str, stop_writer: impl FnOnce()) {
     // The reference stops: eight polls (poll 1: 2 s each) later it is unreachable.
     stop_writer();
     wait_log(&server, &format!("source {pseudo}:0 is unreachable"), 60);
-    let status = status_json(&control);
-    let source = the_source(&status, &name);
-    assert_eq!(source["reach"], 0, "{status}");
-    assert_ne!(source["state"], "selected", "{status}");
+    // The status board is refreshed once a second: give it a few.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = status_json(&control);
+        let source = the_source(&status, &name);
+        if source["reach"] == 0 {
+            assert_ne!(source["state"], "selected", "{status}");
+            assert_eq!(source["reason"], "unreachable", "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "reach never 0: {status}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let (exit, log) = server.stop();
     assert!(exit.success(), "{log}");
 }
