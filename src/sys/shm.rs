@@ -173,6 +173,34 @@ mod tests {
         assert_eq!(std::mem::offset_of!(ShmTime, receive_nsec), 56);
     }
 
+    proptest::proptest! {
+        /// Whatever a writer leaves in the segment, reading it never panics, and a sample read
+        /// has sub-second parts in range.
+        #[test]
+        fn any_segment_contents_read_safely(
+            clock in (proptest::prelude::any::<i64>(), proptest::prelude::any::<i32>(), proptest::prelude::any::<u32>()),
+            receive in (proptest::prelude::any::<i64>(), proptest::prelude::any::<i32>(), proptest::prelude::any::<u32>()),
+            leap in proptest::prelude::any::<i32>(),
+        ) {
+            let t = ShmTime {
+                mode: 1,
+                clock_sec: clock.0,
+                clock_usec: clock.1,
+                clock_nsec: clock.2,
+                receive_sec: receive.0,
+                receive_usec: receive.1,
+                receive_nsec: receive.2,
+                leap,
+                valid: 1,
+                ..ShmTime::default()
+            };
+            if let Some(s) = t.sample() {
+                proptest::prop_assert_eq!(s.clock_ns.div_euclid(1_000_000_000), clock.0);
+                proptest::prop_assert!(s.leap <= 3);
+            }
+        }
+    }
+
     #[test]
     fn nanoseconds_when_they_agree_with_microseconds() {
         let t = ShmTime {

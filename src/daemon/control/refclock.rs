@@ -197,6 +197,28 @@ mod tests {
         assert_eq!(decode_sock_sample(&[0; 12]), Err(SockRefusal::Length(12)));
     }
 
+    proptest::proptest! {
+        /// Any datagram is a reading or a refusal, never a panic; a well-formed one decodes to
+        /// what was written.
+        #[test]
+        fn any_datagram_decodes_or_is_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_sock_sample(&bytes);
+        }
+
+        #[test]
+        fn well_formed_samples_decode_exactly(
+            sec in 0i64..4_000_000_000,
+            usec in 0i64..1_000_000,
+            offset in -1e3f64..1e3,
+            leap in 0i32..4,
+        ) {
+            let s = decode_sock_sample(&sample(sec, usec, offset, 0, leap, SOCK_MAGIC)).unwrap();
+            proptest::prop_assert_eq!(s.time, sec * 1_000_000_000 + usec * 1000);
+            proptest::prop_assert_eq!(s.offset, offset);
+            proptest::prop_assert_eq!(s.leap, leap_of(leap));
+        }
+    }
+
     #[test]
     fn a_sock_refclock_reads_what_a_writer_sends() {
         let dir = std::env::temp_dir().join(format!("strata-sock-{}", std::process::id()));
