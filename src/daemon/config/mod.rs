@@ -1667,6 +1667,38 @@ mod upstream_tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn refclocks_from_the_file_and_the_flag() {
+        use crate::proto::control::refclock::RefclockDriver;
+        let from_file = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+        };
+        let c = from_file("refclock = [\"shm:0 refid GPS prefer\", \"sock:/run/strata/gps.sock\"]").unwrap();
+        let r = &c.upstream.refclocks;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].driver, RefclockDriver::Shm(0));
+        assert!(r[0].options.prefer);
+        assert_eq!(r[1].driver, RefclockDriver::Sock("/run/strata/gps.sock".into()));
+        assert_eq!(c.upstream.selectable_sources(), 2);
+        let c = from_flags(&["--refclock", "shm:1 refid PPS noselect"]).unwrap();
+        assert_eq!(c.upstream.refclocks[0].refid(0), *b"PPS\0");
+        assert_eq!(c.upstream.selectable_sources(), 0);
+        let e = from_flags(&["--refclock", "gps:0"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("flag `--refclock`: unknown refclock driver \"gps\""),
+            "{e}"
+        );
+        let e = from_file("refclock = \"shm:0 poll 30\"").unwrap_err().to_string();
+        assert!(
+            e.contains("config key `refclock`") && e.contains("out of range"),
+            "{e}"
+        );
+    }
 }
 
 /// Hostile and careless input: each case was once accepted silently or refused unclearly.
