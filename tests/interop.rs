@@ -110,9 +110,12 @@ fn ntpdig_accepts_strata_over_ipv4_and_ipv6() {
         assert_eq!(answer["stratum"], 1, "{answer}");
         assert_eq!(answer["leap"], "no-leap", "{answer}");
         let offset = answer["offset"].as_f64().expect("offset is a number");
+        // Server and client read one clock, so the offset is only the exchange's asymmetry:
+        // well under 1 ms on an idle machine, a few ms when the scheduler is busy (CI runs lab
+        // tests side by side). A wrong time (the TAI offset, a leap, a step) is far beyond it.
         assert!(
-            offset.abs() < 1e-3,
-            "offset {offset} s is not under 1 ms: {answer}"
+            offset.abs() < 10e-3,
+            "offset {offset} s is not under 10 ms: {answer}"
         );
     }
     let (status, log) = server.stop();

@@ -23,6 +23,8 @@
 //!                                        #   [noselect] [minpoll N] [maxpoll N]
 //! pool = ["pool.example.org iburst maxsources 4"]  # names of several servers
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
+//! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
+//! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
 //! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH [refid ID]
 //!                                        #   [poll N] [offset S] [delay S] [precision N]
 //!                                        #   [prefer] [noselect] [filter N]
@@ -257,6 +259,14 @@ settings! {
 
     /// NTS: the NTP port NTS-KE tells clients to use [default: 123, not sent]
     nts_ntp_port: Option<Port>, flag(value_name = "PORT"), key "nts_ntp_port";
+
+    /// Time constraint: an https:// URL whose Date header bounds the true time; sources outside
+    /// the bounds are not used (fetched at start, then hourly); repeatable [default: none]
+    constraint: Vec<values::HttpsUrl>, flag(value_name = "URL"), key "constraint";
+
+    /// NTS sources (`server HOST nts`) and constraints: the CA certificates (PEM) their servers
+    /// must be signed by [default: the system's trust store]
+    nts_trusted_certs: Option<FilePath>, flag(value_name = "PEM"), key "nts_trusted_certs";
 
     /// NTS: answer only NTS-protected requests, drop the rest (the XDP program then answers
     /// nothing itself) [default: off]
@@ -716,6 +726,10 @@ impl ServerConfig {
                     crate::proto::control::leapplan::LeapHandling::Step
                 },
             },
+            nts_trusted_certs: s.nts_trusted_certs.map(|g| g.value.0),
+            constraints: s
+                .constraint
+                .map_or_else(Vec::new, |g| g.value.into_iter().map(|u| u.0).collect()),
         };
 
         let nts = match (s.nts_certificate, s.nts_private_key) {
@@ -933,6 +947,32 @@ mod tests {
 
     fn err(r: Result<ServerConfig, ConfigError>) -> String {
         r.expect_err("expected an error").to_string()
+    }
+
+    #[test]
+    fn nts_sources_their_trust_and_time_constraints() {
+        let text = "server = \"nts.example nts ntsport 14460\"\nnts_trusted_certs = \"/etc/ca.pem\"\n\
+                    constraint = [\"https://a.example/\", \"https://198.18.0.1:8443/date\"]\n";
+        let c = from_file(text).unwrap();
+        let u = &c.upstream;
+        assert!(u.sources[0].options.nts);
+        assert_eq!(u.sources[0].options.nts_port, 14460);
+        assert_eq!(u.nts_trusted_certs.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let urls: Vec<String> = u.constraints.iter().map(|c| c.to_string()).collect();
+        assert_eq!(urls, ["https://a.example:443/", "https://198.18.0.1:8443/date"]);
+        let c = from_flags(&[
+            "--constraint",
+            "https://b.example",
+            "--constraint",
+            "https://c.example",
+        ])
+        .unwrap();
+        assert_eq!(c.upstream.constraints.len(), 2);
+        assert!(from_flags(&[]).unwrap().upstream.constraints.is_empty());
+        let e = err(from_file("constraint = \"http://a.example/\""));
+        assert!(e.contains("constraint") && e.contains("https://"), "{e}");
+        let e = err(from_file("server = \"a.example nts ntsport 0\""));
+        assert!(e.contains("ntsport"), "{e}");
     }
 
     #[test]

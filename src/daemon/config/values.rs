@@ -682,6 +682,21 @@ impl Setting for NtsServerName {
     }
 }
 
+/// A time constraint's `https://HOST[:PORT][/PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsUrl(pub crate::proto::control::constraint::ConstraintUrl);
+
+impl Setting for HttpsUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        crate::proto::control::constraint::ConstraintUrl::parse(text.trim()).map(HttpsUrl)
+    }
+}
+
+impl ListItem for HttpsUrl {
+    const ITEMS: &'static str = "https:// URL strings";
+    const LIST: &'static str = "a URL string or an array of them";
+}
+
 /// The I/O path asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

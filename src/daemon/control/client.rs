@@ -10,10 +10,12 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::constraint_fetch::ConstraintFetcher;
+use super::nts_source::{KeAnswer, KeRunner};
 use super::resolve::Resolver;
 use super::statslog::StatsLog;
 use crate::daemon::control::leapfile::LeapFile;
-use crate::daemon::observe::board::{ControlStatus, StatusBoard};
+use crate::daemon::observe::board::{ControlStatus, StatusBoard, UpstreamStatus};
 use crate::daemon::observe::leap_status::LeapSecondStatus;
 use crate::proto::clock::ClockParams;
 use crate::proto::control::engine::{Engine, SourceId, SyncState};
@@ -21,6 +23,7 @@ use crate::proto::control::events::{Event, KissAction};
 use crate::proto::control::leapplan::DAY;
 use crate::proto::control::source::{Association, Unfit};
 use crate::proto::control::spec::{SourceKind, SourceSpec};
+use crate::proto::nts::session::{ClientSession, SessionCounters, UID_LEN};
 use crate::proto::state::Published;
 use crate::proto::wire::ntp::Leap;
 use crate::sys::adjtimex::{read_kernel_frequency, SystemClockDiscipline};
@@ -52,12 +55,71 @@ struct Entry {
     active: Vec<SourceId>,
     resolving: bool,
     resolved_at: Option<Instant>,
+    /// NTS: the NTS-KE servers (resolved addresses) a session is being made with.
+    key_exchanges: Vec<SocketAddr>,
+    /// NTS: why the last session failed, while the entry has no association to show it on.
+    nts_failure: Option<String>,
+}
+
+impl Entry {
+    /// What the name is resolved to: the NTS-KE server for an NTS source, else NTP.
+    fn resolve_endpoint(&self) -> String {
+        if self.spec.options.nts {
+            SourceSpec {
+                port: self.spec.options.nts_port,
+                ..self.spec.clone()
+            }
+            .endpoint()
+        } else {
+            self.spec.endpoint()
+        }
+    }
 }
 
 struct Link {
     socket: UdpSocket,
     entry: usize,
     polls: u32,
+    /// The resolved address it came from: its NTP address, or its NTS-KE server's.
+    origin: SocketAddr,
+    nts: Option<NtsLink>,
+}
+
+/// An association's NTS state in the shell: the pure session, and its renewal.
+struct NtsLink {
+    session: ClientSession,
+    /// The counts of the sessions it had before this one.
+    earlier: SessionCounters,
+    renewing: bool,
+    /// When the last renewal failed, and why (retried after `RESOLVE_RETRY`).
+    failed: Option<(Instant, String)>,
+}
+
+impl NtsLink {
+    fn counters(&self) -> SessionCounters {
+        let now = self.session.counters();
+        SessionCounters {
+            authenticated: self.earlier.authenticated + now.authenticated,
+            rejected: self.earlier.rejected + now.rejected,
+            naks: self.earlier.naks + now.naks,
+        }
+    }
+
+    /// The authentication state as `strata status` shows it.
+    fn describe(&self) -> String {
+        let c = self.counters();
+        let mut text = format!(
+            "NTS: {} cookies, {} authenticated, {} rejected, {} NAKs",
+            self.session.cookies(),
+            c.authenticated,
+            c.rejected,
+            c.naks
+        );
+        if let Some((_, why)) = &self.failed {
+            text.push_str(&format!("; {why}"));
+        }
+        text
+    }
 }
 
 pub(super) struct Shell {
@@ -67,6 +129,8 @@ pub(super) struct Shell {
     entries: Vec<Entry>,
     associations: BTreeMap<SourceId, Link>,
     resolver: Resolver,
+    key_exchange: KeRunner,
+    constraints: ConstraintFetcher,
     symmetric: Option<SymmetricReceiver>,
     /// Mode-6 queries and the sockets they are answered through.
     queries: Option<super::queries::Queries>,
@@ -93,6 +157,21 @@ impl Shell {
     /// Publishes what `leap_file` says with the status (see `leapfile`).
     pub(super) fn with_leap_file(mut self, leap_file: LeapFile) -> Shell {
         self.leap_file = leap_file;
+        self
+    }
+
+    /// NTS sources and the HTTPS servers of the time constraints `constraints` trust the CA
+    /// certificates in `trusted` (PEM) instead of the system's store.
+    pub(super) fn with_trust(
+        mut self,
+        trusted: Option<&std::path::Path>,
+        constraints: Vec<crate::proto::control::constraint::ConstraintUrl>,
+    ) -> Shell {
+        self.key_exchange = KeRunner::new(trusted);
+        if !constraints.is_empty() {
+            self.engine.await_constraints();
+        }
+        self.constraints = ConstraintFetcher::new(constraints, trusted);
         self
     }
 
@@ -153,6 +232,8 @@ impl Shell {
                 active: Vec::new(),
                 resolving: false,
                 resolved_at: None,
+                key_exchanges: Vec::new(),
+                nts_failure: None,
             })
             .collect();
         Shell {
@@ -162,6 +243,8 @@ impl Shell {
             entries,
             associations: BTreeMap::new(),
             resolver: Resolver::new(),
+            key_exchange: KeRunner::new(None),
+            constraints: ConstraintFetcher::new(Vec::new(), None),
             symmetric,
             queries: None,
             statslog,
@@ -196,12 +279,7 @@ impl Shell {
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {
-                if let Some(a) = self.associations.get_mut(&tx.source) {
-                    a.polls += 1;
-                    if let Err(e) = a.socket.send(&tx.packet) {
-                        log::debug!("sending to {} failed: {e}", tx.to);
-                    }
-                }
+                self.send(tx.source, tx.to, &tx.packet);
             }
             if Instant::now() >= next_housekeeping {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
@@ -276,7 +354,7 @@ impl Shell {
                         // Stamped in user space, right after the wakeup; see the report's notes.
                         let rx = kernel_now();
                         let bytes = self.buf[..n].to_vec();
-                        self.engine.receive(id, &bytes, rx);
+                        self.received(id, &bytes, rx);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
@@ -453,6 +531,12 @@ impl Shell {
         for (entry, answer) in self.resolver.answers() {
             self.resolved(entry, answer);
         }
+        for answer in self.key_exchange.answers() {
+            self.key_exchanged(answer);
+        }
+        if let Some(constraints) = self.constraints.poll() {
+            self.engine.set_constraints(constraints);
+        }
         self.replace_lost_sources();
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
@@ -467,17 +551,220 @@ impl Shell {
         }
         let now = kernel_now();
         let leap_list = self.leap_file.status(now.div_euclid(1_000_000_000));
-        self.board.publish(ControlStatus {
+        let mut status = ControlStatus {
             leap: LeapSecondStatus::new(&self.engine.leap_status(now), &leap_list, self.tai),
             leap_list,
             ..ControlStatus::from_engine(&self.engine, now)
-        });
+        };
+        self.authentication_status(&mut status);
+        status.integrity.constraints = self.constraints.describe();
+        self.board.publish(status);
+    }
+
+    /// Sends the engine's packet for `id`: as it is, or NTS-protected with a cookie of its
+    /// jar. An NTS association without cookies sends nothing (the poll goes unanswered) until a
+    /// new NTS-KE session refills it.
+    fn send(&mut self, id: SourceId, to: SocketAddr, packet: &[u8; 48]) {
+        let Some(a) = self.associations.get_mut(&id) else {
+            return;
+        };
+        a.polls += 1;
+        let wire = match a.nts.as_mut() {
+            None => packet.to_vec(),
+            Some(nts) => {
+                let mut uid = [0u8; UID_LEN];
+                let mut nonce = [0u8; 16];
+                let random =
+                    crate::sys::random::fill(&mut uid).and_then(|()| crate::sys::random::fill(&mut nonce));
+                let request = match random {
+                    Ok(()) => {
+                        let n = nts.session.aead().nonce_len();
+                        nts.session.request(packet, uid, &nonce[..n])
+                    }
+                    Err(e) => {
+                        log::error!("no random bytes for an NTS request: {e}");
+                        None
+                    }
+                };
+                let renew = nts.session.needs_key_exchange();
+                let Some(request) = request else {
+                    self.renew(id);
+                    return;
+                };
+                if renew {
+                    self.renew(id);
+                }
+                request
+            }
+        };
+        let Some(a) = self.associations.get(&id) else {
+            return;
+        };
+        if let Err(e) = a.socket.send(&wire) {
+            log::debug!("sending to {to} failed: {e}");
+        }
+    }
+
+    /// A packet from source `id`: to the engine, once authenticated if the source is NTS.
+    fn received(&mut self, id: SourceId, bytes: &[u8], rx: i64) {
+        let Some(a) = self.associations.get_mut(&id) else {
+            return;
+        };
+        let Some(nts) = a.nts.as_mut() else {
+            self.engine.receive(id, bytes, rx);
+            return;
+        };
+        match nts.session.receive(bytes) {
+            Ok(header) => self.engine.receive(id, &header, rx),
+            Err(why) => {
+                // Counted in the status; logged at the 1st, 2nd, 4th, 8th... so that a flood of
+                // forgeries is not a flood of log lines.
+                let c = nts.counters();
+                let count = c.rejected + c.naks;
+                if count.is_power_of_two() {
+                    let addr = self
+                        .engine
+                        .source(id)
+                        .map_or_else(String::new, |s| s.addr.to_string());
+                    log::info!(
+                        "NTS reply from {addr} rejected: {} ({count} rejected or NAKed so far)",
+                        why.label()
+                    );
+                }
+                if nts.session.needs_key_exchange() {
+                    self.renew(id);
+                }
+            }
+        }
+    }
+
+    /// Starts a new NTS-KE session for association `id` (unless one runs, or the last failed
+    /// less than `RESOLVE_RETRY` ago).
+    fn renew(&mut self, id: SourceId) {
+        let Some(a) = self.associations.get_mut(&id) else {
+            return;
+        };
+        let Some(nts) = a.nts.as_mut() else {
+            return;
+        };
+        if nts.renewing
+            || nts
+                .failed
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < RESOLVE_RETRY)
+        {
+            return;
+        }
+        nts.renewing = true;
+        let spec = &self.entries[a.entry].spec;
+        log::info!(
+            "{spec}: new NTS-KE session with {} ({} cookies left)",
+            a.origin,
+            nts.session.cookies()
+        );
+        self.key_exchange
+            .request(a.entry, spec.host.clone(), a.origin, spec.port, Some(id));
+    }
+
+    /// An NTS-KE session ended: a new association, or a renewed one.
+    fn key_exchanged(&mut self, answer: KeAnswer) {
+        let KeAnswer {
+            entry,
+            ke_addr,
+            rekey,
+            result,
+        } = answer;
+        if let Some(id) = rekey {
+            let Some(link) = self.associations.get_mut(&id) else {
+                return;
+            };
+            let Some(nts) = link.nts.as_mut() else {
+                return;
+            };
+            nts.renewing = false;
+            match result {
+                Ok(start) if self.engine.source(id).is_some_and(|s| s.addr == start.ntp) => {
+                    nts.earlier = nts.counters();
+                    nts.session = start.session;
+                    nts.failed = None;
+                    log::info!(
+                        "{}: NTS renewed, {} cookies",
+                        self.entries[entry].spec,
+                        nts.session.cookies()
+                    );
+                }
+                Ok(start) => {
+                    // The server moved NTP elsewhere: the association follows it.
+                    log::info!(
+                        "{}: NTS-KE now names {} for NTP",
+                        self.entries[entry].spec,
+                        start.ntp
+                    );
+                    self.associations.remove(&id);
+                    self.engine.remove_source(id, kernel_now());
+                    self.entries[entry].active.retain(|x| *x != id);
+                    self.start_nts(entry, ke_addr, start);
+                }
+                Err(why) => {
+                    log::warn!("{}: {why}", self.entries[entry].spec);
+                    nts.failed = Some((Instant::now(), why));
+                }
+            }
+            return;
+        }
+        self.entries[entry].key_exchanges.retain(|a| *a != ke_addr);
+        match result {
+            Ok(start) => self.start_nts(entry, ke_addr, start),
+            Err(why) => {
+                let e = &mut self.entries[entry];
+                log::warn!("{}: {why}", e.spec);
+                e.given_up.push(ke_addr);
+                e.nts_failure = Some(why);
+                self.fill(entry);
+            }
+        }
+    }
+
+    fn start_nts(&mut self, entry: usize, ke_addr: SocketAddr, start: super::nts_source::NtsStart) {
+        match self.associate(entry, start.ntp, ke_addr, Some(start.session)) {
+            Ok(id) => {
+                let e = &mut self.entries[entry];
+                e.active.push(id);
+                e.nts_failure = None;
+            }
+            Err(err) => {
+                let e = &mut self.entries[entry];
+                log::warn!("{}: cannot use {}: {err}", e.spec, start.ntp);
+                e.given_up.push(ke_addr);
+            }
+        }
+    }
+
+    /// Each NTS source's authentication state in the status: on its association's row, or, for
+    /// an entry whose NTS-KE failed and that has none, on a row of its own.
+    fn authentication_status(&self, status: &mut ControlStatus) {
+        for (id, link) in &self.associations {
+            let (Some(nts), Some(src)) = (&link.nts, self.engine.source(*id)) else {
+                continue;
+            };
+            let name = src.addr.to_string();
+            if let Some(row) = status.sources.iter_mut().find(|r| r.name == name) {
+                row.auth = Some(nts.describe());
+            }
+        }
+        for e in &self.entries {
+            if let (Some(why), true) = (&e.nts_failure, e.active.is_empty()) {
+                status
+                    .sources
+                    .push(UpstreamStatus::failed(e.resolve_endpoint(), why.clone()));
+            }
+        }
     }
 
     fn resolve(&mut self, entry: usize) {
         let e = &mut self.entries[entry];
         e.resolving = true;
-        self.resolver.request(entry, e.spec.endpoint());
+        self.resolver.request(entry, e.resolve_endpoint());
     }
 
     fn resolved(&mut self, entry: usize, answer: Result<Vec<SocketAddr>, String>) {
@@ -501,12 +788,12 @@ impl Shell {
             SourceKind::Pool => self.entries[entry].spec.options.max_sources,
             SourceKind::Server | SourceKind::Peer => 1,
         };
-        while self.entries[entry].active.len() < wanted {
+        while self.entries[entry].active.len() + self.entries[entry].key_exchanges.len() < wanted {
             let in_use: Vec<SocketAddr> = self
                 .associations
-                .keys()
-                .filter_map(|id| self.engine.source(*id))
-                .map(|s| s.addr)
+                .values()
+                .map(|l| l.origin)
+                .chain(self.entries.iter().flat_map(|e| e.key_exchanges.iter().copied()))
                 .collect();
             let e = &self.entries[entry];
             let Some(addr) = e
@@ -517,7 +804,17 @@ impl Shell {
             else {
                 return;
             };
-            match self.associate(entry, addr) {
+            if e.spec.options.nts {
+                // The association comes with the session's answer (`key_exchanged`).
+                if e.active.len() + e.key_exchanges.len() >= wanted {
+                    return;
+                }
+                let (host, port) = (e.spec.host.clone(), e.spec.port);
+                self.entries[entry].key_exchanges.push(addr);
+                self.key_exchange.request(entry, host, addr, port, None);
+                continue;
+            }
+            match self.associate(entry, addr, addr, None) {
                 Ok(id) => self.entries[entry].active.push(id),
                 Err(err) => {
                     log::warn!("{}: cannot use {addr}: {err}", self.entries[entry].spec);
@@ -527,7 +824,15 @@ impl Shell {
         }
     }
 
-    fn associate(&mut self, entry: usize, addr: SocketAddr) -> io::Result<SourceId> {
+    /// A new association with `addr` for `entry`, from the resolved address `origin`, with the
+    /// NTS session an NTS source has.
+    fn associate(
+        &mut self,
+        entry: usize,
+        addr: SocketAddr,
+        origin: SocketAddr,
+        nts: Option<ClientSession>,
+    ) -> io::Result<SourceId> {
         let any: IpAddr = match addr {
             SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
             SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
@@ -545,13 +850,27 @@ impl Shell {
         let id = self
             .engine
             .add_source(addr, association, spec.options, Some(local), kernel_now());
-        log::info!("{}: polling {addr} from {local}", spec);
+        match &nts {
+            Some(session) => log::info!(
+                "{}: polling {addr} from {local} with NTS ({} cookies from {origin})",
+                spec,
+                session.cookies()
+            ),
+            None => log::info!("{}: polling {addr} from {local}", spec),
+        }
         self.associations.insert(
             id,
             Link {
                 socket,
                 entry,
                 polls: 0,
+                origin,
+                nts: nts.map(|session| NtsLink {
+                    session,
+                    earlier: SessionCounters::default(),
+                    renewing: false,
+                    failed: None,
+                }),
             },
         );
         Ok(id)
@@ -578,7 +897,7 @@ impl Shell {
             let e = &mut self.entries[a.entry];
             e.active.retain(|x| *x != id);
             if let Some(addr) = addr {
-                e.given_up.push(addr);
+                e.given_up.push(a.origin);
                 log::info!("{}: replacing {addr}", e.spec);
             }
             let spare = e.addrs.iter().any(|x| !e.given_up.contains(x));
@@ -596,7 +915,7 @@ pub(super) fn log_event(event: &Event) {
     // One line per event, with its fields (super::event_log).
     let level = match event {
         Event::Measurement(_) | Event::Statistics(_) => Level::Debug,
-        Event::CorrectionRefused { .. } => Level::Error,
+        Event::CorrectionRefused { .. } | Event::ConstraintRefused { .. } => Level::Error,
         Event::Kiss {
             action: KissAction::Dropped,
             ..

@@ -61,6 +61,14 @@ fn describe(event: &Event) -> (&'static str, Vec<(&'static str, Field)>) {
             "correction_refused",
             vec![("seconds", Float(refusal.error)), ("limit", Float(refusal.limit))],
         ),
+        Event::ConstraintRefused { seconds, low, high } => (
+            "correction_outside_constraints",
+            vec![
+                ("seconds", Float(*seconds)),
+                ("low", Float(*low)),
+                ("high", Float(*high)),
+            ],
+        ),
         Event::Overridden { seconds } => ("correction_overridden", vec![("seconds", Float(*seconds))]),
         Event::Synchronized { addr, stratum } => (
             "sync_state",

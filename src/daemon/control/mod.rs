@@ -13,8 +13,10 @@
 //! [`local`] describes.
 
 pub mod client;
+pub mod constraint_fetch;
 pub mod event_log;
 pub mod leapfile;
+pub mod nts_source;
 pub mod queries;
 pub mod refclock;
 pub mod resolve;
@@ -172,6 +174,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
         up.discipline_system,
     )
     .with_leap_file(leap_file)
+    .with_trust(up.nts_trusted_certs.as_deref(), up.constraints.clone())
     .with_refclocks(refclocks)
     .with_queries(queries::Queries::new(
         reply_sockets.clone(),

@@ -1,6 +1,6 @@
 //! The client side of NTS-KE: one blocking TLS 1.3 session that asks for NTPv4 and an AEAD and
-//! returns the cookies, the exported keys and where to send NTP. strata's tests and the load
-//! generator use it now; NTS towards upstream sources will too.
+//! returns the cookies, the exported keys and where to send NTP. strata's tests, the load
+//! generator and NTS towards upstream sources (`crate::daemon::control::nts_source`) use it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +14,9 @@ use super::tls::ALPN;
 use crate::proto::nts::ke::{self, KeResponse};
 use crate::proto::nts::{Aead, SessionKeys};
 
+/// The longest response read: eight cookies and a few records fit many times over.
+const MAX_RESPONSE: usize = 64 * 1024;
+
 /// What a session gave.
 #[derive(Debug, Clone)]
 pub struct Established {
@@ -24,6 +27,33 @@ pub struct Established {
 /// A TLS configuration trusting the CA certificates in `ca_pem` (PEM), or the system's store
 /// when None is given.
 pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+    tls_client_config(ca_pem, ALPN)
+}
+
+/// rustls's reason for a failed session as an operator reads it: an unknown issuer is a
+/// certificate not trusted.
+pub fn describe_tls_error(e: String) -> String {
+    if e.contains("UnknownIssuer") || e.contains("invalid peer certificate") {
+        format!("certificate not trusted ({e})")
+    } else {
+        e
+    }
+}
+
+/// A TLS 1.3 client configuration for `alpn`, trusting the CA certificates in the PEM file
+/// `trusted`, or the system's store when None is given (strata's NTS sources and the HTTPS of
+/// its time constraints).
+pub fn trusting(trusted: Option<&std::path::Path>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    match trusted {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            tls_client_config(Some(&pem), alpn)
+        }
+        None => tls_client_config(None, alpn),
+    }
+}
+
+fn tls_client_config(ca_pem: Option<&[u8]>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = RootCertStore::empty();
@@ -49,11 +79,12 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String>
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// One NTS-KE session with the server at `addr`, whose certificate must name `name`.
+/// One NTS-KE session with the server at `addr`, whose certificate must name `name`, within
+/// about `timeout` (connect, then the rest), and a response of at most 64 KiB.
 pub fn establish(
     config: Arc<ClientConfig>,
     addr: SocketAddr,
@@ -75,6 +106,11 @@ pub fn establish(
         if Instant::now() > deadline {
             return Err(format!("NTS-KE with {addr}: timed out"));
         }
+        // Each read waits no longer than what is left of the session's time.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        tcp.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
         let mut chunk = [0u8; 4096];
         let n = rustls::Stream::new(&mut conn, &mut tcp)
             .read(&mut chunk)
@@ -83,6 +119,11 @@ pub fn establish(
             return Err(format!("NTS-KE with {addr}: closed before the response ended"));
         }
         response.extend_from_slice(&chunk[..n]);
+        if response.len() > MAX_RESPONSE {
+            return Err(format!(
+                "NTS-KE with {addr}: response longer than {MAX_RESPONSE} bytes"
+            ));
+        }
         if let Some(records) = ke::records(&response) {
             break records.map_err(|()| format!("NTS-KE with {addr}: bytes after End of Message"))?;
         }

@@ -104,6 +104,29 @@ pub struct UpstreamStatus {
     /// Round-trip delay of the sample in use.
     pub delay: Option<f64>,
     pub jitter: Option<f64>,
+    /// How its replies are authenticated, when they are (e.g. `NTS: 7 cookies, ...`), or why
+    /// it cannot be used (`NTS-KE failed: ...`).
+    #[serde(default)]
+    pub auth: Option<String>,
+}
+
+impl UpstreamStatus {
+    /// A configured source that has no association because its authentication failed: never
+    /// used, shown with why.
+    pub fn failed(name: String, why: String) -> UpstreamStatus {
+        UpstreamStatus {
+            name,
+            state: SourceState::Unused,
+            reason: Some(why.clone()),
+            stratum: None,
+            reach: 0,
+            poll: 0,
+            offset: None,
+            delay: None,
+            jitter: None,
+            auth: Some(why),
+        }
+    }
 }
 
 /// What guards the served time: the agreement asked for, the step and panic limits, and what
@@ -126,6 +149,12 @@ pub struct IntegrityStatus {
     /// what it means.
     pub refused_correction: Option<f64>,
     pub refused: Option<String>,
+    /// The time constraints: how many are in force, or that none is reachable (None: none
+    /// configured); the samples and corrections they rejected.
+    #[serde(default)]
+    pub constraints: Option<String>,
+    #[serde(default)]
+    pub constraint_rejections: u64,
 }
 
 impl IntegrityStatus {
@@ -143,6 +172,9 @@ impl IntegrityStatus {
             state_changes: engine.state_changes(),
             refused_correction: guard.active().map(|r| r.error),
             refused: guard.active().map(|r| r.describe()),
+            // The control thread says what the constraints are (it fetches them).
+            constraints: None,
+            constraint_rejections: engine.constraint_rejections(),
         }
     }
 
@@ -286,6 +318,7 @@ impl ControlStatus {
                     offset: s.offset,
                     delay: output.map(|o| o.sample.delay),
                     jitter: output.map(|o| o.jitter),
+                    auth: None,
                 }
             })
             .collect();
@@ -348,6 +381,7 @@ mod tests {
                 offset: Some(1e-4),
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
+                auth: None,
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),

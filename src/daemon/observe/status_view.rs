@@ -116,6 +116,9 @@ fn integrity(out: &mut String, r: &Report) {
     if let Some(why) = &i.refused {
         let _ = writeln!(out, "REFUSED         : {why}");
     }
+    if let Some(c) = &i.constraints {
+        let _ = writeln!(out, "Constraints     : {c}; {} rejected", i.constraint_rejections);
+    }
     if !r.sources.is_empty() {
         if let Some(why) = i.too_few_sources() {
             let _ = writeln!(out, "WARNING         : {why}");
@@ -154,6 +157,10 @@ fn sources(out: &mut String, r: &Report) {
                 .as_ref()
                 .map_or(String::new(), |why| format!("  ({why})"))
         );
+        // The authentication state under its source (a failure is the reason already).
+        if let Some(auth) = s.auth.as_ref().filter(|a| s.reason.as_ref() != Some(*a)) {
+            let _ = writeln!(out, "     {auth}");
+        }
     }
 }
 
@@ -339,5 +346,34 @@ mod tests {
         assert!(text.contains("socket 0"), "{text}");
         assert!(text.contains("Drops           : control_mode 1"), "{text}");
         assert!(text.contains("median <= 32.8us"), "{text}");
+    }
+
+    #[test]
+    fn authentication_and_constraints_show_with_their_sources() {
+        use crate::daemon::observe::board::{SourceState, UpstreamStatus};
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        let nts = "NTS: 7 cookies, 12 authenticated, 1 rejected, 0 NAKs".to_string();
+        r.sources = vec![
+            UpstreamStatus {
+                auth: Some(nts.clone()),
+                ..UpstreamStatus::failed("198.18.0.1:123".into(), "no measurement yet".into())
+            },
+            UpstreamStatus::failed(
+                "nts.example:4460".into(),
+                "NTS-KE failed: certificate not trusted".into(),
+            ),
+        ];
+        r.sources[0].state = SourceState::Candidate;
+        r.server.integrity.constraints = Some("1 of 2 in force".into());
+        r.server.integrity.constraint_rejections = 3;
+        let text = render(&r);
+        assert!(text.contains(&format!("\n     {nts}\n")), "{text}");
+        // A failure is said once, as the reason.
+        assert_eq!(text.matches("certificate not trusted").count(), 1, "{text}");
+        assert!(
+            text.contains("Constraints     : 1 of 2 in force; 3 rejected"),
+            "{text}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 
+use super::constraint::{Constraints, Verdict as ConstraintVerdict};
 use super::discipline::{Correction, Discipline};
 use super::events::{Event, KissAction, MeasurementRecord, StatisticsRecord};
 use super::filter::PHI;
@@ -116,6 +117,8 @@ struct Slot {
     falseticker: bool,
     survivor: bool,
     reachable_reported: bool,
+    /// Its last sample was outside the time constraints: not a candidate until one is inside.
+    outside_constraint: bool,
     /// A reference clock's readings since its last poll and the refid it announces.
     refclock: Option<(Accumulator, [u8; 4])>,
 }
@@ -146,6 +149,16 @@ pub struct Engine {
     leap: LeapState,
     /// Kernel time of the next leap boundary (announcement, commitment, step, fold).
     leap_wakeup: i64,
+    /// The time constraints (HTTPS Date headers), and the samples and corrections they
+    /// rejected.
+    constraints: Constraints,
+    constraint_rejections: u64,
+    /// A correction outside the constraints was refused and said so (said once until one is
+    /// accepted).
+    constraint_refused: bool,
+    /// Constraints are configured and their first fetch has not ended: the first
+    /// synchronization (and its step) waits for them.
+    awaiting_constraints: bool,
 }
 
 impl Engine {
@@ -176,6 +189,10 @@ impl Engine {
             events: Vec::new(),
             leap: LeapState::new(config.leap),
             leap_wakeup: i64::MAX,
+            constraints: Constraints::default(),
+            constraint_rejections: 0,
+            constraint_refused: false,
+            awaiting_constraints: false,
         };
         engine.refresh_leap(now);
         if config.local_stratum.is_some() {
@@ -296,6 +313,27 @@ impl Engine {
         self.discipline.frequency()
     }
 
+    /// Constraints are configured: the first synchronization waits for
+    /// [`Engine::set_constraints`].
+    pub fn await_constraints(&mut self) {
+        self.awaiting_constraints = true;
+    }
+
+    /// The time constraints in force from now on (empty: none reachable, nothing checked).
+    pub fn set_constraints(&mut self, constraints: Constraints) {
+        self.constraints = constraints;
+        self.awaiting_constraints = false;
+    }
+
+    pub fn constraints(&self) -> &Constraints {
+        &self.constraints
+    }
+
+    /// Samples and corrections the time constraints rejected.
+    pub fn constraint_rejections(&self) -> u64 {
+        self.constraint_rejections
+    }
+
     /// Takes the events since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -318,6 +356,7 @@ impl Engine {
             falseticker: false,
             survivor: false,
             reachable_reported: false,
+            outside_constraint: false,
             refclock: None,
         };
         self.insert(slot)
@@ -349,6 +388,7 @@ impl Engine {
             falseticker: false,
             survivor: false,
             reachable_reported: false,
+            outside_constraint: false,
             refclock: Some((Accumulator::new(o), spec.refid(index))),
         })
     }
@@ -418,7 +458,11 @@ impl Engine {
             .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
             .map(|(i, s)| {
                 let src = &s.source;
-                let unfit = src.candidate(i, now, self.config.max_distance).err();
+                let unfit = if s.outside_constraint {
+                    Some(Unfit::OutsideConstraint)
+                } else {
+                    src.candidate(i, now, self.config.max_distance).err()
+                };
                 SourceStatus {
                     id: SourceId(i),
                     addr: src.addr,
@@ -616,6 +660,21 @@ impl Engine {
                 output,
                 estimate,
             } => {
+                // Checked on the raw sample: true time minus kernel time, as the constraints are.
+                let verdict = self.constraints.check(sample.offset, sample.time);
+                slot.outside_constraint = matches!(verdict, ConstraintVerdict::Outside { .. });
+                if slot.outside_constraint {
+                    self.constraint_rejections += 1;
+                    if slot.reported != Some(Unfit::OutsideConstraint) {
+                        slot.reported = Some(Unfit::OutsideConstraint);
+                        self.events.push(Event::Unusable {
+                            addr,
+                            why: Unfit::OutsideConstraint,
+                        });
+                    }
+                    self.reselect(now);
+                    return;
+                }
                 slot.reported = None;
                 let up = *slot.source.upstream().expect("a measured source has a header");
                 let correction = self.discipline.correction_ns(sample.time) as f64 * 1e-9;
@@ -676,6 +735,7 @@ impl Engine {
         for slot in self.slots.iter_mut().flatten() {
             slot.source.clock_changed(at, step, dfreq, hint);
         }
+        self.constraints.clock_stepped(step);
         let step_ns = (step * 1e9).round() as i64;
         self.reference_kernel += step_ns;
         self.next_local_refresh += step_ns;
@@ -725,6 +785,7 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, s)| {
                 s.as_ref()
+                    .filter(|s| !s.outside_constraint)
                     .and_then(|s| s.source.candidate(i, now, self.config.max_distance).ok())
             })
             .filter(|c| c.stratum < limit)
@@ -739,8 +800,12 @@ impl Engine {
         }
     }
 
-    /// Whether every source that may still answer has been heard, or the wait is over.
+    /// Whether every source that may still answer has been heard, or the wait is over (and
+    /// the time constraints, when configured, have been fetched or failed to be).
     fn ready_for_first_sync(&self, now: i64) -> bool {
+        if self.awaiting_constraints {
+            return false;
+        }
         now - self.started >= STARTUP_WAIT
             || self.slots.iter().flatten().all(|s| {
                 s.source.options.noselect
@@ -798,6 +863,23 @@ impl Engine {
 
         let frequency = selection.frequency.unwrap_or(self.discipline.frequency());
         let asked = selection.offset - self.discipline.correction_ns(now) as f64 * 1e-9;
+        if let ConstraintVerdict::Outside { low, high } = self.constraints.check(selection.offset, now) {
+            // Above all a start-up step: the time the sources agree on is not the time HTTPS
+            // servers strata trusts give.
+            self.constraint_rejections += 1;
+            if !self.constraint_refused {
+                self.constraint_refused = true;
+                let correction = self.discipline.correction_ns(now) as f64 * 1e-9;
+                self.events.push(Event::ConstraintRefused {
+                    seconds: asked,
+                    low: low - correction,
+                    high: high - correction,
+                });
+            }
+            self.no_selection(now, "the correction is outside the time constraints".to_string());
+            return;
+        }
+        self.constraint_refused = false;
         let phase = if self.ever_synchronized {
             Phase::Later
         } else {

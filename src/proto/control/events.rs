@@ -96,6 +96,14 @@ pub enum Event {
     CorrectionRefused {
         refusal: Refusal,
     },
+    /// The sources asked for a correction (seconds) that puts the served time outside the time
+    /// constraints, which say the correction is within `low..high`; it was not applied.
+    /// Reported once until a correction is accepted again.
+    ConstraintRefused {
+        seconds: f64,
+        low: f64,
+        high: f64,
+    },
     /// A correction was accepted past the limits by the operator's one-time override.
     Overridden {
         seconds: f64,
@@ -291,6 +299,11 @@ impl fmt::Display for Event {
                 if *delta > 0 { "larger" } else { "smaller" }
             ),
             Event::CorrectionRefused { refusal } => f.write_str(&refusal.describe()),
+            Event::ConstraintRefused { seconds, low, high } => write!(
+                f,
+                "the correction of {seconds:+.3} s the sources ask for is outside the time \
+                 constraints (which allow {low:+.3} s to {high:+.3} s): refused"
+            ),
             Event::Overridden { seconds } => write!(
                 f,
                 "correction of {seconds:+.6} s accepted past the limits by --allow-step (once)"

@@ -2,8 +2,9 @@
 //! combination, the step and panic limits, the discipline of strata's clock model and the
 //! served state, as one deterministic state machine that performs no I/O and reads no clock
 //! ([`engine::Engine`] over [`source`], [`filter`], [`regress`], [`select`], [`guard`],
-//! [`discipline`]). The thread that drives it is the daemon's (`crate::daemon::control`).
+//! [`discipline`], [`constraint`]). The thread that drives it is the daemon's (`crate::daemon::control`).
 
+pub mod constraint;
 pub mod discipline;
 pub mod engine;
 pub mod events;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::constraint::ConstraintUrl;
 use super::guard::{self, StepLimits};
 use super::leapplan::LeapSettings;
 use super::refclock::RefclockSpec;
@@ -43,6 +44,11 @@ pub struct UpstreamConfig {
     pub leap_seconds_list: Option<PathBuf>,
     /// The `leap` override and the leap smear.
     pub leap: LeapSettings,
+    /// NTS sources: the CA certificates (PEM) their NTS-KE servers' certificates must chain to
+    /// (`None`: the system's trust store); the HTTPS servers of `constraints` too.
+    pub nts_trusted_certs: Option<PathBuf>,
+    /// HTTPS servers whose Date headers bound the true time (see [`super::constraint`]).
+    pub constraints: Vec<ConstraintUrl>,
 }
 
 /// Where tzdata puts its copy of the IERS/IETF list.
@@ -63,6 +69,8 @@ impl Default for UpstreamConfig {
             discipline_system: false,
             log_dir: None,
             leap: LeapSettings::default(),
+            nts_trusted_certs: None,
+            constraints: Vec::new(),
         }
     }
 }

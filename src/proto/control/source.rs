@@ -75,6 +75,8 @@ pub enum Unfit {
     TooFar,
     /// Its stratum is 15: ours would be 16, which means unsynchronized.
     StratumTooHigh,
+    /// Its last sample was outside the time constraints (the engine judges that).
+    OutsideConstraint,
 }
 
 impl Unfit {
@@ -89,6 +91,7 @@ impl Unfit {
             Unfit::Unsynchronized => "not synchronized itself",
             Unfit::TooFar => "root distance above the maximum",
             Unfit::StratumTooHigh => "stratum 15, one short of unsynchronized",
+            Unfit::OutsideConstraint => "outside the time constraints",
         }
     }
 }

@@ -34,6 +34,8 @@ pub const DEFAULT_MAXPOLL: i8 = 10;
 /// How many servers of one pool are used at a time unless `maxsources` says otherwise.
 pub const DEFAULT_POOL_SOURCES: usize = 4;
 pub const DEFAULT_PORT: u16 = 123;
+/// The NTS-KE port (RFC 8915), asked unless `ntsport` says otherwise.
+pub const DEFAULT_NTS_KE_PORT: u16 = 4460;
 
 /// The options of one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,11 @@ pub struct SourceOptions {
     pub noselect: bool,
     /// Pools only: how many of its addresses are used at once.
     pub max_sources: usize,
+    /// NTS (RFC 8915): keys and cookies from NTS-KE at `nts_port` of the host, every request
+    /// authenticated, unauthenticated replies never used. The NTP port is then the one NTS-KE
+    /// names, else the entry's.
+    pub nts: bool,
+    pub nts_port: u16,
 }
 
 impl Default for SourceOptions {
@@ -60,6 +67,8 @@ impl Default for SourceOptions {
             prefer: false,
             noselect: false,
             max_sources: DEFAULT_POOL_SOURCES,
+            nts: false,
+            nts_port: DEFAULT_NTS_KE_PORT,
         }
     }
 }
@@ -124,7 +133,8 @@ fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     }
 }
 
-/// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [maxsources N]`.
+/// Parses `HOST[:PORT] [iburst] [prefer] [noselect] [minpoll N] [maxpoll N] [maxsources N]
+/// [nts] [ntsport N]`.
 pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> {
     let mut words = text.split_whitespace();
     let first = words
@@ -167,6 +177,14 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 options.maxpoll = poll(word, number(word)?)?;
                 poll_given.1 = true;
             }
+            "nts" if kind != SourceKind::Peer => options.nts = true,
+            "ntsport" if kind != SourceKind::Peer => {
+                let n = number(word)?;
+                options.nts_port = u16::try_from(n)
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("option `ntsport`: {n} is not a port"))?;
+            }
             "maxsources" if kind == SourceKind::Pool => {
                 let n = number(word)?;
                 if !(1..=16).contains(&n) {
@@ -176,11 +194,16 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
             }
             other => {
                 return Err(format!(
-                    "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N{})",
+                    "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N{}{})",
                     if kind == SourceKind::Pool {
                         ", maxsources N"
                     } else {
                         ""
+                    },
+                    if kind == SourceKind::Peer {
+                        ""
+                    } else {
+                        ", nts, ntsport N"
                     }
                 ))
             }
@@ -245,5 +268,19 @@ mod tests {
         assert!(e(SourceKind::Server, "a burst").contains("unknown option \"burst\""));
         assert!(e(SourceKind::Server, "a maxsources 2").contains("unknown option"));
         assert!(e(SourceKind::Server, "[::1").contains("unclosed"));
+        assert!(e(SourceKind::Server, "a ntsport 0").contains("not a port"));
+        assert!(e(SourceKind::Server, "a ntsport 70000").contains("not a port"));
+        assert!(e(SourceKind::Peer, "a nts").contains("unknown option \"nts\""));
+    }
+
+    #[test]
+    fn nts_and_its_port() {
+        let s = parse_source(SourceKind::Server, "time.example.net nts iburst").unwrap();
+        assert!(s.options.nts);
+        assert_eq!((s.port, s.options.nts_port), (123, DEFAULT_NTS_KE_PORT));
+        let s = parse_source(SourceKind::Pool, "pool.example.org:1123 nts ntsport 14460").unwrap();
+        assert!(s.options.nts);
+        assert_eq!((s.port, s.options.nts_port), (1123, 14460));
+        assert!(!parse_source(SourceKind::Server, "a").unwrap().options.nts);
     }
 }

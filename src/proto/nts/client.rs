@@ -1,6 +1,6 @@
 //! The client's side of an NTS-protected exchange: the request it sends and the checks it makes
-//! on the reply. strata's own tests, the load generator's NTS mode and (later) strata as an NTS
-//! client of its upstreams use it; the server side never does.
+//! on the reply. strata's own tests, the load generator's NTS mode and strata as an NTS client of
+//! its upstreams ([`super::session`]) use it; the server side never does.
 
 use super::aead::{Aead, TAG_LEN};
 use super::cookie::SessionKeys;
@@ -86,7 +86,7 @@ pub fn request(
 /// Why a reply was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyError {
-    /// A Kiss-o'-Death NTSN: the server NAKed the request.
+    /// A Kiss-o'-Death NTSN carrying the request's identifier: the server NAKed it.
     Nak,
     /// The Unique Identifier is missing or not ours.
     WrongIdentifier,
@@ -101,15 +101,24 @@ fn open_in_place(buf: &mut [u8], uid: &[u8], keys: &SessionKeys) -> Result<Range
     if buf.len() < HEADER_LEN {
         return Err(ReplyError::Malformed);
     }
-    if buf[1] == 0 && &buf[12..16] == b"NTSN" {
-        return Err(ReplyError::Nak);
-    }
+    // A NAK counts only when it carries our identifier: anyone can send an unauthenticated
+    // KoD, and a forged one must not make the client throw its cookies away.
+    let nak = buf[1] == 0 && &buf[12..16] == b"NTSN";
     let mut at = HEADER_LEN;
     let mut uid_ok = false;
     while at < buf.len() {
         let (f, len) = ExtensionField::parse(&buf[at..]).map_err(|_| ReplyError::Malformed)?;
         match f.field_type {
-            UNIQUE_IDENTIFIER => uid_ok = f.value.get(..uid.len()) == Some(uid),
+            UNIQUE_IDENTIFIER => {
+                uid_ok = f.value.get(..uid.len()) == Some(uid);
+                if nak {
+                    return Err(if uid_ok {
+                        ReplyError::Nak
+                    } else {
+                        ReplyError::WrongIdentifier
+                    });
+                }
+            }
             AUTHENTICATOR => {
                 if !uid_ok {
                     return Err(ReplyError::WrongIdentifier);

@@ -5,7 +5,9 @@
 //! - [`cookie`]: cookies, and cookie keys derived per epoch from one master key (shared by a
 //!   fleet, rotated on schedule, nothing stored);
 //! - [`packet`]: an NTS-protected NTP request answered in place, or NAKed;
-//! - [`nonce`]: the nonces the answers need, without a system call.
+//! - [`nonce`]: the nonces the answers need, without a system call;
+//! - [`client`] and [`session`]: the client's side, requests and the checks on replies, and
+//!   one upstream association's cookie jar.
 //!
 //! The NTS-KE server (TLS, the key export) is in src/daemon/nts/; the responders call
 //! [`packet::respond_nts`] from the shared pipeline.
@@ -16,6 +18,7 @@ pub mod cookie;
 pub mod ke;
 pub mod nonce;
 pub mod packet;
+pub mod session;
 
 pub use aead::Aead;
 pub use cookie::{CookieKeys, Rotation, SessionKeys, MASTER_KEY_LEN};

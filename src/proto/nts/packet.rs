@@ -430,10 +430,19 @@ mod tests {
                     naks += 1;
                     assert!(reply.len <= request.len());
                     assert_eq!(&packet[12..16], b"NTSN");
-                    assert!(matches!(
+                    // The NAK echoes the identifier as received: a changed byte in it makes
+                    // the NAK someone else's to the client.
+                    let uid_field = HEADER_LEN + 4..HEADER_LEN + 4 + s.uid.len();
+                    let expected = if uid_field.contains(&i) {
+                        client::ReplyError::WrongIdentifier
+                    } else {
+                        client::ReplyError::Nak
+                    };
+                    assert_eq!(
                         client::verify(&packet[..reply.len], &s.uid, &s.session),
-                        Err(client::ReplyError::Nak)
-                    ));
+                        Err(expected),
+                        "byte {i}"
+                    );
                 }
                 Err(_) => drops += 1,
                 Ok(NtsOutcome::Answered { reply, .. }) => {

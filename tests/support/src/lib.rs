@@ -11,6 +11,7 @@
 //!   the tests answer with;
 //! - [`frames`]: NTP requests and whole request frames of every shape (Ethernet, VLAN, IPv4,
 //!   IPv6, UDP), made with strata's own emitters;
+//! - [`certs`]: a test CA and a server certificate it signed;
 //! - [`metrics`]: scraping `/metrics`, reading the text format back, `promtool check metrics`.
 //!
 //! Everything is re-exported at the top, so that a test says `use strata_test_support::*;`.
@@ -20,6 +21,7 @@
 //! kept next to them (`strata::proto::state::test_fixtures`), equal to these.
 
 pub mod avail;
+pub mod certs;
 pub mod exitlog;
 pub mod fixtures;
 pub mod frames;
@@ -28,6 +30,7 @@ pub mod netns;
 pub mod process;
 
 pub use avail::*;
+pub use certs::*;
 pub use exitlog::*;
 pub use fixtures::*;
 pub use frames::*;

@@ -210,13 +210,24 @@ impl Chronyd {
     /// one), its clock `offset` from the true time when given (libfaketime's syntax: "+10s").
     /// It does not wait for chronyd to serve (see [`Chronyd::wait_answering`]).
     pub fn start(netns: Option<&str>, bind: &str, port: u16, offset: Option<&str>) -> Chronyd {
+        Self::start_with(netns, bind, port, offset, "")
+    }
+
+    /// [`Chronyd::start`] with more configuration lines (`extra`, e.g. its NTS server's).
+    pub fn start_with(
+        netns: Option<&str>,
+        bind: &str,
+        port: u16,
+        offset: Option<&str>,
+        extra: &str,
+    ) -> Chronyd {
         let dir = TempDir::new("chronyd");
         let conf = dir.0.join("chrony.conf");
         std::fs::write(
             &conf,
             format!(
                 "local stratum 1\nallow\nbindaddress {bind}\nport {port}\ncmdport 0\n\
-                 pidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
+                 pidfile {0}/chronyd.pid\ndriftfile {0}/drift\nntsdumpdir {0}\n{extra}",
                 dir.0.display()
             ),
         )
