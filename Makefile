@@ -2,7 +2,7 @@
 # Both install what they need (Debian packages as root, cargo tools) when it is missing.
 
 SHELL := /bin/bash
-DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2 python3-venv nodejs monitoring-plugins-basic python3-ntp
+DEB_PACKAGES := clang llvm m4 libelf-dev zlib1g-dev pkg-config libbpf-dev iproute2 chrony ntpsec-ntpdig prometheus faketime ethtool systemd dpkg-dev adduser strace bird2 python3-venv nodejs monitoring-plugins-basic python3-ntp openssl
 CARGO ?= cargo
 FUZZ_SECONDS ?= 40
 
@@ -117,13 +117,15 @@ fuzz:
 ## bench: criterion micro-benchmarks (respond, frame rewrite, checksum, clock read), then
 ## bench/compare: strata (XDP answer tier, AF_XDP only, socket path) side by side with chronyd,
 ## ntpd-rs and a bare XDP_TX echo, the table printed and the JSON written under bench/results/
-## (ntpd-rs is installed once into a cache); then bench/admission-cost: the XDP program's time
-## per request with rate limiting off and on.
+## (ntpd-rs is installed once into a cache); then bench/nts-compare: NTS-protected requests/s
+## (strata's AF_XDP tier and socket path against chronyd's NTS server) and NTS-KE handshakes/s,
+## the table printed and the JSON written under bench/results/; then bench/admission-cost: the
+## XDP program's time per request with rate limiting off and on.
 bench: deps build ntpd-rs
 	$(CARGO) bench --locked --benches
 	@if [ "$$(id -u)" != 0 ]; then \
-	  echo "bench/compare: SKIPPED, it needs root (network namespaces, XDP)"; \
-	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare && bench/admission-cost; fi
+	  echo "bench/compare, bench/nts-compare: SKIPPED, they need root (network namespaces, XDP)"; \
+	else STRATA_NTPD_RS=$(NTPD_RS_ROOT)/bin/ntp-daemon python3 bench/compare && python3 bench/nts-compare && bench/admission-cost; fi
 
 clean:
 	$(CARGO) clean

@@ -16,6 +16,7 @@
 pub mod affinity;
 pub mod classify;
 pub mod cli;
+pub mod ke;
 pub mod live;
 pub mod matcher;
 pub mod pacing;

@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod pool;
 pub mod privilege;
 pub mod random;
+pub mod shm;
 pub mod socket;

@@ -26,6 +26,9 @@
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
 //! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
 //! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
+//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH [refid ID]
+//!                                        #   [poll N] [offset S] [delay S] [precision N]
+//!                                        #   [prefer] [noselect] [filter N]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward
@@ -70,7 +73,7 @@ use values::Setting;
 pub use values::{
     parse_core_list, parse_listen_addr, unsync_policy_name, AclPrefix, BatchSize, Burst, CoreList, DirPath,
     Distance, FilePath, InterfaceName, ListenAddr, LogFormat, LogLevel, MinSources, Mode, NtsServerName,
-    OffOr, OnOff, Peer, Pool, Port, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
+    OffOr, OnOff, Peer, Pool, Port, Refclock, Seconds, Server, Shift, SocketPath, Source, StepLimit, Stratum,
     TotalRate, TrackedClients, UserName, V4PrefixLen, V6PrefixLen,
 };
 
@@ -192,6 +195,9 @@ settings! {
     /// SHA384, SHA512, AES128, AES256; KEY as ASCII or HEX:...): requests with a MAC of one are
     /// answered authenticated, and `key N` on a server or peer uses it [default: none]
     key_file: Option<FilePath>, flag(value_name = "PATH"), key "key_file";
+    /// Reference clock, "shm:UNIT|sock:PATH [refid ID] [poll N] [offset S] [delay S]
+    /// [precision N] [prefer] [noselect] [filter N]" (chrony's options); repeatable
+    refclock: Vec<Refclock>, flag(value_name = "DRIVER:PARAMETER"), key "refclock";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized
     /// [default: 1.5]
@@ -726,6 +732,9 @@ impl ServerConfig {
             // Servers, then pools, then peers, each in the order given.
             sources,
             keys: key_file.as_ref().map(|k| k.table.clone()),
+            refclocks: s
+                .refclock
+                .map_or_else(Vec::new, |g| g.value.into_iter().map(|r| r.0).collect()),
             max_distance: s.max_distance.map_or(default.max_distance, |g| g.value.0),
             minsources: s.minsources.map_or(default.minsources, |g| g.value.0),
             max_startup_step_forward: s
@@ -1749,6 +1758,38 @@ mod upstream_tests {
         let e = from_flags(&["--upstream", "a bogus"]).unwrap_err().to_string();
         assert!(
             e.starts_with("flag `--upstream`: unknown option \"bogus\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refclocks_from_the_file_and_the_flag() {
+        use crate::proto::control::refclock::RefclockDriver;
+        let from_file = |text: &str| {
+            ServerConfig::resolve(
+                Some((Path::new("/etc/s.toml"), text)),
+                &Overrides::default(),
+                &machine(),
+            )
+        };
+        let c = from_file("refclock = [\"shm:0 refid GPS prefer\", \"sock:/run/strata/gps.sock\"]").unwrap();
+        let r = &c.upstream.refclocks;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].driver, RefclockDriver::Shm(0));
+        assert!(r[0].options.prefer);
+        assert_eq!(r[1].driver, RefclockDriver::Sock("/run/strata/gps.sock".into()));
+        assert_eq!(c.upstream.selectable_sources(), 2);
+        let c = from_flags(&["--refclock", "shm:1 refid PPS noselect"]).unwrap();
+        assert_eq!(c.upstream.refclocks[0].refid(0), *b"PPS\0");
+        assert_eq!(c.upstream.selectable_sources(), 0);
+        let e = from_flags(&["--refclock", "gps:0"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("flag `--refclock`: unknown refclock driver \"gps\""),
+            "{e}"
+        );
+        let e = from_file("refclock = \"shm:0 poll 30\"").unwrap_err().to_string();
+        assert!(
+            e.contains("config key `refclock`") && e.contains("out of range"),
             "{e}"
         );
     }

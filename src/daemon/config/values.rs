@@ -895,3 +895,18 @@ impl<K> ListItem for Source<K> {
     const ITEMS: &'static str = "\"HOST[:PORT] [OPTION...]\" strings";
     const LIST: &'static str = "a string or an array of strings";
 }
+
+/// A reference clock, `DRIVER:PARAMETER [OPTION...]` (see `control::refclock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refclock(pub crate::proto::control::refclock::RefclockSpec);
+
+impl Setting for Refclock {
+    fn parse(text: &str) -> Result<Self, String> {
+        crate::proto::control::refclock::parse_refclock(text).map(Refclock)
+    }
+}
+
+impl ListItem for Refclock {
+    const ITEMS: &'static str = "\"DRIVER:PARAMETER [OPTION...]\" strings";
+    const LIST: &'static str = "a string or an array of strings";
+}

@@ -150,6 +150,8 @@ pub(super) struct Shell {
     kernel_unreadable: bool,
     last_published: Published,
     buf: [u8; 1024],
+    /// Reference clock drivers, each with its source in the engine.
+    refclocks: Vec<(SourceId, super::refclock::Refclock)>,
 }
 
 impl Shell {
@@ -172,6 +174,24 @@ impl Shell {
         }
         self.constraints = ConstraintFetcher::new(constraints, trusted);
         self
+    }
+
+    /// Reads these reference clocks (already added to the engine) at every turn.
+    pub(super) fn with_refclocks(mut self, refclocks: Vec<(SourceId, super::refclock::Refclock)>) -> Shell {
+        self.refclocks = refclocks;
+        self
+    }
+
+    /// Hands the engine every reading the reference clocks have now.
+    fn read_refclocks(&mut self) {
+        let mut readings = Vec::new();
+        for (id, clock) in self.refclocks.iter_mut() {
+            readings.clear();
+            clock.read(&mut readings);
+            for r in &readings {
+                self.engine.refclock_reading(*id, *r);
+            }
+        }
     }
 
     /// Answers mode-6 queries through `queries`.
@@ -238,6 +258,7 @@ impl Shell {
             kernel_unreadable: false,
             last_published,
             buf: [0; 1024],
+            refclocks: Vec::new(),
         }
     }
 
@@ -255,6 +276,7 @@ impl Shell {
             // packet, and sending our next one before reading it would make it stale (its
             // origin no longer ours), so peers that poll in step would never see each other.
             self.receive_symmetric();
+            self.read_refclocks();
             let now = kernel_now();
             self.engine.tick(now);
             for tx in self.engine.transmit(now) {

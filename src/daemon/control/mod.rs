@@ -18,6 +18,7 @@ pub mod event_log;
 pub mod leapfile;
 pub mod nts_source;
 pub mod queries;
+pub mod refclock;
 pub mod resolve;
 pub mod statslog;
 
@@ -115,6 +116,19 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     if let Some(keys) = &up.keys {
         engine.set_keys(keys.clone());
     }
+    // Reference clocks: a driver that cannot be opened stops the start, as a bad flag would.
+    let mut refclocks = Vec::new();
+    for (index, spec) in up.refclocks.iter().enumerate() {
+        let driver =
+            refclock::Refclock::open(spec).map_err(|e| io::Error::new(e.kind(), format!("{spec}: {e}")))?;
+        let id = engine.add_refclock(spec, index, read_clock_ns(libc::CLOCK_REALTIME));
+        log::info!(
+            "{spec}: reading as {} refid {}",
+            spec.pseudo_addr(index).ip(),
+            String::from_utf8_lossy(&spec.refid(index)).trim_end_matches('\0')
+        );
+        refclocks.push((id, driver));
+    }
     // The list before the first publication, so that a leap it schedules is served from the
     // start.
     engine.set_leap_list(leap_file.list().cloned(), read_clock_ns(libc::CLOCK_REALTIME));
@@ -164,6 +178,7 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     )
     .with_leap_file(leap_file)
     .with_trust(up.nts_trusted_certs.as_deref(), up.constraints.clone())
+    .with_refclocks(refclocks)
     .with_queries(queries::Queries::new(
         reply_sockets.clone(),
         config.monitor.clone(),

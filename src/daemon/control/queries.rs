@@ -164,7 +164,7 @@ fn view(engine: &Engine, now: i64) -> View {
                 address: status.addr.ip(),
                 port: status.addr.port(),
                 host_mode: match status.association {
-                    Association::Client => 3,
+                    Association::Client | Association::Refclock => 3,
                     Association::Symmetric => 1,
                 },
                 reach: status.reach,

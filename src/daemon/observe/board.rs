@@ -301,7 +301,15 @@ impl ControlStatus {
                 };
                 let output = engine.source(s.id).and_then(|src| src.last_output());
                 UpstreamStatus {
-                    name: s.addr.to_string(),
+                    // A reference clock by its pseudo-address and refid: "127.127.28.0 (GPS)".
+                    name: match engine.refclock_refid(s.id) {
+                        Some(refid) => format!(
+                            "{} ({})",
+                            s.addr.ip(),
+                            String::from_utf8_lossy(&refid).trim_end_matches('\0')
+                        ),
+                        None => s.addr.to_string(),
+                    },
                     state,
                     reason: s.unfit.map(|u| u.label().to_string()),
                     stratum: s.stratum,

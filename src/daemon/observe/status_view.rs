@@ -144,7 +144,7 @@ fn sources(out: &mut String, r: &Report) {
         };
         let _ = writeln!(
             out,
-            "^{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}{}",
+            "^{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
             s.state.mark(),
             s.name,
             s.stratum.map_or("-".to_string(), |n| n.to_string()),
@@ -156,9 +156,6 @@ fn sources(out: &mut String, r: &Report) {
             s.reason
                 .as_ref()
                 .map_or(String::new(), |why| format!("  ({why})")),
-            s.auth
-                .as_ref()
-                .map_or(String::new(), |auth| format!("  [{auth}]"))
         );
         // The authentication state under its source (a failure is the reason already).
         if let Some(auth) = s.auth.as_ref().filter(|a| s.reason.as_ref() != Some(*a)) {

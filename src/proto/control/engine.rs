@@ -24,9 +24,10 @@ use super::leapstate::LeapState;
 pub use super::leapstate::{LeapStatus, LEAP_CLOSE};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
+use super::refclock::{Accumulator, RefSample, RefclockSpec};
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
-use super::source::{Association, Context, Outcome, Source, Unfit};
+use super::source::{Association, Context, Outcome, Source, Unfit, Upstream};
 use super::spec::SourceOptions;
 use crate::proto::auth::KeyTable;
 use crate::proto::clock::{ClockParams, LeapScale};
@@ -137,6 +138,8 @@ struct Slot {
     outside_constraint: bool,
     /// Whether its packets passed its key, as last logged (None: not yet, or no key).
     auth_reported: Option<bool>,
+    /// A reference clock's readings since its last poll and the refid it announces.
+    refclock: Option<(Accumulator, [u8; 4])>,
 }
 
 pub struct Engine {
@@ -380,7 +383,65 @@ impl Engine {
             reachable_reported: false,
             outside_constraint: false,
             auth_reported: None,
+            refclock: None,
         };
+        self.insert(slot)
+    }
+
+    /// Adds a reference clock, `index` being its place among the configured refclocks (for its
+    /// default refid and pseudo-address), first polled one poll interval after `now`.
+    pub fn add_refclock(&mut self, spec: &RefclockSpec, index: usize, now: i64) -> SourceId {
+        let o = spec.options;
+        let options = SourceOptions {
+            iburst: false,
+            minpoll: o.poll,
+            maxpoll: o.poll,
+            prefer: o.prefer,
+            noselect: o.noselect,
+            ..SourceOptions::default()
+        };
+        let first_poll = now + (SECOND << o.poll.clamp(0, 17));
+        let source = Source::new(
+            spec.pseudo_addr(index),
+            Association::Refclock,
+            options,
+            None,
+            first_poll,
+        );
+        self.insert(Slot {
+            source,
+            reported: None,
+            falseticker: false,
+            survivor: false,
+            reachable_reported: false,
+            outside_constraint: false,
+            auth_reported: None,
+            refclock: Some((Accumulator::new(o), spec.refid(index))),
+        })
+    }
+
+    /// A reading of reference clock `id` (see [`super::refclock`]); it counts at the next poll.
+    pub fn refclock_reading(&mut self, id: SourceId, reading: RefSample) {
+        if let Some((acc, _)) = self
+            .slots
+            .get_mut(id.0)
+            .and_then(|s| s.as_mut())
+            .and_then(|s| s.refclock.as_mut())
+        {
+            acc.push(reading);
+        }
+    }
+
+    /// The refid a reference clock announces; `None` for a network source.
+    pub fn refclock_refid(&self, id: SourceId) -> Option<[u8; 4]> {
+        self.slots
+            .get(id.0)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.refclock.as_ref())
+            .map(|(_, refid)| *refid)
+    }
+
+    fn insert(&mut self, slot: Slot) -> SourceId {
         let index = match self.slots.iter().position(Option::is_none) {
             Some(i) => {
                 self.slots[i] = Some(slot);
@@ -497,6 +558,7 @@ impl Engine {
         let us = self.our_state();
         let mut out = Vec::new();
         let mut lost_any = false;
+        let mut refclock_polls = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             if !slot.source.is_due(now) {
@@ -505,6 +567,10 @@ impl Engine {
             let packet = match slot.source.association {
                 Association::Client => slot.source.client_request(wire),
                 Association::Symmetric => slot.source.symmetric_packet(&us, wire),
+                Association::Refclock => {
+                    refclock_polls.push(SourceId(i));
+                    continue;
+                }
             };
             if slot.source.transmitted(wire, now) {
                 self.events.push(Event::Unreachable {
@@ -523,24 +589,79 @@ impl Engine {
         if lost_any {
             self.reselect(now);
         }
+        for id in refclock_polls {
+            self.poll_refclock(id, now);
+        }
         out
     }
 
-    /// A packet from source `id` (on its own socket), received at kernel time `now`.
-    pub fn receive(&mut self, id: SourceId, bytes: &[u8], now: i64) {
+    /// A reference clock's poll: the reach register shifts as for a request, and the readings
+    /// since the last poll, median-filtered into one sample, answer it (none: it goes
+    /// unanswered, and eight such polls make the refclock unreachable).
+    fn poll_refclock(&mut self, id: SourceId, now: i64) {
+        let wire = self.params().ntp_from_realtime(now);
+        let ctx = self.context(now);
+        let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        let Some((acc, refid)) = slot.refclock.as_mut() else {
+            return;
+        };
+        let refid = *refid;
+        let taken = acc.take();
+        let precision = acc.options().precision;
+        if slot.source.transmitted(wire, now) {
+            self.events.push(Event::Unreachable {
+                addr: slot.source.addr,
+            });
+            slot.reachable_reported = false;
+            self.reselect(now);
+            return;
+        }
+        let Some(taken) = taken else {
+            return;
+        };
+        let upstream = Upstream {
+            leap: taken.leap,
+            stratum: 0,
+            precision,
+            root_delay: NtpShort::ZERO,
+            root_dispersion: NtpShort::ZERO,
+            reference_id: refid,
+        };
+        let outcome = slot.source.reference_sample(taken.sample, upstream, now, &ctx);
         let received = self.params().ntp_from_realtime(now);
-        let ctx = Context {
+        self.outcome(id, outcome, now, received);
+    }
+
+    /// What the engine tells a source about itself with each packet or sample.
+    fn context(&self, now: i64) -> Context {
+        Context {
             freq_hint: self.discipline.frequency(),
             freq_known: self.frequency_known,
             precision: self.config.precision,
             max_distance: self.config.max_distance,
             leap: self.leap.scale(),
             hold: self.near_leap(now),
-        };
+        }
+    }
+
+    /// A packet from source `id` (on its own socket), received at kernel time `now`.
+    pub fn receive(&mut self, id: SourceId, bytes: &[u8], now: i64) {
+        let received = self.params().ntp_from_realtime(now);
+        let ctx = self.context(now);
         let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
             return;
         };
         let outcome = slot.source.receive(bytes, now, received, &ctx);
+        self.outcome(id, outcome, now, received);
+    }
+
+    /// Events, selection and the clock update after what a packet or a refclock sample did.
+    fn outcome(&mut self, id: SourceId, outcome: Outcome, now: i64, received: NtpTimestamp) {
+        let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
+            return;
+        };
         let addr = slot.source.addr;
         if let Some(AuthStatus {
             key,
@@ -869,6 +990,11 @@ impl Engine {
         self.reference_kernel = now;
         let stratum = up.stratum + 1;
         let addr = peer.source.addr;
+        let refid = match &peer.refclock {
+            // A reference clock's own name (GPS, PPS...), as RFC 5905 has stratum 1 send.
+            Some((_, refid)) => *refid,
+            None => refid_of(addr.ip()),
+        };
 
         // The leap warning the majority of the survivors announce (the plan weighs it).
         let leaps: Vec<Leap> = selection
@@ -900,7 +1026,7 @@ impl Engine {
             precision: self.config.precision,
             root_delay: NtpShort::from_seconds_f64(self.root_delay),
             root_dispersion: NtpShort::from_seconds_f64(self.root_dispersion),
-            reference_id: refid_of(addr.ip()),
+            reference_id: refid,
             reference_time: self.params().ntp_from_realtime(now),
             unsync_policy: self.config.unsync_policy,
         };

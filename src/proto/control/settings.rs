@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::constraint::ConstraintUrl;
 use super::guard::{self, StepLimits};
 use super::leapplan::LeapSettings;
+use super::refclock::RefclockSpec;
 use super::spec::{SourceKind, SourceSpec};
 use crate::proto::state::UnsyncPolicy;
 
@@ -25,6 +26,8 @@ pub struct UpstreamConfig {
     pub sources: Vec<SourceSpec>,
     /// The key file's keys, for sources with `key N` (every such key is in it).
     pub keys: Option<std::sync::Arc<crate::proto::auth::KeyTable>>,
+    /// Reference clocks, in the order given.
+    pub refclocks: Vec<RefclockSpec>,
     /// Largest root distance of a usable source and of the time served as synchronized.
     pub max_distance: Duration,
     /// Agreeing sources needed to synchronize.
@@ -58,6 +61,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             sources: Vec::new(),
             keys: None,
+            refclocks: Vec::new(),
             max_distance: DEFAULT_MAX_DISTANCE,
             minsources: DEFAULT_MINSOURCES,
             max_startup_step_forward: Duration::from_secs_f64(guard::DEFAULT_STARTUP_FORWARD),
@@ -95,7 +99,8 @@ impl UpstreamConfig {
                 SourceKind::Pool => s.options.max_sources,
                 _ => 1,
             })
-            .sum()
+            .sum::<usize>()
+            + self.refclocks.iter().filter(|r| !r.options.noselect).count()
     }
 }
 

@@ -52,6 +52,9 @@ pub enum Association {
     /// Both sides send mode 1 on their own polls (symmetric active), each packet answering the
     /// other's last one.
     Symmetric,
+    /// A reference clock read by a driver (`super::refclock`): nothing is sent, each poll takes
+    /// the samples read since the last one.
+    Refclock,
 }
 
 /// Why a source cannot be a candidate for selection right now.
@@ -265,7 +268,7 @@ impl Source {
     pub fn transmitted(&mut self, wire: NtpTimestamp, now: i64) -> bool {
         self.crossed = match self.association {
             Association::Symmetric => self.outstanding,
-            Association::Client => None,
+            Association::Client | Association::Refclock => None,
         };
         self.outstanding = Some((wire, now));
         let mut lost = false;
@@ -312,6 +315,8 @@ impl Source {
         let modes: &[Mode] = match self.association {
             Association::Client => &[Mode::Server],
             Association::Symmetric => &[Mode::SymmetricActive, Mode::SymmetricPassive],
+            // A reference clock answers through its driver, never with a packet.
+            Association::Refclock => return Outcome::Invalid(Invalid::BadMode),
         };
         let repr = match packet::parse(bytes, modes) {
             Ok(r) => r,
@@ -387,6 +392,44 @@ impl Source {
             delay,
             dispersion: ours + theirs + PHI * delay,
         };
+        self.take_sample(sample, now, ctx)
+    }
+
+    /// A reference clock's sample of one poll (see `super::refclock`), taken at kernel time
+    /// `now`: the reference counts as reached, `upstream` is what it says of itself (stratum 0,
+    /// its refid and leap warning), and the sample goes through the same filter and regression
+    /// as a network source's.
+    pub fn reference_sample(
+        &mut self,
+        sample: Sample,
+        upstream: Upstream,
+        now: i64,
+        ctx: &Context,
+    ) -> Outcome {
+        self.reach |= 1;
+        self.upstream = Some(upstream);
+        self.unusable = None;
+        if ctx.hold {
+            return Outcome::Held;
+        }
+        let ours = 2f64.powi(ctx.precision as i32);
+        let sample = Sample {
+            delay: sample.delay.max(ours),
+            dispersion: sample.dispersion + ours,
+            ..sample
+        };
+        self.take_sample(sample, now, ctx)
+    }
+
+    /// A measurement into the filter, the regression and the poll adaptation.
+    fn take_sample(&mut self, sample: Sample, now: i64, ctx: &Context) -> Outcome {
+        let Sample {
+            time: mid,
+            offset,
+            delay,
+            ..
+        } = sample;
+        let ours = 2f64.powi(ctx.precision as i32);
         let jumped = self.regression.is_jump(&Point {
             time: mid,
             offset,

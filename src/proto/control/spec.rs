@@ -205,7 +205,8 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 }
                 options.max_sources = n as usize;
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown option {other:?} (known: iburst, prefer, noselect, minpoll N, maxpoll N, key N{}{})",
                 if kind == SourceKind::Pool {
                     ", maxsources N"
@@ -217,7 +218,8 @@ pub fn parse_source(kind: SourceKind, text: &str) -> Result<SourceSpec, String> 
                 } else {
                     ", nts, ntsport N"
                 }
-            )),
+            ))
+            }
         }
     }
     // One bound given alone drags the default of the other along, as chrony does.

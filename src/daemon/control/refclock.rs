@@ -1,0 +1,248 @@
+//! The reference clock drivers: they read what gpsd (or another time source) hands over and give
+//! the engine its readings (`crate::proto::control::refclock`). Each is read without blocking
+//! at every turn of the control loop (at least ten times a second), which is enough for the one
+//! or few samples a second these sources write; the readings carry their own timestamps, so
+//! the lateness of a look does not enter the measurement.
+//!
+//! - `shm:UNIT`: the ntpshm segment (`crate::sys::shm`).
+//! - `sock:PATH`: chrony's SOCK protocol, a datagram Unix socket strata binds at PATH; gpsd
+//!   sends to `/run/chrony.DEVICE.sock` when it exists. Each datagram is one
+//!   `struct sock_sample { struct timeval tv; double offset; int pulse; int leap; int _pad;
+//!   int magic; }` in the host's byte order: the system time of the sample, the reference's
+//!   time minus it (seconds), whether it is a bare PPS edge, the leap warning and 0x534f434b.
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+use crate::proto::control::refclock::{RefSample, RefclockDriver, RefclockSpec};
+use crate::proto::wire::ntp::Leap;
+use crate::sys::shm::{ShmRead, ShmSegment};
+
+/// The magic number of chrony's SOCK samples ("SOCK").
+pub const SOCK_MAGIC: i32 = 0x534f_434b;
+/// The size of `struct sock_sample` on 64-bit Linux.
+pub const SOCK_SAMPLE_LEN: usize = 40;
+
+/// Why a SOCK datagram was not a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockRefusal {
+    Length(usize),
+    Magic,
+    /// A bare PPS edge: strata has no PPS driver to number it with.
+    Pulse,
+    Time,
+}
+
+/// Decodes one SOCK datagram.
+pub fn decode_sock_sample(bytes: &[u8]) -> Result<RefSample, SockRefusal> {
+    if bytes.len() != SOCK_SAMPLE_LEN {
+        return Err(SockRefusal::Length(bytes.len()));
+    }
+    let i64_at = |at: usize| i64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let i32_at = |at: usize| i32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    if i32_at(36) != SOCK_MAGIC {
+        return Err(SockRefusal::Magic);
+    }
+    if i32_at(24) != 0 {
+        return Err(SockRefusal::Pulse);
+    }
+    let (sec, usec) = (i64_at(0), i64_at(8));
+    let offset = f64::from_ne_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if !(0..1_000_000).contains(&usec) || !offset.is_finite() {
+        return Err(SockRefusal::Time);
+    }
+    let time = sec
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(usec * 1000))
+        .ok_or(SockRefusal::Time)?;
+    Ok(RefSample {
+        time,
+        offset,
+        leap: leap_of(i32_at(28)),
+    })
+}
+
+fn leap_of(value: i32) -> Leap {
+    match value & 3 {
+        0 => Leap::NoWarning,
+        1 => Leap::AddSecond,
+        2 => Leap::DeleteSecond,
+        _ => Leap::Unsynchronized,
+    }
+}
+
+/// One opened driver.
+pub enum Driver {
+    Shm(ShmSegment),
+    Sock(UnixDatagram),
+}
+
+/// A driver and what it refused, for the log.
+pub struct Refclock {
+    pub name: String,
+    driver: Driver,
+    /// Datagrams or segments that were not readings, since the last report.
+    pub refused: u64,
+}
+
+impl Refclock {
+    /// Opens the driver `spec` names: attaches the SHM segment, or binds the SOCK socket (a
+    /// stale socket file left at its path is replaced; any other file there is an error).
+    pub fn open(spec: &RefclockSpec) -> io::Result<Refclock> {
+        let driver = match &spec.driver {
+            RefclockDriver::Shm(unit) => Driver::Shm(ShmSegment::attach(*unit)?),
+            RefclockDriver::Sock(path) => Driver::Sock(bind_sock(Path::new(path))?),
+        };
+        Ok(Refclock {
+            name: spec.driver.to_string(),
+            driver,
+            refused: 0,
+        })
+    }
+
+    /// Every reading available now, without blocking.
+    pub fn read(&mut self, out: &mut Vec<RefSample>) {
+        match &mut self.driver {
+            Driver::Shm(segment) => match segment.read() {
+                ShmRead::Sample(s) => {
+                    let offset = (s.clock_ns as i128 - s.receive_ns as i128) as f64 * 1e-9;
+                    out.push(RefSample {
+                        time: s.receive_ns,
+                        offset,
+                        leap: leap_of(s.leap as i32),
+                    });
+                }
+                ShmRead::Empty | ShmRead::Torn => {}
+                ShmRead::Bad => self.refused += 1,
+            },
+            Driver::Sock(socket) => {
+                let mut buf = [0u8; 64];
+                loop {
+                    match socket.recv(&mut buf) {
+                        Ok(n) => match decode_sock_sample(&buf[..n]) {
+                            Ok(s) => out.push(s),
+                            Err(why) => {
+                                self.refused += 1;
+                                log::debug!("{}: datagram refused: {why:?}", self.name);
+                            }
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            log::debug!("{}: receive failed: {e}", self.name);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bind_sock(path: &Path) -> io::Result<UnixDatagram> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let socket = UnixDatagram::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample as chrony's documented `struct sock_sample` lays it out.
+    fn sample(sec: i64, usec: i64, offset: f64, pulse: i32, leap: i32, magic: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&sec.to_ne_bytes());
+        b.extend_from_slice(&usec.to_ne_bytes());
+        b.extend_from_slice(&offset.to_ne_bytes());
+        for v in [pulse, leap, 0, magic] {
+            b.extend_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn sock_samples_decode_and_bad_ones_are_refused() {
+        let s = decode_sock_sample(&sample(1_800_000_000, 500_000, -0.25, 0, 1, SOCK_MAGIC)).unwrap();
+        assert_eq!(s.time, 1_800_000_000_500_000_000);
+        assert_eq!(s.offset, -0.25);
+        assert_eq!(s.leap, Leap::AddSecond);
+        assert_eq!(
+            decode_sock_sample(&sample(1, 0, 0.0, 0, 0, 0x1234)),
+            Err(SockRefusal::Magic)
+        );
+        assert_eq!(
+            decode_sock_sample(&sample(1, 0, 0.0, 1, 0, SOCK_MAGIC)),
+            Err(SockRefusal::Pulse)
+        );
+        assert_eq!(
+            decode_sock_sample(&sample(1, 1_000_000, 0.0, 0, 0, SOCK_MAGIC)),
+            Err(SockRefusal::Time)
+        );
+        assert_eq!(
+            decode_sock_sample(&sample(1, 0, f64::NAN, 0, 0, SOCK_MAGIC)),
+            Err(SockRefusal::Time)
+        );
+        assert_eq!(decode_sock_sample(&[0; 12]), Err(SockRefusal::Length(12)));
+    }
+
+    proptest::proptest! {
+        /// Any datagram is a reading or a refusal, never a panic; a well-formed one decodes to
+        /// what was written.
+        #[test]
+        fn any_datagram_decodes_or_is_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_sock_sample(&bytes);
+        }
+
+        #[test]
+        fn well_formed_samples_decode_exactly(
+            sec in 0i64..4_000_000_000,
+            usec in 0i64..1_000_000,
+            offset in -1e3f64..1e3,
+            leap in 0i32..4,
+        ) {
+            let s = decode_sock_sample(&sample(sec, usec, offset, 0, leap, SOCK_MAGIC)).unwrap();
+            proptest::prop_assert_eq!(s.time, sec * 1_000_000_000 + usec * 1000);
+            proptest::prop_assert_eq!(s.offset, offset);
+            proptest::prop_assert_eq!(s.leap, leap_of(leap));
+        }
+    }
+
+    #[test]
+    fn a_sock_refclock_reads_what_a_writer_sends() {
+        let dir = std::env::temp_dir().join(format!("strata-sock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gps.sock");
+        let spec =
+            crate::proto::control::refclock::parse_refclock(&format!("sock:{}", path.display())).unwrap();
+        let mut clock = Refclock::open(&spec).unwrap();
+        let writer = UnixDatagram::unbound().unwrap();
+        writer
+            .send_to(&sample(1_800_000_000, 0, 0.001, 0, 0, SOCK_MAGIC), &path)
+            .unwrap();
+        writer.send_to(&[1, 2, 3], &path).unwrap();
+        writer
+            .send_to(&sample(1_800_000_001, 0, 0.002, 0, 0, SOCK_MAGIC), &path)
+            .unwrap();
+        let mut out = Vec::new();
+        clock.read(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].offset, out[1].offset), (0.001, 0.002));
+        assert_eq!(clock.refused, 1);
+        // Opened again (a restart): the stale socket file is replaced.
+        drop(clock);
+        assert!(Refclock::open(&spec).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
