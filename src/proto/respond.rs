@@ -77,14 +77,12 @@ pub enum DropReason {
     /// Not NTS-protected, and the server answers only NTS (`require_nts`; the pipeline says
     /// this, `respond()` never does).
     NtsRequired,
-    /// A MAC with a key ID the key file does not have (symmetric keys; `respond_mac` says this).
-    UnknownKey,
     /// A MAC that does not match the packet under its key (`respond_mac` says this).
     BadMac,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::TooShort,
         DropReason::BadVersion,
         DropReason::ReservedMode,
@@ -99,7 +97,6 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::OverQuota,
         DropReason::NtsRequired,
-        DropReason::UnknownKey,
         DropReason::BadMac,
     ];
 
@@ -120,7 +117,6 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::OverQuota => "over_quota",
             DropReason::NtsRequired => "nts_required",
-            DropReason::UnknownKey => "unknown_key",
             DropReason::BadMac => "bad_mac",
         }
     }
@@ -148,6 +144,12 @@ pub enum ReplyKind {
     Interleaved {
         synchronized: bool,
     },
+    /// The time with a crypto-NAK (RFC 5905 section 7.3, `crate::proto::auth`): the request's
+    /// MAC named a key this server does not have. Unauthenticated: re-stamping is harmless,
+    /// but it is counted on its own.
+    CryptoNak {
+        synchronized: bool,
+    },
     Kiss(KissCode),
 }
 
@@ -155,7 +157,10 @@ impl ReplyKind {
     /// Whether T3 may be written again just before sending: not in a KoD (it carries no time
     /// of ours) nor in an authenticated reply (it would break the seal).
     pub fn restampable(self) -> bool {
-        matches!(self, ReplyKind::Time | ReplyKind::Unsynchronized)
+        matches!(
+            self,
+            ReplyKind::Time | ReplyKind::Unsynchronized | ReplyKind::CryptoNak { .. }
+        )
     }
 }
 
@@ -211,7 +216,8 @@ pub fn respond(
         ReplyKind::Time
         | ReplyKind::Unsynchronized
         | ReplyKind::Authenticated { .. }
-        | ReplyKind::Interleaved { .. } => {
+        | ReplyKind::Interleaved { .. }
+        | ReplyKind::CryptoNak { .. } => {
             let synchronized = kind == ReplyKind::Time;
             let (leap, stratum) = if synchronized {
                 (state.leap, state.stratum)

@@ -292,6 +292,15 @@ impl ReportCollector {
             None,
             |c| c.replies_interleaved,
         )?;
+        per_responder(
+            enc,
+            r,
+            "crypto_nak_replies",
+            "Time and unsynchronized replies sent with a crypto-NAK: the request's MAC named a key \
+             this server does not have (also counted in replies).",
+            None,
+            |c| c.replies_crypto_nak,
+        )?;
         per_responder_by(
             enc,
             r,

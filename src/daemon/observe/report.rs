@@ -170,6 +170,9 @@ pub struct CountersReport {
     /// Of the time and unsynchronized replies, those sent in interleaved mode.
     #[serde(default)]
     pub replies_interleaved: u64,
+    /// Of the time and unsynchronized replies, crypto-NAKs.
+    #[serde(default)]
+    pub replies_crypto_nak: u64,
     /// NTS requests refused, by reason (NAKed, or dropped as malformed).
     #[serde(default)]
     pub nts_refusals: BTreeMap<String, u64>,
@@ -308,6 +311,7 @@ impl CountersReport {
                 .map(|&src| (src.label().to_string(), s.tx_timestamp_count(src)))
                 .collect(),
             replies_interleaved: s.replies_interleaved,
+            replies_crypto_nak: s.replies_crypto_nak,
             nts_refusals: crate::proto::nts::NtsRefusal::ALL
                 .iter()
                 .zip(s.nts_refusals)

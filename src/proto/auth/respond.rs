@@ -3,11 +3,12 @@
 //! A request whose MAC checks out with a key of the table gets the reply `respond()` writes,
 //! followed by the MAC of that reply under the same key: 48 bytes, the key ID and the digest,
 //! never longer than the request (which carried the same key's MAC, and perhaps extension
-//! fields that are not echoed). A MAC with an unknown key or a digest that does not match is
-//! dropped and counted (`unknown_key`, `bad_mac`), as chrony does: an unauthenticated answer to
-//! a client that asked for authentication is of no use to it, and a crypto-NAK would let anyone
-//! make the server send packets to a forged address. A Kiss-o'-Death goes out without a MAC
-//! (it carries no time). The MAC covers T3: the reply's kind is `Authenticated`, which the
+//! fields that are not echoed). A MAC with a key this server does not have gets a crypto-NAK
+//! (RFC 5905 section 7.3, as ntpd does): the reply with a MAC of the key ID 0 alone, 52 bytes
+//! for a request of at least 68, so the client learns that its key is unknown here instead of
+//! timing out (counted as `crypto_nak_replies`; no larger than the time anyone gets for a plain
+//! request). A digest that does not match is dropped and counted (`bad_mac`): it is a damaged
+//! or forged packet, not a question. A Kiss-o'-Death goes out without a MAC (it carries no time). The MAC covers T3: the reply's kind is `Authenticated`, which the
 //! pipeline never re-stamps.
 
 use super::KeyTable;
@@ -47,7 +48,20 @@ pub fn respond_mac(
     }
     let key_id = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
     let covered = packet.len() - mac.len();
-    let key = keys.get(key_id).ok_or(DropReason::UnknownKey)?;
+    let Some(key) = keys.get(key_id) else {
+        let reply = respond::respond(&mut packet[..HEADER_LEN], rx_time, tx_time, admission, state)?;
+        let synchronized = match reply.kind {
+            ReplyKind::Time => true,
+            ReplyKind::Unsynchronized => false,
+            _ => return Ok(reply),
+        };
+        // Room: the request's MAC (key ID and digest) followed its header.
+        packet[HEADER_LEN..HEADER_LEN + 4].fill(0);
+        return Ok(Reply {
+            len: HEADER_LEN + 4,
+            kind: ReplyKind::CryptoNak { synchronized },
+        });
+    };
     if !key.verify(&packet[..covered], &mac[4..]) {
         return Err(DropReason::BadMac);
     }
@@ -156,14 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_bad_macs_are_dropped() {
+    fn unknown_keys_get_a_crypto_nak_and_bad_macs_are_dropped() {
         let keys = table();
         let other = Key::new(9, KeyType::Md5, b"md5-secret-key").unwrap();
         let mut buf = signed(4, &other);
-        assert_eq!(
-            respond_mac(&mut buf, RX, TX, Admission::Serve, &synced(), &keys),
-            Err(DropReason::UnknownKey)
-        );
+        let asked = buf.len();
+        let reply = respond_mac(&mut buf, RX, TX, Admission::Serve, &synced(), &keys).unwrap();
+        assert_eq!(reply.kind, ReplyKind::CryptoNak { synchronized: true });
+        assert_eq!(reply.len, HEADER_LEN + 4);
+        assert!(reply.len < asked);
+        assert_eq!(&buf[HEADER_LEN..HEADER_LEN + 4], &[0; 4], "the key ID 0 alone");
+        let header = Packet::new_unchecked(&buf[..HEADER_LEN]);
+        assert_eq!((header.mode(), header.receive_timestamp()), (Mode::Server, RX));
         let wrong = Key::new(1, KeyType::Md5, b"not-the-secret").unwrap();
         let mut buf = signed(4, &wrong);
         let before = buf.clone();

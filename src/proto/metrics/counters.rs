@@ -130,6 +130,7 @@ struct Block {
     hardware_stamps_unused: AtomicU64,
     tx_timestamps: [AtomicU64; TxTimestampSource::ALL.len()],
     replies_interleaved: AtomicU64,
+    replies_crypto_nak: AtomicU64,
     /// NTS requests refused, by [`NtsRefusal::ALL`] (the first three got a NAK).
     nts_refusals: [AtomicU64; NtsRefusal::ALL.len()],
     receive_errors: AtomicU64,
@@ -189,6 +190,15 @@ impl CounterWriter {
             // Counted with the time or unsynchronized replies, and on their own.
             ReplyKind::Interleaved { synchronized } => {
                 bump(&b.replies_interleaved, 1);
+                if synchronized {
+                    bump(&b.replies_time, 1)
+                } else {
+                    bump(&b.replies_unsynchronized, 1)
+                }
+            }
+            // Counted with the time or unsynchronized replies, and on their own.
+            ReplyKind::CryptoNak { synchronized } => {
+                bump(&b.replies_crypto_nak, 1);
                 if synchronized {
                     bump(&b.replies_time, 1)
                 } else {
@@ -324,6 +334,7 @@ impl CounterReader {
             hardware_stamps_unused: load(&b.hardware_stamps_unused),
             tx_timestamps: load_all(&b.tx_timestamps),
             replies_interleaved: load(&b.replies_interleaved),
+            replies_crypto_nak: load(&b.replies_crypto_nak),
             nts_refusals: std::array::from_fn(|i| load(&b.nts_refusals[i])),
             receive_errors: load(&b.receive_errors),
             receive_buffer_drops: load(&b.receive_buffer_drops),
@@ -367,6 +378,8 @@ pub struct CounterSnapshot {
     pub tx_timestamps: [u64; TxTimestampSource::ALL.len()],
     /// Of the time and unsynchronized replies, those sent in interleaved mode.
     pub replies_interleaved: u64,
+    /// Of the time and unsynchronized replies, crypto-NAKs (a MAC with a key we do not have).
+    pub replies_crypto_nak: u64,
     /// NTS requests refused, indexed like [`NtsRefusal::ALL`].
     pub nts_refusals: [u64; NtsRefusal::ALL.len()],
     pub receive_errors: u64,
@@ -454,6 +467,7 @@ impl AddAssign for CounterSnapshot {
         self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
         add_arrays(&mut self.tx_timestamps, &o.tx_timestamps);
         self.replies_interleaved = self.replies_interleaved.wrapping_add(o.replies_interleaved);
+        self.replies_crypto_nak = self.replies_crypto_nak.wrapping_add(o.replies_crypto_nak);
         for (a, b) in self.nts_refusals.iter_mut().zip(o.nts_refusals) {
             *a = a.wrapping_add(b);
         }
@@ -501,6 +515,9 @@ impl fmt::Display for CounterSnapshot {
         }
         if self.replies_interleaved > 0 {
             write!(f, ", {} interleaved", self.replies_interleaved)?;
+        }
+        if self.replies_crypto_nak > 0 {
+            write!(f, ", {} crypto-NAKs", self.replies_crypto_nak)?;
         }
         for (code, n) in KissCode::ALL.iter().zip(&self.replies_kiss) {
             if *n > 0 {
