@@ -138,29 +138,56 @@ pub(super) fn read_struct<T: Copy>(bytes: &[u8]) -> T {
     unsafe { ptr::read_unaligned(bytes.as_ptr() as *const T) }
 }
 
-/// Decodes the control messages of one received datagram; unknown or short ones are skipped.
-// The casts look redundant on x86-64 glibc, but `cmsg_len` and `time_t` differ across libcs and
-// architectures (u32 on musl, i32 on 32-bit targets).
+/// The control messages in `buf` as (level, type, data), in order; a short or overlong header
+/// ends the walk. Nothing is copied but each header.
+// The casts look redundant on x86-64 glibc, but `cmsg_len` differs across libcs and
+// architectures (u32 on musl).
 #[allow(clippy::unnecessary_cast)]
-pub fn parse_control(buf: &[u8]) -> RxMeta {
-    let mut meta = RxMeta::default();
+pub(super) fn control_messages(buf: &[u8]) -> impl Iterator<Item = (libc::c_int, libc::c_int, &[u8])> {
     let header = cmsg_len(0);
     let mut offset = 0;
-    while offset + size_of::<libc::cmsghdr>() <= buf.len() {
+    std::iter::from_fn(move || {
+        if offset + size_of::<libc::cmsghdr>() > buf.len() {
+            return None;
+        }
         let hdr: libc::cmsghdr = read_struct(&buf[offset..]);
         let len = hdr.cmsg_len as usize;
         if len < header || offset + len > buf.len() {
-            break;
+            return None;
         }
         let data = &buf[offset + header..offset + len];
-        match (hdr.cmsg_level, hdr.cmsg_type) {
-            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) if data.len() >= size_of::<[libc::timespec; 3]>() => {
-                let ts: [libc::timespec; 3] = read_struct(data);
-                // [0] software, [1] legacy (unused), [2] raw hardware; zero means absent.
-                if ts[0].tv_sec != 0 || ts[0].tv_nsec != 0 {
-                    meta.software_ns = Some(ts[0].tv_sec as i64 * 1_000_000_000 + ts[0].tv_nsec as i64);
+        offset += cmsg_align(len);
+        Some((hdr.cmsg_level, hdr.cmsg_type, data))
+    })
+}
+
+/// An SCM_TIMESTAMPING message's data (3 timespecs: [0] software, [1] legacy, unused, [2] raw
+/// hardware; zero means absent): the software stamp in nanoseconds, and whether a hardware
+/// stamp was there. None when the data is too short.
+// `time_t` differs across architectures (i32 on 32-bit targets).
+#[allow(clippy::unnecessary_cast)]
+pub(super) fn timestamping(data: &[u8]) -> Option<(Option<i64>, bool)> {
+    if data.len() < size_of::<[libc::timespec; 3]>() {
+        return None;
+    }
+    let ts: [libc::timespec; 3] = read_struct(data);
+    let software = (ts[0].tv_sec != 0 || ts[0].tv_nsec != 0)
+        .then(|| ts[0].tv_sec as i64 * 1_000_000_000 + ts[0].tv_nsec as i64);
+    Some((software, ts[2].tv_sec != 0 || ts[2].tv_nsec != 0))
+}
+
+/// Decodes the control messages of one received datagram; unknown or short ones are skipped.
+pub fn parse_control(buf: &[u8]) -> RxMeta {
+    let mut meta = RxMeta::default();
+    for (level, kind, data) in control_messages(buf) {
+        match (level, kind) {
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) => {
+                if let Some((software, hardware)) = timestamping(data) {
+                    if software.is_some() {
+                        meta.software_ns = software;
+                    }
+                    meta.hardware = hardware;
                 }
-                meta.hardware = ts[2].tv_sec != 0 || ts[2].tv_nsec != 0;
             }
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) if data.len() >= size_of::<u32>() => {
                 meta.kernel_drops = Some(read_struct(data));
@@ -182,7 +209,6 @@ pub fn parse_control(buf: &[u8]) -> RxMeta {
             }
             _ => {}
         }
-        offset += cmsg_align(len);
     }
     meta
 }

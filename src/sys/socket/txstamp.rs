@@ -17,7 +17,7 @@ use std::ptr;
 use crate::proto::interleave::sent_reply;
 use crate::proto::wire::NtpTimestamp;
 
-use super::mmsg::{cmsg_align, cmsg_len, cmsg_space, read_struct, ControlBuf};
+use super::mmsg::{cmsg_space, control_messages, read_struct, timestamping, ControlBuf};
 
 /// Room for a looped-back reply: Ethernet with two VLAN tags, IPv6, UDP and a 48-byte NTP
 /// reply fit; longer replies (NTS) are cut (MSG_TRUNC), which only matters for matching, and
@@ -49,26 +49,15 @@ pub struct TxStamp {
 
 /// What the control messages of one error-queue message say: the stamp, if it is a transmit
 /// stamp.
-// The casts look redundant on x86-64 glibc, but `cmsg_len` and `time_t` differ across libcs.
-#[allow(clippy::unnecessary_cast)]
 pub fn parse_tx_control(buf: &[u8]) -> Option<(Option<i64>, bool)> {
-    let header = cmsg_len(0);
-    let mut offset = 0;
     let mut stamp = None;
     let mut sent = false;
-    while offset + size_of::<libc::cmsghdr>() <= buf.len() {
-        let hdr: libc::cmsghdr = read_struct(&buf[offset..]);
-        let len = hdr.cmsg_len as usize;
-        if len < header || offset + len > buf.len() {
-            break;
-        }
-        let data = &buf[offset + header..offset + len];
-        match (hdr.cmsg_level, hdr.cmsg_type) {
-            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) if data.len() >= size_of::<[libc::timespec; 3]>() => {
-                let ts: [libc::timespec; 3] = read_struct(data);
-                let software = (ts[0].tv_sec != 0 || ts[0].tv_nsec != 0)
-                    .then(|| ts[0].tv_sec as i64 * 1_000_000_000 + ts[0].tv_nsec as i64);
-                stamp = Some((software, ts[2].tv_sec != 0 || ts[2].tv_nsec != 0));
+    for (level, kind, data) in control_messages(buf) {
+        match (level, kind) {
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) => {
+                if let Some(s) = timestamping(data) {
+                    stamp = Some(s);
+                }
             }
             (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
                 if data.len() >= size_of::<libc::sock_extended_err>() =>
@@ -80,7 +69,6 @@ pub fn parse_tx_control(buf: &[u8]) -> Option<(Option<i64>, bool)> {
             }
             _ => {}
         }
-        offset += cmsg_align(len);
     }
     stamp.filter(|_| sent)
 }
