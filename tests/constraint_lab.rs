@@ -14,7 +14,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,31 +126,6 @@ fn https_date_server(ns: &Netns, cert: &Path, key: &Path, stop: Arc<AtomicBool>)
     served
 }
 
-fn wait_log(server: &Server, text: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {secs} s in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn status(control: &Path) -> serde_json::Value {
-    let out = Command::new(strata_bin())
-        .args(["status", "--json", "--control"])
-        .arg(control)
-        .output()
-        .expect("run strata status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
-
 /// strata in `ns` with chronyd at 198.18.0.1 as its only source, the constraint `url`, and
 /// start-up step limits of two hours each way.
 fn strata(ns: &Netns, url: &str, ca: &Path, control: &Path) -> Server {
@@ -208,7 +182,7 @@ fn a_right_constraint_lets_strata_synchronize() {
     );
     assert!(served.load(Ordering::Relaxed) >= 1);
     std::thread::sleep(Duration::from_secs(2));
-    let report = status(&control);
+    let report = status_json(&control);
     let integrity = &report["server"]["integrity"];
     assert_eq!(integrity["constraints"], "1 of 1 in force", "{report}");
     assert_eq!(integrity["constraint_rejections"], 0, "{report}");
@@ -242,7 +216,7 @@ fn an_upstream_an_hour_off_is_rejected_by_the_constraint_even_alone() {
     assert!(log.contains("time constraints: 1 of 1 fetched"), "{log}");
     // More polls: every one is rejected, nothing is ever stepped or selected.
     std::thread::sleep(Duration::from_secs(10));
-    let report = status(&control);
+    let report = status_json(&control);
     stop.store(true, Ordering::Relaxed);
     let source = &report["sources"][0];
     assert_eq!(source["reason"], "outside the time constraints", "{report}");
@@ -288,7 +262,7 @@ fn with_no_constraint_reachable_strata_says_so_and_works_as_before() {
         "{log}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let report = status(&control);
+    let report = status_json(&control);
     let said = report["server"]["integrity"]["constraints"]
         .as_str()
         .unwrap_or_default()

@@ -25,22 +25,6 @@ fn lab_available(extra: &[(&str, &str)]) -> bool {
     extra.iter().all(|(what, cmd)| available(what, have_command(cmd)))
 }
 
-/// Waits up to `secs` for `text` in the server's log.
-fn wait_log(server: &Server, text: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {secs} s in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// ntpdig -j from `ns` until it answers with a synchronized stratum.
 fn ntpdig(ns: &Netns, addr: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -17,7 +17,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata::proto::control::leapplan::{days_from_civil, DAY};
 use strata::proto::respond::{respond, Admission};
@@ -143,18 +143,6 @@ fn strata_args<'a>(path: &[&'a str], cores: &'a str) -> Vec<&'a str> {
         "off",
     ]);
     v
-}
-
-fn wait_log(server: &Server, text: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !server.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {secs} s in:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -15,7 +15,6 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,33 +22,6 @@ use std::time::{Duration, Instant};
 use strata_test_support::*;
 
 const UPSTREAM: &str = "198.18.0.1";
-
-/// Waits up to `secs` for `text` in the server's log.
-fn wait_log(server: &Server, text: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {secs} s in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `strata status --json` through the control socket `control`.
-fn status(control: &Path) -> serde_json::Value {
-    let out = Command::new(strata_bin())
-        .args(["status", "--json", "--control"])
-        .arg(control)
-        .output()
-        .expect("run strata status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
 
 /// The two namespaces: the upstream at 198.18.0.1, strata at 198.18.0.2.
 fn lab() -> Option<(Netns, Netns)> {
@@ -127,12 +99,12 @@ fn strata_synchronizes_to_chronyd_over_nts() {
             .unwrap_or(0)
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut report = status(&control);
+    let mut report = status_json(&control);
     while (report["sources"][0]["state"] != "selected" || authenticated(&report) < 5)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
-        report = status(&control);
+        report = status_json(&control);
     }
     assert!(authenticated(&report) >= 5, "{report}");
     let source = &report["sources"][0];
@@ -255,7 +227,7 @@ fn strata_synchronizes_to_strata_over_nts_and_rejects_tampered_replies() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let report = status(&control);
+    let report = status_json(&control);
     stop.store(true, Ordering::Relaxed);
     let auth = report["sources"][0]["auth"]
         .as_str()
@@ -326,7 +298,7 @@ fn a_certificate_not_trusted_is_never_used_and_the_status_says_why() {
         &control,
     );
     let log = wait_log(&server, "NTS-KE failed: certificate not trusted", 30);
-    let report = status(&control);
+    let report = status_json(&control);
     let row = &report["sources"][0];
     assert_eq!(row["name"], "198.18.0.1:4460", "{report}");
     assert!(

@@ -19,8 +19,6 @@
 //! `#[ignore]`d under a plain `cargo test` (root, namespaces, ntpdig, gpsd); `make test` runs them.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -142,21 +140,6 @@ fn unit_of_this_test(base: u32) -> u8 {
     (base + std::process::id() % 100) as u8
 }
 
-fn wait_log(server: &Server, text: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let log = server.log();
-        if log.contains(text) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {secs} s in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn ntpdig_stratum_1(cli: &Netns, addr: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -184,16 +167,6 @@ fn stratum_refid(ns: &Netns, addr: &str) -> String {
     );
     let out = ns.exec("python3", &["-c", &script]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn status_json(control: &Path) -> serde_json::Value {
-    let out = Command::new(strata_bin())
-        .args(["status", "--json", "--control"])
-        .arg(control)
-        .output()
-        .expect("run strata status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 fn the_source<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -18,8 +18,6 @@
 //! STRATA_REQUIRE_INTEROP=1 (as `make test` sets), which fails it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use strata_test_support::*;
@@ -39,16 +37,6 @@ fn key_file(text: &str) -> RemoveOnDrop {
     std::fs::write(&file.0, text).unwrap();
     std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o600)).unwrap();
     file
-}
-
-fn status_json(control: &Path) -> serde_json::Value {
-    let out = Command::new(strata_bin())
-        .args(["status", "--json", "--control"])
-        .arg(control)
-        .output()
-        .expect("run strata status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
 /// The `auth` of the source named `name` in the status.

@@ -368,3 +368,30 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits up to `secs` for `text` in the server's log; the log when it is there.
+pub fn wait_log(server: &Server, text: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let log = server.log();
+        if log.contains(text) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} within {secs} s in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `strata status --json` through the control socket `control`, which must answer.
+pub fn status_json(control: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(strata_bin())
+        .args(["status", "--json", "--control"])
+        .arg(control)
+        .output()
+        .expect("run strata status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
