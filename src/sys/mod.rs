@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod pool;
 pub mod privilege;
+pub mod ptp;
 pub mod random;
 pub mod shm;
 pub mod socket;

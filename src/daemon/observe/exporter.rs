@@ -310,13 +310,15 @@ impl ReportCollector {
             "reason",
             |c| &c.nts_refusals,
         )?;
-        per_responder(
+        per_responder_by(
             enc,
             r,
             "hardware_timestamps_unused",
-            "NIC hardware receive timestamps that arrived but could not be used.",
-            None,
-            |c| c.hardware_stamps_unused,
+            "NIC hardware receive timestamps that arrived but were not used as T2 (the software or \
+             XDP-time stamp was), by reason: no_mapping (the interface has no PHC mapping), \
+             too_few_samples, too_noisy (the mapping's cross-timestamps), stale (not refreshed).",
+            "reason",
+            |c| &c.hardware_stamps_unused_by_reason,
         )?;
         per_responder(
             enc,
