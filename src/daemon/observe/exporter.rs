@@ -734,6 +734,95 @@ impl ReportCollector {
         )
     }
 
+    /// Each served interface's PHC mapping: labelled by interface (and device, method), one
+    /// `phc_usable` sample per interface even without a PHC (device "none").
+    fn phc(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let phc = &self.0.phc;
+        if phc.is_empty() {
+            return Ok(());
+        }
+        let labels = |p: &crate::sys::ptp::tracker::PhcStatus| -> Labels {
+            vec![
+                ("interface", p.interface.clone()),
+                ("device", p.device.clone().unwrap_or_else(|| "none".into())),
+                ("method", p.method.clone().unwrap_or_else(|| "none".into())),
+            ]
+        };
+        family(
+            enc,
+            "phc_usable",
+            "1 when the interface's hardware receive stamps become T2 through its PHC mapping, \
+             0 when they fall back to the software stamp (no PHC, too few samples, too noisy, \
+             a failed read).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                phc.iter()
+                    .try_for_each(|p| gauge(m, &labels(p), p.usable as u8 as f64))
+            },
+        )?;
+        let with_device: Vec<_> = phc.iter().filter(|p| p.device.is_some()).collect();
+        if with_device.is_empty() {
+            return Ok(());
+        }
+        type Pick = fn(&crate::sys::ptp::tracker::PhcStatus) -> f64;
+        let gauges: [(&str, &str, Option<Unit>, Pick); 4] = [
+            (
+                "phc_offset",
+                "The last cross-timestamp's distance from the PHC mapping's line.",
+                Some(Unit::Seconds),
+                |p| p.offset_ns / 1e9,
+            ),
+            (
+                "phc_frequency_ppm",
+                "The PHC's frequency against the system clock (positive: the system clock runs faster).",
+                None,
+                |p| p.frequency_ppm,
+            ),
+            (
+                "phc_jitter",
+                "RMS residual of the cross-timestamps around the PHC mapping's line.",
+                Some(Unit::Seconds),
+                |p| p.jitter_ns / 1e9,
+            ),
+            (
+                "phc_samples",
+                "Cross-timestamps in the PHC mapping's window.",
+                None,
+                |p| p.samples as f64,
+            ),
+        ];
+        for (name, help, unit, pick) in gauges {
+            family(enc, name, help, unit, MetricType::Gauge, |m| {
+                with_device.iter().try_for_each(|p| gauge(m, &labels(p), pick(p)))
+            })?;
+        }
+        type Count = fn(&crate::sys::ptp::tracker::PhcStatus) -> u64;
+        let counters: [(&str, &str, Count); 3] = [
+            (
+                "phc_rejected",
+                "Cross-timestamps rejected as too far from the PHC mapping's line.",
+                |p| p.rejected,
+            ),
+            (
+                "phc_steps",
+                "Steps of the PHC or the system clock: the mapping started over.",
+                |p| p.steps,
+            ),
+            ("phc_read_errors", "Cross-timestamp ioctls that failed.", |p| {
+                p.read_errors
+            }),
+        ];
+        for (name, help, pick) in counters {
+            family(enc, name, help, None, MetricType::Counter, |m| {
+                with_device
+                    .iter()
+                    .try_for_each(|p| counter(m, &labels(p), pick(p)))
+            })?;
+        }
+        Ok(())
+    }
+
     fn sources(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let sources = &self.0.sources;
         if sources.is_empty() {
@@ -865,6 +954,36 @@ impl Collector for ReportCollector {
         self.responders(&mut enc)?;
         self.limiter(&mut enc)?;
         self.nts(&mut enc)?;
+        self.phc(&mut enc)?;
         self.xdp(&mut enc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::observe::report::test_observed;
+
+    #[test]
+    fn phc_mappings_are_exported_per_interface() {
+        let (observed, _w) = test_observed();
+        let mut report = observed.report();
+        assert!(!encode_openmetrics(report.clone()).contains("strata_phc_"));
+        report.phc = crate::daemon::observe::status_view::tests::phc_statuses();
+        let text = encode_openmetrics(report);
+        for line in [
+            r#"strata_phc_usable{interface="veth0",device="none",method="none"} 0.0"#,
+            r#"strata_phc_usable{interface="eth0",device="/dev/ptp0",method="extended"} 1.0"#,
+            r#"strata_phc_jitter_seconds{interface="eth1",device="/dev/ptp1",method="extended"} 0.000004"#,
+            r#"strata_phc_frequency_ppm{interface="eth0",device="/dev/ptp0",method="extended"} -3.25"#,
+            r#"strata_phc_steps_total{interface="eth0",device="/dev/ptp0",method="extended"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        // An interface without a PHC has no quality figures.
+        assert!(
+            !text.contains(r#"strata_phc_samples{interface="veth0""#),
+            "{text}"
+        );
     }
 }
