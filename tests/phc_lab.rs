@@ -99,6 +99,9 @@ fn a_veth_has_no_phc_and_the_server_says_so() {
         log.contains("srv0: no PHC (the driver reports none); receive stamps are the XDP program's"),
         "{log}"
     );
+    // veth has the receive-stamp kfunc: the device-bound program (PHC line included) is the one
+    // the verifier took.
+    assert!(log.contains("driver mode, device-bound"), "{log}");
 
     let json = status_json(&control);
     let phc = json["phc"].as_array().expect("a phc list");

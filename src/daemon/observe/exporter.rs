@@ -150,6 +150,14 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
             "Clients the XDP program's rate limiter tracks: slots of its table taken while empty (a \
              slot is never emptied, only taken over), per CPU; their sum is the table's occupancy."
         }
+        XdpCounter::HwMapped => {
+            "Requests the XDP program answered with T2 from the NIC's hardware stamp, mapped through \
+             the interface's PHC line, per CPU."
+        }
+        XdpCounter::HwUnused => {
+            "Requests the XDP program answered with its own (XDP-time) T2 though the NIC stamped them: \
+             no usable PHC line (no PHC, too few samples, too noisy, stale), per CPU."
+        }
         XdpCounter::SamplesLost => {
             "Samples for `strata clients` lost because their ring was full (the requests are not), \
              per CPU."
@@ -479,6 +487,8 @@ impl ReportCollector {
                 let name = match k {
                     XdpCounter::MetaFailed => "xdp_metadata_failed".to_string(),
                     XdpCounter::HwStamped => "xdp_hardware_stamped".to_string(),
+                    XdpCounter::HwMapped => "xdp_hardware_stamps_mapped".to_string(),
+                    XdpCounter::HwUnused => "xdp_hardware_stamps_unused".to_string(),
                     other => format!("xdp_{}", other.label()),
                 };
                 family(enc, &name, xdp_help(*k), None, MetricType::Counter, |m| {

@@ -7,7 +7,7 @@
 //! - [`iface`]: queues and addresses of an interface;
 //! - [`hwstamp`]: the NIC's hardware receive stamps;
 //! - [`state_map`]: the server state the program answers plain requests with, published by the
-//!   control thread;
+//!   control thread; [`phc_map`]: the interface's PHC line, published by the PHC thread;
 //! - [`xsk`]: the AF_XDP socket of a queue;
 //! - [`responder`]: the loop of one thread.
 //!
@@ -22,6 +22,8 @@ pub mod existing;
 pub mod hwstamp;
 pub mod iface;
 pub mod loader;
+pub mod mapped;
+pub mod phc_map;
 pub mod program;
 pub mod responder;
 pub mod state_map;
@@ -160,17 +162,8 @@ pub fn run_with_symmetric(
         let stamps = hwstamp::detect_and_enable(name);
         log::info!("{name}: {stamps}");
         let (writer, reader) = crate::proto::clock::seqlock::seqlock(crate::proto::clock::phc::PhcLine::NONE);
-        let watch = crate::sys::ptp::tracker::PhcWatch::for_interface(name, hwstamp::phc_index(name), writer);
-        match &watch.phc {
-            Ok(_) => {
-                log::info!(
-                    "{name}: its PHC is followed; hardware receive stamps become T2 once the mapping is good"
-                );
-                lines.insert(name.clone(), reader);
-            }
-            Err(why) => log::info!("{name}: {why}; receive stamps are the XDP program's"),
-        }
-        phc.push(watch);
+        let mut watch =
+            crate::sys::ptp::tracker::PhcWatch::for_interface(name, hwstamp::phc_index(name), writer);
         let options = ProgramOptions {
             ntp_port: config.ntp_port,
             force: config.force,
@@ -178,6 +171,21 @@ pub fn run_with_symmetric(
             admission: admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
+        match &mut watch.phc {
+            Ok(tracker) => {
+                log::info!(
+                    "{name}: its PHC is followed; hardware receive stamps become T2 once the mapping is good"
+                );
+                lines.insert(name.clone(), reader);
+                // The program's own answers map the NIC's stamps through the same line.
+                match program.phc_map() {
+                    Ok(map) => tracker.add_mirror(Box::new(map)),
+                    Err(e) => log::warn!("{name}: the XDP program answers with XDP-time stamps: {e}"),
+                }
+            }
+            Err(why) => log::info!("{name}: {why}; receive stamps are the XDP program's"),
+        }
+        phc.push(watch);
         for queue in 0..interface.rx_queues {
             let options = xsk::SocketOptions {
                 busy_poll: config.busy_poll,

@@ -34,11 +34,18 @@ pub const MAX_JITTER_NS: f64 = 1_000.0;
 
 const SECOND: i64 = 1_000_000_000;
 
+/// Another place a published line must reach: the XDP program's PHC map
+/// (`crate::sys::fastpath::phc_map`).
+pub trait LineMirror: Send {
+    fn mirror(&mut self, line: &PhcLine);
+}
+
 /// One PHC being followed.
 pub struct PhcTracker {
     source: Box<dyn CrossStampSource>,
     mapping: PhcMapping,
     writer: PhcLineWriter,
+    mirrors: Vec<Box<dyn LineMirror>>,
     method: Option<Method>,
     reads: u64,
     read_errors: u64,
@@ -51,6 +58,7 @@ impl PhcTracker {
             source,
             mapping: PhcMapping::new(MAX_JITTER_NS),
             writer,
+            mirrors: Vec::new(),
             method: None,
             reads: 0,
             read_errors: 0,
@@ -79,8 +87,17 @@ impl PhcTracker {
             ..reading.stamp
         };
         let added = self.mapping.add(stamp);
-        self.writer.publish(&PhcLine::of(&self.mapping, stamp.sys_ns));
+        let line = PhcLine::of(&self.mapping, stamp.sys_ns);
+        self.writer.publish(&line);
+        for mirror in &mut self.mirrors {
+            mirror.mirror(&line);
+        }
         Some(added)
+    }
+
+    /// Publishes every line to `mirror` too.
+    pub fn add_mirror(&mut self, mirror: Box<dyn LineMirror>) {
+        self.mirrors.push(mirror);
     }
 
     pub fn mapping(&self) -> &PhcMapping {
@@ -310,6 +327,22 @@ mod tests {
             assert_eq!(status.method.as_deref(), Some(method.label()));
             assert!((status.frequency_ppm + 12.5).abs() < 0.1, "{status:?}");
         }
+    }
+
+    #[test]
+    fn every_line_reaches_the_mirrors_too() {
+        struct Last(Arc<Mutex<Option<PhcLine>>>);
+        impl LineMirror for Last {
+            fn mirror(&mut self, line: &PhcLine) {
+                *self.0.lock().unwrap() = Some(*line);
+            }
+        }
+        let (sim, mut tracker, reader) = tracked(SimConfig::default());
+        let last = Arc::new(Mutex::new(None));
+        tracker.add_mirror(Box::new(Last(last.clone())));
+        run(&sim, &mut tracker, 8);
+        assert_eq!(*last.lock().unwrap(), Some(reader.read()));
+        assert_eq!(reader.read().unusable, None);
     }
 
     #[test]

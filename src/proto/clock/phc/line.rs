@@ -19,6 +19,15 @@ use crate::proto::wire::NtpTimestamp;
 /// updating it, and the PHC's frequency against the system clock may have moved since.
 pub const MAX_LINE_AGE_NS: i64 = 10_000_000_000;
 
+/// A stamp this far (ns) from the line's reference point is not mapped (stale): the XDP
+/// program's arithmetic (xdp-prog/strata_phc.h) has no 128-bit multiply and is exact only
+/// within this and [`MAX_SLOPE_Q48`]. The window and [`MAX_LINE_AGE_NS`] keep real stamps
+/// within seconds of it.
+pub const MAX_ELAPSED_NS: i64 = 1 << 40;
+/// A line steeper than this (1/64, 15 625 ppm) is not used (too noisy): no PHC runs that far
+/// off the system clock.
+pub const MAX_SLOPE_Q48: i64 = 1 << 42;
+
 /// Why a hardware receive stamp was not used as T2 (the XDP-time stamp was served instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HardwareUnused {
@@ -53,17 +62,20 @@ impl HardwareUnused {
         self as usize
     }
 
-    const fn from_code(code: u64) -> Option<HardwareUnused> {
+    /// The code of a reason as the XDP program's `struct strata_phc` holds it (0: usable; a
+    /// code this build does not know is no mapping, never usable).
+    pub const fn from_code(code: u64) -> Option<HardwareUnused> {
         match code {
+            0 => None,
             1 => Some(HardwareUnused::NoMapping),
             2 => Some(HardwareUnused::TooFewSamples),
             3 => Some(HardwareUnused::TooNoisy),
             4 => Some(HardwareUnused::Stale),
-            _ => None,
+            _ => Some(HardwareUnused::NoMapping),
         }
     }
 
-    const fn code(reason: Option<HardwareUnused>) -> u64 {
+    pub const fn code(reason: Option<HardwareUnused>) -> u64 {
         match reason {
             None => 0,
             Some(r) => r as u64 + 1,
@@ -135,6 +147,12 @@ impl PhcLine {
         }
         if !(0..=MAX_LINE_AGE_NS).contains(&now_tai_ns.wrapping_sub(self.fitted_tai_ns)) {
             return Err(HardwareUnused::Stale);
+        }
+        if phc_ns.wrapping_sub(self.phc_ref_ns).unsigned_abs() >= MAX_ELAPSED_NS as u64 {
+            return Err(HardwareUnused::Stale);
+        }
+        if self.slope_q48.unsigned_abs() >= MAX_SLOPE_Q48 as u64 {
+            return Err(HardwareUnused::TooNoisy);
         }
         Ok(self.apply(phc_ns))
     }
@@ -236,6 +254,24 @@ mod tests {
         );
         // A line from the future (the system clock stepped back) is no better.
         assert_eq!(line.tai_ns(T0, T0 - 1), Err(HardwareUnused::Stale));
+    }
+
+    #[test]
+    fn stamps_far_from_the_line_or_a_wild_slope_are_refused() {
+        let line = PhcLine::of(&mapping(0.0, 5), T0);
+        assert_eq!(
+            line.tai_ns(T0 + MAX_ELAPSED_NS - 1, T0),
+            Ok(T0 + MAX_ELAPSED_NS - 1 + 5)
+        );
+        assert_eq!(line.tai_ns(T0 + MAX_ELAPSED_NS, T0), Err(HardwareUnused::Stale));
+        assert_eq!(line.tai_ns(T0 - MAX_ELAPSED_NS, T0), Err(HardwareUnused::Stale));
+        let steep = PhcLine {
+            slope_q48: -MAX_SLOPE_Q48,
+            ..line
+        };
+        assert_eq!(steep.tai_ns(T0, T0), Err(HardwareUnused::TooNoisy));
+        // A code from a newer writer is never taken as usable.
+        assert_eq!(HardwareUnused::from_code(99), Some(HardwareUnused::NoMapping));
     }
 
     #[test]
