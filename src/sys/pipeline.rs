@@ -577,26 +577,13 @@ mod tests {
     #[test]
     fn a_hardware_stamp_becomes_t2_through_the_published_phc_line() {
         use crate::proto::clock::seqlock::seqlock;
-        use crate::sys::ptp::sim::{SimConfig, SimulatedPhc};
+        use crate::sys::ptp::sim::{SharedPhc, SimConfig, SimulatedPhc};
         use crate::sys::ptp::tracker::PhcTracker;
 
-        struct Shared(std::sync::Arc<std::sync::Mutex<SimulatedPhc>>);
-        impl crate::sys::ptp::CrossStampSource for Shared {
-            fn path(&self) -> &std::path::Path {
-                std::path::Path::new("/dev/ptp-simulated")
-            }
-            fn capabilities(&self) -> crate::sys::ptp::Capabilities {
-                self.0.lock().unwrap().capabilities()
-            }
-            fn read(&mut self) -> std::io::Result<crate::sys::ptp::Reading> {
-                self.0.lock().unwrap().read()
-            }
-        }
-
         let tai_minus_utc = published().clock.tai_minus_utc;
-        let sim = std::sync::Arc::new(std::sync::Mutex::new(SimulatedPhc::new(SimConfig::default())));
+        let sim = SharedPhc::new(SimConfig::default());
         let (line_writer, line_reader) = seqlock(PhcLine::NONE);
-        let mut tracker = PhcTracker::new(Box::new(Shared(sim.clone())), line_writer);
+        let mut tracker = PhcTracker::new(Box::new(sim.clone()), line_writer);
         let (_writer, state) = state::publish(published());
         let (writer, reader) = counters();
         let mut p = Pipeline::new(Datagrams, writer, None).with_phc(Some(line_reader));
@@ -623,7 +610,7 @@ mod tests {
 
         // Before the tracker has enough samples: the software stamp, counted as too few.
         tracker.poll(tai_minus_utc);
-        let (t2, _, software) = answer(&mut p, &sim.lock().unwrap());
+        let (t2, _, software) = answer(&mut p, &sim.lock());
         assert_eq!(t2, software);
         assert_eq!(
             reader.snapshot().hardware_stamps_unused[HardwareUnused::TooFewSamples.index()],
@@ -631,10 +618,10 @@ mod tests {
         );
 
         for _ in 0..20 {
-            sim.lock().unwrap().advance(250_000_000);
+            sim.lock().advance(250_000_000);
             tracker.poll(tai_minus_utc);
         }
-        let (t2, truth, _) = answer(&mut p, &sim.lock().unwrap());
+        let (t2, truth, _) = answer(&mut p, &sim.lock());
         // 20 ns of simulated read jitter; an NTP timestamp's unit is 0.23 ns.
         assert!(
             t2.diff_nanos(truth).abs() <= 25,
@@ -646,12 +633,12 @@ mod tests {
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelSoftware), 1);
 
         // The device stops answering: past the line's age, the software stamp again, as stale.
-        sim.lock().unwrap().fail(Some(std::io::ErrorKind::NotFound));
+        sim.lock().fail(Some(std::io::ErrorKind::NotFound));
         for _ in 0..50 {
-            sim.lock().unwrap().advance(250_000_000);
+            sim.lock().advance(250_000_000);
             tracker.poll(tai_minus_utc);
         }
-        let (t2, _, software) = answer(&mut p, &sim.lock().unwrap());
+        let (t2, _, software) = answer(&mut p, &sim.lock());
         assert_eq!(t2, software);
         let s = reader.snapshot();
         assert_eq!(s.hardware_stamps_unused[HardwareUnused::Stale.index()], 1);

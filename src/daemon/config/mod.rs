@@ -26,9 +26,9 @@
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
 //! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
 //! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
-//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH [refid ID]
-//!                                        #   [poll N] [offset S] [delay S] [precision N]
-//!                                        #   [prefer] [noselect] [filter N]
+//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH | phc:DEVICE
+//!                                        #   [refid ID] [poll N] [offset S] [delay S]
+//!                                        #   [precision N] [prefer] [noselect] [filter N] [tai]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward

@@ -37,6 +37,9 @@ pub enum RefclockDriver {
     Shm(u8),
     /// chrony's SOCK protocol: a datagram Unix socket strata binds at this path.
     Sock(String),
+    /// A PTP hardware clock (/dev/ptpN), kept on time by someone else (ptp4l from a PTP
+    /// grandmaster), read by cross-timestamps (`crate::sys::ptp`).
+    Phc(String),
 }
 
 impl RefclockDriver {
@@ -46,6 +49,8 @@ impl RefclockDriver {
         match self {
             RefclockDriver::Shm(_) => 28,
             RefclockDriver::Sock(_) => 46,
+            // ntpd has no PHC driver: the number after its last one.
+            RefclockDriver::Phc(_) => 47,
         }
     }
 
@@ -58,6 +63,10 @@ impl RefclockDriver {
                 id = *b"SOC\0";
                 id[3] = b'0' + (index % 10) as u8;
             }
+            RefclockDriver::Phc(_) => {
+                id = *b"PHC\0";
+                id[3] = b'0' + (index % 10) as u8;
+            }
         }
         id
     }
@@ -68,6 +77,7 @@ impl fmt::Display for RefclockDriver {
         match self {
             RefclockDriver::Shm(unit) => write!(f, "shm:{unit}"),
             RefclockDriver::Sock(path) => write!(f, "sock:{path}"),
+            RefclockDriver::Phc(path) => write!(f, "phc:{path}"),
         }
     }
 }
@@ -90,6 +100,9 @@ pub struct RefclockOptions {
     pub noselect: bool,
     /// Samples kept for the median of one poll.
     pub filter: usize,
+    /// The reference keeps TAI, not UTC (chrony's `tai`, for a PHC): TAI − UTC from the leap
+    /// list is taken off its readings.
+    pub tai: bool,
 }
 
 impl Default for RefclockOptions {
@@ -103,6 +116,7 @@ impl Default for RefclockOptions {
             prefer: false,
             noselect: false,
             filter: DEFAULT_FILTER,
+            tai: false,
         }
     }
 }
@@ -129,6 +143,11 @@ impl RefclockSpec {
         let unit = match self.driver {
             RefclockDriver::Shm(unit) => unit,
             RefclockDriver::Sock(_) => index.min(255) as u8,
+            // /dev/ptpN: unit N.
+            RefclockDriver::Phc(ref path) => path
+                .trim_start_matches("/dev/ptp")
+                .parse::<u8>()
+                .unwrap_or(index.min(255) as u8),
         };
         SocketAddr::from((Ipv4Addr::new(127, 127, self.driver.type_number(), unit), 0))
     }
@@ -143,7 +162,7 @@ impl fmt::Display for RefclockSpec {
 fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
     let (name, arg) = word
         .split_once(':')
-        .ok_or_else(|| format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT or sock:PATH)"))?;
+        .ok_or_else(|| format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT, sock:PATH or phc:DEVICE)"))?;
     match name.to_ascii_lowercase().as_str() {
         "shm" => arg
             .parse::<u8>()
@@ -158,11 +177,17 @@ fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
             }
             Ok(RefclockDriver::Sock(arg.to_string()))
         }
-        "pps" | "phc" => Err(format!(
-            "the {name} driver is not built in this version (known: shm:UNIT, sock:PATH)"
+        "phc" => {
+            if !arg.starts_with('/') {
+                return Err(format!("phc:{arg}: the device path must be absolute (/dev/ptpN)"));
+            }
+            Ok(RefclockDriver::Phc(arg.to_string()))
+        }
+        "pps" => Err(format!(
+            "the {name} driver is not built in this version (known: shm:UNIT, sock:PATH, phc:DEVICE)"
         )),
         _ => Err(format!(
-            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH)"
+            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH, phc:DEVICE)"
         )),
     }
 }
@@ -210,6 +235,7 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
         };
         match word {
             "prefer" => options.prefer = true,
+            "tai" => options.tai = true,
             "noselect" => options.noselect = true,
             "refid" => {
                 let v = value()?;
@@ -233,10 +259,13 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
             other => {
                 return Err(format!(
                     "unknown option {other:?} (known: refid ID, poll N, offset S, delay S, \
-                     precision N, prefer, noselect, filter N)"
+                     precision N, prefer, noselect, filter N, tai)"
                 ))
             }
         }
+    }
+    if options.tai && !matches!(driver, RefclockDriver::Phc(_)) {
+        return Err(format!("option `tai` is for the phc driver only, not {driver}"));
     }
     Ok(RefclockSpec { driver, options })
 }
@@ -372,6 +401,24 @@ mod tests {
             parse_refclock("shm:1").unwrap().options,
             RefclockOptions::default()
         );
+    }
+
+    #[test]
+    fn phc_refclocks_parse_with_tai() {
+        let r = parse_refclock("phc:/dev/ptp1 tai refid PTP prefer").unwrap();
+        assert_eq!(r.driver, RefclockDriver::Phc("/dev/ptp1".into()));
+        assert!(r.options.tai && r.options.prefer);
+        assert_eq!(r.refid(0), *b"PTP\0");
+        assert_eq!(r.pseudo_addr(3), "127.127.47.1:0".parse().unwrap());
+        assert_eq!(r.to_string(), "refclock phc:/dev/ptp1");
+        let plain = parse_refclock("PHC:/dev/ptp_eth0").unwrap();
+        assert!(!plain.options.tai);
+        assert_eq!(plain.refid(2), *b"PHC2");
+        // Not /dev/ptpN: the unit is its place among the refclocks.
+        assert_eq!(plain.pseudo_addr(2), "127.127.47.2:0".parse().unwrap());
+        let e = |t| parse_refclock(t).unwrap_err();
+        assert!(e("phc:ptp0").contains("absolute"));
+        assert!(e("shm:0 tai").contains("phc driver only"));
     }
 
     #[test]

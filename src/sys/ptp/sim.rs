@@ -214,6 +214,38 @@ impl CrossStampSource for SimulatedPhc {
     }
 }
 
+/// A simulated PHC that a test keeps a handle on while a tracker or a refclock reads it.
+#[derive(Clone)]
+pub struct SharedPhc(pub std::sync::Arc<std::sync::Mutex<SimulatedPhc>>);
+
+impl SharedPhc {
+    pub fn new(config: SimConfig) -> SharedPhc {
+        SharedPhc(std::sync::Arc::new(std::sync::Mutex::new(SimulatedPhc::new(
+            config,
+        ))))
+    }
+
+    /// The simulated device, to move its clock, step it or make it fail.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, SimulatedPhc> {
+        // A test that panicked while holding it has failed already.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CrossStampSource for SharedPhc {
+    fn path(&self) -> &Path {
+        Path::new("/dev/ptp-simulated")
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.lock().capabilities()
+    }
+
+    fn read(&mut self) -> io::Result<Reading> {
+        self.lock().read()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

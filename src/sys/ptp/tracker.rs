@@ -262,44 +262,24 @@ pub fn start(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sim::{SimConfig, SimulatedPhc};
+    use super::super::sim::{SharedPhc, SimConfig};
     use super::*;
     use crate::proto::clock::phc::HardwareUnused;
     use crate::proto::clock::seqlock::seqlock;
 
     const TAI_MINUS_UTC: i32 = 37;
 
-    struct Shared(Arc<Mutex<SimulatedPhc>>);
-
-    impl CrossStampSource for Shared {
-        fn path(&self) -> &std::path::Path {
-            std::path::Path::new("/dev/ptp-simulated")
-        }
-        fn capabilities(&self) -> super::super::Capabilities {
-            self.0.lock().unwrap().capabilities()
-        }
-        fn read(&mut self) -> io::Result<super::super::Reading> {
-            self.0.lock().unwrap().read()
-        }
-    }
-
-    fn tracked(
-        config: SimConfig,
-    ) -> (
-        Arc<Mutex<SimulatedPhc>>,
-        PhcTracker,
-        crate::proto::clock::phc::PhcLineReader,
-    ) {
-        let sim = Arc::new(Mutex::new(SimulatedPhc::new(config)));
+    fn tracked(config: SimConfig) -> (SharedPhc, PhcTracker, crate::proto::clock::phc::PhcLineReader) {
+        let sim = SharedPhc::new(config);
         let (writer, reader) = seqlock(PhcLine::NONE);
-        let tracker = PhcTracker::new(Box::new(Shared(sim.clone())), writer);
+        let tracker = PhcTracker::new(Box::new(sim.clone()), writer);
         (sim, tracker, reader)
     }
 
-    fn run(sim: &Mutex<SimulatedPhc>, tracker: &mut PhcTracker, polls: usize) {
+    fn run(sim: &SharedPhc, tracker: &mut PhcTracker, polls: usize) {
         for _ in 0..polls {
             tracker.poll(TAI_MINUS_UTC);
-            sim.lock().unwrap().advance(POLL_INTERVAL.as_nanos() as i64);
+            sim.lock().advance(POLL_INTERVAL.as_nanos() as i64);
         }
     }
 
@@ -313,7 +293,7 @@ mod tests {
             assert_eq!(reader.read().unusable, Some(HardwareUnused::NoMapping));
             run(&sim, &mut tracker, 40);
             let line = reader.read();
-            let sim = sim.lock().unwrap();
+            let sim = sim.lock();
             let now_tai = sim.now_ns() + TAI_MINUS_UTC as i64 * SECOND;
             // A frame the NIC stamped 100 µs ago.
             let sys = sim.now_ns() - 100_000;
@@ -349,12 +329,12 @@ mod tests {
     fn a_phc_step_is_followed_after_a_few_rejected_samples() {
         let (sim, mut tracker, reader) = tracked(SimConfig::default());
         run(&sim, &mut tracker, 20);
-        sim.lock().unwrap().step_phc(1_000_000);
+        sim.lock().step_phc(1_000_000);
         run(&sim, &mut tracker, 10);
         let status = tracker.status("eth0");
         assert_eq!(status.steps, 1, "{status:?}");
         let line = reader.read();
-        let sim = sim.lock().unwrap();
+        let sim = sim.lock();
         let sys = sim.now_ns();
         let tai = line
             .tai_ns(sim.phc_at(sys), sys + TAI_MINUS_UTC as i64 * SECOND)
@@ -373,7 +353,7 @@ mod tests {
         let status = tracker.status("eth0");
         assert!(!status.usable);
         assert_eq!(status.reason.as_deref(), Some("too_noisy"));
-        let now = sim.lock().unwrap().now_ns() + TAI_MINUS_UTC as i64 * SECOND;
+        let now = sim.lock().now_ns() + TAI_MINUS_UTC as i64 * SECOND;
         assert_eq!(reader.read().tai_ns(0, now), Err(HardwareUnused::TooNoisy));
     }
 
@@ -381,13 +361,13 @@ mod tests {
     fn a_failing_device_is_reported_and_its_line_goes_stale() {
         let (sim, mut tracker, reader) = tracked(SimConfig::default());
         run(&sim, &mut tracker, 10);
-        sim.lock().unwrap().fail(Some(io::ErrorKind::NotFound));
+        sim.lock().fail(Some(io::ErrorKind::NotFound));
         run(&sim, &mut tracker, 60);
         let status = tracker.status("eth0");
         assert!(!status.usable);
         assert!(status.reason.unwrap().contains("simulated failure"));
         assert_eq!(status.read_errors, 60);
-        let now = sim.lock().unwrap().now_ns() + TAI_MINUS_UTC as i64 * SECOND;
+        let now = sim.lock().now_ns() + TAI_MINUS_UTC as i64 * SECOND;
         assert_eq!(reader.read().tai_ns(0, now), Err(HardwareUnused::Stale));
     }
 
