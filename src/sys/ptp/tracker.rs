@@ -50,6 +50,11 @@ pub struct PhcTracker {
     reads: u64,
     read_errors: u64,
     last_error: Option<String>,
+    /// CLOCK_TAI of the last sample the line took: its age. Rejected samples do not make it
+    /// younger, so a run of bad readings ages the line out as failed reads do.
+    fitted_tai_ns: i64,
+    /// CLOCK_TAI of the last reading, taken or not.
+    last_read_tai_ns: i64,
 }
 
 impl PhcTracker {
@@ -63,12 +68,15 @@ impl PhcTracker {
             reads: 0,
             read_errors: 0,
             last_error: None,
+            fitted_tai_ns: 0,
+            last_read_tai_ns: 0,
         }
     }
 
     /// Reads one cross-stamp, adds it and publishes the line. `tai_minus_utc`: the published
     /// clock parameters' (what the responders will subtract again). A failed read publishes
-    /// nothing: the line ages and the responders stop using it after `MAX_LINE_AGE_NS`.
+    /// nothing and a rejected sample leaves the line's age as it was: the line ages and the
+    /// responders stop using it after `MAX_LINE_AGE_NS`.
     pub fn poll(&mut self, tai_minus_utc: i32) -> Option<Added> {
         self.reads += 1;
         let reading = match self.source.read() {
@@ -86,8 +94,12 @@ impl PhcTracker {
             sys_ns: reading.stamp.sys_ns + offset,
             ..reading.stamp
         };
+        self.last_read_tai_ns = stamp.sys_ns;
         let added = self.mapping.add(stamp);
-        let line = PhcLine::of(&self.mapping, stamp.sys_ns);
+        if added != Added::Rejected {
+            self.fitted_tai_ns = stamp.sys_ns;
+        }
+        let line = PhcLine::of(&self.mapping, self.fitted_tai_ns);
         self.writer.publish(&line);
         for mirror in &mut self.mirrors {
             mirror.mirror(&line);
@@ -107,10 +119,13 @@ impl PhcTracker {
     /// The status line of `interface`.
     pub fn status(&self, interface: &str) -> PhcStatus {
         let q = self.mapping.quality();
-        let reason = match (self.mapping.unusable_because(), &self.last_error) {
+        // What the responders make of the line as of the last reading.
+        let line = PhcLine::of(&self.mapping, self.fitted_tai_ns);
+        let verdict = line.tai_ns(line.phc_ref_ns, self.last_read_tai_ns);
+        let reason = match (verdict, &self.last_error) {
             (_, Some(e)) => Some(format!("last read failed: {e}")),
-            (Some(u), None) => Some(u.label().to_string()),
-            (None, None) => None,
+            (Err(why), None) => Some(why.label().to_string()),
+            (Ok(_), None) => None,
         };
         PhcStatus {
             interface: interface.to_string(),
@@ -124,7 +139,7 @@ impl PhcTracker {
             steps: q.steps,
             reads: self.reads,
             read_errors: self.read_errors,
-            usable: self.mapping.usable() && self.last_error.is_none(),
+            usable: reason.is_none(),
             reason,
         }
     }
@@ -340,6 +355,34 @@ mod tests {
             .tai_ns(sim.phc_at(sys), sys + TAI_MINUS_UTC as i64 * SECOND)
             .unwrap();
         assert!((tai - sys - TAI_MINUS_UTC as i64 * SECOND).abs() <= 25);
+    }
+
+    #[test]
+    fn a_run_of_rejected_samples_ages_the_line_out() {
+        let (sim, mut tracker, reader) = tracked(SimConfig::default());
+        run(&sim, &mut tracker, 20);
+        // From now on every reading is off the line by a different amount (never one step):
+        // each is rejected, and the line stops being used once it is too old.
+        let (mut polls, mut applied) = (0, 0);
+        for i in 0..60i64 {
+            let off = if i % 2 == 0 {
+                50_000 + 1_000 * i
+            } else {
+                -50_000 - 1_000 * i
+            };
+            sim.lock().step_phc(off - applied);
+            applied = off;
+            tracker.poll(TAI_MINUS_UTC);
+            sim.lock().advance(POLL_INTERVAL.as_nanos() as i64);
+            polls += 1;
+        }
+        let status = tracker.status("eth0");
+        assert_eq!(status.steps, 0, "{status:?}");
+        assert!(status.rejected >= polls - 1, "{status:?}");
+        let now = sim.lock().now_ns() + TAI_MINUS_UTC as i64 * SECOND;
+        assert_eq!(reader.read().tai_ns(0, now), Err(HardwareUnused::Stale));
+        assert!(!status.usable);
+        assert_eq!(status.reason.as_deref(), Some("stale"));
     }
 
     #[test]
