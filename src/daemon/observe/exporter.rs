@@ -554,6 +554,26 @@ impl ReportCollector {
                 )?;
             }
         }
+        if !r.xsk_tx.is_empty() {
+            family(
+                enc,
+                "xsk_tx_timestamps_supported",
+                "1 when the interface's driver fills AF_XDP transmit timestamps (netlink xsk-features \
+                 tx-timestamp), else 0: AF_XDP replies then carry software transmit stamps.",
+                None,
+                MetricType::Gauge,
+                |m| {
+                    for x in &r.xsk_tx {
+                        let labels: Labels = vec![
+                            ("interface", x.interface.clone()),
+                            ("driver", x.driver.clone().unwrap_or_default()),
+                        ];
+                        gauge(m, &labels, f64::from(u8::from(x.supported)))?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         Ok(())
     }
 
@@ -972,7 +992,7 @@ impl Collector for ReportCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::observe::report::test_observed;
+    use crate::daemon::observe::report::{test_observed, XskTxReport};
 
     #[test]
     fn phc_mappings_are_exported_per_interface() {
@@ -994,6 +1014,31 @@ mod tests {
         assert!(
             !text.contains(r#"strata_phc_samples{interface="veth0""#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn af_xdp_transmit_stamp_support_is_a_gauge_per_interface() {
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        assert!(!encode_openmetrics(r.clone()).contains("xsk_tx_timestamps_supported"));
+        let x = |interface: &str, supported| XskTxReport {
+            interface: interface.into(),
+            driver: Some("veth".into()),
+            supported,
+            xsk_features: Some("none".into()),
+            xdp_features: None,
+            summary: String::new(),
+        };
+        r.xsk_tx = vec![x("veth0", false), x("veth1", true)];
+        let om = encode_openmetrics(r);
+        assert!(
+            om.contains("strata_xsk_tx_timestamps_supported{interface=\"veth0\",driver=\"veth\"} 0"),
+            "{om}"
+        );
+        assert!(
+            om.contains("strata_xsk_tx_timestamps_supported{interface=\"veth1\",driver=\"veth\"} 1"),
+            "{om}"
         );
     }
 }

@@ -221,6 +221,35 @@ pub struct XskReport {
     pub statistics: XskStatistics,
 }
 
+/// Whether an interface's driver stamps AF_XDP transmissions (netlink `xsk-features`, read at
+/// start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XskTxReport {
+    pub interface: String,
+    pub driver: Option<String>,
+    /// True only when the kernel reports `tx-timestamp` for the device.
+    pub supported: bool,
+    /// xsk-features as the kernel named them (None: not reported, or the query failed).
+    pub xsk_features: Option<String>,
+    pub xdp_features: Option<String>,
+    /// What it means for the replies, in a sentence.
+    pub summary: String,
+}
+
+impl XskTxReport {
+    pub fn from_support(s: &crate::sys::fastpath::xsk_features::XskTxSupport) -> XskTxReport {
+        let features = s.features.as_ref().ok();
+        XskTxReport {
+            interface: s.interface.clone(),
+            driver: s.driver.clone(),
+            supported: s.supported(),
+            xsk_features: features.and_then(|f| f.xsk_feature_names()),
+            xdp_features: features.and_then(|f| f.xdp_feature_names()),
+            summary: s.describe(),
+        }
+    }
+}
+
 /// The whole picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -235,6 +264,9 @@ pub struct Report {
     pub total: CountersReport,
     pub xdp_programs: Vec<XdpProgramReport>,
     pub xsk_sockets: Vec<XskReport>,
+    /// AF_XDP transmit timestamp support per served interface (empty on the socket path).
+    #[serde(default)]
+    pub xsk_tx: Vec<XskTxReport>,
     /// The rate limiter's occupancy; None when rate limiting is off.
     #[serde(default)]
     pub limiter: Option<LimiterReport>,
@@ -472,6 +504,7 @@ impl Observed {
             total,
             xdp_programs,
             xsk_sockets,
+            xsk_tx: self.xdp.xsk_tx.iter().map(XskTxReport::from_support).collect(),
             limiter,
             clients: self.clients.as_ref().map(|w| ClientsReport {
                 sample_shift: w.shift(),

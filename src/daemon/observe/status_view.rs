@@ -353,6 +353,9 @@ fn serverstats(out: &mut String, r: &Report) {
             nonzero(sum.iter().map(|(k, v)| (*k, v)))
         );
     }
+    for x in &r.xsk_tx {
+        let _ = writeln!(out, "AF_XDP Tx stamps: {}: {}", x.interface, x.summary);
+    }
     for s in &r.xsk_sockets {
         let fields = s.statistics.fields();
         let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -370,7 +373,7 @@ fn serverstats(out: &mut String, r: &Report) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::daemon::observe::report::test_observed;
+    use crate::daemon::observe::report::{test_observed, XskTxReport};
     use crate::proto::respond::{DropReason, ReplyKind};
 
     /// Statuses as the PHC thread publishes them: an interface without a PHC, one in use, one
@@ -479,6 +482,56 @@ pub(crate) mod tests {
         assert!(text.contains("socket 0"), "{text}");
         assert!(text.contains("Drops           : control_mode 1"), "{text}");
         assert!(text.contains("median <= 32.8us"), "{text}");
+    }
+
+    /// The kernel's answer for each served interface, in the text and the JSON alike.
+    #[test]
+    fn af_xdp_transmit_stamp_support_is_shown_per_interface() {
+        use crate::proto::wire::netdev::DevFeatures;
+        use crate::sys::fastpath::xsk_features::XskTxSupport;
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        assert!(
+            !render(&r).contains("AF_XDP Tx stamps"),
+            "none on the socket path"
+        );
+        let veth = XskTxSupport {
+            interface: "veth0".into(),
+            driver: Some("veth".into()),
+            features: Ok(DevFeatures {
+                ifindex: 4,
+                xdp_features: Some(0b111),
+                xsk_features: Some(0),
+                ..Default::default()
+            }),
+        };
+        let nic = XskTxSupport {
+            interface: "eth1".into(),
+            driver: Some("mlx5_core".into()),
+            features: Ok(DevFeatures {
+                ifindex: 5,
+                xsk_features: Some(1),
+                ..Default::default()
+            }),
+        };
+        r.xsk_tx = [&veth, &nic].map(XskTxReport::from_support).to_vec();
+        let text = render(&r);
+        assert!(
+            text.contains(
+                "AF_XDP Tx stamps: veth0: AF_XDP transmit timestamps not supported by the driver (veth): \
+                 AF_XDP replies carry software transmit stamps"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("eth1: AF_XDP transmit timestamps supported by the driver (mlx5_core; xsk-features tx-timestamp)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["xsk_tx"][0]["supported"], false);
+        assert_eq!(json["xsk_tx"][0]["xsk_features"], "none");
+        assert_eq!(json["xsk_tx"][0]["xdp_features"], "basic redirect ndo-xmit");
+        assert_eq!(json["xsk_tx"][1]["supported"], true);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ethernet;
 pub mod extension;
 pub mod ipv4;
 pub mod ipv6;
+pub mod netdev;
 pub mod ntp;
 pub mod timestamp;
 pub mod udp;

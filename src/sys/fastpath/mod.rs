@@ -9,6 +9,7 @@
 //! - [`state_map`]: the server state the program answers plain requests with, published by the
 //!   control thread; [`phc_map`]: the interface's PHC line, published by the PHC thread;
 //! - [`xsk`]: the AF_XDP socket of a queue;
+//! - [`xsk_features`]: whether the driver stamps AF_XDP transmissions (netlink xsk-features);
 //! - [`responder`]: the loop of one thread.
 //!
 //! Clean exit: the program is attached through a bpf_link, owned by [`XdpServer`]. Dropping
@@ -29,6 +30,7 @@ pub mod responder;
 pub mod state_map;
 pub mod stats;
 pub mod xsk;
+pub mod xsk_features;
 
 use std::io;
 use std::sync::atomic::AtomicBool;
@@ -105,6 +107,8 @@ pub struct StatsReaders {
     pub sockets: Vec<XskStatsReader>,
     /// The sampled requests of each program, for `strata clients`.
     pub samples: Vec<SampleReader>,
+    /// Each interface's AF_XDP transmit timestamp support, as the kernel said at start.
+    pub xsk_tx: Vec<xsk_features::XskTxSupport>,
 }
 
 /// How the threads ended.
@@ -161,6 +165,9 @@ pub fn run_with_symmetric(
         let name = &interface.name;
         let stamps = hwstamp::detect_and_enable(name);
         log::info!("{name}: {stamps}");
+        let xsk_tx = xsk_features::query(name, interface.index);
+        log::info!("{name}: {}", xsk_tx.describe());
+        stats.xsk_tx.push(xsk_tx);
         let (writer, reader) = crate::proto::clock::seqlock::seqlock(crate::proto::clock::phc::PhcLine::NONE);
         let mut watch =
             crate::sys::ptp::tracker::PhcWatch::for_interface(name, hwstamp::phc_index(name), writer);
