@@ -5,7 +5,6 @@
 //! clock, so the true offset is zero and a smaller measured offset is a better one.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use strata_test_support::*;
@@ -13,65 +12,6 @@ use strata_test_support::*;
 const SERVER: &str = "198.18.0.1";
 /// How long chronyd samples, polling 16 times a second (minpoll -4).
 const RUN_SECONDS: &str = "6";
-
-/// One sample of chronyd's measurements log: its mode column and its offset in seconds.
-#[derive(Debug)]
-struct Sample {
-    mode: String,
-    offset: f64,
-}
-
-/// Runs chronyd in `ns` against the server, with `options` on its server line, for
-/// [`RUN_SECONDS`], and returns its samples.
-fn chronyd_samples(ns: &Netns, options: &str) -> Vec<Sample> {
-    let dir = TempDir::new("xleave-chronyd");
-    // chronyd drops privileges before it writes logs unless told to stay root (-u root).
-    Command::new("chmod").arg("777").arg(&dir.0).status().unwrap();
-    let conf = dir.0.join("chrony.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server {SERVER} iburst minpoll -4 maxpoll -4 {options}\nlogdir {0}\nlog measurements\n\
-             cmdport 0\npidfile {0}/chronyd.pid\n",
-            dir.0.display()
-        ),
-    )
-    .unwrap();
-    let conf = conf.display().to_string();
-    let out = ns.exec(
-        "timeout",
-        &[RUN_SECONDS, CHRONYD, "-d", "-x", "-u", "root", "-f", &conf],
-    );
-    let log = std::fs::read_to_string(dir.0.join("measurements.log")).unwrap_or_default();
-    // Date Time IP L St 123 567 ABCD LP RP Score Offset PeerDel PeerDisp RootDel RootDisp Refid Mode TX RX
-    let samples: Vec<Sample> = log
-        .lines()
-        .filter(|l| l.starts_with("20"))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert!(f.len() >= 18, "a measurement line too short: {l}");
-            // The packet tests (ABCD are chronyd's own delay filters, not about the packet).
-            assert_eq!(f[5..7].concat(), "111111", "every packet test passed: {l}");
-            Sample {
-                mode: f[17].to_string(),
-                offset: f[11].parse().unwrap_or_else(|_| panic!("an offset in: {l}")),
-            }
-        })
-        .collect();
-    assert!(
-        samples.len() >= 10,
-        "chronyd took {} samples with {options:?}:\n{log}\n{}",
-        samples.len(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    samples
-}
-
-fn median_abs(samples: &[&Sample]) -> f64 {
-    let mut v: Vec<f64> = samples.iter().map(|s| s.offset.abs()).collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 #[test]
 #[ignore = "needs root, network namespaces and chronyd (make test runs it)"]
@@ -115,13 +55,14 @@ fn chronyd_with_xleave_gets_interleaved_replies_and_measures_no_worse() {
         );
     }
 
-    let basic = chronyd_samples(&cli, "");
-    let interleaved = chronyd_samples(&cli, "xleave");
+    let exec = |cmd: &str, args: &[&str]| cli.exec(cmd, args);
+    let basic = chronyd_client_samples(exec, SERVER, "", RUN_SECONDS);
+    let interleaved = chronyd_client_samples(exec, SERVER, "xleave", RUN_SECONDS);
 
     assert!(basic.iter().all(|s| s.mode == "4B"), "{basic:?}");
     // The first two replies to a new client are basic (nothing to interleave yet); the rest
     // are interleaved, a few basic ones allowed (a sample whose stamp was not there yet).
-    let later: Vec<&Sample> = interleaved.iter().skip(2).collect();
+    let later: Vec<&ChronySample> = interleaved.iter().skip(2).collect();
     let modes: Vec<&str> = later.iter().map(|s| s.mode.as_str()).collect();
     let n_interleaved = modes.iter().filter(|m| **m == "4I").count();
     assert!(
@@ -133,9 +74,12 @@ fn chronyd_with_xleave_gets_interleaved_replies_and_measures_no_worse() {
     // Offsets: the median of the absolute offsets, interleaved against basic. The true offset is
     // zero; interleaved mode removes the time between our reading T3 and the packet leaving,
     // so it should measure less. 1 µs of slack for the noise of a shared machine.
-    let interleaved_only: Vec<&Sample> = later.into_iter().filter(|s| s.mode == "4I").collect();
-    let basic_all: Vec<&Sample> = basic.iter().skip(2).collect();
-    let (m_i, m_b) = (median_abs(&interleaved_only), median_abs(&basic_all));
+    let interleaved_only: Vec<&ChronySample> = later.into_iter().filter(|s| s.mode == "4I").collect();
+    let basic_all: Vec<&ChronySample> = basic.iter().skip(2).collect();
+    let (m_i, m_b) = (
+        median_abs_offset(&interleaved_only),
+        median_abs_offset(&basic_all),
+    );
     eprintln!(
         "median |offset|: interleaved {:.3} µs ({} samples), basic {:.3} µs ({} samples)",
         m_i * 1e6,

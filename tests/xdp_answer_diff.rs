@@ -20,8 +20,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use strata::proto::clock::{ClockParams, LeapScale};
-use strata::proto::frame::{reply_in_place, FrameReply};
-use strata::proto::respond::Admission;
+use strata::proto::frame::{edit_ntp_in_frame, reply_in_place, FrameReply};
+use strata::proto::interleave::{candidate, mark};
+use strata::proto::respond::{Admission, ReplyKind};
 use strata::proto::state::{Published, ServerState, UnsyncPolicy};
 use strata::proto::wire::ethernet::{EtherType, EthernetAddress, Vlan, VlanTag};
 use strata::proto::wire::{checksum, ipv4, ipv6, ntp, udp, NtpShort, NtpTimestamp};
@@ -87,6 +88,9 @@ struct Tier {
     program: XdpProgram,
     map: StateMap,
     published: Published,
+    /// Interleaved mode is on (`ProgramOptions::interleaved`): the AF_XDP pipeline's marks are
+    /// expected on the program's replies, and interleaved requests are left to AF_XDP.
+    interleaved: bool,
 }
 
 impl Tier {
@@ -123,11 +127,21 @@ impl Tier {
         };
         let kiss = matches!(admission, Admission::Kiss(_));
         let rust = reply_in_place(&mut theirs, t2, t3, admission, &self.published.server, 123);
+        // What the AF_XDP pipeline would take for an interleaved request (read off the request).
+        let candidate = self.interleaved && ntp_payload(frame).and_then(candidate).is_some();
         match verdict {
             XDP_TX => {
                 let reply: FrameReply = rust.unwrap_or_else(|e| {
                     panic!("XDP answered what reply_in_place drops ({e:?}): {frame:02x?}")
                 });
+                assert!(
+                    kiss || !candidate,
+                    "XDP answered an interleaved request: {frame:02x?}"
+                );
+                // Marked as the pipeline marks its time replies in interleaved mode.
+                if self.interleaved && matches!(reply.kind, ReplyKind::Time | ReplyKind::Unsynchronized) {
+                    edit_ntp_in_frame(&mut theirs, &reply, mark);
+                }
                 assert_eq!(
                     &out[..],
                     &theirs[..reply.len],
@@ -165,7 +179,7 @@ impl Tier {
                 assert_eq!(out, frame, "a frame the program did not answer was changed");
                 if let Ok(reply) = rust {
                     assert!(
-                        verdict == XDP_PASS && ntp_payload_len(frame) != Some(48),
+                        verdict == XDP_PASS && (ntp_payload_len(frame) != Some(48) || (candidate && !kiss)),
                         "reply_in_place answers ({:?}) what XDP {} for {frame:02x?}",
                         reply.kind,
                         if verdict == XDP_DROP {
@@ -187,6 +201,12 @@ fn ntp_payload_len(frame: &[u8]) -> Option<usize> {
     let (l4, _) = locate_udp(frame)?;
     let len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
     len.checked_sub(8)
+}
+
+/// The UDP payload as its header's length says, when the frame holds it.
+fn ntp_payload(frame: &[u8]) -> Option<&[u8]> {
+    let (l4, _) = locate_udp(frame)?;
+    frame.get(l4 + 8..l4 + 8 + ntp_payload_len(frame)?)
 }
 
 /// The UDP header's offset and whether the frame is IPv4, following the Ethernet and IP
@@ -258,6 +278,15 @@ fn with_tier(body: impl FnOnce(&mut Tier) + Send + 'static) {
 
 /// [`with_tier`], the program admitting requests as `admission` says.
 fn with_admitting_tier(admission: AdmissionOptions, body: impl FnOnce(&mut Tier) + Send + 'static) {
+    with_configured_tier(admission, false, body)
+}
+
+/// [`with_admitting_tier`], with interleaved mode on or off in the program.
+fn with_configured_tier(
+    admission: AdmissionOptions,
+    interleaved: bool,
+    body: impl FnOnce(&mut Tier) + Send + 'static,
+) {
     let a = Netns::new("diff-a");
     let b = Netns::new("diff-b");
     a.veth("srv0", "198.18.0.2/26", &b, "cli0", "198.18.0.1/26");
@@ -267,6 +296,7 @@ fn with_admitting_tier(admission: AdmissionOptions, body: impl FnOnce(&mut Tier)
             ntp_port: 123,
             force: false,
             answer: true,
+            interleaved,
             admission,
         };
         // No addresses: the program takes every destination as its own, as for a wildcard.
@@ -282,6 +312,7 @@ fn with_admitting_tier(admission: AdmissionOptions, body: impl FnOnce(&mut Tier)
             program,
             map,
             published,
+            interleaved,
         };
         tier.publish(published);
         body(&mut tier);
@@ -663,6 +694,62 @@ fn generated_frames_get_the_same_answer_from_both_tiers() {
         assert!(verdicts[XDP_TX as usize] > 300, "{verdicts:?}");
         assert!(verdicts[XDP_PASS as usize] > 100, "{verdicts:?}");
         assert!(verdicts[XDP_DROP as usize] > 0, "{verdicts:?}");
+    });
+}
+
+/// With interleaved mode on, the program leaves the requests that may be interleaved to AF_XDP
+/// (where the previous reply's transmit stamp is) and marks its own time replies as the
+/// pipeline does: the same frames, generated and by hand, against `reply_in_place` plus the
+/// pipeline's mark.
+#[test]
+#[ignore = "needs root, network namespaces and XDP (make test runs it)"]
+fn with_interleaved_mode_interleaved_requests_go_up_and_replies_are_marked() {
+    if !requires_root() {
+        return;
+    }
+    with_configured_tier(AdmissionOptions::default(), true, |tier| {
+        let with = |version: u8, origin: u64, receive: u64, transmit: u64| {
+            let mut payload = ntp_request().to_vec();
+            payload[0] = (version << 3) | 3;
+            payload[24..32].copy_from_slice(&origin.to_be_bytes());
+            payload[32..40].copy_from_slice(&receive.to_be_bytes());
+            payload[40..48].copy_from_slice(&transmit.to_be_bytes());
+            payload
+        };
+        for base in [RequestFrame::v4(), RequestFrame::v6()] {
+            let frame = |payload| {
+                RequestFrame {
+                    payload,
+                    ..base.clone()
+                }
+                .build()
+            };
+            // A first request (origin zero), and a basic client's (origin = our transmit, even).
+            assert_eq!(tier.check(&frame(with(4, 0, 0, 7))), XDP_TX);
+            assert_eq!(tier.check(&frame(with(4, 0xe000_0000_0000_0002, 5, 7))), XDP_TX);
+            // An interleaved client's: origin = our (marked, odd) receive stamp.
+            assert_eq!(tier.check(&frame(with(4, 0xe000_0000_0000_0003, 5, 7))), XDP_PASS);
+            // Not NTPv4, or receive = transmit (chrony's basic-mode tell): answered here.
+            assert_eq!(tier.check(&frame(with(3, 0xe000_0000_0000_0003, 5, 7))), XDP_TX);
+            assert_eq!(tier.check(&frame(with(4, 0xe000_0000_0000_0003, 7, 7))), XDP_TX);
+            // The reply is marked: receive stamp odd, transmit stamp even.
+            let (_, out) = test_run(tier.program.program_fd().unwrap(), &frame(with(4, 0, 0, 7)));
+            let reply = ntp::Packet::new_unchecked(&out[out.len() - ntp::HEADER_LEN..]);
+            assert_eq!(reply.receive_timestamp().0 & 1, 1);
+            assert_eq!(reply.transmit_timestamp().0 & 1, 0);
+        }
+        let mut runner = TestRunner::new(Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let tier = &*tier;
+        runner
+            .run(&frames(), |frame| {
+                tier.check(&frame);
+                Ok(())
+            })
+            .unwrap();
     });
 }
 

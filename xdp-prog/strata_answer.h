@@ -312,9 +312,9 @@ static __always_inline __u32 kiss_code(__u32 kiss)
  * time, or with admission's Kiss-o'-Death `kiss` (STRATA_KISS_*, 0: none), as respond() does.
  * `rx_tai` is the program's receive stamp (CLOCK_TAI) and `hw` the NIC's (0: none): T2 is the
  * NIC's through the PHC line when it can be (receive_tai). `l3` and `l4` are parse()'s offsets
- * of the IP and UDP headers. */
+ * of the IP and UDP headers. `xleave`: interleaved mode is on (STRATA_CFG_XLEAVE). */
 static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u64 hw, __u32 l3,
-					  __u32 l4, int is_v6, __u32 kiss)
+					  __u32 l4, int is_v6, __u32 kiss, int xleave)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -390,6 +390,17 @@ static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u6
 		return ANSWER_NOT_PLAIN;
 	if (mode != NTP_MODE_CLIENT && !(mode == 0 && version == 1))
 		return ANSWER_NOT_PLAIN;
+	/* A request that may be interleaved, as src/proto/interleave.rs `candidate` says (NTPv4,
+	 * origin's lowest bit set, receive and transmit fields differ), goes up unless admission
+	 * chose a kiss: its answer needs the previous reply's transmit stamp. */
+	if (xleave && !kiss && version == 4 && (ntp[31] & 1)) {
+		__u64 receive, transmit;
+
+		__builtin_memcpy(&receive, ntp + 32, 8);
+		__builtin_memcpy(&transmit, ntp + 40, 8);
+		if (receive != transmit)
+			return ANSWER_NOT_PLAIN;
+	}
 
 	if (!read_state(&state))
 		return ANSWER_TORN;
@@ -503,10 +514,12 @@ static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u6
 	__builtin_memcpy(ntp + 12, state.refid, 4);
 	put_be64(ntp + 16, state.reference_time);
 	__builtin_memcpy(ntp + 24, &origin, 8);
-	put_be64(ntp + 32, t2);
+	/* Marked in interleaved mode (a change of 2^-32 s) so that the client's next request says
+	 * which of the two it copied into its origin. */
+	put_be64(ntp + 32, xleave ? t2 | 1 : t2);
 	/* T3 last, then the checksum that covers it. */
 	t3 = ntp_from_tai(&state, bpf_ktime_get_tai_ns());
-	put_be64(ntp + 40, t3);
+	put_be64(ntp + 40, xleave ? t3 & ~1ULL : t3);
 	udp->check = 0;
 	{
 		__u16 sum = ~csum_fold(pseudo + SUM_WORDS(udp, UDP_NTP_LEN / 2));

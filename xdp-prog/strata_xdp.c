@@ -300,7 +300,8 @@ int strata_xdp(struct xdp_md *ctx)
 	}
 	hw = hardware_stamp(ctx);
 	if (cfg->flags & STRATA_CFG_ANSWER) {
-		switch (answer(ctx, now, hw, req.l3, req.l4, req.is_v6, kiss)) {
+		switch (answer(ctx, now, hw, req.l3, req.l4, req.is_v6, kiss,
+			       cfg->flags & STRATA_CFG_XLEAVE)) {
 		case ANSWER_TIME:
 			count(STRATA_ANSWERED);
 			return XDP_TX;

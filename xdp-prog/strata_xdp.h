@@ -47,6 +47,10 @@ struct strata_config {
 #define STRATA_CFG_CHECK_V6 2u
 /* Answer plain requests in the program (XDP_TX) instead of redirecting them (--xdp-answer). */
 #define STRATA_CFG_ANSWER 4u
+/* Interleaved mode (RFC 9769): requests that may be interleaved go up to AF_XDP, where the
+ * transmit stamps are, and the program's replies are marked as the responders mark theirs
+ * (receive stamp's lowest bit set, transmit stamp's cleared: src/proto/interleave.rs). */
+#define STRATA_CFG_XLEAVE 8u
 
 /* The single entry of the state map: what the control thread publishes (the server state and
  * the TAI->NTP conversion), written by user space through an mmap of the map while the program

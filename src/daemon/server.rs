@@ -632,6 +632,7 @@ fn start_xdp(
         }),
         device_bound: true,
         answer: config.xdp_answer,
+        interleaved: config.interleaved,
         admission: fastpath::AdmissionOptions {
             rules: config.admission.rules.clone(),
             deny_action: config.admission.deny_action,

@@ -219,6 +219,34 @@ pub fn stamp_transmit_in_frame(frame: &mut [u8], reply: &FrameReply, transmit: N
     datagram.set_checksum(if sum == 0 { 0xffff } else { sum });
 }
 
+/// Rewrites the NTP header of a reply frame that [`reply_in_place`] wrote with `edit` (which
+/// must keep its length: it gets the 48 header bytes), and updates the UDP checksum for what
+/// changed (RFC 1624). Interleaved mode uses it: its marks and the previous exchange's stamps go
+/// in after the frame was answered.
+///
+/// # Panics
+/// If `frame` is shorter than `reply` says: `reply` must be what `reply_in_place` returned for it.
+#[inline]
+pub fn edit_ntp_in_frame<T>(frame: &mut [u8], reply: &FrameReply, edit: impl FnOnce(&mut [u8]) -> T) -> T {
+    let header = reply.ntp_offset..reply.ntp_offset + ntp::HEADER_LEN;
+    let mut old = [0u8; ntp::HEADER_LEN];
+    old.copy_from_slice(&frame[header.clone()]);
+    let out = edit(&mut frame[header.clone()]);
+    let udp_start = reply.ntp_offset - udp::HEADER_LEN;
+    let mut datagram = udp::Packet::new_unchecked(&mut frame[udp_start..reply.len]);
+    // The NTP header starts 8 bytes (an even offset) into the datagram, as `update` needs.
+    let sum = checksum::update(datagram.checksum(), &old, &frame_header(&datagram));
+    datagram.set_checksum(if sum == 0 { 0xffff } else { sum });
+    out
+}
+
+/// The NTP header of a reply datagram, copied out (for the checksum update beside it).
+fn frame_header<T: AsRef<[u8]>>(datagram: &udp::Packet<T>) -> [u8; ntp::HEADER_LEN] {
+    let mut header = [0u8; ntp::HEADER_LEN];
+    header.copy_from_slice(&datagram.payload()[..ntp::HEADER_LEN]);
+    header
+}
+
 /// Where the parts of a request that passed every frame-level check are.
 struct Located {
     /// Offset of the IP header.
@@ -857,6 +885,29 @@ mod tests {
                     assert_eq!(d.checksum(), datagram.checksum());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn editing_the_ntp_header_keeps_the_udp_checksum_valid() {
+        for base in [Spec::v4(), Spec::v6()] {
+            let mut frame = base.build();
+            let reply = answer(&mut frame).unwrap();
+            let origin = edit_ntp_in_frame(&mut frame, &reply, |ntp| {
+                let mut p = ntp::Packet::new_unchecked(ntp);
+                p.set_receive_timestamp(NtpTimestamp(p.receive_timestamp().0 | 1));
+                p.set_origin_timestamp(NtpTimestamp(0x0123_4567_89ab_cdef));
+                p.origin_timestamp()
+            });
+            assert_eq!(origin, NtpTimestamp(0x0123_4567_89ab_cdef));
+            let udp_start = reply.ntp_offset - udp::HEADER_LEN;
+            let datagram = udp::Packet::new_unchecked(&frame[udp_start..reply.len]);
+            match base.ip {
+                Ip::V4 { src, dst, .. } => assert!(datagram.verify_checksum_v4(dst, src)),
+                Ip::V6 { src, dst, .. } => assert!(datagram.verify_checksum_v6(&dst, &src)),
+            }
+            let p = ntp::Packet::new_checked(&frame[reply.ntp_offset..reply.len]).unwrap();
+            assert_eq!(p.receive_timestamp().0 & 1, 1);
         }
     }
 

@@ -9,8 +9,20 @@
 //! then [`Pipeline::transmit_time`] right before its send call, [`Pipeline::stamp`] for each
 //! reply, and [`Pipeline::sent`] for each reply the kernel took. No call allocates, locks or
 //! blocks (the hand-off is a `try_send`).
+//!
+//! Interleaved mode ([`xleave`]) is the pipeline's too: with a table, every time reply is marked,
+//! a request from an interleaving client gets the real transmit time of its previous reply, and
+//! [`Pipeline::exchange`] says which replies of the batch need their real transmit time
+//! ([`Pipeline::remember`], then [`Pipeline::transmitted`] once the path knows it).
 
-use std::net::SocketAddr;
+mod xleave;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::proto::interleave::{self, Candidate, XleaveTable};
+use crate::proto::metrics::TxTimestampSource;
+pub use xleave::Exchange;
 
 use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::auth::{has_mac, respond_mac, KeyTable};
@@ -63,6 +75,14 @@ pub trait Carrier {
     /// The sender and the NTP bytes of a request the answer dropped, when the path can tell
     /// (`from` is the address the receive call gave, if any).
     fn sender<'a>(&self, buf: &'a [u8], from: Option<SocketAddr>) -> Option<(SocketAddr, &'a [u8])>;
+
+    /// The client a reply goes to, when the path can tell (`from` as in [`Carrier::sender`]).
+    fn client(buf: &[u8], reply: &Self::Reply, from: Option<SocketAddr>) -> Option<IpAddr>;
+
+    /// Rewrites the reply's 48-byte NTP header with `edit`, its checksums kept right.
+    fn edit_ntp<T>(buf: &mut [u8], reply: &Self::Reply, edit: impl FnOnce(&mut [u8]) -> T) -> T;
+
+    fn set_kind(reply: &mut Self::Reply, kind: ReplyKind);
 }
 
 /// The socket path: each buffer is a UDP payload; stamps are on CLOCK_REALTIME.
@@ -112,6 +132,21 @@ impl Carrier for Datagrams {
     #[inline]
     fn sender<'a>(&self, buf: &'a [u8], from: Option<SocketAddr>) -> Option<(SocketAddr, &'a [u8])> {
         from.map(|f| (f, buf))
+    }
+
+    #[inline]
+    fn client(_buf: &[u8], _reply: &Reply, from: Option<SocketAddr>) -> Option<IpAddr> {
+        from.map(|f| f.ip())
+    }
+
+    #[inline]
+    fn edit_ntp<T>(buf: &mut [u8], _reply: &Reply, edit: impl FnOnce(&mut [u8]) -> T) -> T {
+        edit(&mut buf[..ntp::HEADER_LEN])
+    }
+
+    #[inline]
+    fn set_kind(reply: &mut Reply, kind: ReplyKind) {
+        reply.kind = kind;
     }
 }
 
@@ -165,6 +200,23 @@ impl Carrier for Frames {
     fn sender<'a>(&self, buf: &'a [u8], _from: Option<SocketAddr>) -> Option<(SocketAddr, &'a [u8])> {
         frame::request_source(buf, self.ntp_port)
     }
+
+    /// The reply frame's destination, read as the frame the kernel hands back with a transmit
+    /// stamp is (no checksum to verify: the frame is ours).
+    #[inline]
+    fn client(buf: &[u8], reply: &FrameReply, _from: Option<SocketAddr>) -> Option<IpAddr> {
+        interleave::sent_reply(&buf[..reply.len]).map(|(client, _)| client.ip())
+    }
+
+    #[inline]
+    fn edit_ntp<T>(buf: &mut [u8], reply: &FrameReply, edit: impl FnOnce(&mut [u8]) -> T) -> T {
+        frame::edit_ntp_in_frame(buf, reply, edit)
+    }
+
+    #[inline]
+    fn set_kind(reply: &mut FrameReply, kind: ReplyKind) {
+        reply.kind = kind;
+    }
 }
 
 /// A request's receive time as the path found it: nanoseconds on the carrier's clock and where
@@ -202,6 +254,8 @@ pub struct Pipeline<C: Carrier, R: Record> {
     phc: Option<PhcLineReader>,
     /// The line the current batch is answered with.
     phc_line: PhcLine,
+    /// Interleaved mode (None: off, every reply is basic and unmarked).
+    xleave: Option<xleave::Interleaving>,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -224,6 +278,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             keys: None,
             phc: None,
             phc_line: PhcLine::NONE,
+            xleave: None,
         }
     }
 
@@ -232,6 +287,18 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     pub fn with_phc(mut self, phc: Option<PhcLineReader>) -> Self {
         self.phc = phc;
         self
+    }
+
+    /// Interleaved mode with `table` (shared by the path's threads), for batches of up to
+    /// `batch_size` replies. None: off.
+    pub fn with_interleave(mut self, table: Option<Arc<XleaveTable>>, batch_size: usize) -> Self {
+        self.xleave = table.map(|t| xleave::Interleaving::new(t, batch_size));
+        self
+    }
+
+    /// Whether interleaved mode is on (replies need their client).
+    pub fn interleaves(&self) -> bool {
+        self.xleave.is_some()
     }
 
     /// This path answers requests carrying a MAC with `keys` (None: they get a plain,
@@ -316,6 +383,9 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         if let Some(phc) = &self.phc {
             self.phc_line = phc.read();
         }
+        if let Some(x) = &mut self.xleave {
+            x.begin();
+        }
         if self.admitter.is_some() {
             self.batch_monotonic_ns = read_clock_ns(libc::CLOCK_MONOTONIC) as u64;
         }
@@ -347,12 +417,15 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         let mut refused = None;
         let require_nts = self.require_nts;
         let keys = self.keys.as_deref();
-        let result = if self.nts.is_none() && keys.is_none() {
+        let interleaving = self.xleave.is_some();
+        // The request's interleaved-mode fields, read before the reply is written over them.
+        let mut candidate: Option<Candidate> = None;
+        let result = if self.nts.is_none() && keys.is_none() && !interleaving {
             self.carrier.answer(buf, rx_time, admission, state)
         } else {
             let clock = &self.published.clock;
             let nts = self.nts.as_mut();
-            self.carrier.answer_with(buf, |ntp| {
+            let answer_ntp = |ntp: &mut [u8]| -> Result<Reply, DropReason> {
                 let nts = nts.filter(|_| is_nts(ntp));
                 if nts.is_none() && require_nts {
                     return Err(DropReason::NtsRequired);
@@ -391,17 +464,44 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
                         Err(e)
                     }
                 }
+            };
+            self.carrier.answer_with(buf, |ntp| {
+                if interleaving {
+                    candidate = interleave::candidate(ntp);
+                }
+                let reply = answer_ntp(ntp)?;
+                // Every time reply is marked (inside the answer: a frame's checksum is computed
+                // after it); a KoD carries no time of ours, an authenticated reply is sealed.
+                if interleaving && matches!(reply.kind, ReplyKind::Time | ReplyKind::Unsynchronized) {
+                    interleave::mark(ntp);
+                } else {
+                    candidate = None;
+                }
+                Ok(reply)
             })
         };
         if let Some(why) = refused {
             self.counters.nts_refused(why);
         }
         match result {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 if let Some(why) = hardware_unused {
                     self.counters.hardware_stamp_unused(why);
                 }
                 self.counters.rx_timestamp(source);
+                if let Some(x) = &mut self.xleave {
+                    let exchange = candidate.and_then(|request| {
+                        let client = C::client(buf, &reply, from)?;
+                        let synchronized = C::kind(&reply) == ReplyKind::Time;
+                        let finished =
+                            C::edit_ntp(buf, &reply, |ntp| x.table.finish(client, Some(request), ntp));
+                        if finished.interleaved {
+                            C::set_kind(&mut reply, ReplyKind::Interleaved { synchronized });
+                        }
+                        finished.remember.map(|receive| (client, receive))
+                    });
+                    x.push(exchange);
+                }
                 Some(reply)
             }
             Err(reason) => {
@@ -432,10 +532,44 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         }
     }
 
-    /// T3 for the whole batch: one clock read, to be made right before the send call.
+    /// T3 for the whole batch: one clock read, to be made right before the send call. Marked
+    /// (lowest bit cleared) in interleaved mode, as every reply's transmit stamp is there.
     #[inline]
     pub fn transmit_time(&self) -> NtpTimestamp {
-        self.ntp_time(self.clock_ns())
+        let t3 = self.ntp_time(self.clock_ns());
+        if self.xleave.is_some() {
+            interleave::mark_transmit(t3)
+        } else {
+            t3
+        }
+    }
+
+    /// The exchange of the batch's `k`-th reply, if it is a reply to an interleaving client
+    /// whose real transmit time is wanted (always None with interleaved mode off).
+    #[inline]
+    pub fn exchange(&self, k: usize) -> Option<Exchange> {
+        self.xleave.as_ref().and_then(|x| x.exchange(k))
+    }
+
+    /// Remembers `exchange`, whose reply carries the transmit time `t3`, until its client's
+    /// next request; [`Pipeline::transmitted`] replaces `t3` with the real transmit time.
+    #[inline]
+    pub fn remember(&self, exchange: Exchange, t3: NtpTimestamp) {
+        if let Some(x) = &self.xleave {
+            x.table.save(exchange.0, exchange.1, t3);
+        }
+    }
+
+    /// The reply of `exchange` left at `ns` (the carrier's clock), as `source` says: counted, and
+    /// kept as its transmit time if the exchange is still remembered and `ns` plausible
+    /// (`XleaveTable::update_transmit`). Returns whether it was kept.
+    #[inline]
+    pub fn transmitted(&mut self, exchange: Exchange, ns: i64, source: TxTimestampSource) -> bool {
+        self.counters.tx_timestamp(source);
+        let t = self.ntp_time(ns);
+        self.xleave
+            .as_ref()
+            .is_some_and(|x| x.table.update_transmit(exchange.0, exchange.1, t))
     }
 
     /// T2 of a request and where it came from: its hardware stamp through the PHC line when
@@ -503,6 +637,7 @@ mod tests {
     use crate::proto::metrics::counters;
     use crate::proto::state::{self, test_fixtures::synced};
     use crate::proto::wire::ntp::{Leap, Mode};
+    use std::sync::Arc;
 
     fn published() -> Published {
         Published {
@@ -691,6 +826,167 @@ mod tests {
             datagrams.receive_time(&on_realtime),
             (want, RxTimestampSource::KernelHardware, None)
         );
+    }
+
+    /// An untagged IPv4 Ethernet frame from 198.19.1.2:50123 to port 123 around `ntp`.
+    fn frame_around(ntp: &[u8]) -> Vec<u8> {
+        use crate::proto::wire::ethernet::{self, EtherType, EthernetAddress, Vlan};
+        use crate::proto::wire::{ipv4, udp};
+        let (src, dst) = (
+            std::net::Ipv4Addr::new(198, 19, 1, 2),
+            std::net::Ipv4Addr::new(198, 18, 0, 1),
+        );
+        let eth = ethernet::Repr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            vlan: Vlan::Untagged,
+            ethertype: EtherType::IPV4,
+        };
+        let udp_len = udp::HEADER_LEN + ntp.len();
+        let (l3, l4) = (eth.buffer_len(), eth.buffer_len() + ipv4::HEADER_LEN);
+        let mut frame = vec![0u8; l4 + udp_len];
+        eth.emit(&mut ethernet::Frame::new_unchecked(&mut frame[..]));
+        let mut datagram = udp::Packet::new_unchecked(&mut frame[l4..]);
+        udp::Repr {
+            src_port: 50123,
+            dst_port: 123,
+            payload_len: ntp.len(),
+        }
+        .emit(&mut datagram);
+        datagram.payload_mut().copy_from_slice(ntp);
+        datagram.fill_checksum_v4(src, dst);
+        ipv4::Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: ipv4::IpProtocol::UDP,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 1,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            options: &[],
+            payload_len: udp_len,
+        }
+        .emit(&mut ipv4::Packet::new_unchecked(&mut frame[l3..]));
+        frame
+    }
+
+    /// Three requests of one interleaving client (chronyd's `xleave`) through a pipeline on
+    /// `carrier`, each wrapped by `wrap`, its reply's NTP header at `ntp_at`: every reply is
+    /// marked; the first (origin zero) is basic and not remembered; the second (origin = our
+    /// marked receive stamp) is basic and remembered; the third is interleaved, with origin = the
+    /// request's receive field and transmit = the real transmit time of the second reply.
+    /// Replies are never longer than requests, and `check` sees every reply.
+    fn three_exchanges<C: Carrier>(
+        carrier: C,
+        from: Option<SocketAddr>,
+        wrap: impl Fn(&[u8]) -> Vec<u8>,
+        ntp_at: impl Fn(&C::Reply) -> usize,
+        check: impl Fn(&[u8], &C::Reply),
+    ) {
+        use crate::proto::interleave::XleaveTable;
+        let (_writer, reader_state) = state::publish(published());
+        let (writer, reader) = counters();
+        let table = Arc::new(XleaveTable::new(4, [7, 9]));
+        let mut p = Pipeline::new(carrier, writer, None).with_interleave(Some(table), 4);
+        assert!(p.interleaves());
+        let mut request = request(Mode::Client);
+        let mut sent_ns = Vec::new();
+        let mut replies = Vec::new();
+        for i in 0..3u64 {
+            p.begin(&reader_state, 1);
+            let mut buf = wrap(&request);
+            let len = buf.len();
+            let stamp = RxStamp {
+                ns: p.clock_ns(),
+                source: RxTimestampSource::KernelSoftware,
+                hardware_ns: None,
+            };
+            let reply = p
+                .answer(&mut buf, stamp, from, Ok(Admission::Serve))
+                .expect("answered");
+            assert!(C::len(&reply) <= len);
+            let t3 = p.transmit_time();
+            p.stamp(&mut buf, &reply, t3);
+            p.sent(&reply);
+            check(&buf, &reply);
+            let at = ntp_at(&reply);
+            let packet = ntp::Packet::new_unchecked(&buf[at..at + ntp::HEADER_LEN]);
+            assert_eq!(packet.receive_timestamp().0 & 1, 1, "marked");
+            assert_eq!(packet.transmit_timestamp().0 & 1, 0, "marked");
+            if let Some(exchange) = p.exchange(0) {
+                p.remember(exchange, t3);
+                // The real transmit time, a little after T3.
+                let ns = p.clock_ns() + 1_000;
+                assert!(p.transmitted(exchange, ns, TxTimestampSource::AfXdpKick));
+                sent_ns.push((i, ns));
+            }
+            replies.push((
+                C::kind(&reply),
+                packet.origin_timestamp(),
+                packet.transmit_timestamp(),
+            ));
+            // The client's next request, as chronyd builds it in interleaved mode: origin = our
+            // receive stamp, receive = when it got our reply, transmit = its own clock.
+            let mut next = ntp::Packet::new_unchecked(&mut request[..]);
+            next.set_origin_timestamp(packet.receive_timestamp());
+            next.set_receive_timestamp(NtpTimestamp(0xe000_0000_0000_1000 + (i << 20)));
+            next.set_transmit_timestamp(NtpTimestamp(0xe000_0000_0000_2000 + (i << 20)));
+        }
+        assert_eq!(replies[0].0, ReplyKind::Time);
+        assert_eq!(replies[1].0, ReplyKind::Time);
+        assert_eq!(replies[2].0, ReplyKind::Interleaved { synchronized: true });
+        assert_eq!(replies[2].1, NtpTimestamp(0xe000_0000_0000_1000 + (1 << 20)));
+        // Only the second exchange was remembered (the first request was no candidate); the
+        // third reply carries its real transmit time.
+        assert_eq!(sent_ns.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 2]);
+        let second = interleave::mark_transmit(p.ntp_time(sent_ns[0].1));
+        assert_eq!(replies[2].2, second);
+        let s = reader.snapshot();
+        assert_eq!(s.replies_interleaved, 1);
+        assert_eq!(s.tx_timestamp_count(TxTimestampSource::AfXdpKick), 2);
+    }
+
+    #[test]
+    fn interleaved_mode_is_the_same_on_both_carriers() {
+        let from: SocketAddr = "198.19.1.2:50123".parse().unwrap();
+        three_exchanges(Datagrams, Some(from), |ntp| ntp.to_vec(), |_| 0, |_, _| {});
+        three_exchanges(
+            Frames { ntp_port: 123 },
+            None,
+            frame_around,
+            |reply: &FrameReply| reply.ntp_offset,
+            |buf, reply| {
+                // The frame's checksums hold after the marks and the interleaved fields.
+                let frame = &buf[..reply.len];
+                let ip = crate::proto::wire::ipv4::Packet::new_checked(&frame[14..]).unwrap();
+                assert!(ip.verify_checksum());
+                let datagram = crate::proto::wire::udp::Packet::new_checked(&frame[34..]).unwrap();
+                assert!(datagram.verify_checksum_v4(ip.src_addr(), ip.dst_addr()));
+            },
+        );
+    }
+
+    /// With interleaved mode off nothing is marked and no exchange is kept.
+    #[test]
+    fn without_interleaved_mode_replies_are_untouched() {
+        let (_writer, reader_state) = state::publish(published());
+        let mut p = Pipeline::new(Datagrams, crate::proto::metrics::record::NoRecord, None);
+        assert!(!p.interleaves());
+        p.begin(&reader_state, 1);
+        let mut req = request(Mode::Client);
+        ntp::Packet::new_unchecked(&mut req[..]).set_origin_timestamp(NtpTimestamp(3));
+        let stamp = RxStamp {
+            ns: 1_700_000_000 * SECOND,
+            source: RxTimestampSource::KernelSoftware,
+            hardware_ns: None,
+        };
+        p.answer(&mut req, stamp, None, Ok(Admission::Serve)).unwrap();
+        let t2 = published().clock.ntp_from_realtime(stamp.ns);
+        assert_eq!(ntp::Packet::new_unchecked(&req[..]).receive_timestamp(), t2);
+        assert_eq!(p.exchange(0), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! ntp_port = 123                         # the UDP port requests go to (XDP path, fallback)
 //! busy_poll = false                      # XDP path: busy-poll the AF_XDP sockets
 //! xdp_answer = "on"                      # XDP path: on | off, the program answers plain requests
-//! interleaved = "on"                     # socket path: on | off, transmit stamps, interleaved mode
+//! interleaved = "on"                     # on | off: transmit stamps, interleaved mode
 //! unsynchronized = "answer"              # answer | drop, while not synchronized
 //! batch_size = 64                        # datagrams per receive call (1..=1024)
 //! log_level = "info"                     # off | error | warn | info | debug | trace
@@ -123,8 +123,9 @@ settings! {
     /// request to the AF_XDP responders [default: on]
     xdp_answer: Option<OnOff>, flag(value_name = "on|off"), key "xdp_answer";
 
-    /// Socket path: read each reply's transmit time from the kernel (SO_TIMESTAMPING) and answer
-    /// interleaved requests (RFC 9769, chrony's xleave) with it [default: on]
+    /// Read each reply's transmit time (socket path: the kernel's SO_TIMESTAMPING stamp; AF_XDP:
+    /// its completion) and answer interleaved requests (RFC 9769, chrony's xleave) with it
+    /// [default: on]
     interleaved: Option<OnOff>, flag(value_name = "on|off"), key "interleaved";
 
     /// Serve clients in this prefix (ADDR/LEN or an address); the most specific of --allow and
@@ -359,7 +360,7 @@ pub struct ServerConfig {
     pub busy_poll: bool,
     /// The XDP program answers plain requests itself.
     pub xdp_answer: bool,
-    /// The socket path reads transmit stamps and answers interleaved requests.
+    /// The user-space paths read transmit stamps and answer interleaved requests.
     pub interleaved: bool,
     /// Who is answered: the access list, what denied clients get, the rate limiter.
     pub admission: AdmissionConfig,

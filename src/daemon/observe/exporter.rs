@@ -288,7 +288,8 @@ impl ReportCollector {
             "transmit_timestamps",
             "Sent replies by the source of their transmit timestamp, as the kernel reported it \
              (kernel_software, hardware: a NIC stamp, not usable until the PHC is mapped; none: no \
-             stamp came, the time read before sending stands).",
+             stamp came, the time read before sending stands; af_xdp_kick: AF_XDP, the time the reply \
+             was in the TX ring, right before the kick that sends it).",
             "source",
             |c| &c.tx_timestamps,
         )?;

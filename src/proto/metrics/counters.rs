@@ -78,8 +78,9 @@ impl RxTimestampSource {
     }
 }
 
-/// Where the transmit time of a sent reply came from, once the kernel reported on it (the socket
-/// path asks for transmit stamps; interleaved replies carry them).
+/// Where the transmit time of a sent reply came from, once the kernel reported on it (both
+/// user-space paths take them for the replies to interleaving clients; interleaved replies carry
+/// them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TxTimestampSource {
     /// The kernel's software stamp, taken as the packet went to the driver.
@@ -89,13 +90,17 @@ pub enum TxTimestampSource {
     Hardware,
     /// No stamp arrived for the reply: its transmit time is the one read before sending.
     None,
+    /// AF_XDP: the clock read once the reply was in the TX ring, right before the kick that
+    /// sends it (a lower bound on when it went to the driver; see `sys::fastpath::responder`).
+    AfXdpKick,
 }
 
 impl TxTimestampSource {
-    pub const ALL: [TxTimestampSource; 3] = [
+    pub const ALL: [TxTimestampSource; 4] = [
         TxTimestampSource::KernelSoftware,
         TxTimestampSource::Hardware,
         TxTimestampSource::None,
+        TxTimestampSource::AfXdpKick,
     ];
 
     /// A stable, low-cardinality label for logs and metrics.
@@ -104,6 +109,7 @@ impl TxTimestampSource {
             TxTimestampSource::KernelSoftware => "kernel_software",
             TxTimestampSource::Hardware => "hardware",
             TxTimestampSource::None => "none",
+            TxTimestampSource::AfXdpKick => "af_xdp_kick",
         }
     }
 

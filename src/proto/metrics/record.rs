@@ -3,7 +3,7 @@
 //! that a benchmark can run the real per-batch routine with and without recording and report
 //! what the counters cost (bench/metrics.rs).
 
-use super::counters::{CounterWriter, RxTimestampSource};
+use super::counters::{CounterWriter, RxTimestampSource, TxTimestampSource};
 use crate::proto::clock::phc::HardwareUnused;
 use crate::proto::frame::FrameDrop;
 use crate::proto::nts::NtsRefusal;
@@ -21,6 +21,7 @@ pub trait Record {
     fn hardware_stamp_unused(&mut self, why: HardwareUnused);
     fn send_error(&mut self);
     fn nts_refused(&mut self, why: NtsRefusal);
+    fn tx_timestamp(&mut self, source: TxTimestampSource);
 }
 
 impl Record for CounterWriter {
@@ -64,6 +65,10 @@ impl Record for CounterWriter {
     fn nts_refused(&mut self, why: NtsRefusal) {
         CounterWriter::nts_refused(self, why)
     }
+    #[inline(always)]
+    fn tx_timestamp(&mut self, source: TxTimestampSource) {
+        CounterWriter::tx_timestamp(self, source)
+    }
 }
 
 /// Records nothing: the baseline of the counters' cost.
@@ -91,4 +96,6 @@ impl Record for NoRecord {
     fn send_error(&mut self) {}
     #[inline(always)]
     fn nts_refused(&mut self, _: NtsRefusal) {}
+    #[inline(always)]
+    fn tx_timestamp(&mut self, _: TxTimestampSource) {}
 }

@@ -104,6 +104,10 @@ pub const CFG_CHECK_V4: u16 = 1;
 pub const CFG_CHECK_V6: u16 = 2;
 /// The program answers plain requests itself (`--xdp-answer on`).
 pub const CFG_ANSWER: u16 = 4;
+/// Interleaved mode is on: the program passes interleaved requests up to AF_XDP (their
+/// transmit stamps are there) and marks its own replies as the responders do
+/// (`crate::proto::interleave::mark`), so that a client's next request says which it copied.
+pub const CFG_XLEAVE: u16 = 8;
 
 pub const STATE_VALID: u8 = 1;
 pub const STATE_SYNCED: u8 = 2;

@@ -28,7 +28,7 @@ use aya::Ebpf;
 
 use super::abi::{
     XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
-    ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY,
+    ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, CFG_XLEAVE, DENY_DROP, DENY_KISS_DENY,
     DENY_KISS_RSTR, MAPS, MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG,
     MAP_COUNTERS, MAP_LIMITER, MAP_PHC, MAP_SAMPLES, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS,
     MAX_QUEUES, PROGRAM_NAME,
@@ -68,6 +68,8 @@ pub struct ProgramOptions {
     pub force: bool,
     /// Answer plain requests in the program (XDP_TX) instead of redirecting them.
     pub answer: bool,
+    /// Interleaved mode: interleaved requests go up to AF_XDP, the program's replies are marked.
+    pub interleaved: bool,
     /// Who is answered: the same settings as the socket path's `Admitter`.
     pub admission: AdmissionOptions,
 }
@@ -497,6 +499,9 @@ fn clear_the_way(iface: &Interface, force: bool) -> io::Result<Option<existing::
 /// Fills the config map and the address maps.
 fn configure(ebpf: &mut Ebpf, options: &ProgramOptions, addrs: &[IpAddr]) -> io::Result<()> {
     let mut flags = if options.answer { CFG_ANSWER } else { 0 };
+    if options.interleaved {
+        flags |= CFG_XLEAVE;
+    }
     {
         let mut v4 = HashMap::<_, u32, u8>::try_from(map_mut(ebpf, MAP_ADDRS_V4)?)
             .map_err(|e| other(format!("map {MAP_ADDRS_V4}: {e}")))?;

@@ -68,6 +68,9 @@ pub struct FastPathConfig {
     pub device_bound: bool,
     /// The XDP program answers plain requests itself (`--xdp-answer`).
     pub answer: bool,
+    /// Interleaved mode: the responders answer interleaved requests with the transmit time of
+    /// the previous reply (taken from the completion ring), and the program passes them up.
+    pub interleaved: bool,
     /// The access list and rate limiter the program applies (its `quota` is replaced by the
     /// shares of `quota_total`).
     pub admission: AdmissionOptions,
@@ -175,6 +178,7 @@ pub fn run_with_symmetric(
             ntp_port: config.ntp_port,
             force: config.force,
             answer: config.answer,
+            interleaved: config.interleaved,
             admission: admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
@@ -231,6 +235,15 @@ pub fn run_with_symmetric(
         });
     }
 
+    // Interleaved mode: one table for every responder (a client's requests may reach any queue).
+    let seed = crate::sys::random::seed();
+    let word = |i: usize| u64::from_ne_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let xleave = config.interleaved.then(|| {
+        Arc::new(crate::proto::interleave::XleaveTable::new(
+            crate::proto::interleave::DEFAULT_BUCKETS_LOG2,
+            [word(0), word(1)],
+        ))
+    });
     let mut server = XdpServer {
         served,
         queues,
@@ -265,6 +278,7 @@ pub fn run_with_symmetric(
         let symmetric = symmetric.clone();
         let keys = config.keys.clone();
         let line = lines.get(&iface).cloned();
+        let xleave = xleave.clone();
         let nts = config
             .nts
             .as_ref()
@@ -277,6 +291,7 @@ pub fn run_with_symmetric(
             .with_nts(nts)
             .with_keys(keys)
             .with_phc(line)
+            .with_interleave(xleave)
             .run()
         });
         if let Err(e) = started {

@@ -7,6 +7,25 @@
 //! per batch, never per packet: a `sendto` kick after submitting TX when the kernel asks for
 //! one (need_wakeup; copy mode always does), and a `poll` (or, with busy polling, a
 //! non-blocking `recvfrom`) only when RX is empty.
+//!
+//! Interleaved mode (the pipeline's, as on the socket path): the transmit time of a reply to an
+//! interleaving client is the clock read after its batch was produced to the TX ring, right
+//! before the kick that sends it (`af_xdp_kick`). That is a lower bound on when the frame went
+//! to the driver, on every driver and in both modes: in copy mode the kernel's `xsk_sendmsg`
+//! runs `__xsk_generic_xmit` (net/xdp/xsk.c), which builds an skb for each TX descriptor (up to
+//! TX_BATCH_SIZE, 32, per call) and hands it to the driver with `__dev_direct_xmit` before the
+//! syscall returns; in zero-copy mode the kick only wakes the driver, which sends after it.
+//! The time after the kick, and the time the frame's completion is taken from the completion
+//! ring, are upper bounds, and on veth far from the truth: veth delivers the frame to its peer
+//! inside the xmit call, and the receive softirq runs when `__dev_direct_xmit` re-enables
+//! bottom halves, still within the syscall, so the client has stamped its receive before the
+//! kick returns, and the completion is posted only when the skb is freed. Measured with chronyd
+//! `xleave` over veth (tests/xsk_timestamps_lab.rs), either made interleaved offsets worse than
+//! basic ones (median 6.5 µs against 0.9-1.5 µs).
+//!
+//! A NIC's own transmit stamp (XDP_TXMD_FLAGS_TIMESTAMP in the frame's TX metadata) needs the
+//! UMEM registered with tx_metadata_len, which xsk-rs 0.11 cannot do (its UMEM config has no
+//! such field); `xsk_features` reports whether the driver could.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +34,8 @@ use std::sync::Arc;
 use xsk_rs::FrameDesc;
 
 use crate::proto::frame::FrameReply;
-use crate::proto::metrics::{CounterWriter, RxTimestampSource};
+use crate::proto::interleave::XleaveTable;
+use crate::proto::metrics::{CounterWriter, RxTimestampSource, TxTimestampSource};
 use crate::proto::state::StateReader;
 use crate::sys::handoff::SymmetricSender;
 use crate::sys::pipeline::{Frames, Pipeline, RxStamp};
@@ -117,6 +137,12 @@ impl Responder {
             in_flight: 0,
             reported_send_error: false,
         }
+    }
+
+    /// Interleaved mode with `table` (shared by every responder of the tier). None: off.
+    pub fn with_interleave(mut self, table: Option<Arc<XleaveTable>>) -> Responder {
+        self.pipeline = self.pipeline.with_interleave(table, self.rx.len());
+        self
     }
 
     /// NTS requests are answered with `nts` (None: as plain requests).
@@ -282,8 +308,24 @@ impl Responder {
             // SAFETY: these frames were not produced; they are still ours.
             unsafe { self.socket.fill.refill(&self.tx[produced..]) };
         }
+        if self.pipeline.interleaves() {
+            self.remember_exchanges(produced, t3);
+        }
         if self.socket.tx.needs_wakeup() {
             self.kick_tx();
+        }
+    }
+
+    /// The replies to interleaving clients among the `produced` ones: remembered with T3, which
+    /// the clock read now (the batch is in the TX ring, the kick is next) replaces.
+    fn remember_exchanges(&mut self, produced: usize, t3: crate::proto::wire::NtpTimestamp) {
+        let before_kick = self.pipeline.clock_ns();
+        for k in 0..produced {
+            if let Some(exchange) = self.pipeline.exchange(k) {
+                self.pipeline.remember(exchange, t3);
+                self.pipeline
+                    .transmitted(exchange, before_kick, TxTimestampSource::AfXdpKick);
+            }
         }
     }
 }

@@ -10,11 +10,10 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::proto::interleave::{self, XleaveTable};
+use crate::proto::interleave::XleaveTable;
 use crate::proto::metrics::{CounterWriter, RxTimestampSource, TxTimestampSource};
-use crate::proto::respond::{Reply, ReplyKind};
+use crate::proto::respond::Reply;
 use crate::proto::state::StateReader;
-use crate::proto::wire::NtpTimestamp;
 use crate::sys::handoff::SymmetricSender;
 use crate::sys::pipeline::{Datagrams, Pipeline, RxStamp};
 
@@ -25,14 +24,9 @@ use super::txstamp::{ErrorQueue, TxStamp};
 /// Error-queue reads per drain at most (each takes up to a batch of stamps).
 const DRAIN_ROUNDS: usize = 4;
 
-/// Interleaved mode on the socket path (`crate::proto::interleave`): the table of this thread's
-/// clients, each reply's exchange to remember until its transmit time is known, and the readers
-/// of the sockets' error queues where the kernel reports those transmit times.
+/// Interleaved mode on the socket path: the pipeline does it (`crate::sys::pipeline`); the path
+/// reads the transmit times the kernel reports on each socket's error queue.
 struct Interleave {
-    table: Arc<XleaveTable>,
-    /// Per queued reply of the current batch: the client and our receive stamp, for a
-    /// candidate request.
-    exchanges: Box<[Option<(std::net::IpAddr, NtpTimestamp)>]>,
     /// One per socket (None where the kernel gives no transmit stamps).
     queues: Vec<Option<ErrorQueue>>,
 }
@@ -103,7 +97,10 @@ impl Responder {
     /// read from the error queues. None: off, every reply is basic.
     pub fn with_interleave(mut self, table: Option<Arc<XleaveTable>>) -> Responder {
         let batch_size = self.batch.capacity();
-        self.interleave = table.map(|table| Interleave::new(table, &mut self.sockets, batch_size));
+        self.interleave = table
+            .as_ref()
+            .map(|_| Interleave::new(&mut self.sockets, batch_size));
+        self.pipeline = self.pipeline.with_interleave(table, batch_size);
         self
     }
 
@@ -211,7 +208,7 @@ impl Responder {
         }
         for i in 0..received {
             // Only looked up when needed: for admission, or the sender of a symmetric packet.
-            let from = if self.pipeline.hands_off() || self.pipeline.admits() || self.interleave.is_some() {
+            let from = if self.pipeline.hands_off() || self.pipeline.admits() || self.pipeline.interleaves() {
                 self.batch.source(i)
             } else {
                 None
@@ -237,21 +234,11 @@ impl Responder {
             };
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };
             let admission = self.pipeline.admit(from);
-            // Read before the reply is written over the request.
-            let candidate = self
-                .interleave
-                .as_ref()
-                .and(from)
-                .and_then(|_| interleave::candidate(datagram.payload));
-            if let Some(mut reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
-                let mut exchange = None;
-                if let (Some(x), Some(from)) = (&mut self.interleave, from) {
-                    exchange = x.finish(from, candidate, &mut datagram.payload[..reply.len], &mut reply);
-                    x.exchanges[self.batch.replies()] = exchange;
-                }
+            if let Some(reply) = self.pipeline.answer(datagram.payload, stamp, from, admission) {
+                let k = self.batch.replies();
                 self.batch.push_reply(i, reply.len, reply.kind, pktinfo);
                 // Only the exchanges kept for an interleaved client need the real transmit time.
-                if exchange.is_some()
+                if self.pipeline.exchange(k).is_some()
                     && self
                         .interleave
                         .as_ref()
@@ -267,21 +254,18 @@ impl Responder {
         }
         self.batch.prepare_send();
         // T3 as late as possible: one clock read for the batch, right before the one send call.
-        // Marked as every reply's transmit stamp is in interleaved mode (a change of 2^-32 s).
-        let t3 = interleave::mark_transmit(self.pipeline.transmit_time());
+        let t3 = self.pipeline.transmit_time();
         for j in 0..replies {
             let (kind, len) = self.batch.reply_info(j);
             self.pipeline
                 .stamp(self.batch.reply_mut(j), &Reply { len, kind }, t3);
         }
         let mut asked = 0;
-        if let Some(x) = &mut self.interleave {
-            // The transmit time until the kernel's stamp replaces it.
-            for exchange in &mut x.exchanges[..replies] {
-                if let Some((client, receive)) = exchange.take() {
-                    x.table.save(client, receive, t3);
-                    asked += 1;
-                }
+        // The transmit time until the kernel's stamp replaces it.
+        for j in 0..replies {
+            if let Some(exchange) = self.pipeline.exchange(j) {
+                self.pipeline.remember(exchange, t3);
+                asked += 1;
             }
         }
         let (_, error) = send_replies(&mut self.batch, self.sockets[index].fd(), &mut self.pipeline);
@@ -307,7 +291,7 @@ impl Responder {
             }
             return;
         };
-        let (table, pipeline) = (&x.table, &mut self.pipeline);
+        let pipeline = &mut self.pipeline;
         let mut software = 0;
         let result = queue.drain(fd, DRAIN_ROUNDS, |stamp: TxStamp| {
             if stamp.hardware {
@@ -317,11 +301,13 @@ impl Responder {
                 return;
             };
             software += 1;
-            pipeline
-                .counters()
-                .tx_timestamp(TxTimestampSource::KernelSoftware);
-            if let Some((client, receive)) = stamp.reply {
-                table.update_transmit(client.ip(), receive, pipeline.ntp_time(ns));
+            match stamp.reply {
+                Some((client, receive)) => {
+                    pipeline.transmitted((client.ip(), receive), ns, TxTimestampSource::KernelSoftware);
+                }
+                None => pipeline
+                    .counters()
+                    .tx_timestamp(TxTimestampSource::KernelSoftware),
             }
         });
         for _ in software..asked {
@@ -428,37 +414,13 @@ pub fn send_replies(
 
 impl Interleave {
     /// Asks every socket for transmit stamps, and makes the buffers to read them with.
-    fn new(table: Arc<XleaveTable>, sockets: &mut [ServerSocket], batch_size: usize) -> Interleave {
+    fn new(sockets: &mut [ServerSocket], batch_size: usize) -> Interleave {
         Interleave {
-            table,
-            exchanges: vec![None; batch_size].into_boxed_slice(),
             queues: sockets
                 .iter_mut()
                 .map(|s| s.enable_tx_timestamping().then(|| ErrorQueue::new(batch_size)))
                 .collect(),
         }
-    }
-
-    /// Marks the reply just written for `from`, and makes it interleaved when the table says
-    /// so (its kind then says so too). Returns the exchange to remember, for a candidate.
-    fn finish(
-        &mut self,
-        from: std::net::SocketAddr,
-        candidate: Option<interleave::Candidate>,
-        reply_bytes: &mut [u8],
-        reply: &mut Reply,
-    ) -> Option<(std::net::IpAddr, NtpTimestamp)> {
-        // Only plain time replies: a KoD carries no time of ours, an authenticated reply is sealed.
-        let synchronized = match reply.kind {
-            ReplyKind::Time => true,
-            ReplyKind::Unsynchronized => false,
-            _ => return None,
-        };
-        let finished = self.table.finish(from.ip(), candidate, reply_bytes);
-        if finished.interleaved {
-            reply.kind = ReplyKind::Interleaved { synchronized };
-        }
-        finished.remember.map(|receive| (from.ip(), receive))
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`frames`]: NTP requests and whole request frames of every shape (Ethernet, VLAN, IPv4,
 //!   IPv6, UDP), made with strata's own emitters;
 //! - [`certs`]: a test CA and a server certificate it signed;
+//! - [`chrony_client`]: chronyd as a client for a few seconds, its measurements read back;
 //! - [`metrics`]: scraping `/metrics`, reading the text format back, `promtool check metrics`.
 //!
 //! Everything is re-exported at the top, so that a test says `use strata_test_support::*;`.
@@ -22,6 +23,7 @@
 
 pub mod avail;
 pub mod certs;
+pub mod chrony_client;
 pub mod exitlog;
 pub mod fixtures;
 pub mod frames;
@@ -31,6 +33,7 @@ pub mod process;
 
 pub use avail::*;
 pub use certs::*;
+pub use chrony_client::*;
 pub use exitlog::*;
 pub use fixtures::*;
 pub use frames::*;
