@@ -200,12 +200,13 @@ fn chronyd_with_xleave_gets_interleaved_replies_from_the_af_xdp_tier() {
         basic_all.len()
     );
     // Over veth on a shared machine both modes' offsets spread over several µs around zero, and
-    // their medians vary between runs by up to twice as much as between the modes (the two
-    // clients run side by side to share the load): half again basic's median plus 1 µs of
-    // slack. A transmit time taken after the kick (the completion ring's, or the clock after
-    // sendto) fails this: on veth it includes the client's receive, 6.5 µs against ~1.5 µs.
+    // their medians differ from run to run by more than between the modes (the two clients run
+    // side by side to share the load; in nine runs the interleaved median was up to 2.1 times
+    // the basic one, and below it in six): twice basic's median plus 1 µs of slack. A transmit
+    // time taken after the kick (the completion ring's, or the clock after sendto) fails this:
+    // on veth it includes the client's receive, 6.5 µs against ~1.5 µs.
     assert!(
-        m_i <= 1.5 * m_b + 1e-6,
+        m_i <= 2.0 * m_b + 1e-6,
         "interleaved {m_i} s is worse than basic {m_b} s"
     );
     // The responders' counters say so; only replies to the interleaving client took a stamp,
