@@ -12,6 +12,7 @@ pub mod kernel_leap;
 pub mod notify;
 pub mod pipeline;
 pub mod pool;
+pub mod pps;
 pub mod privilege;
 pub mod random;
 pub mod shm;

@@ -26,9 +26,10 @@
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
 //! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
 //! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
-//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH [refid ID]
-//!                                        #   [poll N] [offset S] [delay S] [precision N]
-//!                                        #   [prefer] [noselect] [filter N]
+//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH | pps:DEVICE
+//!                                        #   [refid ID] [poll N] [offset S] [delay S]
+//!                                        #   [precision N] [prefer] [noselect] [filter N]
+//!                                        #   pps: [rate N] [lock REFID] [clear]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward
@@ -195,8 +196,9 @@ settings! {
     /// SHA384, SHA512, AES128, AES256; KEY as ASCII or HEX:...): requests with a MAC of one are
     /// answered authenticated, and `key N` on a server or peer uses it [default: none]
     key_file: Option<FilePath>, flag(value_name = "PATH"), key "key_file";
-    /// Reference clock, "shm:UNIT|sock:PATH [refid ID] [poll N] [offset S] [delay S]
-    /// [precision N] [prefer] [noselect] [filter N]" (chrony's options); repeatable
+    /// Reference clock, "shm:UNIT|sock:PATH|pps:DEVICE [refid ID] [poll N] [offset S] [delay S]
+    /// [precision N] [prefer] [noselect] [filter N]", pps: also "[rate N] [lock REFID] [clear]"
+    /// (chrony's options); repeatable
     refclock: Vec<Refclock>, flag(value_name = "DRIVER:PARAMETER"), key "refclock";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized
@@ -728,13 +730,19 @@ impl ServerConfig {
                 Some(_) => {}
             }
         }
+        let refclocks: Vec<_> = match s.refclock {
+            Some(given) => {
+                let list: Vec<_> = given.value.into_iter().map(|r| r.0).collect();
+                crate::proto::control::refclock::check_locks(&list).map_err(|e| given.origin.error(e))?;
+                list
+            }
+            None => Vec::new(),
+        };
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources,
             keys: key_file.as_ref().map(|k| k.table.clone()),
-            refclocks: s
-                .refclock
-                .map_or_else(Vec::new, |g| g.value.into_iter().map(|r| r.0).collect()),
+            refclocks,
             max_distance: s.max_distance.map_or(default.max_distance, |g| g.value.0),
             minsources: s.minsources.map_or(default.minsources, |g| g.value.0),
             max_startup_step_forward: s
@@ -1787,6 +1795,12 @@ mod upstream_tests {
             e.starts_with("flag `--refclock`: unknown refclock driver \"gps\""),
             "{e}"
         );
+        let c = from_file("refclock = [\"shm:0 refid GPS noselect\", \"pps:/dev/pps0 lock GPS\"]").unwrap();
+        assert_eq!(c.upstream.refclocks[1].options.pulse.lock, Some(*b"GPS\0"));
+        let e = from_file("refclock = [\"pps:/dev/pps0 lock GPS\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no other configured refclock"), "{e}");
         let e = from_file("refclock = \"shm:0 poll 30\"").unwrap_err().to_string();
         assert!(
             e.contains("config key `refclock`") && e.contains("out of range"),

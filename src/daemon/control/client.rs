@@ -152,6 +152,8 @@ pub(super) struct Shell {
     buf: [u8; 1024],
     /// Reference clock drivers, each with its source in the engine.
     refclocks: Vec<(SourceId, super::refclock::Refclock)>,
+    /// Why each PPS refclock's last edge was dropped, as last logged (by refclock index).
+    pulse_reported: Vec<Option<crate::proto::control::pps::PulseRefusal>>,
 }
 
 impl Shell {
@@ -182,7 +184,8 @@ impl Shell {
         self
     }
 
-    /// Hands the engine every reading the reference clocks have now.
+    /// Hands the engine every reading the reference clocks have now, then the PPS edges (after
+    /// the readings, so that an edge is numbered by the newest reading of its lock refclock).
     fn read_refclocks(&mut self) {
         let mut readings = Vec::new();
         for (id, clock) in self.refclocks.iter_mut() {
@@ -190,6 +193,23 @@ impl Shell {
             clock.read(&mut readings);
             for r in &readings {
                 self.engine.refclock_reading(*id, *r);
+            }
+        }
+        for (index, (id, clock)) in self.refclocks.iter_mut().enumerate() {
+            let Some(edge) = clock.read_edge() else {
+                continue;
+            };
+            let verdict = self.engine.refclock_pulse(*id, edge.time, edge.missed).err();
+            // Each change of what becomes of the edges is logged once.
+            if self.pulse_reported.get(index).copied().flatten() != verdict {
+                match verdict {
+                    Some(why) => log::warn!("{}: PPS edges dropped: {}", clock.name, why.describe()),
+                    None => log::info!("{}: PPS edges numbered", clock.name),
+                }
+                if self.pulse_reported.len() <= index {
+                    self.pulse_reported.resize(index + 1, None);
+                }
+                self.pulse_reported[index] = verdict;
             }
         }
     }
@@ -259,6 +279,7 @@ impl Shell {
             last_published,
             buf: [0; 1024],
             refclocks: Vec::new(),
+            pulse_reported: Vec::new(),
         }
     }
 

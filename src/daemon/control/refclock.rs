@@ -10,13 +10,18 @@
 //!   `struct sock_sample { struct timeval tv; double offset; int pulse; int leap; int _pad;
 //!   int magic; }` in the host's byte order: the system time of the sample, the reference's
 //!   time minus it (seconds), whether it is a bare PPS edge, the leap warning and 0x534f434b.
+//! - `pps:DEVICE`: a kernel PPS device (`crate::sys::pps`), fetched without waiting; each new
+//!   edge (by its sequence number) goes to the engine to be numbered
+//!   (`crate::proto::control::pps`).
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+use crate::proto::control::pps::{EdgeTracker, EdgeVerdict};
 use crate::proto::control::refclock::{RefSample, RefclockDriver, RefclockSpec};
 use crate::proto::wire::ntp::Leap;
+use crate::sys::pps::{KernelPps, PpsDevice};
 use crate::sys::shm::{ShmRead, ShmSegment};
 
 /// The magic number of chrony's SOCK samples ("SOCK").
@@ -29,7 +34,7 @@ pub const SOCK_SAMPLE_LEN: usize = 40;
 pub enum SockRefusal {
     Length(usize),
     Magic,
-    /// A bare PPS edge: strata has no PPS driver to number it with.
+    /// A bare PPS edge: SOCK pulses are not numbered (the `pps:` driver reads kernel PPS).
     Pulse,
     Time,
 }
@@ -76,6 +81,15 @@ fn leap_of(value: i32) -> Leap {
 pub enum Driver {
     Shm(ShmSegment),
     Sock(UnixDatagram),
+    /// The device and the sequence number of the edge read last.
+    Pps(Box<dyn PpsDevice>, EdgeTracker),
+}
+
+/// A new PPS edge: its kernel time and how many edges were missed before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub time: i64,
+    pub missed: u32,
 }
 
 /// A driver and what it refused, for the log.
@@ -93,6 +107,10 @@ impl Refclock {
         let driver = match &spec.driver {
             RefclockDriver::Shm(unit) => Driver::Shm(ShmSegment::attach(*unit)?),
             RefclockDriver::Sock(path) => Driver::Sock(bind_sock(Path::new(path))?),
+            RefclockDriver::Pps(path) => Driver::Pps(
+                Box::new(KernelPps::open(Path::new(path), spec.options.pulse.clear)?),
+                EdgeTracker::default(),
+            ),
         };
         Ok(Refclock {
             name: spec.driver.to_string(),
@@ -101,9 +119,43 @@ impl Refclock {
         })
     }
 
+    /// A PPS refclock reading `device` (a simulated one in tests) instead of the kernel's.
+    pub fn with_pps_device(spec: &RefclockSpec, device: Box<dyn PpsDevice>) -> Refclock {
+        Refclock {
+            name: spec.driver.to_string(),
+            driver: Driver::Pps(device, EdgeTracker::default()),
+            refused: 0,
+        }
+    }
+
+    /// The PPS edge that came since the last look, if any (other drivers have none: their
+    /// readings come through [`Refclock::read`]). A failed fetch counts as refused.
+    pub fn read_edge(&mut self) -> Option<Edge> {
+        let Driver::Pps(device, tracker) = &mut self.driver else {
+            return None;
+        };
+        match device.fetch() {
+            Ok(Some(edge)) => match tracker.accept(edge.sequence) {
+                EdgeVerdict::New { missed } => Some(Edge {
+                    time: edge.system_time_ns,
+                    missed,
+                }),
+                EdgeVerdict::Seen => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.refused += 1;
+                log::debug!("{}: PPS_FETCH failed: {e}", self.name);
+                None
+            }
+        }
+    }
+
     /// Every reading available now, without blocking.
     pub fn read(&mut self, out: &mut Vec<RefSample>) {
         match &mut self.driver {
+            // Its edges are read by `read_edge`, and numbered by the engine.
+            Driver::Pps(..) => {}
             Driver::Shm(segment) => match segment.read() {
                 ShmRead::Sample(s) => {
                     let offset = (s.clock_ns as i128 - s.receive_ns as i128) as f64 * 1e-9;
@@ -217,6 +269,46 @@ mod tests {
             proptest::prop_assert_eq!(s.offset, offset);
             proptest::prop_assert_eq!(s.leap, leap_of(leap));
         }
+    }
+
+    #[test]
+    fn a_pps_refclock_reads_each_edge_once_and_counts_the_missed() {
+        use crate::sys::pps::SimulatedPps;
+        let spec = crate::proto::control::refclock::parse_refclock("pps:/dev/pps0").unwrap();
+        let device = SimulatedPps::new();
+        let mut clock = Refclock::with_pps_device(&spec, Box::new(device.clone()));
+        assert_eq!(clock.read_edge(), None, "no edge yet");
+        device.pulse(1_000);
+        assert_eq!(
+            clock.read_edge(),
+            Some(Edge {
+                time: 1_000,
+                missed: 0
+            })
+        );
+        assert_eq!(clock.read_edge(), None, "the same edge again");
+        device.pulse(2_000);
+        device.pulse(3_000);
+        assert_eq!(
+            clock.read_edge(),
+            Some(Edge {
+                time: 3_000,
+                missed: 1
+            })
+        );
+        device.fail_next(io::ErrorKind::Other);
+        assert_eq!(clock.read_edge(), None);
+        assert_eq!(clock.refused, 1);
+        let mut out = Vec::new();
+        clock.read(&mut out);
+        assert!(out.is_empty(), "edges are not readings until numbered");
+    }
+
+    #[test]
+    fn a_missing_pps_device_is_an_error_at_open() {
+        let spec = crate::proto::control::refclock::parse_refclock("pps:/dev/pps-strata-missing").unwrap();
+        let e = Refclock::open(&spec).err().expect("no such device");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

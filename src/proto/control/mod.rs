@@ -15,6 +15,7 @@ pub mod leapplan;
 pub mod leapstate;
 pub mod local;
 pub mod packet;
+pub mod pps;
 pub mod refclock;
 pub mod refid;
 pub mod regress;
