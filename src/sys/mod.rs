@@ -15,5 +15,6 @@ pub mod pool;
 pub mod pps;
 pub mod privilege;
 pub mod random;
+pub mod rtc;
 pub mod shm;
 pub mod socket;

@@ -36,6 +36,7 @@
 //! max_startup_step_backward = 1000       # seconds; largest first step backward
 //! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
+//! rtc_sync = false                       # keep /dev/rtc0 in step while synchronized
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
 //! leap_seconds_list = "/usr/share/zoneinfo/leap-seconds.list"  # or "off"
 //! leap = "auto"                          # auto | none | insert | delete (override)
@@ -227,6 +228,10 @@ settings! {
 
     /// Also discipline the system clock (adjtimex): slew, step only at start
     discipline_system: bool, flag(), key "discipline_system";
+
+    /// Keep the hardware calendar (/dev/rtc0) in step with the served time while synchronized,
+    /// every 11 minutes as the kernel's 11-minute mode (which writes it instead when it is on)
+    rtc_sync: bool, flag(), key "rtc_sync";
 
     /// Write measurements.log and statistics.log (one line per sample) into this directory
     log_dir: Option<DirPath>, flag(value_name = "DIR"), key "log_dir";
@@ -754,6 +759,7 @@ impl ServerConfig {
             max_correction: s.max_correction.map_or(default.max_correction, |g| g.value.0),
             allow_step: s.allow_step.is_some_and(|g| g.value),
             discipline_system: s.discipline_system.is_some_and(|g| g.value),
+            rtc_sync: s.rtc_sync.is_some_and(|g| g.value),
             log_dir: s.log_dir.map(|g| g.value.0),
             leap_seconds_list: match s.leap_seconds_list {
                 Some(g) => g.value.0.map(|p| p.0),
@@ -1801,6 +1807,12 @@ mod upstream_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("names no other configured refclock"), "{e}");
+        assert!(
+            !from_file("").unwrap().upstream.rtc_sync,
+            "rtc_sync is off by default"
+        );
+        assert!(from_file("rtc_sync = true").unwrap().upstream.rtc_sync);
+        assert!(from_flags(&["--rtc-sync"]).unwrap().upstream.rtc_sync);
         let e = from_file("refclock = \"shm:0 poll 30\"").unwrap_err().to_string();
         assert!(
             e.contains("config key `refclock`") && e.contains("out of range"),

@@ -154,6 +154,8 @@ pub(super) struct Shell {
     refclocks: Vec<(SourceId, super::refclock::Refclock)>,
     /// Why each PPS refclock's last edge was dropped, as last logged (by refclock index).
     pulse_reported: Vec<Option<crate::proto::control::pps::PulseRefusal>>,
+    /// The RTC upkeep, with `rtc_sync`.
+    rtc: Option<super::rtc::RtcUpkeep>,
 }
 
 impl Shell {
@@ -181,6 +183,12 @@ impl Shell {
     /// Reads these reference clocks (already added to the engine) at every turn.
     pub(super) fn with_refclocks(mut self, refclocks: Vec<(SourceId, super::refclock::Refclock)>) -> Shell {
         self.refclocks = refclocks;
+        self
+    }
+
+    /// Keeps the RTC in step (`rtc_sync`).
+    pub(super) fn with_rtc(mut self, rtc: Option<super::rtc::RtcUpkeep>) -> Shell {
+        self.rtc = rtc;
         self
     }
 
@@ -280,6 +288,7 @@ impl Shell {
             buf: [0; 1024],
             refclocks: Vec::new(),
             pulse_reported: Vec::new(),
+            rtc: None,
         }
     }
 
@@ -303,6 +312,9 @@ impl Shell {
             for tx in self.engine.transmit(now) {
                 let mut buf = [0u8; 48 + MAX_MAC_LEN];
                 self.send(tx.source, tx.to, tx.datagram(&mut buf));
+            }
+            if let Some(rtc) = self.rtc.as_mut() {
+                rtc.turn(&self.engine, kernel_now());
             }
             if Instant::now() >= next_housekeeping {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
@@ -338,8 +350,9 @@ impl Shell {
 
     /// Waits for a reply (or the next wakeup) and feeds what arrived into the engine.
     fn wait_and_receive(&mut self) {
-        let wakeup = self.engine.next_wakeup();
         let now = kernel_now();
+        let rtc_wakeup = self.rtc.as_ref().and_then(|r| r.next_wakeup(&self.engine, now));
+        let wakeup = self.engine.next_wakeup().min(rtc_wakeup.unwrap_or(i64::MAX));
         let until_wakeup = Duration::from_nanos(wakeup.saturating_sub(now).max(0) as u64);
         let timeout = until_wakeup.min(MAX_WAIT);
         let ids: Vec<SourceId> = self.associations.keys().copied().collect();
@@ -581,6 +594,9 @@ impl Shell {
         };
         self.authentication_status(&mut status);
         status.integrity.constraints = self.constraints.describe();
+        if let Some(rtc) = &self.rtc {
+            status.rtc = rtc.status();
+        }
         self.board.publish(status);
     }
 

@@ -269,6 +269,9 @@ pub struct ControlStatus {
     /// TAI − UTC and the leap second scheduled (the control thread fills it in).
     #[serde(default)]
     pub leap: super::leap_status::LeapSecondStatus,
+    /// The hardware calendar (`rtc_sync`; the control thread fills it in).
+    #[serde(default)]
+    pub rtc: super::rtc_status::RtcStatus,
 }
 
 impl ControlStatus {
@@ -331,6 +334,7 @@ impl ControlStatus {
             integrity,
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         }
     }
 }
@@ -369,6 +373,7 @@ mod tests {
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         });
         let other = board.clone();
         assert_eq!(other.read().sync, SyncStatus::Local);
@@ -389,6 +394,7 @@ mod tests {
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         });
         let read = other.read();
         assert_eq!(read.sync, SyncStatus::Synchronized);

@@ -83,6 +83,7 @@ fn tracking(out: &mut String, r: &Report) {
     );
     let _ = writeln!(out, "Leap second     : {}", s.leap_second.describe_leap());
     let _ = writeln!(out, "Leap list       : {}", s.leap_list.describe());
+    let _ = writeln!(out, "RTC             : {}", s.rtc.describe());
     integrity(out, r);
     let _ = writeln!(
         out,

@@ -19,6 +19,7 @@ pub mod pps;
 pub mod refclock;
 pub mod refid;
 pub mod regress;
+pub mod rtc;
 pub mod select;
 pub mod settings;
 pub mod source;
