@@ -86,6 +86,29 @@ impl SourceState {
     }
 }
 
+/// What kind of source it is, as chrony's `sources` marks it in its first column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceMode {
+    /// A server (client mode): `^`.
+    #[default]
+    Server,
+    /// A symmetric peer: `=`.
+    Peer,
+    /// A reference clock: `#`.
+    Refclock,
+}
+
+impl SourceMode {
+    pub const fn mark(self) -> char {
+        match self {
+            SourceMode::Server => '^',
+            SourceMode::Peer => '=',
+            SourceMode::Refclock => '#',
+        }
+    }
+}
+
 /// One upstream source. Times in seconds; `None` where nothing was measured yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamStatus {
@@ -108,6 +131,9 @@ pub struct UpstreamStatus {
     /// it cannot be used (`NTS-KE failed: ...`).
     #[serde(default)]
     pub auth: Option<String>,
+    /// Server, peer or reference clock.
+    #[serde(default)]
+    pub mode: SourceMode,
 }
 
 impl UpstreamStatus {
@@ -125,6 +151,7 @@ impl UpstreamStatus {
             delay: None,
             jitter: None,
             auth: Some(why),
+            mode: SourceMode::Server,
         }
     }
 }
@@ -314,6 +341,11 @@ impl ControlStatus {
                         None => s.addr.to_string(),
                     },
                     state,
+                    mode: match s.association {
+                        crate::proto::control::source::Association::Client => SourceMode::Server,
+                        crate::proto::control::source::Association::Symmetric => SourceMode::Peer,
+                        crate::proto::control::source::Association::Refclock => SourceMode::Refclock,
+                    },
                     reason: s.unfit.map(|u| u.label().to_string()),
                     stratum: s.stratum,
                     reach: s.reach,
@@ -390,6 +422,7 @@ mod tests {
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
                 auth: Some("key 5 ok".into()),
+                mode: SourceMode::Server,
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),

@@ -145,7 +145,8 @@ fn sources(out: &mut String, r: &Report) {
         };
         let _ = writeln!(
             out,
-            "^{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
+            "{}{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
+            s.mode.mark(),
             s.state.mark(),
             s.name,
             s.stratum.map_or("-".to_string(), |n| n.to_string()),
@@ -384,5 +385,28 @@ mod tests {
             text.contains("Constraints     : 1 of 2 in force; 3 rejected"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sources_are_marked_by_kind_as_chronys_are() {
+        use crate::daemon::observe::board::{SourceMode, SourceState, UpstreamStatus};
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        let source = |name: &str, mode, state| UpstreamStatus {
+            mode,
+            state,
+            reason: None,
+            auth: None,
+            ..UpstreamStatus::failed(name.into(), String::new())
+        };
+        r.sources = vec![
+            source("127.127.22.0 (PPS)", SourceMode::Refclock, SourceState::Selected),
+            source("198.18.0.1:123", SourceMode::Server, SourceState::Candidate),
+            source("198.18.0.3:123", SourceMode::Peer, SourceState::Falseticker),
+        ];
+        let text = render(&r);
+        assert!(text.contains("\n#* 127.127.22.0 (PPS) "), "{text}");
+        assert!(text.contains("\n^+ 198.18.0.1:123 "), "{text}");
+        assert!(text.contains("\n=x 198.18.0.3:123 "), "{text}");
     }
 }
