@@ -7,6 +7,7 @@
 //! another source (here a network upstream).
 
 use strata::daemon::control::refclock::Refclock;
+use strata::daemon::observe::board::{ControlStatus, SourceMode};
 use strata::proto::clock::ClockParams;
 use strata::proto::control::engine::{Engine, EngineConfig, SourceId, SyncState, DEFAULT_MAX_DISTANCE};
 use strata::proto::control::guard::StepLimits;
@@ -234,6 +235,18 @@ fn a_pps_without_readings_of_its_lock_makes_no_samples_and_counts_why() {
     assert_eq!(counts.numbered, 0);
     assert_eq!(w.status(w.pps).reach, 0, "no sample, no answered poll");
     assert_eq!(w.status(w.pps).offset, None);
+    // What `strata status` shows under the source.
+    let board = ControlStatus::from_engine(&w.engine, w.now);
+    let listed = board
+        .sources
+        .iter()
+        .find(|s| s.name == "127.127.22.0 (PPS)")
+        .expect("the PPS is listed");
+    assert_eq!(listed.mode, SourceMode::Refclock);
+    assert_eq!(
+        listed.pulses.as_ref().unwrap().describe(),
+        "PPS edges: 0 numbered, 0 missed, dropped: no_lock_reading 200"
+    );
     // GPS readings come, then stop: the edges are numbered, then refused as the lock ages.
     w.gps_delivering = true;
     w.run(300);

@@ -134,6 +134,44 @@ pub struct UpstreamStatus {
     /// Server, peer or reference clock.
     #[serde(default)]
     pub mode: SourceMode,
+    /// A PPS refclock's edges: how many were numbered, missed, and dropped by reason.
+    #[serde(default)]
+    pub pulses: Option<PulseStatus>,
+}
+
+/// What became of a PPS refclock's edges since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PulseStatus {
+    pub numbered: u64,
+    pub missed: u64,
+    /// Edges that could not be numbered, by reason (`no_lock_reading`, `lock_too_old`,
+    /// `lock_disagrees`, `not_synchronized`); reasons never seen are left out.
+    pub dropped: std::collections::BTreeMap<String, u64>,
+}
+
+impl PulseStatus {
+    pub fn from_counts(c: &crate::proto::control::pps::PulseCounts) -> PulseStatus {
+        use crate::proto::control::pps::PulseRefusal;
+        PulseStatus {
+            numbered: c.numbered,
+            missed: c.missed,
+            dropped: PulseRefusal::ALL
+                .iter()
+                .map(|&r| (r.label().to_string(), c.refused(r)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
+    /// One line for the status: "PPS edges: 684 numbered, 0 missed, dropped: lock_too_old 8".
+    pub fn describe(&self) -> String {
+        let mut line = format!("PPS edges: {} numbered, {} missed", self.numbered, self.missed);
+        if !self.dropped.is_empty() {
+            let dropped: Vec<String> = self.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            line.push_str(&format!(", dropped: {}", dropped.join(", ")));
+        }
+        line
+    }
 }
 
 impl UpstreamStatus {
@@ -152,6 +190,7 @@ impl UpstreamStatus {
             jitter: None,
             auth: Some(why),
             mode: SourceMode::Server,
+            pulses: None,
         }
     }
 }
@@ -347,6 +386,7 @@ impl ControlStatus {
                         crate::proto::control::source::Association::Refclock => SourceMode::Refclock,
                     },
                     reason: s.unfit.map(|u| u.label().to_string()),
+                    pulses: engine.refclock_pulses(s.id).map(|c| PulseStatus::from_counts(&c)),
                     stratum: s.stratum,
                     reach: s.reach,
                     poll: s.poll,
@@ -423,6 +463,7 @@ mod tests {
                 jitter: Some(5e-5),
                 auth: Some("key 5 ok".into()),
                 mode: SourceMode::Server,
+                pulses: None,
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),

@@ -163,6 +163,9 @@ fn sources(out: &mut String, r: &Report) {
         if let Some(auth) = s.auth.as_ref().filter(|a| s.reason.as_ref() != Some(*a)) {
             let _ = writeln!(out, "     {auth}");
         }
+        if let Some(pulses) = &s.pulses {
+            let _ = writeln!(out, "     {}", pulses.describe());
+        }
     }
 }
 
@@ -399,13 +402,27 @@ mod tests {
             auth: None,
             ..UpstreamStatus::failed(name.into(), String::new())
         };
+        let mut pps = source("127.127.22.0 (PPS)", SourceMode::Refclock, SourceState::Selected);
+        let mut counts = crate::proto::control::pps::PulseCounts {
+            numbered: 684,
+            missed: 1,
+            ..Default::default()
+        };
+        for _ in 0..8 {
+            counts.count(crate::proto::control::pps::PulseRefusal::LockTooOld);
+        }
+        pps.pulses = Some(crate::daemon::observe::board::PulseStatus::from_counts(&counts));
         r.sources = vec![
-            source("127.127.22.0 (PPS)", SourceMode::Refclock, SourceState::Selected),
+            pps,
             source("198.18.0.1:123", SourceMode::Server, SourceState::Candidate),
             source("198.18.0.3:123", SourceMode::Peer, SourceState::Falseticker),
         ];
         let text = render(&r);
         assert!(text.contains("\n#* 127.127.22.0 (PPS) "), "{text}");
+        assert!(
+            text.contains("\n     PPS edges: 684 numbered, 1 missed, dropped: lock_too_old 8\n"),
+            "{text}"
+        );
         assert!(text.contains("\n^+ 198.18.0.1:123 "), "{text}");
         assert!(text.contains("\n=x 198.18.0.3:123 "), "{text}");
     }

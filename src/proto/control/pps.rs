@@ -97,6 +97,16 @@ impl PulseRefusal {
         PulseRefusal::NotSynchronized,
     ];
 
+    /// Its name in the status and the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            PulseRefusal::NoLockReading => "no_lock_reading",
+            PulseRefusal::LockTooOld => "lock_too_old",
+            PulseRefusal::LockDisagrees => "lock_disagrees",
+            PulseRefusal::NotSynchronized => "not_synchronized",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             PulseRefusal::NoLockReading => "no reading of the lock refclock yet",
