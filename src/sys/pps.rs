@@ -57,8 +57,6 @@ pub struct PpsKparams {
 
 pub const PPS_CAPTUREASSERT: libc::c_int = 0x01;
 pub const PPS_CAPTURECLEAR: libc::c_int = 0x02;
-/// Timestamps as `struct timespec` (the only format Linux offers).
-pub const PPS_TSFMT_TSPEC: libc::c_int = 0x1000;
 
 /// Linux's `_IOC(dir, type, nr, size)` on the architectures with the generic encoding.
 const fn ioc(dir: u64, kind: u8, nr: u8, size: usize) -> u64 {
@@ -129,7 +127,9 @@ impl KernelPps {
         let mut params = PpsKparams::default();
         ioctl(&file, PPS_GETPARAMS, &mut params)
             .map_err(|e| io::Error::new(e.kind(), format!("PPS_GETPARAMS: {e}")))?;
-        params.mode = (params.mode | want | PPS_TSFMT_TSPEC) & !other;
+        // The mode read back already names the timestamp format (the kernel fills in
+        // PPS_TSFMT_TSPEC); asking for a bit the device lacks would be EINVAL.
+        params.mode = (params.mode | want) & !other;
         ioctl(&file, PPS_SETPARAMS, &mut params)
             .map_err(|e| io::Error::new(e.kind(), format!("PPS_SETPARAMS: {e}")))?;
         Ok(KernelPps { file, clear })
