@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCE: &str = "xdp-prog/strata_xdp.c";
-const HEADERS: [&str; 3] = [
+const HEADERS: [&str; 4] = [
     "xdp-prog/strata_xdp.h",
     "xdp-prog/strata_answer.h",
     "xdp-prog/strata_admit.h",
+    "xdp-prog/strata_phc.h",
 ];
 
 fn main() {

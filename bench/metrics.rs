@@ -38,7 +38,7 @@ fn serve_batch<R: Record>(
     let stamp = RxStamp {
         ns: black_box(RX_NS),
         source: RxTimestampSource::KernelSoftware,
-        hardware_unused: false,
+        hardware_ns: None,
     };
     for buf in bufs.iter_mut() {
         if let Some(reply) = p.answer(&mut buf[..], stamp, None, Ok(Admission::Serve)) {

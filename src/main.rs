@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::error;
 
-use strata::daemon::cli::{Cli, ClientsArgs, Command, ServeArgs, StatusArgs};
+use strata::daemon::cli::{Cli, ClientsArgs, Command, PhcArgs, ServeArgs, StatusArgs};
 use strata::daemon::config::{flag_error, ServerConfig};
 use strata::daemon::observe::{clients_view, control_socket, health, status_view};
 use strata::daemon::server::Service;
@@ -32,7 +32,42 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
         Command::Clients(args) => clients(&args),
+        Command::Phc(args) => phc(&args),
     }
+}
+
+/// `strata phc`: exit code 0 with at least one reading, 1 (and a message on stderr naming the
+/// device or interface) without.
+fn phc(args: &PhcArgs) -> ExitCode {
+    use std::io::Write;
+    use strata::daemon::phc_view::{self, Target};
+    let target = match &args.iface {
+        Some(name) => Target::Interface(name.clone()),
+        None => Target::Device(args.device.clone()),
+    };
+    let mut device = match phc_view::resolve(&target).and_then(|path| phc_view::open(&path)) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("strata phc: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let interval = std::time::Duration::from_millis(args.interval_ms.into());
+    let view = phc_view::take(&mut device, args.count.into(), interval);
+    let text = if args.json {
+        serde_json::to_string_pretty(&view).unwrap_or_default() + "\n"
+    } else {
+        phc_view::render(&view)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if view.readings.is_empty() {
+        eprintln!(
+            "strata phc: no cross-timestamp could be read from {}",
+            view.device
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `strata clients`: exit code 0 with the list, 1 (and a message on stderr) without a report.

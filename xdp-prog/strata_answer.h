@@ -37,6 +37,15 @@ struct {
 	__type(value, struct strata_state);
 } strata_state SEC(".maps");
 
+/* The interface's PHC-to-TAI line (struct strata_phc), written by user space's PHC thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct strata_phc);
+} strata_phc SEC(".maps");
+
 enum answer {
 	ANSWER_TIME,      /* answered with the time: XDP_TX */
 	ANSWER_UNSYNC,    /* answered LI=3, stratum 16: XDP_TX */
@@ -168,6 +177,47 @@ static __always_inline int read_state(struct strata_state *out)
 	return 0;
 }
 
+/* The PHC line, as read_state reads the state: 0 when two reads raced the writer. */
+static __always_inline int read_phc(struct strata_phc *out)
+{
+	__u32 key = 0;
+	struct strata_phc *shared = bpf_map_lookup_elem(&strata_phc, &key);
+
+	if (!shared)
+		return 0;
+#pragma unroll
+	for (int attempt = 0; attempt < 2; attempt++) {
+		__u64 before = *(volatile __u64 *)&shared->seq;
+
+		barrier();
+		if (before & 1)
+			continue;
+		__builtin_memcpy(out, shared, sizeof(*out));
+		barrier();
+		if (*(volatile __u64 *)&shared->seq == before)
+			return 1;
+	}
+	return 0;
+}
+
+/* T2 on CLOCK_TAI of a request answered here: the NIC's stamp `hw` (0: none) through the PHC
+ * line when it is usable, else the program's own stamp `now`; counted either way when the NIC
+ * stamped. The AF_XDP responders do the same for what the program redirects (pipeline.rs). */
+static __always_inline __u64 receive_tai(__u64 now, __u64 hw)
+{
+	struct strata_phc line;
+	__u64 tai;
+
+	if (!hw)
+		return now;
+	if (read_phc(&line) && strata_phc_tai(&line, hw, now, &tai) == 0) {
+		count(STRATA_HW_MAPPED);
+		return tai;
+	}
+	count(STRATA_HW_UNUSED);
+	return now;
+}
+
 static __always_inline int mac_unicast(const __u8 *mac)
 {
 	/* Not group (multicast, broadcast), not all zeros: EthernetAddress::is_unicast. */
@@ -260,9 +310,11 @@ static __always_inline __u32 kiss_code(__u32 kiss)
 
 /* Checks that the request at l3/l4 is plain and would be answered, and answers it: with the
  * time, or with admission's Kiss-o'-Death `kiss` (STRATA_KISS_*, 0: none), as respond() does.
- * `rx_tai` is T2 as CLOCK_TAI. `l3` and `l4` are parse()'s offsets of the IP and UDP headers. */
-static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u32 l3, __u32 l4,
-					  int is_v6, __u32 kiss)
+ * `rx_tai` is the program's receive stamp (CLOCK_TAI) and `hw` the NIC's (0: none): T2 is the
+ * NIC's through the PHC line when it can be (receive_tai). `l3` and `l4` are parse()'s offsets
+ * of the IP and UDP headers. */
+static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u64 hw, __u32 l3,
+					  __u32 l4, int is_v6, __u32 kiss)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -433,7 +485,7 @@ static __always_inline enum answer answer(struct xdp_md *ctx, __u64 rx_tai, __u3
 		}
 		return ANSWER_KISS;
 	}
-	t2 = ntp_from_tai(&state, rx_tai);
+	t2 = ntp_from_tai(&state, receive_tai(rx_tai, hw));
 	if (synced) {
 		leap = state.leap & 3;
 		stratum = state.stratum;

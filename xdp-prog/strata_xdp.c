@@ -28,6 +28,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "strata_xdp.h"
+#include "strata_phc.h"
 
 #define NTP_HEADER_LEN 48
 #define MAX_VLAN_TAGS 2
@@ -207,19 +208,28 @@ static __always_inline enum verdict parse(struct xdp_md *ctx, const struct strat
 	return NOT_OURS;
 }
 
-/* Writes the receive stamp, and admission's KoD (0: none), into the metadata area. Returns 0
- * when there was no room. */
-static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns, __u32 kiss)
+/* The NIC's receive stamp of the frame, in its PHC's time; 0 when there is none (a zero stamp,
+ * as veth gives, or an error: -EOPNOTSUPP, -ENODATA), and always in the plain program. */
+static __always_inline __u64 hardware_stamp(struct xdp_md *ctx)
 {
-	struct strata_meta *meta;
-	void *data;
 	__u64 hw = 0;
 
 #ifdef STRATA_DEV_BOUND
-	/* 0 with a zero stamp (veth) or an error (-EOPNOTSUPP, -ENODATA): no hardware stamp. */
 	if (bpf_xdp_metadata_rx_timestamp(ctx, &hw) != 0)
 		hw = 0;
 #endif
+	if (hw)
+		count(STRATA_HW_STAMPED);
+	return hw;
+}
+
+/* Writes the receive stamps (the program's, the NIC's `hw`), and admission's KoD (0: none),
+ * into the metadata area. Returns 0 when there was no room. */
+static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns, __u64 hw, __u32 kiss)
+{
+	struct strata_meta *meta;
+	void *data;
+
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct strata_meta)))
 		return 0;
 	meta = (void *)(long)ctx->data_meta;
@@ -230,8 +240,6 @@ static __always_inline int stamp(struct xdp_md *ctx, __u64 tai_ns, __u32 kiss)
 	meta->hw_ns = hw;
 	meta->magic = STRATA_META_MAGIC;
 	meta->flags = (hw ? STRATA_META_HW : 0) | kiss << STRATA_META_KISS_SHIFT;
-	if (hw)
-		count(STRATA_HW_STAMPED);
 	return 1;
 }
 
@@ -242,6 +250,7 @@ int strata_xdp(struct xdp_md *ctx)
 	__u64 now = bpf_ktime_get_tai_ns();
 	struct request req = {};
 	struct strata_config *cfg;
+	__u64 hw;
 	__u32 key = 0, kiss = 0;
 	long action;
 
@@ -289,8 +298,9 @@ int strata_xdp(struct xdp_md *ctx)
 		kiss = STRATA_KISS_RSTR;
 		break;
 	}
+	hw = hardware_stamp(ctx);
 	if (cfg->flags & STRATA_CFG_ANSWER) {
-		switch (answer(ctx, now, req.l3, req.l4, req.is_v6, kiss)) {
+		switch (answer(ctx, now, hw, req.l3, req.l4, req.is_v6, kiss)) {
 		case ANSWER_TIME:
 			count(STRATA_ANSWERED);
 			return XDP_TX;
@@ -315,7 +325,7 @@ int strata_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
-	if (!stamp(ctx, now, kiss))
+	if (!stamp(ctx, now, hw, kiss))
 		count(STRATA_META_FAILED);
 
 	/* The low bits of the flags are the action when the queue has no socket: pass. */

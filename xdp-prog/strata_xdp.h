@@ -91,6 +91,22 @@ struct strata_state {
 	__u8 reserved[3];
 };
 
+/* The single entry of the strata_phc map: the interface's PHC-to-TAI line, written by user
+ * space's PHC thread under the sequence lock `seq` (odd while writing), the words after it as
+ * src/proto/clock/phc/line.rs encodes a PhcLine:
+ * tai = phc + offset_ns + ((phc - phc_ref_ns) * slope_q48) >> 48, used while `unusable` is 0
+ * and the line was fitted at most STRATA_PHC_MAX_AGE_NS ago. strata_phc.h applies it. */
+struct strata_phc {
+	__u64 seq;
+	__s64 phc_ref_ns;
+	__s64 offset_ns;
+	__s64 slope_q48;
+	__s64 fitted_tai_ns;
+	/* 0: usable; else why not, as HardwareUnused codes it (1 no mapping, 2 too few samples,
+	 * 3 too noisy, 4 stale). Zeroed map memory is "no mapping" only once user space wrote. */
+	__u64 unusable;
+};
+
 #define STRATA_STATE_VALID 1u  /* published at least once: until then every request goes up */
 #define STRATA_STATE_SYNCED 2u /* synchronized: answer with the time */
 #define STRATA_STATE_UNSYNC_DROP 4u /* while unsynchronized, drop instead of answering LI=3 */
@@ -195,7 +211,9 @@ enum strata_counter {
 	STRATA_LIMITER_TRACKED = 20, /* limiter slots taken while empty: clients tracked */
 	STRATA_LIMITER_EVICTED = 21, /* limiter slots taken over: clients forgotten */
 	STRATA_SAMPLES_LOST = 22,   /* samples for `strata clients` the full ring refused */
-	STRATA_COUNTERS = 23,
+	STRATA_HW_MAPPED = 23,      /* answered here with T2 from the NIC's stamp (the PHC line) */
+	STRATA_HW_UNUSED = 24,      /* answered here with the XDP-time T2 though the NIC stamped */
+	STRATA_COUNTERS = 25,
 };
 
 #define STRATA_MAX_QUEUES 64

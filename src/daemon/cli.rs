@@ -28,6 +28,32 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the most active clients of a running server, with what admission did to them
     Clients(ClientsArgs),
+    /// Read a NIC's PTP hardware clock raw: its capabilities and a few cross-timestamps
+    /// against the system clock (ioctl, bracket, PHC - CLOCK_REALTIME), to check a NIC
+    Phc(PhcArgs),
+}
+
+#[derive(Args)]
+pub struct PhcArgs {
+    /// The PHC device
+    #[arg(value_name = "DEVICE", default_value = "/dev/ptp0", conflicts_with = "iface")]
+    pub device: PathBuf,
+
+    /// Read the PHC of this network interface instead (ETHTOOL_GET_TS_INFO)
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+
+    /// Cross-timestamps to take
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+
+    /// Milliseconds between cross-timestamps
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=10000))]
+    pub interval_ms: u16,
+
+    /// Print the readings as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

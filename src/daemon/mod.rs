@@ -9,6 +9,7 @@ pub mod control;
 pub mod logging;
 pub mod nts;
 pub mod observe;
+pub mod phc_view;
 pub mod reload;
 pub mod run_as;
 pub mod server;

@@ -142,6 +142,26 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         }
     }
 
+    // Each XDP interface's PHC, followed and published for its responders (the socket path
+    // has none to follow: `strata status` shows an empty list there).
+    let phc_board = crate::sys::ptp::tracker::PhcBoard::default();
+    let phc_watches = match &mut server {
+        Running::Xdp(xdp) => xdp.take_phc_watches(),
+        Running::Socket(..) => Vec::new(),
+    };
+    let phc_thread = match crate::sys::ptp::tracker::start(
+        phc_watches,
+        control.reader(),
+        phc_board.clone(),
+        shutdown.clone(),
+    ) {
+        Ok(thread) => thread,
+        Err(e) => {
+            warn!("hardware stamps stay unused: cannot start the PHC thread: {e}");
+            None
+        }
+    };
+
     let mut xdp_stats = server.take_stats_readers();
     let clients = match config.admission.sample_shift {
         0 => None,
@@ -171,6 +191,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         limiter_slots: config.admission.limiter.map(|l| 2u64 << l.buckets_log2),
         clients: clients.as_ref().map(|(watch, _)| watch.clone()),
         nts: nts.as_ref().map(|n| n.view()),
+        phc: phc_board,
     };
     let owner = service.run_as.as_ref().map(|u| (u.uid, u.gid));
     let observers = match observers::start(
@@ -186,6 +207,9 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
             let _ = server.join();
             let _ = control.join();
             if let Some((_, thread)) = clients {
+                let _ = thread.join();
+            }
+            if let Some(thread) = phc_thread {
                 let _ = thread.join();
             }
             if let Some(nts) = nts {
@@ -273,6 +297,11 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
     if let Some((_, thread)) = clients {
         if thread.join().is_err() {
             warn!("the client watch thread panicked");
+        }
+    }
+    if let Some(thread) = phc_thread {
+        if thread.join().is_err() {
+            warn!("the PHC thread panicked");
         }
     }
     log_counters(&responders);

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod pps;
 pub mod privilege;
+pub mod ptp;
 pub mod random;
 pub mod rtc;
 pub mod shm;

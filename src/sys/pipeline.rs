@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::auth::{has_mac, respond_mac, KeyTable};
+use crate::proto::clock::phc::{ntp_from_phc, HardwareUnused, PhcLine, PhcLineReader};
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
@@ -166,13 +167,15 @@ impl Carrier for Frames {
     }
 }
 
-/// A request's receive time as the path found it: nanoseconds on the carrier's clock, where
-/// the stamp came from, and whether a hardware stamp was there but could not be used.
+/// A request's receive time as the path found it: nanoseconds on the carrier's clock and where
+/// that stamp came from, and the NIC's hardware stamp (its PHC's time), if one came. The
+/// pipeline uses the hardware stamp when its interface's PHC mapping allows
+/// ([`Pipeline::with_phc`]), else the software stamp, counting why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxStamp {
     pub ns: i64,
     pub source: RxTimestampSource,
-    pub hardware_unused: bool,
+    pub hardware_ns: Option<i64>,
 }
 
 /// One responder's pipeline: its carrier, its counters and its hand-off.
@@ -195,6 +198,10 @@ pub struct Pipeline<C: Carrier, R: Record> {
     /// The symmetric keys, when the server has a key file: requests with a MAC are answered by
     /// `respond_mac`. Read only, shared by every responder.
     keys: Option<std::sync::Arc<KeyTable>>,
+    /// The PHC-to-TAI line of this path's interface, when it has a PHC.
+    phc: Option<PhcLineReader>,
+    /// The line the current batch is answered with.
+    phc_line: PhcLine,
 }
 
 impl<C: Carrier, R: Record> Pipeline<C, R> {
@@ -215,7 +222,16 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             nts: None,
             require_nts: false,
             keys: None,
+            phc: None,
+            phc_line: PhcLine::NONE,
         }
+    }
+
+    /// Hardware receive stamps are mapped to T2 by `phc`, the line the control thread publishes
+    /// for this path's interface (None: they are counted as unused, `no_mapping`).
+    pub fn with_phc(mut self, phc: Option<PhcLineReader>) -> Self {
+        self.phc = phc;
+        self
     }
 
     /// This path answers requests carrying a MAC with `keys` (None: they get a plain,
@@ -297,6 +313,9 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     #[inline]
     pub fn begin(&mut self, state: &StateReader, received: usize) {
         self.published = state.read();
+        if let Some(phc) = &self.phc {
+            self.phc_line = phc.read();
+        }
         if self.admitter.is_some() {
             self.batch_monotonic_ns = read_clock_ns(libc::CLOCK_MONOTONIC) as u64;
         }
@@ -323,7 +342,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
                 return None;
             }
         };
-        let rx_time = self.ntp_time(stamp.ns);
+        let (rx_time, source, hardware_unused) = self.receive_time(&stamp);
         let state = &self.published.server;
         let mut refused = None;
         let require_nts = self.require_nts;
@@ -379,10 +398,10 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
         }
         match result {
             Ok(reply) => {
-                if stamp.hardware_unused {
-                    self.counters.hardware_stamp_unused();
+                if let Some(why) = hardware_unused {
+                    self.counters.hardware_stamp_unused(why);
                 }
-                self.counters.rx_timestamp(stamp.source);
+                self.counters.rx_timestamp(source);
                 Some(reply)
             }
             Err(reason) => {
@@ -417,6 +436,29 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     #[inline]
     pub fn transmit_time(&self) -> NtpTimestamp {
         self.ntp_time(self.clock_ns())
+    }
+
+    /// T2 of a request and where it came from: its hardware stamp through the PHC line when
+    /// there is one and the line is usable ([`ntp_from_phc`], the one conversion of a NIC stamp),
+    /// else its software stamp, with why the hardware stamp was not used.
+    #[inline]
+    pub fn receive_time(&self, stamp: &RxStamp) -> (NtpTimestamp, RxTimestampSource, Option<HardwareUnused>) {
+        let mut unused = None;
+        if let Some(phc_ns) = stamp.hardware_ns {
+            let clock = &self.published.clock;
+            // The software stamp is the frame's arrival to within microseconds: the line's age
+            // is judged against it, with no clock read.
+            let now_tai = if C::CLOCK == libc::CLOCK_TAI {
+                stamp.ns
+            } else {
+                stamp.ns.wrapping_add(clock.tai_minus_utc as i64 * SECOND)
+            };
+            match ntp_from_phc(&self.phc_line, clock, phc_ns, now_tai) {
+                Ok(t2) => return (t2, RxTimestampSource::KernelHardware, None),
+                Err(why) => unused = Some(why),
+            }
+        }
+        (self.ntp_time(stamp.ns), stamp.source, unused)
     }
 
     /// Nanoseconds on the carrier's clock as served NTP time.
@@ -488,7 +530,7 @@ mod tests {
         let stamp = RxStamp {
             ns: realtime,
             source: RxTimestampSource::KernelSoftware,
-            hardware_unused: true,
+            hardware_ns: Some(5_000_000_000),
         };
         let mut client = request(Mode::Client);
         let reply = p
@@ -519,9 +561,136 @@ mod tests {
             .expect("the symmetric packet was handed over");
         assert_eq!((handed.from, handed.received_ns), (from, realtime));
         let s = reader.snapshot();
-        assert_eq!((s.requests, s.replies_time, s.hardware_stamps_unused), (3, 1, 1));
+        assert_eq!(
+            (s.requests, s.replies_time, s.hardware_stamps_unused_total()),
+            (3, 1, 1)
+        );
+        // The socket path has no PHC line: the hardware stamp is unused for want of one.
+        assert_eq!(s.hardware_stamps_unused[HardwareUnused::NoMapping.index()], 1);
         assert_eq!(s.dropped(), 2);
         assert_eq!(s.response_count(), 1);
+    }
+
+    /// A simulated PHC followed by the tracker, its line published: the pipeline turns a
+    /// hardware stamp into the served time of the instant the NIC stamped, within the
+    /// simulated read jitter; without a usable line it serves the software stamp and counts why.
+    #[test]
+    fn a_hardware_stamp_becomes_t2_through_the_published_phc_line() {
+        use crate::proto::clock::seqlock::seqlock;
+        use crate::sys::ptp::sim::{SharedPhc, SimConfig, SimulatedPhc};
+        use crate::sys::ptp::tracker::PhcTracker;
+
+        let tai_minus_utc = published().clock.tai_minus_utc;
+        let sim = SharedPhc::new(SimConfig::default());
+        let (line_writer, line_reader) = seqlock(PhcLine::NONE);
+        let mut tracker = PhcTracker::new(Box::new(sim.clone()), line_writer);
+        let (_writer, state) = state::publish(published());
+        let (writer, reader) = counters();
+        let mut p = Pipeline::new(Datagrams, writer, None).with_phc(Some(line_reader));
+
+        // The NIC stamped a frame 30 µs before the kernel's software stamp.
+        let answer = |p: &mut Pipeline<Datagrams, _>, sim: &SimulatedPhc| {
+            p.begin(&state, 1);
+            let nic_ns = sim.now_ns() - 30_000;
+            let stamp = RxStamp {
+                ns: sim.now_ns(),
+                source: RxTimestampSource::KernelSoftware,
+                hardware_ns: Some(sim.phc_at(nic_ns)),
+            };
+            let mut buf = request(Mode::Client);
+            p.answer(&mut buf, stamp, None, Ok(Admission::Serve))
+                .expect("answered");
+            let t2 = ntp::Packet::new_unchecked(&buf[..]).receive_timestamp();
+            (
+                t2,
+                published().clock.ntp_from_realtime(nic_ns),
+                published().clock.ntp_from_realtime(sim.now_ns()),
+            )
+        };
+
+        // Before the tracker has enough samples: the software stamp, counted as too few.
+        tracker.poll(tai_minus_utc);
+        let (t2, _, software) = answer(&mut p, &sim.lock());
+        assert_eq!(t2, software);
+        assert_eq!(
+            reader.snapshot().hardware_stamps_unused[HardwareUnused::TooFewSamples.index()],
+            1
+        );
+
+        for _ in 0..20 {
+            sim.lock().advance(250_000_000);
+            tracker.poll(tai_minus_utc);
+        }
+        let (t2, truth, _) = answer(&mut p, &sim.lock());
+        // 20 ns of simulated read jitter; an NTP timestamp's unit is 0.23 ns.
+        assert!(
+            t2.diff_nanos(truth).abs() <= 25,
+            "{} ns off",
+            t2.diff_nanos(truth)
+        );
+        let s = reader.snapshot();
+        assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelHardware), 1);
+        assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelSoftware), 1);
+
+        // The device stops answering: past the line's age, the software stamp again, as stale.
+        sim.lock().fail(Some(std::io::ErrorKind::NotFound));
+        for _ in 0..50 {
+            sim.lock().advance(250_000_000);
+            tracker.poll(tai_minus_utc);
+        }
+        let (t2, _, software) = answer(&mut p, &sim.lock());
+        assert_eq!(t2, software);
+        let s = reader.snapshot();
+        assert_eq!(s.hardware_stamps_unused[HardwareUnused::Stale.index()], 1);
+        assert_eq!(s.hardware_stamps_unused_total(), 2);
+    }
+
+    /// The AF_XDP carrier's stamps are on CLOCK_TAI: the same line, the same served time.
+    #[test]
+    fn frames_map_hardware_stamps_like_datagrams() {
+        use crate::proto::clock::phc::{CrossStamp, PhcMapping};
+        use crate::proto::clock::seqlock::seqlock;
+        let tai = published().clock.tai_minus_utc as i64 * SECOND;
+        let realtime = 1_800_000_000 * SECOND;
+        // A PHC 5 µs ahead of CLOCK_TAI, precisely read.
+        let mut m = PhcMapping::new(1_000.0);
+        for i in 0..5 {
+            let sys = realtime + tai + i * SECOND / 4;
+            m.add(CrossStamp::precise(sys + 5_000, sys));
+        }
+        let line = PhcLine::of(&m, realtime + tai + SECOND);
+        let (_w, state) = state::publish(published());
+        let (_lw, lines) = seqlock(line);
+        let mut frames: Pipeline<Frames, _> = Pipeline::new(
+            Frames { ntp_port: 123 },
+            crate::proto::metrics::record::NoRecord,
+            None,
+        )
+        .with_phc(Some(lines.clone()));
+        let mut datagrams =
+            Pipeline::new(Datagrams, crate::proto::metrics::record::NoRecord, None).with_phc(Some(lines));
+        frames.begin(&state, 1);
+        datagrams.begin(&state, 1);
+        let phc = realtime + tai + 2 * SECOND + 5_000;
+        let on_tai = RxStamp {
+            ns: realtime + tai + 2 * SECOND + 40_000,
+            source: RxTimestampSource::Xdp,
+            hardware_ns: Some(phc),
+        };
+        let on_realtime = RxStamp {
+            ns: realtime + 2 * SECOND + 40_000,
+            source: RxTimestampSource::KernelSoftware,
+            hardware_ns: Some(phc),
+        };
+        let want = published().clock.ntp_from_realtime(realtime + 2 * SECOND);
+        assert_eq!(
+            frames.receive_time(&on_tai),
+            (want, RxTimestampSource::KernelHardware, None)
+        );
+        assert_eq!(
+            datagrams.receive_time(&on_realtime),
+            (want, RxTimestampSource::KernelHardware, None)
+        );
     }
 
     #[test]

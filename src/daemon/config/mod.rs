@@ -27,9 +27,10 @@
 //! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
 //! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
 //! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH | pps:DEVICE
-//!                                        #   [refid ID] [poll N] [offset S] [delay S]
-//!                                        #   [precision N] [prefer] [noselect] [filter N]
-//!                                        #   pps: [rate N] [lock REFID] [clear]
+//!                                        #   | phc:DEVICE [refid ID] [poll N] [offset S]
+//!                                        #   [delay S] [precision N] [prefer] [noselect]
+//!                                        #   [filter N]; pps: [rate N] [lock REFID] [clear];
+//!                                        #   phc: [tai]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward
@@ -197,9 +198,9 @@ settings! {
     /// SHA384, SHA512, AES128, AES256; KEY as ASCII or HEX:...): requests with a MAC of one are
     /// answered authenticated, and `key N` on a server or peer uses it [default: none]
     key_file: Option<FilePath>, flag(value_name = "PATH"), key "key_file";
-    /// Reference clock, "shm:UNIT|sock:PATH|pps:DEVICE [refid ID] [poll N] [offset S] [delay S]
-    /// [precision N] [prefer] [noselect] [filter N]", pps: also "[rate N] [lock REFID] [clear]"
-    /// (chrony's options); repeatable
+    /// Reference clock, "shm:UNIT|sock:PATH|pps:DEVICE|phc:DEVICE [refid ID] [poll N]
+    /// [offset S] [delay S] [precision N] [prefer] [noselect] [filter N]", pps: also "[rate N]
+    /// [lock REFID] [clear]", phc: also "[tai]" (chrony's options); repeatable
     refclock: Vec<Refclock>, flag(value_name = "DRIVER:PARAMETER"), key "refclock";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized

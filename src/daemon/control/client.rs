@@ -196,8 +196,10 @@ impl Shell {
     /// the readings, so that an edge is numbered by the newest reading of its lock refclock).
     fn read_refclocks(&mut self) {
         let mut readings = Vec::new();
+        let tai_minus_utc = self.tai_minus_utc_now();
         for (id, clock) in self.refclocks.iter_mut() {
             readings.clear();
+            clock.set_tai_minus_utc(tai_minus_utc);
             clock.read(&mut readings);
             for r in &readings {
                 self.engine.refclock_reading(*id, *r);
@@ -220,6 +222,21 @@ impl Shell {
                 self.pulse_reported[index] = verdict;
             }
         }
+    }
+
+    /// TAI − UTC now, for references that keep TAI: the leap list's, else the kernel's when
+    /// it was set (not 0), else unknown.
+    fn tai_minus_utc_now(&self) -> Option<i32> {
+        if self.refclocks.is_empty() {
+            return None;
+        }
+        let ntp_s = read_clock_ns(libc::CLOCK_REALTIME).div_euclid(1_000_000_000)
+            + crate::proto::wire::timestamp::UNIX_EPOCH_NTP_SECONDS;
+        let listed = self
+            .leap_file
+            .list()
+            .and_then(|l| l.tai_minus_utc_at(ntp_s.max(0) as u64));
+        listed.or(Some(self.engine.published().clock.tai_minus_utc).filter(|&t| t != 0))
     }
 
     /// Answers mode-6 queries through `queries`.

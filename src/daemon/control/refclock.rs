@@ -13,6 +13,10 @@
 //! - `pps:DEVICE`: a kernel PPS device (`crate::sys::pps`), fetched without waiting; each new
 //!   edge (by its sequence number) goes to the engine to be numbered
 //!   (`crate::proto::control::pps`).
+//! - `phc:DEVICE`: a PTP hardware clock, one cross-timestamp per look (`crate::sys::ptp`, the
+//!   layer the PHC thread of the XDP path reads too): the PHC's time minus the system clock's.
+//!   With `tai` the PHC keeps TAI (as ptp4l sets it) and TAI − UTC is taken off, from the leap
+//!   list at the time of the reading (else the kernel's offset); with neither, no reading.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
@@ -22,6 +26,7 @@ use crate::proto::control::pps::{EdgeTracker, EdgeVerdict};
 use crate::proto::control::refclock::{RefSample, RefclockDriver, RefclockSpec};
 use crate::proto::wire::ntp::Leap;
 use crate::sys::pps::{KernelPps, PpsDevice};
+use crate::sys::ptp::{CrossStampSource, PtpDevice};
 use crate::sys::shm::{ShmRead, ShmSegment};
 
 /// The magic number of chrony's SOCK samples ("SOCK").
@@ -83,6 +88,7 @@ pub enum Driver {
     Sock(UnixDatagram),
     /// The device and the sequence number of the edge read last.
     Pps(Box<dyn PpsDevice>, EdgeTracker),
+    Phc(PhcReference),
 }
 
 /// A new PPS edge: its kernel time and how many edges were missed before it.
@@ -90,6 +96,42 @@ pub enum Driver {
 pub struct Edge {
     pub time: i64,
     pub missed: u32,
+}
+
+/// A PHC read as a reference clock.
+pub struct PhcReference {
+    source: Box<dyn CrossStampSource>,
+    /// The PHC keeps TAI (`tai`).
+    tai: bool,
+    /// TAI − UTC now, as the control thread last said ([`Refclock::set_tai_minus_utc`]).
+    tai_minus_utc: Option<i32>,
+}
+
+impl PhcReference {
+    fn read(&mut self, name: &str, out: &mut Vec<RefSample>) -> bool {
+        let reading = match self.source.read() {
+            Ok(reading) => reading,
+            Err(e) => {
+                log::debug!("{name}: {e}");
+                return false;
+            }
+        };
+        let tai_ns = match (self.tai, self.tai_minus_utc) {
+            (false, _) => 0,
+            (true, Some(tai)) => tai as i64 * 1_000_000_000,
+            (true, None) => {
+                log::debug!("{name}: the PHC keeps TAI, but TAI - UTC is not known (no leap list)");
+                return false;
+            }
+        };
+        let s = reading.stamp;
+        out.push(RefSample {
+            time: s.sys_ns,
+            offset: (s.phc_ns as i128 - tai_ns as i128 - s.sys_ns as i128) as f64 * 1e-9,
+            leap: Leap::NoWarning,
+        });
+        true
+    }
 }
 
 /// A driver and what it refused, for the log.
@@ -111,6 +153,12 @@ impl Refclock {
                 Box::new(KernelPps::open(Path::new(path), spec.options.pulse.clear)?),
                 EdgeTracker::default(),
             ),
+            RefclockDriver::Phc(path) => {
+                return Ok(Refclock::with_phc_source(
+                    spec,
+                    Box::new(PtpDevice::open(Path::new(path))?),
+                ));
+            }
         };
         Ok(Refclock {
             name: spec.driver.to_string(),
@@ -124,6 +172,19 @@ impl Refclock {
         Refclock {
             name: spec.driver.to_string(),
             driver: Driver::Pps(device, EdgeTracker::default()),
+            refused: 0,
+        }
+    }
+
+    /// The `phc:` refclock `spec` names, read from `source` (the device, or a simulated one).
+    pub fn with_phc_source(spec: &RefclockSpec, source: Box<dyn CrossStampSource>) -> Refclock {
+        Refclock {
+            name: spec.driver.to_string(),
+            driver: Driver::Phc(PhcReference {
+                source,
+                tai: spec.options.tai,
+                tai_minus_utc: None,
+            }),
             refused: 0,
         }
     }
@@ -151,11 +212,23 @@ impl Refclock {
         }
     }
 
+    /// TAI − UTC now, for a reference that keeps TAI (the others ignore it).
+    pub fn set_tai_minus_utc(&mut self, tai_minus_utc: Option<i32>) {
+        if let Driver::Phc(phc) = &mut self.driver {
+            phc.tai_minus_utc = tai_minus_utc;
+        }
+    }
+
     /// Every reading available now, without blocking.
     pub fn read(&mut self, out: &mut Vec<RefSample>) {
         match &mut self.driver {
             // Its edges are read by `read_edge`, and numbered by the engine.
             Driver::Pps(..) => {}
+            Driver::Phc(phc) => {
+                if !phc.read(&self.name, out) {
+                    self.refused += 1;
+                }
+            }
             Driver::Shm(segment) => match segment.read() {
                 ShmRead::Sample(s) => {
                     let offset = (s.clock_ns as i128 - s.receive_ns as i128) as f64 * 1e-9;
@@ -309,6 +382,44 @@ mod tests {
         let spec = crate::proto::control::refclock::parse_refclock("pps:/dev/pps-strata-missing").unwrap();
         let e = Refclock::open(&spec).err().expect("no such device");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_phc_refclock_reads_cross_stamps_and_takes_tai_off() {
+        use crate::sys::ptp::sim::{SharedPhc, SimConfig};
+        let phc = SharedPhc::new(SimConfig {
+            offset_ns: 37_000_000_000 + 5_000,
+            ppm: 0.0,
+            ..SimConfig::default()
+        });
+        let parse = crate::proto::control::refclock::parse_refclock;
+        let mut tai = Refclock::with_phc_source(&parse("phc:/dev/ptp0 tai").unwrap(), Box::new(phc.clone()));
+        let mut utc = Refclock::with_phc_source(&parse("phc:/dev/ptp0").unwrap(), Box::new(phc.clone()));
+        let mut out = Vec::new();
+        // TAI − UTC not known yet: no reading, counted.
+        tai.read(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(tai.refused, 1);
+        tai.set_tai_minus_utc(Some(37));
+        utc.set_tai_minus_utc(Some(37));
+        tai.read(&mut out);
+        utc.read(&mut out);
+        assert_eq!(out.len(), 2);
+        // Within the simulated read jitter (20 ns) of the PHC's offset.
+        assert!((out[0].offset - 5e-6).abs() < 3e-8, "{:?}", out[0]);
+        assert!((out[1].offset - 37.000_005).abs() < 3e-8, "{:?}", out[1]);
+        assert!(out[1].time > out[0].time);
+        // A device that fails: counted, nothing read.
+        phc.lock().fail(Some(io::ErrorKind::NotFound));
+        tai.read(&mut out);
+        assert_eq!((out.len(), tai.refused), (2, 2));
+    }
+
+    #[test]
+    fn a_missing_phc_is_an_error_naming_it() {
+        let spec = crate::proto::control::refclock::parse_refclock("phc:/dev/ptp-strata-none").unwrap();
+        let e = Refclock::open(&spec).err().unwrap();
+        assert!(e.to_string().contains("/dev/ptp-strata-none"), "{e}");
     }
 
     #[test]

@@ -150,6 +150,14 @@ fn xdp_help(counter: XdpCounter) -> &'static str {
             "Clients the XDP program's rate limiter tracks: slots of its table taken while empty (a \
              slot is never emptied, only taken over), per CPU; their sum is the table's occupancy."
         }
+        XdpCounter::HwMapped => {
+            "Requests the XDP program answered with T2 from the NIC's hardware stamp, mapped through \
+             the interface's PHC line, per CPU."
+        }
+        XdpCounter::HwUnused => {
+            "Requests the XDP program answered with its own (XDP-time) T2 though the NIC stamped them: \
+             no usable PHC line (no PHC, too few samples, too noisy, stale), per CPU."
+        }
         XdpCounter::SamplesLost => {
             "Samples for `strata clients` lost because their ring was full (the requests are not), \
              per CPU."
@@ -310,13 +318,15 @@ impl ReportCollector {
             "reason",
             |c| &c.nts_refusals,
         )?;
-        per_responder(
+        per_responder_by(
             enc,
             r,
             "hardware_timestamps_unused",
-            "NIC hardware receive timestamps that arrived but could not be used.",
-            None,
-            |c| c.hardware_stamps_unused,
+            "NIC hardware receive timestamps that arrived but were not used as T2 (the software or \
+             XDP-time stamp was), by reason: no_mapping (the interface has no PHC mapping), \
+             too_few_samples, too_noisy (the mapping's cross-timestamps), stale (not refreshed).",
+            "reason",
+            |c| &c.hardware_stamps_unused_by_reason,
         )?;
         per_responder(
             enc,
@@ -532,6 +542,8 @@ impl ReportCollector {
                 let name = match k {
                     XdpCounter::MetaFailed => "xdp_metadata_failed".to_string(),
                     XdpCounter::HwStamped => "xdp_hardware_stamped".to_string(),
+                    XdpCounter::HwMapped => "xdp_hardware_stamps_mapped".to_string(),
+                    XdpCounter::HwUnused => "xdp_hardware_stamps_unused".to_string(),
                     other => format!("xdp_{}", other.label()),
                 };
                 family(enc, &name, xdp_help(*k), None, MetricType::Counter, |m| {
@@ -787,6 +799,95 @@ impl ReportCollector {
         )
     }
 
+    /// Each served interface's PHC mapping: labelled by interface (and device, method), one
+    /// `phc_usable` sample per interface even without a PHC (device "none").
+    fn phc(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let phc = &self.0.phc;
+        if phc.is_empty() {
+            return Ok(());
+        }
+        let labels = |p: &crate::sys::ptp::tracker::PhcStatus| -> Labels {
+            vec![
+                ("interface", p.interface.clone()),
+                ("device", p.device.clone().unwrap_or_else(|| "none".into())),
+                ("method", p.method.clone().unwrap_or_else(|| "none".into())),
+            ]
+        };
+        family(
+            enc,
+            "phc_usable",
+            "1 when the interface's hardware receive stamps become T2 through its PHC mapping, \
+             0 when they fall back to the software stamp (no PHC, too few samples, too noisy, \
+             a failed read).",
+            None,
+            MetricType::Gauge,
+            |m| {
+                phc.iter()
+                    .try_for_each(|p| gauge(m, &labels(p), p.usable as u8 as f64))
+            },
+        )?;
+        let with_device: Vec<_> = phc.iter().filter(|p| p.device.is_some()).collect();
+        if with_device.is_empty() {
+            return Ok(());
+        }
+        type Pick = fn(&crate::sys::ptp::tracker::PhcStatus) -> f64;
+        let gauges: [(&str, &str, Option<Unit>, Pick); 4] = [
+            (
+                "phc_offset",
+                "The last cross-timestamp's distance from the PHC mapping's line.",
+                Some(Unit::Seconds),
+                |p| p.offset_ns / 1e9,
+            ),
+            (
+                "phc_frequency_ppm",
+                "The PHC's frequency against the system clock (positive: the system clock runs faster).",
+                None,
+                |p| p.frequency_ppm,
+            ),
+            (
+                "phc_jitter",
+                "RMS residual of the cross-timestamps around the PHC mapping's line.",
+                Some(Unit::Seconds),
+                |p| p.jitter_ns / 1e9,
+            ),
+            (
+                "phc_samples",
+                "Cross-timestamps in the PHC mapping's window.",
+                None,
+                |p| p.samples as f64,
+            ),
+        ];
+        for (name, help, unit, pick) in gauges {
+            family(enc, name, help, unit, MetricType::Gauge, |m| {
+                with_device.iter().try_for_each(|p| gauge(m, &labels(p), pick(p)))
+            })?;
+        }
+        type Count = fn(&crate::sys::ptp::tracker::PhcStatus) -> u64;
+        let counters: [(&str, &str, Count); 3] = [
+            (
+                "phc_rejected",
+                "Cross-timestamps rejected as too far from the PHC mapping's line.",
+                |p| p.rejected,
+            ),
+            (
+                "phc_steps",
+                "Steps of the PHC or the system clock: the mapping started over.",
+                |p| p.steps,
+            ),
+            ("phc_read_errors", "Cross-timestamp ioctls that failed.", |p| {
+                p.read_errors
+            }),
+        ];
+        for (name, help, pick) in counters {
+            family(enc, name, help, None, MetricType::Counter, |m| {
+                with_device
+                    .iter()
+                    .try_for_each(|p| counter(m, &labels(p), pick(p)))
+            })?;
+        }
+        Ok(())
+    }
+
     fn sources(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let sources = &self.0.sources;
         if sources.is_empty() {
@@ -919,6 +1020,7 @@ impl Collector for ReportCollector {
         self.responders(&mut enc)?;
         self.limiter(&mut enc)?;
         self.nts(&mut enc)?;
+        self.phc(&mut enc)?;
         self.xdp(&mut enc)
     }
 }
@@ -963,5 +1065,28 @@ mod tests {
         let om = encode_openmetrics(missing);
         assert!(om.contains("strata_rtc_present 0.0"), "{om}");
         assert!(!om.contains("strata_rtc_offset"), "{om}");
+    }
+
+    #[test]
+    fn phc_mappings_are_exported_per_interface() {
+        let (observed, _w) = test_observed();
+        let mut report = observed.report();
+        assert!(!encode_openmetrics(report.clone()).contains("strata_phc_"));
+        report.phc = crate::daemon::observe::status_view::tests::phc_statuses();
+        let text = encode_openmetrics(report);
+        for line in [
+            r#"strata_phc_usable{interface="veth0",device="none",method="none"} 0.0"#,
+            r#"strata_phc_usable{interface="eth0",device="/dev/ptp0",method="extended"} 1.0"#,
+            r#"strata_phc_jitter_seconds{interface="eth1",device="/dev/ptp1",method="extended"} 0.000004"#,
+            r#"strata_phc_frequency_ppm{interface="eth0",device="/dev/ptp0",method="extended"} -3.25"#,
+            r#"strata_phc_steps_total{interface="eth0",device="/dev/ptp0",method="extended"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        // An interface without a PHC has no quality figures.
+        assert!(
+            !text.contains(r#"strata_phc_samples{interface="veth0""#),
+            "{text}"
+        );
     }
 }

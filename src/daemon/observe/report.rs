@@ -28,6 +28,7 @@ use crate::sys::clock::read::read_clock_ns;
 use crate::sys::fastpath::abi::XdpCounter;
 use crate::sys::fastpath::{StatsReaders, XskStatistics};
 
+use crate::proto::clock::phc::HardwareUnused;
 use crate::proto::metrics::counters::RxTimestampSource;
 
 /// The drop reason label of a datagram larger than the socket path's receive buffer (kept
@@ -69,6 +70,8 @@ pub struct Observed {
     pub clients: Option<Arc<ClientWatch>>,
     /// The NTS service (None: NTS off).
     pub nts: Option<crate::daemon::nts::NtsView>,
+    /// Each served interface's PHC mapping, or why it has none.
+    pub phc: crate::sys::ptp::tracker::PhcBoard,
 }
 
 /// The most active clients, for `strata clients`.
@@ -167,6 +170,9 @@ pub struct CountersReport {
     /// Receive timestamps by source.
     pub rx_timestamps: BTreeMap<String, u64>,
     pub hardware_stamps_unused: u64,
+    /// The same by reason (no_mapping, too_few_samples, too_noisy, stale).
+    #[serde(default)]
+    pub hardware_stamps_unused_by_reason: BTreeMap<String, u64>,
     /// Sent replies by the source of their transmit timestamp (the socket path).
     #[serde(default)]
     pub tx_timestamps: BTreeMap<String, u64>,
@@ -241,6 +247,9 @@ pub struct Report {
     /// NTS-KE and the cookie keys; None when NTS is off.
     #[serde(default)]
     pub nts: Option<crate::daemon::nts::NtsReport>,
+    /// Each served interface's PHC mapping (XDP path), or why it has none.
+    #[serde(default)]
+    pub phc: Vec<crate::sys::ptp::tracker::PhcStatus>,
     /// Kernel counters that could not be read this time, with why.
     pub errors: Vec<String>,
 }
@@ -308,7 +317,12 @@ impl CountersReport {
             drops,
             dropped: s.dropped(),
             rx_timestamps,
-            hardware_stamps_unused: s.hardware_stamps_unused,
+            hardware_stamps_unused: s.hardware_stamps_unused_total(),
+            hardware_stamps_unused_by_reason: HardwareUnused::ALL
+                .iter()
+                .zip(&s.hardware_stamps_unused)
+                .map(|(why, n)| (why.label().to_string(), *n))
+                .collect(),
             tx_timestamps: crate::proto::metrics::TxTimestampSource::ALL
                 .iter()
                 .map(|&src| (src.label().to_string(), s.tx_timestamp_count(src)))
@@ -469,6 +483,7 @@ impl Observed {
                 clients: w.top(REPORT_CLIENTS),
             }),
             nts: self.nts.as_ref().map(|n| n.report()),
+            phc: self.phc.read(),
             errors,
         }
     }
@@ -498,6 +513,7 @@ pub(crate) fn test_observed() -> (Observed, crate::proto::metrics::CounterWriter
         admitter: None,
         limiter_slots: None,
         clients: None,
+        phc: Default::default(),
         nts: None,
     };
     (observed, writer)

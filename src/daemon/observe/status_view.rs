@@ -42,6 +42,10 @@ pub fn render(r: &Report) -> String {
     sources(&mut out, r);
     out.push('\n');
     serverstats(&mut out, r);
+    if !r.phc.is_empty() {
+        out.push('\n');
+        phc(&mut out, r);
+    }
     if !r.errors.is_empty() {
         out.push('\n');
         for e in &r.errors {
@@ -49,6 +53,45 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Each served interface's PHC mapping, or plainly that it has none.
+fn phc(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "Hardware clocks (PHC -> served time):");
+    for p in &r.phc {
+        let Some(device) = &p.device else {
+            let why = p.reason.as_deref().unwrap_or("no PHC");
+            let _ = writeln!(
+                out,
+                "  {}: {why}; receive stamps are software (XDP time)",
+                p.interface
+            );
+            continue;
+        };
+        let verdict = match (&p.reason, p.usable) {
+            (_, true) => "in use: hardware receive stamps are T2".to_string(),
+            (Some(why), false) => format!("not used ({why}): software stamps are T2"),
+            (None, false) => "not used: software stamps are T2".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {device} ({}): {verdict}",
+            p.interface,
+            p.method.as_deref().unwrap_or("no reading yet")
+        );
+        let _ = writeln!(
+            out,
+            "    offset {}, frequency {:+.3} ppm, jitter {}, {} samples, {} rejected, {} steps, {} of {} reads failed",
+            signed_time(p.offset_ns * 1e-9),
+            p.frequency_ppm,
+            time(p.jitter_ns * 1e-9),
+            p.samples,
+            p.rejected,
+            p.steps,
+            p.read_errors,
+            p.reads
+        );
+    }
 }
 
 fn tracking(out: &mut String, r: &Report) {
@@ -330,10 +373,92 @@ fn serverstats(out: &mut String, r: &Report) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::daemon::observe::report::test_observed;
     use crate::proto::respond::{DropReason, ReplyKind};
+
+    /// Statuses as the PHC thread publishes them: an interface without a PHC, one in use, one
+    /// whose mapping is too noisy.
+    pub(crate) fn phc_statuses() -> Vec<crate::sys::ptp::tracker::PhcStatus> {
+        use crate::sys::ptp::tracker::PhcStatus;
+        let used = PhcStatus {
+            interface: "eth0".into(),
+            device: Some("/dev/ptp0".into()),
+            method: Some("extended".into()),
+            samples: 16,
+            offset_ns: -12.0,
+            frequency_ppm: -3.25,
+            jitter_ns: 18.0,
+            rejected: 2,
+            steps: 1,
+            reads: 400,
+            read_errors: 0,
+            usable: true,
+            reason: None,
+        };
+        vec![
+            PhcStatus {
+                interface: "veth0".into(),
+                device: None,
+                method: None,
+                samples: 0,
+                offset_ns: 0.0,
+                frequency_ppm: 0.0,
+                jitter_ns: 0.0,
+                rejected: 0,
+                steps: 0,
+                reads: 0,
+                read_errors: 0,
+                usable: false,
+                reason: Some("no PHC (the driver reports none)".into()),
+            },
+            used.clone(),
+            PhcStatus {
+                interface: "eth1".into(),
+                device: Some("/dev/ptp1".into()),
+                usable: false,
+                jitter_ns: 4_000.0,
+                reason: Some("too_noisy".into()),
+                ..used
+            },
+        ]
+    }
+
+    #[test]
+    fn each_interface_says_whether_its_hardware_stamps_are_used() {
+        let (observed, _w) = test_observed();
+        let mut report = observed.report();
+        assert!(
+            !render(&report).contains("Hardware clocks"),
+            "nothing to say without interfaces"
+        );
+        report.phc = phc_statuses();
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "  veth0: no PHC (the driver reports none); receive stamps are software (XDP time)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  eth0 /dev/ptp0 (extended): in use: hardware receive stamps are T2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("offset -12ns, frequency -3.250 ppm, jitter 18ns, 16 samples, 2 rejected, 1 steps, 0 of 400 reads failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  eth1 /dev/ptp1 (extended): not used (too_noisy): software stamps are T2"),
+            "{text}"
+        );
+        // And the JSON carries the same, for `strata status --json`.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["phc"][0]["device"], serde_json::Value::Null);
+        assert_eq!(json["phc"][1]["usable"], true);
+        assert_eq!(json["phc"][2]["reason"], "too_noisy");
+    }
 
     #[test]
     fn times_read_well() {

@@ -26,6 +26,10 @@
 //! configured bound; otherwise [`PhcMapping::unusable_because`] says why, and a caller falls back
 //! to its software stamps.
 
+pub mod line;
+
+pub use line::{ntp_from_phc, HardwareUnused, PhcLine, PhcLineReader, PhcLineWriter};
+
 /// Cross-stamps the line is fitted through.
 pub const WINDOW: usize = 16;
 /// Samples needed before the mapping is used.
@@ -291,6 +295,16 @@ impl PhcMapping {
         } else {
             None
         }
+    }
+
+    /// Samples in the window now.
+    pub fn samples(&self) -> usize {
+        self.len
+    }
+
+    /// The fit as (phc_ref, intercept, slope): sys − phc = intercept + slope × (phc − phc_ref).
+    pub fn line_parameters(&self) -> (i64, f64, f64) {
+        (self.phc_ref, self.intercept, self.slope)
     }
 
     pub fn quality(&self) -> Quality {

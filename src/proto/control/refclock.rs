@@ -41,6 +41,9 @@ pub enum RefclockDriver {
     /// A kernel PPS device (RFC 2783, `/dev/ppsN`): precise edges, numbered by `lock` or the
     /// served clock (`super::pps`).
     Pps(String),
+    /// A PTP hardware clock (/dev/ptpN), kept on time by someone else (ptp4l from a PTP
+    /// grandmaster), read by cross-timestamps (`crate::sys::ptp`).
+    Phc(String),
 }
 
 impl RefclockDriver {
@@ -52,6 +55,8 @@ impl RefclockDriver {
             RefclockDriver::Sock(_) => 46,
             // ntpd's ATOM (PPS) driver.
             RefclockDriver::Pps(_) => 22,
+            // ntpd has no PHC driver: the number after its last one.
+            RefclockDriver::Phc(_) => 47,
         }
     }
 
@@ -65,6 +70,10 @@ impl RefclockDriver {
                 id[3] = b'0' + (index % 10) as u8;
             }
             RefclockDriver::Pps(_) => id = *b"PPS\0",
+            RefclockDriver::Phc(_) => {
+                id = *b"PHC\0";
+                id[3] = b'0' + (index % 10) as u8;
+            }
         }
         id
     }
@@ -76,6 +85,7 @@ impl fmt::Display for RefclockDriver {
             RefclockDriver::Shm(unit) => write!(f, "shm:{unit}"),
             RefclockDriver::Sock(path) => write!(f, "sock:{path}"),
             RefclockDriver::Pps(path) => write!(f, "pps:{path}"),
+            RefclockDriver::Phc(path) => write!(f, "phc:{path}"),
         }
     }
 }
@@ -100,6 +110,9 @@ pub struct RefclockOptions {
     pub filter: usize,
     /// The pps driver's `rate`, `lock` and `clear`.
     pub pulse: PulseOptions,
+    /// The reference keeps TAI, not UTC (chrony's `tai`, for a PHC): TAI − UTC from the leap
+    /// list is taken off its readings.
+    pub tai: bool,
 }
 
 impl Default for RefclockOptions {
@@ -114,6 +127,7 @@ impl Default for RefclockOptions {
             noselect: false,
             filter: DEFAULT_FILTER,
             pulse: PulseOptions::default(),
+            tai: false,
         }
     }
 }
@@ -145,6 +159,11 @@ impl RefclockSpec {
                 .trim_start_matches("/dev/pps")
                 .parse()
                 .unwrap_or(index.min(255) as u8),
+            // /dev/ptpN: unit N.
+            RefclockDriver::Phc(path) => path
+                .trim_start_matches("/dev/ptp")
+                .parse::<u8>()
+                .unwrap_or(index.min(255) as u8),
         };
         SocketAddr::from((Ipv4Addr::new(127, 127, self.driver.type_number(), unit), 0))
     }
@@ -157,9 +176,9 @@ impl fmt::Display for RefclockSpec {
 }
 
 fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
-    let (name, arg) = word
-        .split_once(':')
-        .ok_or_else(|| format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT, sock:PATH or pps:DEVICE)"))?;
+    let (name, arg) = word.split_once(':').ok_or_else(|| {
+        format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT, sock:PATH, pps:DEVICE or phc:DEVICE)")
+    })?;
     match name.to_ascii_lowercase().as_str() {
         "shm" => arg
             .parse::<u8>()
@@ -180,12 +199,14 @@ fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
             }
             Ok(RefclockDriver::Pps(arg.to_string()))
         }
-        "phc" => Err(format!(
-            "the {name} driver is not built in this version (known: shm:UNIT, sock:PATH, \
-             pps:DEVICE)"
-        )),
+        "phc" => {
+            if !arg.starts_with('/') {
+                return Err(format!("phc:{arg}: the device path must be absolute (/dev/ptpN)"));
+            }
+            Ok(RefclockDriver::Phc(arg.to_string()))
+        }
         _ => Err(format!(
-            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH, pps:DEVICE)"
+            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH, pps:DEVICE, phc:DEVICE)"
         )),
     }
 }
@@ -245,6 +266,7 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
         };
         match word {
             "prefer" => options.prefer = true,
+            "tai" => options.tai = true,
             "noselect" => options.noselect = true,
             "refid" => options.refid = Some(parse_refid(word, value()?)?),
             "lock" => options.pulse.lock = Some(parse_refid(word, value()?)?),
@@ -261,7 +283,8 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
             other => {
                 return Err(format!(
                     "unknown option {other:?} (known: refid ID, poll N, offset S, delay S, \
-                     precision N, prefer, noselect, filter N; pps: rate N, lock REFID, clear)"
+                     precision N, prefer, noselect, filter N; pps: rate N, lock REFID, clear; \
+                     phc: tai)"
                 ))
             }
         }
@@ -270,6 +293,9 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
         return Err(format!(
             "{driver}: the options rate, lock and clear are for the pps driver only"
         ));
+    }
+    if options.tai && !matches!(driver, RefclockDriver::Phc(_)) {
+        return Err(format!("option `tai` is for the phc driver only, not {driver}"));
     }
     Ok(RefclockSpec { driver, options })
 }
@@ -442,6 +468,24 @@ mod tests {
     }
 
     #[test]
+    fn phc_refclocks_parse_with_tai() {
+        let r = parse_refclock("phc:/dev/ptp1 tai refid PTP prefer").unwrap();
+        assert_eq!(r.driver, RefclockDriver::Phc("/dev/ptp1".into()));
+        assert!(r.options.tai && r.options.prefer);
+        assert_eq!(r.refid(0), *b"PTP\0");
+        assert_eq!(r.pseudo_addr(3), "127.127.47.1:0".parse().unwrap());
+        assert_eq!(r.to_string(), "refclock phc:/dev/ptp1");
+        let plain = parse_refclock("PHC:/dev/ptp_eth0").unwrap();
+        assert!(!plain.options.tai);
+        assert_eq!(plain.refid(2), *b"PHC2");
+        // Not /dev/ptpN: the unit is its place among the refclocks.
+        assert_eq!(plain.pseudo_addr(2), "127.127.47.2:0".parse().unwrap());
+        let e = |t| parse_refclock(t).unwrap_err();
+        assert!(e("phc:ptp0").contains("absolute"));
+        assert!(e("shm:0 tai").contains("phc driver only"));
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
         let e = |t| parse_refclock(t).unwrap_err();
         assert!(e("").contains("empty"));
@@ -450,7 +494,6 @@ mod tests {
         assert!(e("shm:256").contains("unit must be a number"));
         assert!(e("sock:relative.sock").contains("absolute"));
         assert!(e("gps:0").contains("unknown refclock driver"));
-        assert!(e("phc:/dev/ptp0").contains("not built"));
         assert!(e("pps:pps0").contains("absolute"));
         assert!(e("pps:/dev/pps0 rate 0").contains("out of range"));
         assert!(e("pps:/dev/pps0 lock TOOLONG").contains("one to four"));

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::histogram::{self, BATCH_BUCKETS, RESPONSE_BUCKETS};
+use crate::proto::clock::phc::HardwareUnused;
 use crate::proto::frame::FrameDrop;
 use crate::proto::nts::NtsRefusal;
 use crate::proto::respond::{DropReason, KissCode, ReplyKind};
@@ -127,7 +128,7 @@ struct Block {
     frame_drops: [AtomicU64; FRAME_DROP_REASONS],
     truncated: AtomicU64,
     rx_timestamps: [AtomicU64; RxTimestampSource::ALL.len()],
-    hardware_stamps_unused: AtomicU64,
+    hardware_stamps_unused: [AtomicU64; HardwareUnused::ALL.len()],
     tx_timestamps: [AtomicU64; TxTimestampSource::ALL.len()],
     replies_interleaved: AtomicU64,
     replies_crypto_nak: AtomicU64,
@@ -249,10 +250,11 @@ impl CounterWriter {
         bump(&self.block.tx_timestamps[source.index()], 1);
     }
 
-    /// A hardware receive stamp arrived but could not be used (no PHC-to-TAI mapping yet).
+    /// A hardware receive stamp arrived but could not be used (`why`: the PHC-to-TAI mapping's
+    /// state); the request was answered with the software stamp.
     #[inline]
-    pub fn hardware_stamp_unused(&mut self) {
-        bump(&self.block.hardware_stamps_unused, 1);
+    pub fn hardware_stamp_unused(&mut self, why: HardwareUnused) {
+        bump(&self.block.hardware_stamps_unused[why.index()], 1);
     }
 
     /// A receive call failed with something other than "nothing to read".
@@ -331,7 +333,7 @@ impl CounterReader {
             frame_drops: load_all(&b.frame_drops),
             truncated: load(&b.truncated),
             rx_timestamps: load_all(&b.rx_timestamps),
-            hardware_stamps_unused: load(&b.hardware_stamps_unused),
+            hardware_stamps_unused: load_all(&b.hardware_stamps_unused),
             tx_timestamps: load_all(&b.tx_timestamps),
             replies_interleaved: load(&b.replies_interleaved),
             replies_crypto_nak: load(&b.replies_crypto_nak),
@@ -371,8 +373,9 @@ pub struct CounterSnapshot {
     pub truncated: u64,
     /// Requests by the source of their receive timestamp, indexed like [`RxTimestampSource::ALL`].
     pub rx_timestamps: [u64; RxTimestampSource::ALL.len()],
-    /// Hardware receive stamps that arrived but were not usable yet.
-    pub hardware_stamps_unused: u64,
+    /// Hardware receive stamps that arrived but were not used, indexed like
+    /// [`HardwareUnused::ALL`].
+    pub hardware_stamps_unused: [u64; HardwareUnused::ALL.len()],
     /// Sent replies by the source of their transmit stamp, indexed like
     /// [`TxTimestampSource::ALL`].
     pub tx_timestamps: [u64; TxTimestampSource::ALL.len()],
@@ -426,6 +429,13 @@ impl CounterSnapshot {
         self.replies_kiss[kiss_index(code)]
     }
 
+    /// Hardware receive stamps not used, whatever the reason.
+    pub fn hardware_stamps_unused_total(&self) -> u64 {
+        self.hardware_stamps_unused
+            .iter()
+            .fold(0, |a, n| a.wrapping_add(*n))
+    }
+
     pub fn rx_timestamp_count(&self, source: RxTimestampSource) -> u64 {
         self.rx_timestamps[source.index()]
     }
@@ -464,7 +474,7 @@ impl AddAssign for CounterSnapshot {
         add_arrays(&mut self.frame_drops, &o.frame_drops);
         self.truncated = self.truncated.wrapping_add(o.truncated);
         add_arrays(&mut self.rx_timestamps, &o.rx_timestamps);
-        self.hardware_stamps_unused = self.hardware_stamps_unused.wrapping_add(o.hardware_stamps_unused);
+        add_arrays(&mut self.hardware_stamps_unused, &o.hardware_stamps_unused);
         add_arrays(&mut self.tx_timestamps, &o.tx_timestamps);
         self.replies_interleaved = self.replies_interleaved.wrapping_add(o.replies_interleaved);
         self.replies_crypto_nak = self.replies_crypto_nak.wrapping_add(o.replies_crypto_nak);
@@ -553,8 +563,14 @@ impl fmt::Display for CounterSnapshot {
         for (source, n) in RxTimestampSource::ALL.iter().zip(&self.rx_timestamps) {
             write!(f, " {} {n}", source.label())?;
         }
-        if self.hardware_stamps_unused > 0 {
-            write!(f, " (hardware seen, unused: {})", self.hardware_stamps_unused)?;
+        if self.hardware_stamps_unused_total() > 0 {
+            f.write_str(" (hardware seen, unused:")?;
+            for (why, n) in HardwareUnused::ALL.iter().zip(&self.hardware_stamps_unused) {
+                if *n > 0 {
+                    write!(f, " {} {n}", why.label())?;
+                }
+            }
+            f.write_str(")")?;
         }
         if self.tx_timestamps.iter().any(|n| *n > 0) {
             f.write_str(", tx timestamps:")?;
@@ -608,7 +624,7 @@ mod tests {
         w.rx_timestamp(RxTimestampSource::Xdp);
         w.dropped_frame(FrameDrop::BadUdpChecksum);
         w.dropped_frame(FrameDrop::Ntp(DropReason::Control));
-        w.hardware_stamp_unused();
+        w.hardware_stamp_unused(HardwareUnused::Stale);
         w.receive_error();
         w.send_error();
         w.batch(2);
@@ -629,8 +645,10 @@ mod tests {
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelSoftware), 1);
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelHardware), 0);
         assert_eq!(s.rx_timestamp_count(RxTimestampSource::UserSpace), 1);
+        assert_eq!(s.hardware_stamps_unused[HardwareUnused::Stale.index()], 1);
+        assert_eq!(s.hardware_stamps_unused[HardwareUnused::NoMapping.index()], 0);
         assert_eq!(
-            (s.hardware_stamps_unused, s.receive_errors, s.send_errors),
+            (s.hardware_stamps_unused_total(), s.receive_errors, s.send_errors),
             (1, 1, 1)
         );
         assert_eq!(s.mean_batch(), Some(2.0));

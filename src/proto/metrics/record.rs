@@ -4,6 +4,7 @@
 //! what the counters cost (bench/metrics.rs).
 
 use super::counters::{CounterWriter, RxTimestampSource};
+use crate::proto::clock::phc::HardwareUnused;
 use crate::proto::frame::FrameDrop;
 use crate::proto::nts::NtsRefusal;
 use crate::proto::respond::{DropReason, ReplyKind};
@@ -17,7 +18,7 @@ pub trait Record {
     fn dropped(&mut self, reason: DropReason);
     fn response_time(&mut self, ns: i64);
     fn dropped_frame(&mut self, reason: FrameDrop);
-    fn hardware_stamp_unused(&mut self);
+    fn hardware_stamp_unused(&mut self, why: HardwareUnused);
     fn send_error(&mut self);
     fn nts_refused(&mut self, why: NtsRefusal);
 }
@@ -52,8 +53,8 @@ impl Record for CounterWriter {
         CounterWriter::dropped_frame(self, reason)
     }
     #[inline(always)]
-    fn hardware_stamp_unused(&mut self) {
-        CounterWriter::hardware_stamp_unused(self)
+    fn hardware_stamp_unused(&mut self, why: HardwareUnused) {
+        CounterWriter::hardware_stamp_unused(self, why)
     }
     #[inline(always)]
     fn send_error(&mut self) {
@@ -85,7 +86,7 @@ impl Record for NoRecord {
     #[inline(always)]
     fn dropped_frame(&mut self, _: FrameDrop) {}
     #[inline(always)]
-    fn hardware_stamp_unused(&mut self) {}
+    fn hardware_stamp_unused(&mut self, _: HardwareUnused) {}
     #[inline(always)]
     fn send_error(&mut self) {}
     #[inline(always)]

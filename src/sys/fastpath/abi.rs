@@ -18,8 +18,9 @@ pub const MAP_ADMIT: &str = "strata_admit";
 pub const MAP_LIMITER: &str = "strata_limiter";
 pub const MAP_QUOTA: &str = "strata_quota";
 pub const MAP_SAMPLES: &str = "strata_samples";
+pub const MAP_PHC: &str = "strata_phc";
 /// Every map, for reusing aya's maps in the device-bound object.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 13] = [
     MAP_XSKS,
     MAP_COUNTERS,
     MAP_CONFIG,
@@ -32,6 +33,7 @@ pub const MAPS: [&str; 12] = [
     MAP_LIMITER,
     MAP_QUOTA,
     MAP_SAMPLES,
+    MAP_PHC,
 ];
 
 /// `struct strata_sample`: one sampled request in the strata_samples ring.
@@ -165,6 +167,12 @@ pub struct XdpState {
 
 pub const STATE_LEN: usize = std::mem::size_of::<XdpState>();
 
+/// `struct strata_phc`, the single entry of the PHC map: a sequence word, then the interface's
+/// [`PhcLine`](crate::proto::clock::phc::PhcLine) as its `Words` encoding (see
+/// [`super::phc_map`]).
+pub const PHC_WORDS: usize = 6;
+pub const PHC_LEN: usize = PHC_WORDS * 8;
+
 /// `enum strata_counter`: what each slot of the per-CPU counter array counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum XdpCounter {
@@ -191,11 +199,13 @@ pub enum XdpCounter {
     LimiterTracked,
     LimiterEvicted,
     SamplesLost,
+    HwMapped,
+    HwUnused,
 }
 
 impl XdpCounter {
     /// In index order.
-    pub const ALL: [XdpCounter; 23] = [
+    pub const ALL: [XdpCounter; 25] = [
         XdpCounter::Seen,
         XdpCounter::Redirected,
         XdpCounter::Passed,
@@ -219,6 +229,8 @@ impl XdpCounter {
         XdpCounter::LimiterTracked,
         XdpCounter::LimiterEvicted,
         XdpCounter::SamplesLost,
+        XdpCounter::HwMapped,
+        XdpCounter::HwUnused,
     ];
 
     pub const fn index(self) -> u32 {
@@ -251,6 +263,8 @@ impl XdpCounter {
             XdpCounter::LimiterTracked => "limiter_tracked",
             XdpCounter::LimiterEvicted => "limiter_evicted",
             XdpCounter::SamplesLost => "samples_lost",
+            XdpCounter::HwMapped => "hw_mapped",
+            XdpCounter::HwUnused => "hw_unused",
         }
     }
 }

@@ -4,8 +4,7 @@
 //! only when the driver stamps received frames, which SIOCSHWTSTAMP switches on (filter
 //! NTP_ALL, else ALL). The stamp is in the NIC's clock (its PHC), so using it as T2 needs a
 //! PHC-to-TAI mapping (PTP_SYS_OFFSET_EXTENDED) kept current by the control side and published
-//! in the clock snapshot. That mapping is not part of the snapshot yet, so today a hardware
-//! stamp is counted (`hardware_stamps_unused`) and the XDP-time stamp is used instead.
+//! per interface (`crate::sys::ptp`); [`phc_index`] names the interface's PHC for it.
 //!
 //! What could be exercised here: only the "no hardware stamps" answer (veth reports software
 //! stamping only). The enabling path follows timestamping.rst and has not run against a NIC.
@@ -63,8 +62,7 @@ impl std::fmt::Display for HwStamps {
             HwStamps::Unsupported(why) => write!(f, "no hardware stamps ({why})"),
             HwStamps::Enabled { phc_index, rx_filter } => write!(
                 f,
-                "hardware receive stamps on (filter {}, PHC /dev/ptp{phc_index}); no PHC-to-TAI mapping is \
-                 published yet, so replies use the XDP-time stamp",
+                "hardware receive stamps on (filter {}, PHC /dev/ptp{phc_index})",
                 if *rx_filter == HWTSTAMP_FILTER_NTP_ALL { "NTP_ALL" } else { "ALL" }
             ),
             HwStamps::NotEnabled { phc_index, reason } => write!(
@@ -99,26 +97,43 @@ fn ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::ifreq) -> io::R
     Ok(())
 }
 
-/// Asks the driver what it can stamp and, if it can stamp received frames in hardware, turns
-/// that on, unless someone (ptp4l, another program) already chose a receive filter.
-pub fn detect_and_enable(name: &str) -> HwStamps {
+fn control_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket() has no memory preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return HwStamps::Unsupported(format!("socket: {}", io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a new socket owned here.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
 
+fn ts_info(sock: &OwnedFd, name: &str) -> io::Result<TsInfo> {
     let mut info = TsInfo {
         cmd: ETHTOOL_GET_TS_INFO,
         ..Default::default()
     };
-    let ts_info = ifreq(name, (&mut info as *mut TsInfo).cast())
-        .and_then(|mut req| ioctl(&sock, SIOCETHTOOL, &mut req));
-    if let Err(e) = ts_info {
-        return HwStamps::Unsupported(format!("ETHTOOL_GET_TS_INFO: {e}"));
-    }
+    ifreq(name, (&mut info as *mut TsInfo).cast()).and_then(|mut req| ioctl(sock, SIOCETHTOOL, &mut req))?;
+    Ok(info)
+}
+
+/// The index N of the interface's PHC, /dev/ptpN (ETHTOOL_GET_TS_INFO's `phc_index`; None when
+/// the driver reports none, as veth does).
+pub fn phc_index(name: &str) -> io::Result<Option<u32>> {
+    let info = ts_info(&control_socket()?, name)?;
+    Ok(u32::try_from(info.phc_index).ok())
+}
+
+/// Asks the driver what it can stamp and, if it can stamp received frames in hardware, turns
+/// that on, unless someone (ptp4l, another program) already chose a receive filter.
+pub fn detect_and_enable(name: &str) -> HwStamps {
+    let sock = match control_socket() {
+        Ok(sock) => sock,
+        Err(e) => return HwStamps::Unsupported(format!("socket: {e}")),
+    };
+    let info = match ts_info(&sock, name) {
+        Ok(info) => info,
+        Err(e) => return HwStamps::Unsupported(format!("ETHTOOL_GET_TS_INFO: {e}")),
+    };
     let hw = SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE;
     if info.so_timestamping & hw != hw || info.phc_index < 0 {
         return HwStamps::Unsupported("the driver reports no hardware receive stamping".into());
@@ -177,11 +192,15 @@ mod tests {
     #[test]
     fn struct_sizes_match_the_kernel() {
         assert_eq!(std::mem::size_of::<TsInfo>(), 44);
+        assert_eq!(std::mem::offset_of!(TsInfo, phc_index), 8);
         assert_eq!(std::mem::size_of::<HwtstampConfig>(), 12);
     }
 
     #[test]
     fn loopback_has_no_hardware_stamps() {
         assert!(matches!(detect_and_enable("lo"), HwStamps::Unsupported(_)));
+        // Loopback answers ETHTOOL_GET_TS_INFO with software stamping only and no PHC.
+        assert_eq!(phc_index("lo").unwrap(), None);
+        assert!(phc_index("no-such-if0").is_err());
     }
 }

@@ -30,8 +30,8 @@ use super::abi::{
     XdpAdmitConfig, XdpConfig, XdpCounter, XdpCounters, ACL_ALLOW, ACL_DENY, ADMIT_ACL_V4, ADMIT_ACL_V6,
     ADMIT_LIMIT, ADMIT_QUOTA, CFG_ANSWER, CFG_CHECK_V4, CFG_CHECK_V6, DENY_DROP, DENY_KISS_DENY,
     DENY_KISS_RSTR, MAPS, MAP_ACL_V4, MAP_ACL_V6, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ADMIT, MAP_CONFIG,
-    MAP_COUNTERS, MAP_LIMITER, MAP_SAMPLES, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS, MAX_QUEUES,
-    PROGRAM_NAME,
+    MAP_COUNTERS, MAP_LIMITER, MAP_PHC, MAP_SAMPLES, MAP_STATE, MAP_XSKS, MAX_ACL_RULES, MAX_ADDRS,
+    MAX_QUEUES, PROGRAM_NAME,
 };
 use super::iface::Interface;
 use super::state_map::StateMap;
@@ -295,6 +295,12 @@ impl XdpProgram {
     /// [`StateMap`]). Until the first publication the program answers nothing itself.
     pub fn state_map(&self) -> io::Result<StateMap> {
         StateMap::map(map_data(&self.ebpf, MAP_STATE)?.fd().as_fd(), &self.interface)
+    }
+
+    /// A writable mapping of the PHC map, for the PHC thread to publish the interface's line
+    /// into.
+    pub fn phc_map(&self) -> io::Result<super::phc_map::PhcMap> {
+        super::phc_map::PhcMap::map(map_data(&self.ebpf, MAP_PHC)?.fd().as_fd(), &self.interface)
     }
 
     /// The loaded program's descriptor (for BPF_PROG_TEST_RUN in tests), once attached by aya.

@@ -7,7 +7,7 @@
 //! - [`iface`]: queues and addresses of an interface;
 //! - [`hwstamp`]: the NIC's hardware receive stamps;
 //! - [`state_map`]: the server state the program answers plain requests with, published by the
-//!   control thread;
+//!   control thread; [`phc_map`]: the interface's PHC line, published by the PHC thread;
 //! - [`xsk`]: the AF_XDP socket of a queue;
 //! - [`responder`]: the loop of one thread.
 //!
@@ -22,6 +22,8 @@ pub mod existing;
 pub mod hwstamp;
 pub mod iface;
 pub mod loader;
+pub mod mapped;
+pub mod phc_map;
 pub mod program;
 pub mod responder;
 pub mod state_map;
@@ -91,6 +93,9 @@ pub struct XdpServer {
     pool: ResponderPool,
     /// Handles for the metrics exporter; taken with [`XdpServer::take_stats_readers`].
     stats: StatsReaders,
+    /// Each interface's PHC (or why none), whose lines the responders read; taken by the
+    /// control side with [`XdpServer::take_phc_watches`].
+    phc: Vec<crate::sys::ptp::tracker::PhcWatch>,
 }
 
 /// Read-only handles on the program counters and socket statistics (see [`stats`]).
@@ -149,11 +154,16 @@ pub fn run_with_symmetric(
     };
     let mut served = Vec::new();
     let mut sockets = Vec::new();
+    let mut phc = Vec::new();
+    let mut lines = std::collections::HashMap::new();
     let mut stats = StatsReaders::default();
     for interface in interfaces {
         let name = &interface.name;
         let stamps = hwstamp::detect_and_enable(name);
         log::info!("{name}: {stamps}");
+        let (writer, reader) = crate::proto::clock::seqlock::seqlock(crate::proto::clock::phc::PhcLine::NONE);
+        let mut watch =
+            crate::sys::ptp::tracker::PhcWatch::for_interface(name, hwstamp::phc_index(name), writer);
         let options = ProgramOptions {
             ntp_port: config.ntp_port,
             force: config.force,
@@ -161,6 +171,21 @@ pub fn run_with_symmetric(
             admission: admission.clone(),
         };
         let mut program = XdpProgram::load(&interface, &interface.addrs, &options)?;
+        match &mut watch.phc {
+            Ok(tracker) => {
+                log::info!(
+                    "{name}: its PHC is followed; hardware receive stamps become T2 once the mapping is good"
+                );
+                lines.insert(name.clone(), reader);
+                // The program's own answers map the NIC's stamps through the same line.
+                match program.phc_map() {
+                    Ok(map) => tracker.add_mirror(Box::new(map)),
+                    Err(e) => log::warn!("{name}: the XDP program answers with XDP-time stamps: {e}"),
+                }
+            }
+            Err(why) => log::info!("{name}: {why}; receive stamps are the XDP program's"),
+        }
+        phc.push(watch);
         for queue in 0..interface.rx_queues {
             let options = xsk::SocketOptions {
                 busy_poll: config.busy_poll,
@@ -171,7 +196,7 @@ pub fn run_with_symmetric(
             sockets.push((name.clone(), socket));
         }
         // Device-bound even without hardware stamps: it costs nothing when the kfunc has no
-        // stamp to give, and it is the variant that will use them once the PHC mapping exists.
+        // stamp to give, and it is the variant that reads them for the PHC mapping to convert.
         let mode = program.attach(config.device_bound)?;
         // Metrics only: a failure here is logged and the server runs without these series.
         match program
@@ -204,6 +229,7 @@ pub fn run_with_symmetric(
         queues,
         pool: ResponderPool::new("xdp", shutdown),
         stats,
+        phc,
     };
     for (index, (iface, socket)) in sockets.into_iter().enumerate() {
         let core = config.cores[index % config.cores.len()];
@@ -231,6 +257,7 @@ pub fn run_with_symmetric(
         let stop = server.pool.shutdown();
         let symmetric = symmetric.clone();
         let keys = config.keys.clone();
+        let line = lines.get(&iface).cloned();
         let nts = config
             .nts
             .as_ref()
@@ -242,6 +269,7 @@ pub fn run_with_symmetric(
             )
             .with_nts(nts)
             .with_keys(keys)
+            .with_phc(line)
             .run()
         });
         if let Err(e) = started {
@@ -296,6 +324,12 @@ impl XdpServer {
     /// into (`StateMirror`).
     pub fn state_maps(&self) -> io::Result<Vec<state_map::StateMap>> {
         self.served.iter().map(|s| s.program.state_map()).collect()
+    }
+
+    /// Takes each served interface's PHC watch, for the poller (`crate::sys::ptp::tracker`);
+    /// a second call returns none.
+    pub fn take_phc_watches(&mut self) -> Vec<crate::sys::ptp::tracker::PhcWatch> {
+        std::mem::take(&mut self.phc)
     }
 
     pub fn responders(&self) -> &[ResponderCounters] {

@@ -56,15 +56,15 @@ pub fn receive_stamp(meta: &Meta, batch_tai_ns: i64) -> RxStamp {
         return RxStamp {
             ns: batch_tai_ns,
             source: RxTimestampSource::UserSpace,
-            hardware_unused: false,
+            hardware_ns: None,
         };
     }
-    // A hardware stamp needs the PHC-to-TAI mapping (see hwstamp.rs), which is not published
-    // yet: report it as seen and unused, and use the XDP-time stamp.
+    // The NIC's stamp is in its PHC's time: the pipeline maps it through the interface's line,
+    // or falls back to the XDP-time stamp.
     RxStamp {
         ns: meta.xdp_tai_ns as i64,
         source: RxTimestampSource::Xdp,
-        hardware_unused: meta.flags & META_HW != 0,
+        hardware_ns: (meta.flags & META_HW != 0).then_some(meta.hw_ns as i64),
     }
 }
 
@@ -122,6 +122,12 @@ impl Responder {
     /// NTS requests are answered with `nts` (None: as plain requests).
     pub fn with_nts(mut self, nts: Option<crate::proto::nts::NtsResponder>) -> Responder {
         self.pipeline = self.pipeline.with_nts(nts);
+        self
+    }
+
+    /// Hardware receive stamps become T2 through `phc`, the line of this queue's interface.
+    pub fn with_phc(mut self, phc: Option<crate::proto::clock::phc::PhcLineReader>) -> Responder {
+        self.pipeline = self.pipeline.with_phc(phc);
         self
     }
 
@@ -294,32 +300,32 @@ mod tests {
             magic: META_MAGIC,
             flags: 0,
         };
-        let stamp = |ns, source, hardware_unused| RxStamp {
+        let stamp = |ns, source, hardware_ns| RxStamp {
             ns,
             source,
-            hardware_unused,
+            hardware_ns,
         };
-        assert_eq!(receive_stamp(&meta, 9), stamp(5, RxTimestampSource::Xdp, false));
+        assert_eq!(receive_stamp(&meta, 9), stamp(5, RxTimestampSource::Xdp, None));
         let hw = Meta {
             hw_ns: 7,
             flags: META_HW,
             ..meta
         };
-        assert_eq!(receive_stamp(&hw, 9), stamp(5, RxTimestampSource::Xdp, true));
+        assert_eq!(receive_stamp(&hw, 9), stamp(5, RxTimestampSource::Xdp, Some(7)));
         let foreign = Meta { magic: 0, ..meta };
         assert_eq!(
             receive_stamp(&foreign, 9),
-            stamp(9, RxTimestampSource::UserSpace, false)
+            stamp(9, RxTimestampSource::UserSpace, None)
         );
         // An earlier frame's metadata left in the headroom, or one from the future.
         let old = 5 + MAX_STAMP_AGE_NS + 1;
         assert_eq!(
             receive_stamp(&meta, old),
-            stamp(old, RxTimestampSource::UserSpace, false)
+            stamp(old, RxTimestampSource::UserSpace, None)
         );
         assert_eq!(
             receive_stamp(&meta, 4),
-            stamp(4, RxTimestampSource::UserSpace, false)
+            stamp(4, RxTimestampSource::UserSpace, None)
         );
     }
 }

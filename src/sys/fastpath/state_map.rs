@@ -10,11 +10,10 @@
 //! AF_XDP instead: see `read_state` in `xdp-prog/strata_answer.h`).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
 
 use super::abi::{XdpState, STATE_LEN, STATE_SYNCED, STATE_UNSYNC_DROP, STATE_VALID};
+use super::mapped::MappedEntry;
 use crate::proto::clock::LinearNtp;
 use crate::proto::state::{Published, StateMirror, UnsyncPolicy};
 use crate::sys::clock::read_clock_ns;
@@ -95,70 +94,29 @@ fn words(state: &XdpState) -> [u64; WORDS] {
 
 /// A writable mapping of one interface's state map.
 pub struct StateMap {
-    entry: NonNull<AtomicU64>,
+    entry: MappedEntry,
     interface: String,
 }
-
-// SAFETY: the mapping is process-wide shared memory that only this handle writes (one writer,
-// by ownership); moving the handle to another thread moves the writer with it.
-unsafe impl Send for StateMap {}
 
 impl StateMap {
     /// Maps the state map `map` (an array of one `struct strata_state`, BPF_F_MMAPABLE). The
     /// mapping outlives the descriptor and keeps the map alive.
     pub fn map(map: BorrowedFd<'_>, interface: &str) -> io::Result<StateMap> {
-        let page = 4096usize.max(STATE_LEN);
-        // SAFETY: a fresh shared mapping of a map descriptor, no address hint; the kernel checks
-        // that the map is mmapable and at least this long, and the result is checked below.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot map the XDP state map of {interface}: {e}"),
-            ));
-        }
-        let entry = NonNull::new(addr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
         Ok(StateMap {
-            entry,
+            entry: MappedEntry::map(map, WORDS, &format!("the XDP state map of {interface}"))?,
             interface: interface.to_string(),
         })
     }
 
-    fn word(&self, index: usize) -> &AtomicU64 {
-        assert!(index < WORDS);
-        // SAFETY: the mapping is at least a page, page-aligned, so every one of the WORDS
-        // 8-byte words is in bounds and aligned; the kernel's readers use plain loads, user
-        // space only these atomics.
-        unsafe { &*self.entry.as_ptr().add(index) }
-    }
-
     /// Writes `state` under the sequence lock.
     pub fn write(&mut self, state: &XdpState) {
-        let seq = self.word(0).load(Ordering::Relaxed);
-        // Odd: a reader that starts now, or is copying, throws its copy away.
-        self.word(0).store(seq | 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-        let w = words(state);
-        for (i, value) in w.iter().enumerate().skip(1) {
-            self.word(i).store(*value, Ordering::Relaxed);
-        }
-        self.word(0).store((seq | 1) + 1, Ordering::Release);
+        self.entry.write(&words(state)[1..]);
     }
 
     /// What the map holds now (for tests and the log).
     pub fn read(&self) -> [u64; WORDS] {
-        std::array::from_fn(|i| self.word(i).load(Ordering::Acquire))
+        let words = self.entry.read();
+        std::array::from_fn(|i| words[i])
     }
 
     pub fn interface(&self) -> &str {
@@ -170,15 +128,6 @@ impl StateMirror for StateMap {
     fn mirror(&mut self, published: &Published) {
         let tai_now = read_clock_ns(libc::CLOCK_TAI);
         self.write(&encode(published, tai_now as u64));
-    }
-}
-
-impl Drop for StateMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, of that length, unmapped once.
-        unsafe {
-            libc::munmap(self.entry.as_ptr().cast(), 4096usize.max(STATE_LEN));
-        }
     }
 }
 

@@ -55,8 +55,8 @@ pub enum PktInfo {
 pub struct RxMeta {
     /// The kernel's software receive stamp, CLOCK_REALTIME nanoseconds.
     pub software_ns: Option<i64>,
-    /// A raw hardware (PHC) stamp was present.
-    pub hardware: bool,
+    /// The raw hardware stamp (the NIC's PHC time, ns), when there was one.
+    pub hardware_ns: Option<i64>,
     pub pktinfo: Option<PktInfo>,
     /// SO_RXQ_OVFL: how many datagrams the kernel had dropped on this socket (receive buffer
     /// full) when this one was queued, counted since the socket was made.
@@ -162,18 +162,19 @@ pub(super) fn control_messages(buf: &[u8]) -> impl Iterator<Item = (libc::c_int,
 }
 
 /// An SCM_TIMESTAMPING message's data (3 timespecs: [0] software, [1] legacy, unused, [2] raw
-/// hardware; zero means absent): the software stamp in nanoseconds, and whether a hardware
-/// stamp was there. None when the data is too short.
+/// hardware; zero means absent): the software and the hardware stamps in nanoseconds. None
+/// when the data is too short.
 // `time_t` differs across architectures (i32 on 32-bit targets).
 #[allow(clippy::unnecessary_cast)]
-pub(super) fn timestamping(data: &[u8]) -> Option<(Option<i64>, bool)> {
+pub(super) fn timestamping(data: &[u8]) -> Option<(Option<i64>, Option<i64>)> {
     if data.len() < size_of::<[libc::timespec; 3]>() {
         return None;
     }
     let ts: [libc::timespec; 3] = read_struct(data);
-    let software = (ts[0].tv_sec != 0 || ts[0].tv_nsec != 0)
-        .then(|| ts[0].tv_sec as i64 * 1_000_000_000 + ts[0].tv_nsec as i64);
-    Some((software, ts[2].tv_sec != 0 || ts[2].tv_nsec != 0))
+    let ns = |t: &libc::timespec| {
+        (t.tv_sec != 0 || t.tv_nsec != 0).then(|| t.tv_sec as i64 * 1_000_000_000 + t.tv_nsec as i64)
+    };
+    Some((ns(&ts[0]), ns(&ts[2])))
 }
 
 /// Decodes the control messages of one received datagram; unknown or short ones are skipped.
@@ -186,7 +187,7 @@ pub fn parse_control(buf: &[u8]) -> RxMeta {
                     if software.is_some() {
                         meta.software_ns = software;
                     }
-                    meta.hardware = hardware;
+                    meta.hardware_ns = hardware;
                 }
             }
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) if data.len() >= size_of::<u32>() => {
@@ -520,7 +521,7 @@ mod tests {
         n += write_source_pktinfo(&mut buf[n..], &info);
         let meta = parse_control(&buf[..n]);
         assert_eq!(meta.software_ns, Some(1_700_000_000_123_456_789));
-        assert!(!meta.hardware);
+        assert_eq!(meta.hardware_ns, None);
         assert_eq!(meta.pktinfo, Some(info));
     }
 
@@ -530,7 +531,7 @@ mod tests {
         let n = timestamping_cmsg(&mut buf, (0, 0), (5, 6));
         let meta = parse_control(&buf[..n]);
         assert_eq!(meta.software_ns, None);
-        assert!(meta.hardware);
+        assert_eq!(meta.hardware_ns, Some(5_000_000_006));
     }
 
     #[test]

@@ -227,12 +227,12 @@ impl Responder {
                 Some(ns) => RxStamp {
                     ns,
                     source: RxTimestampSource::KernelSoftware,
-                    hardware_unused: datagram.meta.hardware,
+                    hardware_ns: datagram.meta.hardware_ns,
                 },
                 None => RxStamp {
                     ns: user_rx_ns,
                     source: RxTimestampSource::UserSpace,
-                    hardware_unused: datagram.meta.hardware,
+                    hardware_ns: datagram.meta.hardware_ns,
                 },
             };
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };

@@ -55,8 +55,8 @@ pub fn parse_tx_control(buf: &[u8]) -> Option<(Option<i64>, bool)> {
     for (level, kind, data) in control_messages(buf) {
         match (level, kind) {
             (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) => {
-                if let Some(s) = timestamping(data) {
-                    stamp = Some(s);
+                if let Some((software, hardware)) = timestamping(data) {
+                    stamp = Some((software, hardware.is_some()));
                 }
             }
             (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
