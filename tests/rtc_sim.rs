@@ -146,3 +146,24 @@ fn while_the_kernel_writes_the_rtc_strata_only_compares() {
         status.describe()
     );
 }
+
+#[test]
+fn an_rtc_that_lost_its_time_is_set_once_synchronized() {
+    let mut w = World::new(0, 0.0, false);
+    w.rtc.invalidate();
+    w.run_until(10 * 60 * S);
+    let sets = w.rtc.sets();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(sets[0].0, sets[0].1 * S - 10 * MS);
+    assert_eq!(w.rtc.error_ns(), 0);
+    let status = w.upkeep.status();
+    assert_eq!(status.state, RtcState::Strata);
+    assert_eq!(
+        status.problem, None,
+        "the failed read is over once the RTC is set"
+    );
+    assert!(
+        status.offset.unwrap().abs() <= status.offset_uncertainty.unwrap() + 1e-9,
+        "read back after the set"
+    );
+}

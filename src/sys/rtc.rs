@@ -149,6 +149,8 @@ struct SimRtc {
     drift_ppm: f64,
     transport_ns: i64,
     sets: Vec<(i64, i64)>,
+    /// It holds no valid time (a flat battery) until set: reads fail with EINVAL.
+    invalid: bool,
 }
 
 impl SimulatedRtc {
@@ -161,6 +163,7 @@ impl SimulatedRtc {
                 drift_ppm,
                 transport_ns,
                 sets: Vec::new(),
+                invalid: false,
             })),
         }
     }
@@ -179,6 +182,11 @@ impl SimulatedRtc {
         s.rtc_ns - s.now
     }
 
+    /// It loses its time, as after a flat battery: reads fail (EINVAL) until it is set.
+    pub fn invalidate(&self) {
+        self.inner.lock().expect("simulated RTC").invalid = true;
+    }
+
     /// Every set so far: (true time of the call, second written).
     pub fn sets(&self) -> Vec<(i64, i64)> {
         self.inner.lock().expect("simulated RTC").sets.clone()
@@ -188,6 +196,9 @@ impl SimulatedRtc {
 impl Rtc for SimulatedRtc {
     fn read(&mut self) -> io::Result<i64> {
         let s = self.inner.lock().expect("simulated RTC");
+        if s.invalid {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         Ok(s.rtc_ns.div_euclid(1_000_000_000))
     }
 
@@ -195,6 +206,7 @@ impl Rtc for SimulatedRtc {
         let mut s = self.inner.lock().expect("simulated RTC");
         let now = s.now;
         s.sets.push((now, secs));
+        s.invalid = false;
         // The second `secs` begins as the write lands, `transport_ns` from now.
         s.rtc_ns = secs * 1_000_000_000 - s.transport_ns;
         Ok(())

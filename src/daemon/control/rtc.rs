@@ -21,7 +21,7 @@ pub struct RtcUpkeep {
     device: Option<Box<dyn Rtc>>,
     kernel_keeps: KernelKeeps,
     keeper: RtcKeeper,
-    /// Why the device is missing, or the last failure.
+    /// Why the device is missing, or why the last read or set failed (cleared by a success).
     problem: Option<String>,
 }
 
@@ -85,6 +85,7 @@ impl RtcUpkeep {
             RtcStep::Nothing => {}
             RtcStep::Read => match device.read() {
                 Ok(second) => {
+                    self.problem = None;
                     let before = self.keeper.knowledge().checked;
                     self.keeper.reading(now, served, second, kernel_keeps);
                     let k = self.keeper.knowledge();
@@ -100,7 +101,10 @@ impl RtcUpkeep {
                 Err(e) => {
                     log::warn!("{}: cannot read the RTC: {e}", self.device_path);
                     self.problem = Some(format!("read: {e}"));
-                    self.keeper.read_failed(now);
+                    // RTC_RD_TIME's EINVAL, or a date the RTC cannot hold: no valid time.
+                    let invalid =
+                        e.raw_os_error() == Some(libc::EINVAL) || e.kind() == io::ErrorKind::InvalidData;
+                    self.keeper.read_failed(now, served, invalid, kernel_keeps);
                 }
             },
             RtcStep::Set(second) => {
@@ -109,6 +113,7 @@ impl RtcUpkeep {
                     log::warn!("{}: cannot set the RTC: {e}", self.device_path);
                     self.problem = Some(format!("set: {e}"));
                 } else {
+                    self.problem = None;
                     let off = self.keeper.knowledge().offset.map_or(0.0, |(o, _)| o);
                     log::info!(
                         "{}: set to the served time (it was {off:+.3} s off)",

@@ -25,7 +25,7 @@ pub enum RtcState {
 pub struct RtcStatus {
     pub state: RtcState,
     pub device: Option<String>,
-    /// Why the device is missing, or the last read or set that failed.
+    /// Why the device is missing, or why the last read or set failed (none after a success).
     pub problem: Option<String>,
     /// RTC minus served time (seconds) at the last comparison, and its uncertainty (±).
     pub offset: Option<f64>,
@@ -48,7 +48,7 @@ impl RtcStatus {
         let problem = self
             .problem
             .as_ref()
-            .map_or(String::new(), |p| format!("; last error: {p}"));
+            .map_or(String::new(), |p| format!("; failing: {p}"));
         let measured = match (self.offset, self.offset_uncertainty, self.checked) {
             (Some(o), Some(u), Some(at)) => {
                 format!("{o:+.3} ± {u:.3} s from served time at {}", utc(at))

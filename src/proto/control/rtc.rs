@@ -201,9 +201,17 @@ impl RtcKeeper {
         };
     }
 
-    /// The RTC could not be read: no verdict until the next comparison.
-    pub fn read_failed(&mut self, now: i64) {
-        self.phase = Phase::idle(now + CHECK_INTERVAL);
+    /// The RTC could not be read at kernel time `now`, served time `served`. `invalid`: it
+    /// holds no valid time (the kernel's EINVAL after its battery ran out): it is set, as the
+    /// kernel's 11-minute mode would (unless that mode writes it); otherwise no verdict until
+    /// the next comparison.
+    pub fn read_failed(&mut self, now: i64, served: i64, invalid: bool, kernel_keeps: bool) {
+        self.phase = match self.phase {
+            Phase::Reading { verify: false, .. } if invalid && !kernel_keeps => Phase::Setting {
+                value: next_settable(served),
+            },
+            _ => Phase::idle(now + CHECK_INTERVAL),
+        };
     }
 
     /// Second `value` was written (`ok`) at kernel time `now`, served time `served`.
@@ -352,6 +360,29 @@ mod tests {
         let k = r.keeper.knowledge();
         assert_eq!(k.keeping, RtcKeeping::Kernel);
         assert!((k.offset.unwrap().0 - 2.0).abs() < 0.06);
+    }
+
+    #[test]
+    fn an_rtc_without_a_valid_time_is_set() {
+        let mut keeper = RtcKeeper::new(T);
+        let served = T + CORRECTION;
+        assert_eq!(keeper.step(T, served, true, false), RtcStep::Read);
+        keeper.read_failed(T, served, true, false);
+        let due = T + SECOND - SET_LEAD;
+        assert_eq!(keeper.next_wakeup(T, served), Some(due - CORRECTION));
+        assert_eq!(
+            keeper.step(due - CORRECTION, due, true, false),
+            RtcStep::Set(T / SECOND + 1)
+        );
+        // Another failure (not an invalid time), or one while the kernel keeps it: no set.
+        let mut keeper = RtcKeeper::new(T);
+        keeper.step(T, served, true, false);
+        keeper.read_failed(T, served, false, false);
+        assert_eq!(keeper.next_wakeup(T, served), Some(T + CHECK_INTERVAL));
+        let mut keeper = RtcKeeper::new(T);
+        keeper.step(T, served, true, true);
+        keeper.read_failed(T, served, true, true);
+        assert_eq!(keeper.next_wakeup(T, served), Some(T + CHECK_INTERVAL));
     }
 
     #[test]
