@@ -19,6 +19,7 @@
 //! `#[ignore]`d under a plain `cargo test` (root, namespaces, ntpdig, gpsd); `make test` runs them.
 
 use std::os::unix::net::UnixDatagram;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -218,6 +219,17 @@ fn serves_stratum_1(refclock: &str, pseudo: &str, stop_writer: impl FnOnce()) {
     let source = the_source(&status, &name);
     assert_eq!(source["state"], "selected", "{status}");
     assert_eq!(source["stratum"], 0, "{status}");
+    assert_eq!(source["mode"], "refclock", "{status}");
+    let text = Command::new(strata_bin())
+        .args(["status", "--control"])
+        .arg(&control)
+        .output()
+        .expect("run strata status");
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains(&format!("\n#* {name} ")),
+        "marked as chrony marks refclocks: {text}"
+    );
     println!("{refclock}: stratum 1 refid GPS; ntpdig: {answer}");
 
     // The reference stops: eight polls (poll 1: 2 s each) later it is unreachable.

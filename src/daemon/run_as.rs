@@ -31,9 +31,10 @@ pub fn resolve(name: Option<&str>) -> Result<Option<RunAs>, String> {
     Ok(Some(user))
 }
 
-/// The capability the control thread keeps, if any.
-pub fn control_thread_keeps(discipline_system: bool) -> Option<Capability> {
-    discipline_system.then_some(Capability::SysTime)
+/// The capability the control thread keeps, if any: CAP_SYS_TIME when it sets a clock
+/// (`discipline_system`, or `rtc_sync`: RTC_SET_TIME needs it too).
+pub fn control_thread_keeps(sets_clocks: bool) -> Option<Capability> {
+    sets_clocks.then_some(Capability::SysTime)
 }
 
 /// Switches every thread to `user` and checks that each one got there, holding no capability

@@ -225,7 +225,7 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         Some(user) => {
             match run_as::switch(
                 user,
-                run_as::control_thread_keeps(config.upstream.discipline_system),
+                run_as::control_thread_keeps(config.upstream.discipline_system || config.upstream.rtc_sync),
             ) {
                 Ok(line) => info!("{line}"),
                 Err(e) => {

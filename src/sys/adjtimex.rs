@@ -138,7 +138,8 @@ impl SystemClockDiscipline {
     }
 }
 
-fn read_status() -> io::Result<i32> {
+/// The kernel clock's status bits (STA_*), read without changing anything.
+pub fn read_status() -> io::Result<i32> {
     // SAFETY: an all-zero timex with modes 0 is a read-only query.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     // SAFETY: `tx` is a valid, writable timex; with modes 0 adjtimex changes nothing.

@@ -26,15 +26,18 @@
 //! peer = ["198.18.0.3"]                  # symmetric peers (mode 1), same options
 //! nts_trusted_certs = "/etc/ca.pem"      # CAs of NTS sources (`nts`) and constraint servers
 //! constraint = ["https://example.org/"]  # HTTPS Dates that bound the true time
-//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH | phc:DEVICE
-//!                                        #   [refid ID] [poll N] [offset S] [delay S]
-//!                                        #   [precision N] [prefer] [noselect] [filter N] [tai]
+//! refclock = ["shm:0 refid GPS poll 4"]  # reference clocks: shm:UNIT | sock:PATH | pps:DEVICE
+//!                                        #   | phc:DEVICE [refid ID] [poll N] [offset S]
+//!                                        #   [delay S] [precision N] [prefer] [noselect]
+//!                                        #   [filter N]; pps: [rate N] [lock REFID] [clear];
+//!                                        #   phc: [tai]
 //! max_distance = 1.5                     # seconds; largest root distance served as good
 //! minsources = 2                         # agreeing sources needed to synchronize
 //! max_startup_step_forward = 1000        # seconds; largest first step forward
 //! max_startup_step_backward = 1000       # seconds; largest first step backward
 //! max_correction = 1                     # seconds; largest later correction (at least)
 //! discipline_system = false              # also discipline the system clock (adjtimex)
+//! rtc_sync = false                       # keep /dev/rtc0 in step while synchronized
 //! log_dir = "/var/log/strata"            # measurements.log and statistics.log per sample
 //! leap_seconds_list = "/usr/share/zoneinfo/leap-seconds.list"  # or "off"
 //! leap = "auto"                          # auto | none | insert | delete (override)
@@ -196,8 +199,9 @@ settings! {
     /// SHA384, SHA512, AES128, AES256; KEY as ASCII or HEX:...): requests with a MAC of one are
     /// answered authenticated, and `key N` on a server or peer uses it [default: none]
     key_file: Option<FilePath>, flag(value_name = "PATH"), key "key_file";
-    /// Reference clock, "shm:UNIT|sock:PATH [refid ID] [poll N] [offset S] [delay S]
-    /// [precision N] [prefer] [noselect] [filter N]" (chrony's options); repeatable
+    /// Reference clock, "shm:UNIT|sock:PATH|pps:DEVICE|phc:DEVICE [refid ID] [poll N]
+    /// [offset S] [delay S] [precision N] [prefer] [noselect] [filter N]", pps: also "[rate N]
+    /// [lock REFID] [clear]", phc: also "[tai]" (chrony's options); repeatable
     refclock: Vec<Refclock>, flag(value_name = "DRIVER:PARAMETER"), key "refclock";
 
     /// Largest root distance, in seconds, of a usable source and of time served as synchronized
@@ -226,6 +230,10 @@ settings! {
 
     /// Also discipline the system clock (adjtimex): slew, step only at start
     discipline_system: bool, flag(), key "discipline_system";
+
+    /// Keep the hardware calendar (/dev/rtc0) in step with the served time while synchronized,
+    /// every 11 minutes as the kernel's 11-minute mode (which writes it instead when it is on)
+    rtc_sync: bool, flag(), key "rtc_sync";
 
     /// Write measurements.log and statistics.log (one line per sample) into this directory
     log_dir: Option<DirPath>, flag(value_name = "DIR"), key "log_dir";
@@ -729,13 +737,19 @@ impl ServerConfig {
                 Some(_) => {}
             }
         }
+        let refclocks: Vec<_> = match s.refclock {
+            Some(given) => {
+                let list: Vec<_> = given.value.into_iter().map(|r| r.0).collect();
+                crate::proto::control::refclock::check_locks(&list).map_err(|e| given.origin.error(e))?;
+                list
+            }
+            None => Vec::new(),
+        };
         let upstream = crate::proto::control::UpstreamConfig {
             // Servers, then pools, then peers, each in the order given.
             sources,
             keys: key_file.as_ref().map(|k| k.table.clone()),
-            refclocks: s
-                .refclock
-                .map_or_else(Vec::new, |g| g.value.into_iter().map(|r| r.0).collect()),
+            refclocks,
             max_distance: s.max_distance.map_or(default.max_distance, |g| g.value.0),
             minsources: s.minsources.map_or(default.minsources, |g| g.value.0),
             max_startup_step_forward: s
@@ -747,6 +761,7 @@ impl ServerConfig {
             max_correction: s.max_correction.map_or(default.max_correction, |g| g.value.0),
             allow_step: s.allow_step.is_some_and(|g| g.value),
             discipline_system: s.discipline_system.is_some_and(|g| g.value),
+            rtc_sync: s.rtc_sync.is_some_and(|g| g.value),
             log_dir: s.log_dir.map(|g| g.value.0),
             leap_seconds_list: match s.leap_seconds_list {
                 Some(g) => g.value.0.map(|p| p.0),
@@ -1788,6 +1803,18 @@ mod upstream_tests {
             e.starts_with("flag `--refclock`: unknown refclock driver \"gps\""),
             "{e}"
         );
+        let c = from_file("refclock = [\"shm:0 refid GPS noselect\", \"pps:/dev/pps0 lock GPS\"]").unwrap();
+        assert_eq!(c.upstream.refclocks[1].options.pulse.lock, Some(*b"GPS\0"));
+        let e = from_file("refclock = [\"pps:/dev/pps0 lock GPS\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no other configured refclock"), "{e}");
+        assert!(
+            !from_file("").unwrap().upstream.rtc_sync,
+            "rtc_sync is off by default"
+        );
+        assert!(from_file("rtc_sync = true").unwrap().upstream.rtc_sync);
+        assert!(from_flags(&["--rtc-sync"]).unwrap().upstream.rtc_sync);
         let e = from_file("refclock = \"shm:0 poll 30\"").unwrap_err().to_string();
         assert!(
             e.contains("config key `refclock`") && e.contains("out of range"),

@@ -152,6 +152,10 @@ pub(super) struct Shell {
     buf: [u8; 1024],
     /// Reference clock drivers, each with its source in the engine.
     refclocks: Vec<(SourceId, super::refclock::Refclock)>,
+    /// Why each PPS refclock's last edge was dropped, as last logged (by refclock index).
+    pulse_reported: Vec<Option<crate::proto::control::pps::PulseRefusal>>,
+    /// The RTC upkeep, with `rtc_sync`.
+    rtc: Option<super::rtc::RtcUpkeep>,
 }
 
 impl Shell {
@@ -182,7 +186,14 @@ impl Shell {
         self
     }
 
-    /// Hands the engine every reading the reference clocks have now.
+    /// Keeps the RTC in step (`rtc_sync`).
+    pub(super) fn with_rtc(mut self, rtc: Option<super::rtc::RtcUpkeep>) -> Shell {
+        self.rtc = rtc;
+        self
+    }
+
+    /// Hands the engine every reading the reference clocks have now, then the PPS edges (after
+    /// the readings, so that an edge is numbered by the newest reading of its lock refclock).
     fn read_refclocks(&mut self) {
         let mut readings = Vec::new();
         let tai_minus_utc = self.tai_minus_utc_now();
@@ -192,6 +203,23 @@ impl Shell {
             clock.read(&mut readings);
             for r in &readings {
                 self.engine.refclock_reading(*id, *r);
+            }
+        }
+        for (index, (id, clock)) in self.refclocks.iter_mut().enumerate() {
+            let Some(edge) = clock.read_edge() else {
+                continue;
+            };
+            let verdict = self.engine.refclock_pulse(*id, edge.time, edge.missed).err();
+            // Each change of what becomes of the edges is logged once.
+            if self.pulse_reported.get(index).copied().flatten() != verdict {
+                match verdict {
+                    Some(why) => log::warn!("{}: PPS edges dropped: {}", clock.name, why.describe()),
+                    None => log::info!("{}: PPS edges numbered", clock.name),
+                }
+                if self.pulse_reported.len() <= index {
+                    self.pulse_reported.resize(index + 1, None);
+                }
+                self.pulse_reported[index] = verdict;
             }
         }
     }
@@ -276,6 +304,8 @@ impl Shell {
             last_published,
             buf: [0; 1024],
             refclocks: Vec::new(),
+            pulse_reported: Vec::new(),
+            rtc: None,
         }
     }
 
@@ -299,6 +329,9 @@ impl Shell {
             for tx in self.engine.transmit(now) {
                 let mut buf = [0u8; 48 + MAX_MAC_LEN];
                 self.send(tx.source, tx.to, tx.datagram(&mut buf));
+            }
+            if let Some(rtc) = self.rtc.as_mut() {
+                rtc.turn(&self.engine, kernel_now());
             }
             if Instant::now() >= next_housekeeping {
                 next_housekeeping = Instant::now() + HOUSEKEEPING;
@@ -334,8 +367,9 @@ impl Shell {
 
     /// Waits for a reply (or the next wakeup) and feeds what arrived into the engine.
     fn wait_and_receive(&mut self) {
-        let wakeup = self.engine.next_wakeup();
         let now = kernel_now();
+        let rtc_wakeup = self.rtc.as_ref().and_then(|r| r.next_wakeup(&self.engine, now));
+        let wakeup = self.engine.next_wakeup().min(rtc_wakeup.unwrap_or(i64::MAX));
         let until_wakeup = Duration::from_nanos(wakeup.saturating_sub(now).max(0) as u64);
         let timeout = until_wakeup.min(MAX_WAIT);
         let ids: Vec<SourceId> = self.associations.keys().copied().collect();
@@ -577,6 +611,9 @@ impl Shell {
         };
         self.authentication_status(&mut status);
         status.integrity.constraints = self.constraints.describe();
+        if let Some(rtc) = &self.rtc {
+            status.rtc = rtc.status();
+        }
         self.board.publish(status);
     }
 

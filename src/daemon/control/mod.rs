@@ -20,6 +20,7 @@ pub mod nts_source;
 pub mod queries;
 pub mod refclock;
 pub mod resolve;
+pub mod rtc;
 pub mod statslog;
 
 use std::io;
@@ -179,13 +180,17 @@ pub fn start(config: ControlConfig, shutdown: Arc<AtomicBool>) -> io::Result<Con
     .with_leap_file(leap_file)
     .with_trust(up.nts_trusted_certs.as_deref(), up.constraints.clone())
     .with_refclocks(refclocks)
+    .with_rtc(
+        up.rtc_sync
+            .then(|| rtc::RtcUpkeep::open(crate::sys::rtc::RTC_DEVICE, read_clock_ns(libc::CLOCK_REALTIME))),
+    )
     .with_queries(queries::Queries::new(
         reply_sockets.clone(),
         config.monitor.clone(),
     ));
-    // With discipline_system this thread alone keeps CAP_SYS_TIME when `user` switches the
+    // With discipline_system or rtc_sync this thread alone keeps CAP_SYS_TIME when `user` switches the
     // process away from root (crate::daemon::run_as); it trims itself to that in its loop.
-    let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system);
+    let keep = crate::daemon::run_as::control_thread_keeps(up.discipline_system || up.rtc_sync);
     let thread = thread::Builder::new()
         .name("strata-control".into())
         .spawn(move || {

@@ -10,6 +10,9 @@
 //!   `struct sock_sample { struct timeval tv; double offset; int pulse; int leap; int _pad;
 //!   int magic; }` in the host's byte order: the system time of the sample, the reference's
 //!   time minus it (seconds), whether it is a bare PPS edge, the leap warning and 0x534f434b.
+//! - `pps:DEVICE`: a kernel PPS device (`crate::sys::pps`), fetched without waiting; each new
+//!   edge (by its sequence number) goes to the engine to be numbered
+//!   (`crate::proto::control::pps`).
 //! - `phc:DEVICE`: a PTP hardware clock, one cross-timestamp per look (`crate::sys::ptp`, the
 //!   layer the PHC thread of the XDP path reads too): the PHC's time minus the system clock's.
 //!   With `tai` the PHC keeps TAI (as ptp4l sets it) and TAI − UTC is taken off, from the leap
@@ -19,8 +22,10 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+use crate::proto::control::pps::{EdgeTracker, EdgeVerdict};
 use crate::proto::control::refclock::{RefSample, RefclockDriver, RefclockSpec};
 use crate::proto::wire::ntp::Leap;
+use crate::sys::pps::{KernelPps, PpsDevice};
 use crate::sys::ptp::{CrossStampSource, PtpDevice};
 use crate::sys::shm::{ShmRead, ShmSegment};
 
@@ -34,7 +39,7 @@ pub const SOCK_SAMPLE_LEN: usize = 40;
 pub enum SockRefusal {
     Length(usize),
     Magic,
-    /// A bare PPS edge: strata has no PPS driver to number it with.
+    /// A bare PPS edge: SOCK pulses are not numbered (the `pps:` driver reads kernel PPS).
     Pulse,
     Time,
 }
@@ -81,7 +86,16 @@ fn leap_of(value: i32) -> Leap {
 pub enum Driver {
     Shm(ShmSegment),
     Sock(UnixDatagram),
+    /// The device and the sequence number of the edge read last.
+    Pps(Box<dyn PpsDevice>, EdgeTracker),
     Phc(PhcReference),
+}
+
+/// A new PPS edge: its kernel time and how many edges were missed before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    pub time: i64,
+    pub missed: u32,
 }
 
 /// A PHC read as a reference clock.
@@ -135,6 +149,10 @@ impl Refclock {
         let driver = match &spec.driver {
             RefclockDriver::Shm(unit) => Driver::Shm(ShmSegment::attach(*unit)?),
             RefclockDriver::Sock(path) => Driver::Sock(bind_sock(Path::new(path))?),
+            RefclockDriver::Pps(path) => Driver::Pps(
+                Box::new(KernelPps::open(Path::new(path), spec.options.pulse.clear)?),
+                EdgeTracker::default(),
+            ),
             RefclockDriver::Phc(path) => {
                 return Ok(Refclock::with_phc_source(
                     spec,
@@ -147,6 +165,15 @@ impl Refclock {
             driver,
             refused: 0,
         })
+    }
+
+    /// A PPS refclock reading `device` (a simulated one in tests) instead of the kernel's.
+    pub fn with_pps_device(spec: &RefclockSpec, device: Box<dyn PpsDevice>) -> Refclock {
+        Refclock {
+            name: spec.driver.to_string(),
+            driver: Driver::Pps(device, EdgeTracker::default()),
+            refused: 0,
+        }
     }
 
     /// The `phc:` refclock `spec` names, read from `source` (the device, or a simulated one).
@@ -162,6 +189,29 @@ impl Refclock {
         }
     }
 
+    /// The PPS edge that came since the last look, if any (other drivers have none: their
+    /// readings come through [`Refclock::read`]). A failed fetch counts as refused.
+    pub fn read_edge(&mut self) -> Option<Edge> {
+        let Driver::Pps(device, tracker) = &mut self.driver else {
+            return None;
+        };
+        match device.fetch() {
+            Ok(Some(edge)) => match tracker.accept(edge.sequence) {
+                EdgeVerdict::New { missed } => Some(Edge {
+                    time: edge.system_time_ns,
+                    missed,
+                }),
+                EdgeVerdict::Seen => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.refused += 1;
+                log::debug!("{}: PPS_FETCH failed: {e}", self.name);
+                None
+            }
+        }
+    }
+
     /// TAI − UTC now, for a reference that keeps TAI (the others ignore it).
     pub fn set_tai_minus_utc(&mut self, tai_minus_utc: Option<i32>) {
         if let Driver::Phc(phc) = &mut self.driver {
@@ -172,6 +222,8 @@ impl Refclock {
     /// Every reading available now, without blocking.
     pub fn read(&mut self, out: &mut Vec<RefSample>) {
         match &mut self.driver {
+            // Its edges are read by `read_edge`, and numbered by the engine.
+            Driver::Pps(..) => {}
             Driver::Phc(phc) => {
                 if !phc.read(&self.name, out) {
                     self.refused += 1;
@@ -290,6 +342,46 @@ mod tests {
             proptest::prop_assert_eq!(s.offset, offset);
             proptest::prop_assert_eq!(s.leap, leap_of(leap));
         }
+    }
+
+    #[test]
+    fn a_pps_refclock_reads_each_edge_once_and_counts_the_missed() {
+        use crate::sys::pps::SimulatedPps;
+        let spec = crate::proto::control::refclock::parse_refclock("pps:/dev/pps0").unwrap();
+        let device = SimulatedPps::new();
+        let mut clock = Refclock::with_pps_device(&spec, Box::new(device.clone()));
+        assert_eq!(clock.read_edge(), None, "no edge yet");
+        device.pulse(1_000);
+        assert_eq!(
+            clock.read_edge(),
+            Some(Edge {
+                time: 1_000,
+                missed: 0
+            })
+        );
+        assert_eq!(clock.read_edge(), None, "the same edge again");
+        device.pulse(2_000);
+        device.pulse(3_000);
+        assert_eq!(
+            clock.read_edge(),
+            Some(Edge {
+                time: 3_000,
+                missed: 1
+            })
+        );
+        device.fail_next(io::ErrorKind::Other);
+        assert_eq!(clock.read_edge(), None);
+        assert_eq!(clock.refused, 1);
+        let mut out = Vec::new();
+        clock.read(&mut out);
+        assert!(out.is_empty(), "edges are not readings until numbered");
+    }
+
+    #[test]
+    fn a_missing_pps_device_is_an_error_at_open() {
+        let spec = crate::proto::control::refclock::parse_refclock("pps:/dev/pps-strata-missing").unwrap();
+        let e = Refclock::open(&spec).err().expect("no such device");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

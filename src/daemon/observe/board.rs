@@ -86,6 +86,29 @@ impl SourceState {
     }
 }
 
+/// What kind of source it is, as chrony's `sources` marks it in its first column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceMode {
+    /// A server (client mode): `^`.
+    #[default]
+    Server,
+    /// A symmetric peer: `=`.
+    Peer,
+    /// A reference clock: `#`.
+    Refclock,
+}
+
+impl SourceMode {
+    pub const fn mark(self) -> char {
+        match self {
+            SourceMode::Server => '^',
+            SourceMode::Peer => '=',
+            SourceMode::Refclock => '#',
+        }
+    }
+}
+
 /// One upstream source. Times in seconds; `None` where nothing was measured yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamStatus {
@@ -108,6 +131,47 @@ pub struct UpstreamStatus {
     /// it cannot be used (`NTS-KE failed: ...`).
     #[serde(default)]
     pub auth: Option<String>,
+    /// Server, peer or reference clock.
+    #[serde(default)]
+    pub mode: SourceMode,
+    /// A PPS refclock's edges: how many were numbered, missed, and dropped by reason.
+    #[serde(default)]
+    pub pulses: Option<PulseStatus>,
+}
+
+/// What became of a PPS refclock's edges since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PulseStatus {
+    pub numbered: u64,
+    pub missed: u64,
+    /// Edges that could not be numbered, by reason (`no_lock_reading`, `lock_too_old`,
+    /// `lock_disagrees`, `not_synchronized`); reasons never seen are left out.
+    pub dropped: std::collections::BTreeMap<String, u64>,
+}
+
+impl PulseStatus {
+    pub fn from_counts(c: &crate::proto::control::pps::PulseCounts) -> PulseStatus {
+        use crate::proto::control::pps::PulseRefusal;
+        PulseStatus {
+            numbered: c.numbered,
+            missed: c.missed,
+            dropped: PulseRefusal::ALL
+                .iter()
+                .map(|&r| (r.label().to_string(), c.refused(r)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
+    /// One line for the status: "PPS edges: 684 numbered, 0 missed, dropped: lock_too_old 8".
+    pub fn describe(&self) -> String {
+        let mut line = format!("PPS edges: {} numbered, {} missed", self.numbered, self.missed);
+        if !self.dropped.is_empty() {
+            let dropped: Vec<String> = self.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            line.push_str(&format!(", dropped: {}", dropped.join(", ")));
+        }
+        line
+    }
 }
 
 impl UpstreamStatus {
@@ -125,6 +189,8 @@ impl UpstreamStatus {
             delay: None,
             jitter: None,
             auth: Some(why),
+            mode: SourceMode::Server,
+            pulses: None,
         }
     }
 }
@@ -269,6 +335,9 @@ pub struct ControlStatus {
     /// TAI − UTC and the leap second scheduled (the control thread fills it in).
     #[serde(default)]
     pub leap: super::leap_status::LeapSecondStatus,
+    /// The hardware calendar (`rtc_sync`; the control thread fills it in).
+    #[serde(default)]
+    pub rtc: super::rtc_status::RtcStatus,
 }
 
 impl ControlStatus {
@@ -311,7 +380,13 @@ impl ControlStatus {
                         None => s.addr.to_string(),
                     },
                     state,
+                    mode: match s.association {
+                        crate::proto::control::source::Association::Client => SourceMode::Server,
+                        crate::proto::control::source::Association::Symmetric => SourceMode::Peer,
+                        crate::proto::control::source::Association::Refclock => SourceMode::Refclock,
+                    },
                     reason: s.unfit.map(|u| u.label().to_string()),
+                    pulses: engine.refclock_pulses(s.id).map(|c| PulseStatus::from_counts(&c)),
                     stratum: s.stratum,
                     reach: s.reach,
                     poll: s.poll,
@@ -331,6 +406,7 @@ impl ControlStatus {
             integrity,
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         }
     }
 }
@@ -369,6 +445,7 @@ mod tests {
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         });
         let other = board.clone();
         assert_eq!(other.read().sync, SyncStatus::Local);
@@ -385,10 +462,13 @@ mod tests {
                 delay: Some(2e-3),
                 jitter: Some(5e-5),
                 auth: Some("key 5 ok".into()),
+                mode: SourceMode::Server,
+                pulses: None,
             }],
             integrity: IntegrityStatus::default(),
             leap_list: LeapListStatus::default(),
             leap: Default::default(),
+            rtc: Default::default(),
         });
         let read = other.read();
         assert_eq!(read.sync, SyncStatus::Synchronized);

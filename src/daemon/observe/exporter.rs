@@ -470,6 +470,61 @@ impl ReportCollector {
         )
     }
 
+    /// The hardware calendar, with `rtc_sync` on.
+    fn rtc(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        use super::rtc_status::RtcState;
+        let r = &self.0.server.rtc;
+        if r.state == RtcState::Off {
+            return Ok(());
+        }
+        let none: Labels = Vec::new();
+        family(
+            enc,
+            "rtc_present",
+            "1 when rtc_sync is on and the RTC device opened, 0 when there is none.",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, (r.state != RtcState::Missing) as u8 as f64),
+        )?;
+        family(
+            enc,
+            "rtc_kernel_keeps",
+            "1 when the kernel's 11-minute mode writes the RTC (strata then only compares it).",
+            None,
+            MetricType::Gauge,
+            |m| gauge(m, &none, (r.state == RtcState::Kernel) as u8 as f64),
+        )?;
+        if let Some(offset) = r.offset {
+            family(
+                enc,
+                "rtc_offset",
+                "RTC minus served time at the last comparison (the RTC shows whole seconds; several \
+                 readings bracket it).",
+                Some(Unit::Seconds),
+                MetricType::Gauge,
+                |m| gauge(m, &none, offset),
+            )?;
+        }
+        if let Some(at) = r.last_set {
+            family(
+                enc,
+                "rtc_last_set_timestamp",
+                "When strata last set the RTC (Unix time).",
+                Some(Unit::Seconds),
+                MetricType::Gauge,
+                |m| gauge(m, &none, at),
+            )?;
+        }
+        family(
+            enc,
+            "rtc_sets",
+            "Times strata set the RTC since start.",
+            None,
+            MetricType::Counter,
+            |m| counter(m, &none, r.sets),
+        )
+    }
+
     fn xdp(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let r = &self.0;
         if !r.xdp_programs.is_empty() {
@@ -981,6 +1036,7 @@ impl Collector for ReportCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         self.process(&mut enc)?;
         self.server(&mut enc)?;
+        self.rtc(&mut enc)?;
         self.sources(&mut enc)?;
         self.responders(&mut enc)?;
         self.limiter(&mut enc)?;
@@ -994,6 +1050,43 @@ impl Collector for ReportCollector {
 mod tests {
     use super::*;
     use crate::daemon::observe::report::{test_observed, XskTxReport};
+    use crate::daemon::observe::rtc_status::{RtcState, RtcStatus};
+
+    #[test]
+    fn the_rtc_metrics_appear_with_rtc_sync_on() {
+        let (observed, _writer) = test_observed();
+        let report = observed.report();
+        assert!(
+            !encode_openmetrics(report.clone()).contains("strata_rtc_"),
+            "off: none"
+        );
+        let mut kept = report.clone();
+        kept.server.rtc = RtcStatus {
+            state: RtcState::Strata,
+            device: Some("/dev/rtc0".into()),
+            offset: Some(-0.012),
+            offset_uncertainty: Some(0.025),
+            checked: Some(1_796_266_740.0),
+            last_set: Some(1_796_266_700.0),
+            sets: 2,
+            ..RtcStatus::default()
+        };
+        let om = encode_openmetrics(kept);
+        for line in [
+            "strata_rtc_present 1.0",
+            "strata_rtc_kernel_keeps 0.0",
+            "strata_rtc_offset_seconds -0.012",
+            "strata_rtc_last_set_timestamp_seconds 1796266700.0",
+            "strata_rtc_sets_total{} 2",
+        ] {
+            assert!(om.contains(line), "{line} not in {om}");
+        }
+        let mut missing = report;
+        missing.server.rtc.state = RtcState::Missing;
+        let om = encode_openmetrics(missing);
+        assert!(om.contains("strata_rtc_present 0.0"), "{om}");
+        assert!(!om.contains("strata_rtc_offset"), "{om}");
+    }
 
     #[test]
     fn phc_mappings_are_exported_per_interface() {

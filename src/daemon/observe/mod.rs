@@ -18,5 +18,6 @@ pub mod http;
 pub mod leap_status;
 pub mod observers;
 pub mod report;
+pub mod rtc_status;
 pub mod status_view;
 pub mod text;

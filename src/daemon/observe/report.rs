@@ -134,6 +134,9 @@ pub struct ServerReport {
     /// TAI − UTC, its source, and the leap second scheduled.
     #[serde(default)]
     pub leap_second: super::leap_status::LeapSecondStatus,
+    /// The hardware calendar (`rtc_sync`).
+    #[serde(default)]
+    pub rtc: super::rtc_status::RtcStatus,
 }
 
 /// A histogram as recorded: `counts[i]` values fell at or below `bounds[i]` and above the
@@ -417,6 +420,7 @@ impl Observed {
             integrity: control.integrity.clone(),
             leap_list: control.leap_list.clone(),
             leap_second: control.leap.clone(),
+            rtc: control.rtc.clone(),
         };
 
         let snapshots: Vec<CounterSnapshot> = self.responders.iter().map(|r| r.snapshot()).collect();

@@ -126,6 +126,7 @@ fn tracking(out: &mut String, r: &Report) {
     );
     let _ = writeln!(out, "Leap second     : {}", s.leap_second.describe_leap());
     let _ = writeln!(out, "Leap list       : {}", s.leap_list.describe());
+    let _ = writeln!(out, "RTC             : {}", s.rtc.describe());
     integrity(out, r);
     let _ = writeln!(
         out,
@@ -187,7 +188,8 @@ fn sources(out: &mut String, r: &Report) {
         };
         let _ = writeln!(
             out,
-            "^{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
+            "{}{} {:<37} {:>7} {:>4} {:>5o} {:>8} {:>8} {:>8}{}",
+            s.mode.mark(),
             s.state.mark(),
             s.name,
             s.stratum.map_or("-".to_string(), |n| n.to_string()),
@@ -203,6 +205,9 @@ fn sources(out: &mut String, r: &Report) {
         // The authentication state under its source (a failure is the reason already).
         if let Some(auth) = s.auth.as_ref().filter(|a| s.reason.as_ref() != Some(*a)) {
             let _ = writeln!(out, "     {auth}");
+        }
+        if let Some(pulses) = &s.pulses {
+            let _ = writeln!(out, "     {}", pulses.describe());
         }
     }
 }
@@ -561,5 +566,42 @@ pub(crate) mod tests {
             text.contains("Constraints     : 1 of 2 in force; 3 rejected"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sources_are_marked_by_kind_as_chronys_are() {
+        use crate::daemon::observe::board::{SourceMode, SourceState, UpstreamStatus};
+        let (observed, _) = test_observed();
+        let mut r = observed.report();
+        let source = |name: &str, mode, state| UpstreamStatus {
+            mode,
+            state,
+            reason: None,
+            auth: None,
+            ..UpstreamStatus::failed(name.into(), String::new())
+        };
+        let mut pps = source("127.127.22.0 (PPS)", SourceMode::Refclock, SourceState::Selected);
+        let mut counts = crate::proto::control::pps::PulseCounts {
+            numbered: 684,
+            missed: 1,
+            ..Default::default()
+        };
+        for _ in 0..8 {
+            counts.count(crate::proto::control::pps::PulseRefusal::LockTooOld);
+        }
+        pps.pulses = Some(crate::daemon::observe::board::PulseStatus::from_counts(&counts));
+        r.sources = vec![
+            pps,
+            source("198.18.0.1:123", SourceMode::Server, SourceState::Candidate),
+            source("198.18.0.3:123", SourceMode::Peer, SourceState::Falseticker),
+        ];
+        let text = render(&r);
+        assert!(text.contains("\n#* 127.127.22.0 (PPS) "), "{text}");
+        assert!(
+            text.contains("\n     PPS edges: 684 numbered, 1 missed, dropped: lock_too_old 8\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n^+ 198.18.0.1:123 "), "{text}");
+        assert!(text.contains("\n=x 198.18.0.3:123 "), "{text}");
     }
 }

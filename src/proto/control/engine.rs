@@ -24,7 +24,8 @@ use super::leapstate::LeapState;
 pub use super::leapstate::{LeapStatus, LEAP_CLOSE};
 use super::local::{local_root_dispersion, LOCAL_REFID};
 use super::packet::OurState;
-use super::refclock::{Accumulator, RefSample, RefclockSpec};
+use super::pps::{self, PulseCounts, PulseOptions, PulseReference, PulseRefusal};
+use super::refclock::{Accumulator, RefSample, RefclockDriver, RefclockSpec};
 use super::refid::refid_of;
 use super::select::{select, Candidate, NoSelection};
 use super::source::{Association, Context, Outcome, Source, Unfit, Upstream};
@@ -140,6 +141,8 @@ struct Slot {
     auth_reported: Option<bool>,
     /// A reference clock's readings since its last poll and the refid it announces.
     refclock: Option<(Accumulator, [u8; 4])>,
+    /// A PPS refclock's options and what became of its edges.
+    pulse: Option<(PulseOptions, PulseCounts)>,
 }
 
 pub struct Engine {
@@ -384,6 +387,7 @@ impl Engine {
             outside_constraint: false,
             auth_reported: None,
             refclock: None,
+            pulse: None,
         };
         self.insert(slot)
     }
@@ -417,7 +421,73 @@ impl Engine {
             outside_constraint: false,
             auth_reported: None,
             refclock: Some((Accumulator::new(o), spec.refid(index))),
+            pulse: matches!(spec.driver, RefclockDriver::Pps(_)).then(|| (o.pulse, PulseCounts::default())),
         })
+    }
+
+    /// An edge of PPS refclock `id` at kernel time `edge`, `missed` edges after the one before
+    /// (see [`super::pps`]): numbered by the latest reading of its `lock` refclock, or by the
+    /// served clock while that is synchronized, it becomes a reading that counts at the next
+    /// poll; otherwise it is dropped and counted by the reason, which is returned.
+    pub fn refclock_pulse(&mut self, id: SourceId, edge: i64, missed: u32) -> Result<(), PulseRefusal> {
+        let Some(Some(slot)) = self.slots.get(id.0) else {
+            return Ok(());
+        };
+        let (Some((options, _)), Some((acc, _))) = (slot.pulse, slot.refclock.as_ref()) else {
+            return Ok(());
+        };
+        let dispersion = 2f64.powi(acc.options().precision as i32);
+        let reference = match options.lock {
+            Some(lock) => PulseReference::Lock(self.lock_reading(id, lock)),
+            None => PulseReference::Served(pps::ServedClock {
+                // Holdover still serves time within its root distance; the local clock does not
+                // know which second it is.
+                synchronized: matches!(self.sync, SyncState::Synchronized { .. } | SyncState::Holdover),
+                correction: (self.params().corrected_utc_ns(edge) - edge) as f64 * 1e-9,
+                distance: self.root_distance(edge),
+                leap: self.server.leap,
+            }),
+        };
+        let numbered = pps::number_pulse(edge, options.rate, dispersion, reference);
+        let Some(slot) = self.slots.get_mut(id.0).and_then(|s| s.as_mut()) else {
+            return Ok(());
+        };
+        if let Some((_, counts)) = slot.pulse.as_mut() {
+            counts.missed += missed as u64;
+            match numbered {
+                Ok(_) => counts.numbered += 1,
+                Err(why) => counts.count(why),
+            }
+        }
+        let reading = numbered?;
+        if let Some((acc, _)) = slot.refclock.as_mut() {
+            acc.push(reading);
+        }
+        Ok(())
+    }
+
+    /// The latest reading of the refclock (other than `pps`) announcing `refid`, and its
+    /// dispersion.
+    fn lock_reading(&self, pps: SourceId, refid: [u8; 4]) -> Option<pps::LockReading> {
+        self.slots.iter().enumerate().find_map(|(i, slot)| {
+            let (acc, id) = slot.as_ref()?.refclock.as_ref()?;
+            if i == pps.0 || *id != refid {
+                return None;
+            }
+            Some(pps::LockReading {
+                reading: acc.latest()?,
+                dispersion: 2f64.powi(acc.options().precision as i32),
+            })
+        })
+    }
+
+    /// What became of a PPS refclock's edges; `None` for other sources.
+    pub fn refclock_pulses(&self, id: SourceId) -> Option<PulseCounts> {
+        self.slots
+            .get(id.0)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.pulse)
+            .map(|(_, counts)| counts)
     }
 
     /// A reading of reference clock `id` (see [`super::refclock`]); it counts at the next poll.

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use super::filter::Sample;
+use super::pps::{PulseOptions, MAX_RATE};
 use super::spec::POLL_RANGE;
 use crate::proto::wire::ntp::Leap;
 
@@ -37,6 +38,9 @@ pub enum RefclockDriver {
     Shm(u8),
     /// chrony's SOCK protocol: a datagram Unix socket strata binds at this path.
     Sock(String),
+    /// A kernel PPS device (RFC 2783, `/dev/ppsN`): precise edges, numbered by `lock` or the
+    /// served clock (`super::pps`).
+    Pps(String),
     /// A PTP hardware clock (/dev/ptpN), kept on time by someone else (ptp4l from a PTP
     /// grandmaster), read by cross-timestamps (`crate::sys::ptp`).
     Phc(String),
@@ -49,6 +53,8 @@ impl RefclockDriver {
         match self {
             RefclockDriver::Shm(_) => 28,
             RefclockDriver::Sock(_) => 46,
+            // ntpd's ATOM (PPS) driver.
+            RefclockDriver::Pps(_) => 22,
             // ntpd has no PHC driver: the number after its last one.
             RefclockDriver::Phc(_) => 47,
         }
@@ -63,6 +69,7 @@ impl RefclockDriver {
                 id = *b"SOC\0";
                 id[3] = b'0' + (index % 10) as u8;
             }
+            RefclockDriver::Pps(_) => id = *b"PPS\0",
             RefclockDriver::Phc(_) => {
                 id = *b"PHC\0";
                 id[3] = b'0' + (index % 10) as u8;
@@ -77,6 +84,7 @@ impl fmt::Display for RefclockDriver {
         match self {
             RefclockDriver::Shm(unit) => write!(f, "shm:{unit}"),
             RefclockDriver::Sock(path) => write!(f, "sock:{path}"),
+            RefclockDriver::Pps(path) => write!(f, "pps:{path}"),
             RefclockDriver::Phc(path) => write!(f, "phc:{path}"),
         }
     }
@@ -100,6 +108,8 @@ pub struct RefclockOptions {
     pub noselect: bool,
     /// Samples kept for the median of one poll.
     pub filter: usize,
+    /// The pps driver's `rate`, `lock` and `clear`.
+    pub pulse: PulseOptions,
     /// The reference keeps TAI, not UTC (chrony's `tai`, for a PHC): TAI − UTC from the leap
     /// list is taken off its readings.
     pub tai: bool,
@@ -116,6 +126,7 @@ impl Default for RefclockOptions {
             prefer: false,
             noselect: false,
             filter: DEFAULT_FILTER,
+            pulse: PulseOptions::default(),
             tai: false,
         }
     }
@@ -140,11 +151,16 @@ impl RefclockSpec {
     /// 127.127.TYPE.UNIT (port 0), with `index` as the unit for socket drivers. No packet is
     /// ever sent to it.
     pub fn pseudo_addr(&self, index: usize) -> SocketAddr {
-        let unit = match self.driver {
-            RefclockDriver::Shm(unit) => unit,
+        let unit = match &self.driver {
+            RefclockDriver::Shm(unit) => *unit,
             RefclockDriver::Sock(_) => index.min(255) as u8,
+            // /dev/ppsN is unit N.
+            RefclockDriver::Pps(path) => path
+                .trim_start_matches("/dev/pps")
+                .parse()
+                .unwrap_or(index.min(255) as u8),
             // /dev/ptpN: unit N.
-            RefclockDriver::Phc(ref path) => path
+            RefclockDriver::Phc(path) => path
                 .trim_start_matches("/dev/ptp")
                 .parse::<u8>()
                 .unwrap_or(index.min(255) as u8),
@@ -160,9 +176,9 @@ impl fmt::Display for RefclockSpec {
 }
 
 fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
-    let (name, arg) = word
-        .split_once(':')
-        .ok_or_else(|| format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT, sock:PATH or phc:DEVICE)"))?;
+    let (name, arg) = word.split_once(':').ok_or_else(|| {
+        format!("{word:?} is not DRIVER:PARAMETER (shm:UNIT, sock:PATH, pps:DEVICE or phc:DEVICE)")
+    })?;
     match name.to_ascii_lowercase().as_str() {
         "shm" => arg
             .parse::<u8>()
@@ -177,23 +193,38 @@ fn parse_driver(word: &str) -> Result<RefclockDriver, String> {
             }
             Ok(RefclockDriver::Sock(arg.to_string()))
         }
+        "pps" => {
+            if !arg.starts_with('/') {
+                return Err(format!("pps:{arg}: the device path must be absolute (/dev/ppsN)"));
+            }
+            Ok(RefclockDriver::Pps(arg.to_string()))
+        }
         "phc" => {
             if !arg.starts_with('/') {
                 return Err(format!("phc:{arg}: the device path must be absolute (/dev/ptpN)"));
             }
             Ok(RefclockDriver::Phc(arg.to_string()))
         }
-        "pps" => Err(format!(
-            "the {name} driver is not built in this version (known: shm:UNIT, sock:PATH, phc:DEVICE)"
-        )),
         _ => Err(format!(
-            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH, phc:DEVICE)"
+            "unknown refclock driver {name:?} (known: shm:UNIT, sock:PATH, pps:DEVICE, phc:DEVICE)"
         )),
     }
 }
 
+/// A refid option's value: one to four printable ASCII characters.
+fn parse_refid(option: &str, v: &str) -> Result<[u8; 4], String> {
+    if v.is_empty() || v.len() > 4 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "option `{option}`: {v:?} is not one to four printable ASCII characters"
+        ));
+    }
+    let mut id = [0u8; 4];
+    id[..v.len()].copy_from_slice(v.as_bytes());
+    Ok(id)
+}
+
 /// Parses `DRIVER:PARAMETER [refid ID] [poll N] [offset S] [delay S] [precision N] [prefer]
-/// [noselect] [filter N]`.
+/// [noselect] [filter N]`, and for `pps:` also `[rate N] [lock REFID] [clear]`.
 pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
     let mut words = text.split_whitespace();
     let first = words
@@ -237,17 +268,10 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
             "prefer" => options.prefer = true,
             "tai" => options.tai = true,
             "noselect" => options.noselect = true,
-            "refid" => {
-                let v = value()?;
-                if v.is_empty() || v.len() > 4 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(format!(
-                        "option `refid`: {v:?} is not one to four printable ASCII characters"
-                    ));
-                }
-                let mut id = [0u8; 4];
-                id[..v.len()].copy_from_slice(v.as_bytes());
-                options.refid = Some(id);
-            }
+            "refid" => options.refid = Some(parse_refid(word, value()?)?),
+            "lock" => options.pulse.lock = Some(parse_refid(word, value()?)?),
+            "rate" => options.pulse.rate = integer(value()?, 1..=MAX_RATE as i64)? as u32,
+            "clear" => options.pulse.clear = true,
             "poll" => {
                 let range = *POLL_RANGE.start() as i64..=*POLL_RANGE.end() as i64;
                 options.poll = integer(value()?, range)? as i8;
@@ -259,15 +283,42 @@ pub fn parse_refclock(text: &str) -> Result<RefclockSpec, String> {
             other => {
                 return Err(format!(
                     "unknown option {other:?} (known: refid ID, poll N, offset S, delay S, \
-                     precision N, prefer, noselect, filter N, tai)"
+                     precision N, prefer, noselect, filter N; pps: rate N, lock REFID, clear; \
+                     phc: tai)"
                 ))
             }
         }
+    }
+    if options.pulse != PulseOptions::default() && !matches!(driver, RefclockDriver::Pps(_)) {
+        return Err(format!(
+            "{driver}: the options rate, lock and clear are for the pps driver only"
+        ));
     }
     if options.tai && !matches!(driver, RefclockDriver::Phc(_)) {
         return Err(format!("option `tai` is for the phc driver only, not {driver}"));
     }
     Ok(RefclockSpec { driver, options })
+}
+
+/// Checks that each `lock` names another configured refclock by its refid.
+pub fn check_locks(refclocks: &[RefclockSpec]) -> Result<(), String> {
+    for (index, spec) in refclocks.iter().enumerate() {
+        let Some(lock) = spec.options.pulse.lock else {
+            continue;
+        };
+        let named = refclocks
+            .iter()
+            .enumerate()
+            .any(|(i, other)| i != index && other.refid(i) == lock);
+        if !named {
+            let text = String::from_utf8_lossy(&lock).trim_end_matches('\0').to_string();
+            return Err(format!(
+                "{spec}: lock {text} names no other configured refclock (lock takes the refid \
+                 of the refclock that numbers the seconds, e.g. a shm: or sock: GPS)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One reading of a reference clock.
@@ -289,6 +340,9 @@ pub struct Accumulator {
     samples: Vec<RefSample>,
     /// Samples refused as out of order since the last poll (the driver's clock went back).
     pub stale: u64,
+    /// The newest reading taken, kept across polls (a PPS locked to this refclock numbers its
+    /// edges with it).
+    latest: Option<RefSample>,
 }
 
 /// One median-filtered sample of a poll, and the leap warning the reference gave last.
@@ -306,6 +360,7 @@ impl Accumulator {
             options,
             samples: Vec::with_capacity(options.filter.min(64)),
             stale: 0,
+            latest: None,
         }
     }
 
@@ -328,6 +383,15 @@ impl Accumulator {
             self.samples.remove(0);
         }
         self.samples.push(reading);
+        self.latest = Some(reading);
+    }
+
+    /// The newest reading taken, with the configured `offset` added.
+    pub fn latest(&self) -> Option<RefSample> {
+        self.latest.map(|r| RefSample {
+            offset: r.offset + self.options.offset_ns as f64 * 1e-9,
+            ..r
+        })
     }
 
     /// How many readings wait for the next poll.
@@ -430,7 +494,11 @@ mod tests {
         assert!(e("shm:256").contains("unit must be a number"));
         assert!(e("sock:relative.sock").contains("absolute"));
         assert!(e("gps:0").contains("unknown refclock driver"));
-        assert!(e("pps:/dev/pps0").contains("not built"));
+        assert!(e("pps:pps0").contains("absolute"));
+        assert!(e("pps:/dev/pps0 rate 0").contains("out of range"));
+        assert!(e("pps:/dev/pps0 lock TOOLONG").contains("one to four"));
+        assert!(e("shm:0 lock GPS").contains("pps driver only"));
+        assert!(e("sock:/run/x.sock clear").contains("pps driver only"));
         assert!(e("shm:0 refid").contains("needs a value"));
         assert!(e("shm:0 refid TOOLONG").contains("one to four"));
         assert!(e("shm:0 poll 18").contains("out of range"));
@@ -441,6 +509,32 @@ mod tests {
         assert!(e("shm:0 delay -0.1").contains("out of range"));
         assert!(e("shm:0 precision 3").contains("out of range"));
         assert!(e("shm:0 iburst").contains("unknown option \"iburst\""));
+    }
+
+    #[test]
+    fn pps_with_its_options_and_the_lock_it_names() {
+        let r = parse_refclock("pps:/dev/pps1 lock GPS rate 5 clear offset 0.00002").unwrap();
+        assert_eq!(r.driver, RefclockDriver::Pps("/dev/pps1".into()));
+        assert_eq!(r.refid(0), *b"PPS\0");
+        assert_eq!(r.pseudo_addr(3), "127.127.22.1:0".parse().unwrap());
+        assert_eq!(
+            r.options.pulse,
+            PulseOptions {
+                rate: 5,
+                lock: Some(*b"GPS\0"),
+                clear: true
+            }
+        );
+        assert_eq!(r.options.offset_ns, 20_000);
+        assert_eq!(r.to_string(), "refclock pps:/dev/pps1");
+        let gps = parse_refclock("shm:0 refid GPS").unwrap();
+        assert_eq!(check_locks(&[gps.clone(), r.clone()]), Ok(()));
+        let e = check_locks(std::slice::from_ref(&r)).unwrap_err();
+        assert!(e.contains("lock GPS names no other configured refclock"), "{e}");
+        // A PPS cannot lock to itself.
+        let own = parse_refclock("pps:/dev/pps0 refid GPS lock GPS").unwrap();
+        assert!(check_locks(&[own]).is_err());
+        assert_eq!(check_locks(&[gps]), Ok(()));
     }
 
     fn reading(time: i64, offset: f64) -> RefSample {

@@ -40,6 +40,8 @@ pub struct UpstreamConfig {
     pub allow_step: bool,
     /// Also discipline the system clock (adjtimex).
     pub discipline_system: bool,
+    /// Keep the RTC in step while synchronized (`rtc_sync`, see `super::rtc`).
+    pub rtc_sync: bool,
     /// Where to write the measurements and statistics logs.
     pub log_dir: Option<PathBuf>,
     /// The leap-seconds.list to check against (`None`: off).
@@ -70,6 +72,7 @@ impl Default for UpstreamConfig {
             allow_step: false,
             leap_seconds_list: Some(PathBuf::from(DEFAULT_LEAP_SECONDS_LIST)),
             discipline_system: false,
+            rtc_sync: false,
             log_dir: None,
             leap: LeapSettings::default(),
             nts_trusted_certs: None,
