@@ -39,6 +39,7 @@ fn serve_batch<R: Record>(
         ns: black_box(RX_NS),
         source: RxTimestampSource::KernelSoftware,
         hardware_ns: None,
+        ifindex: None,
     };
     for buf in bufs.iter_mut() {
         if let Some(reply) = p.answer(&mut buf[..], stamp, None, Ok(Admission::Serve)) {

@@ -15,6 +15,7 @@
 //! [`Pipeline::exchange`] says which replies of the batch need their real transmit time
 //! ([`Pipeline::remember`], then [`Pipeline::transmitted`] once the path knows it).
 
+pub mod phc_lines;
 mod xleave;
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +27,7 @@ pub use xleave::Exchange;
 
 use crate::proto::admission::{Admitter, Verdict};
 use crate::proto::auth::{has_mac, respond_mac, KeyTable};
-use crate::proto::clock::phc::{ntp_from_phc, HardwareUnused, PhcLine, PhcLineReader};
+use crate::proto::clock::phc::{ntp_from_phc, HardwareUnused, PhcLineReader};
 use crate::proto::frame::{self, FrameDrop, FrameReply};
 use crate::proto::metrics::record::Record;
 use crate::proto::metrics::RxTimestampSource;
@@ -36,6 +37,8 @@ use crate::proto::state::{Published, ServerState, StateReader};
 use crate::proto::wire::{ntp, NtpTimestamp};
 use crate::sys::clock::read::read_clock_ns;
 use crate::sys::handoff::SymmetricSender;
+
+use phc_lines::PhcLines;
 
 const SECOND: i64 = 1_000_000_000;
 
@@ -222,12 +225,15 @@ impl Carrier for Frames {
 /// A request's receive time as the path found it: nanoseconds on the carrier's clock and where
 /// that stamp came from, and the NIC's hardware stamp (its PHC's time), if one came. The
 /// pipeline uses the hardware stamp when its interface's PHC mapping allows
-/// ([`Pipeline::with_phc`]), else the software stamp, counting why.
+/// ([`Pipeline::with_phc`], [`Pipeline::with_phc_by_interface`]), else the software stamp,
+/// counting why. `ifindex` is the interface the request came in on, where the path serves
+/// several through one socket (None: the path's own interface, or not known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxStamp {
     pub ns: i64,
     pub source: RxTimestampSource,
     pub hardware_ns: Option<i64>,
+    pub ifindex: Option<u32>,
 }
 
 /// One responder's pipeline: its carrier, its counters and its hand-off.
@@ -250,10 +256,9 @@ pub struct Pipeline<C: Carrier, R: Record> {
     /// The symmetric keys, when the server has a key file: requests with a MAC are answered by
     /// `respond_mac`. Read only, shared by every responder.
     keys: Option<std::sync::Arc<KeyTable>>,
-    /// The PHC-to-TAI line of this path's interface, when it has a PHC.
-    phc: Option<PhcLineReader>,
-    /// The line the current batch is answered with.
-    phc_line: PhcLine,
+    /// The PHC-to-TAI lines of this path's interfaces that have a PHC, and the copies the
+    /// current batch is answered with.
+    phc: PhcLines,
     /// Interleaved mode (None: off, every reply is basic and unmarked).
     xleave: Option<xleave::Interleaving>,
 }
@@ -276,8 +281,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             nts: None,
             require_nts: false,
             keys: None,
-            phc: None,
-            phc_line: PhcLine::NONE,
+            phc: PhcLines::none(),
             xleave: None,
         }
     }
@@ -285,7 +289,15 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     /// Hardware receive stamps are mapped to T2 by `phc`, the line the control thread publishes
     /// for this path's interface (None: they are counted as unused, `no_mapping`).
     pub fn with_phc(mut self, phc: Option<PhcLineReader>) -> Self {
-        self.phc = phc;
+        self.phc = phc.map_or_else(PhcLines::none, PhcLines::single);
+        self
+    }
+
+    /// Hardware receive stamps are mapped to T2 by the line of the interface each request came
+    /// in on (`RxStamp::ifindex`), for a path that serves several interfaces through one socket;
+    /// requests from an interface not in `lines` are counted as unused, `no_mapping`.
+    pub fn with_phc_by_interface(mut self, lines: Vec<(u32, PhcLineReader)>) -> Self {
+        self.phc = PhcLines::by_interface(lines);
         self
     }
 
@@ -380,9 +392,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
     #[inline]
     pub fn begin(&mut self, state: &StateReader, received: usize) {
         self.published = state.read();
-        if let Some(phc) = &self.phc {
-            self.phc_line = phc.read();
-        }
+        self.phc.refresh();
         if let Some(x) = &mut self.xleave {
             x.begin();
         }
@@ -587,7 +597,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
             } else {
                 stamp.ns.wrapping_add(clock.tai_minus_utc as i64 * SECOND)
             };
-            match ntp_from_phc(&self.phc_line, clock, phc_ns, now_tai) {
+            match ntp_from_phc(self.phc.line(stamp.ifindex), clock, phc_ns, now_tai) {
                 Ok(t2) => return (t2, RxTimestampSource::KernelHardware, None),
                 Err(why) => unused = Some(why),
             }
@@ -633,6 +643,7 @@ impl<C: Carrier, R: Record> Pipeline<C, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::clock::phc::PhcLine;
     use crate::proto::clock::ClockParams;
     use crate::proto::metrics::counters;
     use crate::proto::state::{self, test_fixtures::synced};
@@ -666,6 +677,7 @@ mod tests {
             ns: realtime,
             source: RxTimestampSource::KernelSoftware,
             hardware_ns: Some(5_000_000_000),
+            ifindex: None,
         };
         let mut client = request(Mode::Client);
         let reply = p
@@ -731,6 +743,7 @@ mod tests {
                 ns: sim.now_ns(),
                 source: RxTimestampSource::KernelSoftware,
                 hardware_ns: Some(sim.phc_at(nic_ns)),
+                ifindex: None,
             };
             let mut buf = request(Mode::Client);
             p.answer(&mut buf, stamp, None, Ok(Admission::Serve))
@@ -780,6 +793,63 @@ mod tests {
         assert_eq!(s.hardware_stamps_unused_total(), 2);
     }
 
+    /// The socket path serves every interface through one socket: a datagram from interface A
+    /// maps through A's line, one from interface B (no PHC) or of unknown origin is counted
+    /// `no_mapping` and served its software stamp.
+    #[test]
+    fn each_datagram_maps_through_the_line_of_its_interface() {
+        use crate::proto::clock::seqlock::seqlock;
+        use crate::sys::ptp::sim::{SharedPhc, SimConfig};
+        use crate::sys::ptp::tracker::PhcTracker;
+        const A: u32 = 4;
+        const B: u32 = 5;
+
+        let tai_minus_utc = published().clock.tai_minus_utc;
+        let sim = SharedPhc::new(SimConfig::default());
+        let (line_writer, line_reader) = seqlock(PhcLine::NONE);
+        let mut tracker = PhcTracker::new(Box::new(sim.clone()), line_writer);
+        for _ in 0..20 {
+            sim.lock().advance(250_000_000);
+            tracker.poll(tai_minus_utc);
+        }
+        let (_writer, state) = state::publish(published());
+        let (writer, reader) = counters();
+        let mut p = Pipeline::new(Datagrams, writer, None).with_phc_by_interface(vec![(A, line_reader)]);
+
+        let mut answer = |ifindex: Option<u32>| {
+            let sim = sim.lock();
+            p.begin(&state, 1);
+            let nic_ns = sim.now_ns() - 30_000;
+            let stamp = RxStamp {
+                ns: sim.now_ns(),
+                source: RxTimestampSource::KernelSoftware,
+                hardware_ns: Some(sim.phc_at(nic_ns)),
+                ifindex,
+            };
+            let mut buf = request(Mode::Client);
+            p.answer(&mut buf, stamp, None, Ok(Admission::Serve))
+                .expect("answered");
+            let t2 = ntp::Packet::new_unchecked(&buf[..]).receive_timestamp();
+            (
+                t2.diff_nanos(published().clock.ntp_from_realtime(nic_ns)),
+                t2 == published().clock.ntp_from_realtime(sim.now_ns()),
+            )
+        };
+
+        let (off, software) = answer(Some(A));
+        assert!(off.abs() <= 25, "{off} ns off");
+        assert!(!software);
+        let (_, software) = answer(Some(B));
+        assert!(software);
+        let (_, software) = answer(None);
+        assert!(software);
+        let s = reader.snapshot();
+        assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelHardware), 1);
+        assert_eq!(s.rx_timestamp_count(RxTimestampSource::KernelSoftware), 2);
+        assert_eq!(s.hardware_stamps_unused[HardwareUnused::NoMapping.index()], 2);
+        assert_eq!(s.hardware_stamps_unused_total(), 2);
+    }
+
     /// The AF_XDP carrier's stamps are on CLOCK_TAI: the same line, the same served time.
     #[test]
     fn frames_map_hardware_stamps_like_datagrams() {
@@ -811,11 +881,13 @@ mod tests {
             ns: realtime + tai + 2 * SECOND + 40_000,
             source: RxTimestampSource::Xdp,
             hardware_ns: Some(phc),
+            ifindex: None,
         };
         let on_realtime = RxStamp {
             ns: realtime + 2 * SECOND + 40_000,
             source: RxTimestampSource::KernelSoftware,
             hardware_ns: Some(phc),
+            ifindex: None,
         };
         let want = published().clock.ntp_from_realtime(realtime + 2 * SECOND);
         assert_eq!(
@@ -903,6 +975,7 @@ mod tests {
                 ns: p.clock_ns(),
                 source: RxTimestampSource::KernelSoftware,
                 hardware_ns: None,
+                ifindex: None,
             };
             let reply = p
                 .answer(&mut buf, stamp, from, Ok(Admission::Serve))
@@ -982,6 +1055,7 @@ mod tests {
             ns: 1_700_000_000 * SECOND,
             source: RxTimestampSource::KernelSoftware,
             hardware_ns: None,
+            ifindex: None,
         };
         p.answer(&mut req, stamp, None, Ok(Admission::Serve)).unwrap();
         let t2 = published().clock.ntp_from_realtime(stamp.ns);

@@ -77,6 +77,7 @@ pub fn receive_stamp(meta: &Meta, batch_tai_ns: i64) -> RxStamp {
             ns: batch_tai_ns,
             source: RxTimestampSource::UserSpace,
             hardware_ns: None,
+            ifindex: None,
         };
     }
     // The NIC's stamp is in its PHC's time: the pipeline maps it through the interface's line,
@@ -85,6 +86,7 @@ pub fn receive_stamp(meta: &Meta, batch_tai_ns: i64) -> RxStamp {
         ns: meta.xdp_tai_ns as i64,
         source: RxTimestampSource::Xdp,
         hardware_ns: (meta.flags & META_HW != 0).then_some(meta.hw_ns as i64),
+        ifindex: None,
     }
 }
 
@@ -346,6 +348,7 @@ mod tests {
             ns,
             source,
             hardware_ns,
+            ifindex: None,
         };
         assert_eq!(receive_stamp(&meta, 9), stamp(5, RxTimestampSource::Xdp, None));
         let hw = Meta {

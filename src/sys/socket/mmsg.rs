@@ -50,6 +50,17 @@ pub enum PktInfo {
     },
 }
 
+impl PktInfo {
+    /// The interface the request came in on (None where the kernel gave 0).
+    pub fn ifindex(&self) -> Option<u32> {
+        let index = match *self {
+            PktInfo::V4 { ifindex, .. } => u32::try_from(ifindex).unwrap_or(0),
+            PktInfo::V6 { ifindex, .. } => ifindex,
+        };
+        (index != 0).then_some(index)
+    }
+}
+
 /// What the control messages of one received datagram said.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxMeta {

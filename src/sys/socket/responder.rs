@@ -110,6 +110,16 @@ impl Responder {
         self
     }
 
+    /// Hardware receive stamps become T2 through the PHC line of the interface each datagram came
+    /// in on (its pktinfo ifindex); `lines` has one per served interface with a PHC.
+    pub fn with_phc_by_interface(
+        mut self,
+        lines: Vec<(u32, crate::proto::clock::phc::PhcLineReader)>,
+    ) -> Responder {
+        self.pipeline = self.pipeline.with_phc_by_interface(lines);
+        self
+    }
+
     pub fn with_admitter(mut self, admitter: Option<Arc<crate::proto::admission::Admitter>>) -> Responder {
         self.pipeline = self.pipeline.with_admitter(admitter);
         self
@@ -225,11 +235,13 @@ impl Responder {
                     ns,
                     source: RxTimestampSource::KernelSoftware,
                     hardware_ns: datagram.meta.hardware_ns,
+                    ifindex: datagram.meta.pktinfo.and_then(|p| p.ifindex()),
                 },
                 None => RxStamp {
                     ns: user_rx_ns,
                     source: RxTimestampSource::UserSpace,
                     hardware_ns: datagram.meta.hardware_ns,
+                    ifindex: datagram.meta.pktinfo.and_then(|p| p.ifindex()),
                 },
             };
             let pktinfo = if use_pktinfo { datagram.meta.pktinfo } else { None };
