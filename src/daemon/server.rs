@@ -142,12 +142,12 @@ pub fn run(config: &ServerConfig, service: Service) -> Result<(), String> {
         }
     }
 
-    // Each XDP interface's PHC, followed and published for its responders (the socket path
-    // has none to follow: `strata status` shows an empty list there).
+    // Each served interface's PHC, followed and published for the responders: the XDP
+    // interfaces, or the interfaces the sockets serve.
     let phc_board = crate::sys::ptp::tracker::PhcBoard::default();
     let phc_watches = match &mut server {
         Running::Xdp(xdp) => xdp.take_phc_watches(),
-        Running::Socket(..) => Vec::new(),
+        Running::Socket(socket, _) => socket.take_phc_watches(),
     };
     let phc_thread = match crate::sys::ptp::tracker::start(
         phc_watches,

@@ -61,11 +61,7 @@ fn phc(out: &mut String, r: &Report) {
     for p in &r.phc {
         let Some(device) = &p.device else {
             let why = p.reason.as_deref().unwrap_or("no PHC");
-            let _ = writeln!(
-                out,
-                "  {}: {why}; receive stamps are software (XDP time)",
-                p.interface
-            );
+            let _ = writeln!(out, "  {}: {why}; receive stamps are software", p.interface);
             continue;
         };
         let verdict = match (&p.reason, p.usable) {
@@ -439,9 +435,7 @@ pub(crate) mod tests {
         report.phc = phc_statuses();
         let text = render(&report);
         assert!(
-            text.contains(
-                "  veth0: no PHC (the driver reports none); receive stamps are software (XDP time)"
-            ),
+            text.contains("  veth0: no PHC (the driver reports none); receive stamps are software"),
             "{text}"
         );
         assert!(

@@ -194,6 +194,21 @@ mod tests {
         assert_eq!(std::mem::size_of::<TsInfo>(), 44);
         assert_eq!(std::mem::offset_of!(TsInfo, phc_index), 8);
         assert_eq!(std::mem::size_of::<HwtstampConfig>(), 12);
+        assert_eq!(std::mem::offset_of!(HwtstampConfig, tx_type), 4);
+        assert_eq!(std::mem::offset_of!(HwtstampConfig, rx_filter), 8);
+    }
+
+    /// The request numbers and flags as the kernel headers (through the libc crate) define them.
+    #[test]
+    fn ioctl_numbers_and_flags_match_the_kernel() {
+        assert_eq!(SIOCGHWTSTAMP, libc::SIOCGHWTSTAMP);
+        assert_eq!(SIOCSHWTSTAMP, libc::SIOCSHWTSTAMP);
+        assert_eq!(SIOCETHTOOL, libc::SIOCETHTOOL);
+        assert_eq!(SOF_TIMESTAMPING_RX_HARDWARE, libc::SOF_TIMESTAMPING_RX_HARDWARE);
+        assert_eq!(SOF_TIMESTAMPING_RAW_HARDWARE, libc::SOF_TIMESTAMPING_RAW_HARDWARE);
+        assert_eq!(HWTSTAMP_FILTER_NONE, libc::HWTSTAMP_FILTER_NONE as i32);
+        assert_eq!(HWTSTAMP_FILTER_ALL, libc::HWTSTAMP_FILTER_ALL as i32);
+        assert_eq!(HWTSTAMP_FILTER_NTP_ALL, libc::HWTSTAMP_FILTER_NTP_ALL as i32);
     }
 
     #[test]

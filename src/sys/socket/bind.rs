@@ -3,9 +3,10 @@
 //! Every responder thread has its own socket per listen address, all bound to the same address
 //! with SO_REUSEPORT so that the kernel spreads clients over the threads. IPv6 sockets are
 //! IPv6-only, so that `0.0.0.0:123` and `[::]:123` are two independent sockets. Each socket asks
-//! for kernel receive timestamps (SO_TIMESTAMPING), and a socket bound to a wildcard address asks
-//! for the request's destination address (IP_PKTINFO / IPV6_RECVPKTINFO) so that its reply can
-//! leave from the address the client talked to.
+//! for kernel receive timestamps (SO_TIMESTAMPING), software and hardware, and for each
+//! request's destination address and ingress interface (IP_PKTINFO / IPV6_RECVPKTINFO): the
+//! interface picks the PHC line a hardware stamp maps through, and on a socket bound to a wildcard
+//! address the destination is the source its reply leaves from.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -59,7 +60,7 @@ impl ServerSocket {
         self.local
     }
 
-    /// Whether receives carry the destination address and replies must name their source.
+    /// Whether replies must name their source (the socket is bound to a wildcard address).
     pub fn pktinfo(&self) -> bool {
         self.pktinfo
     }
@@ -212,12 +213,19 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<ServerSocket> {
         }
     };
     let pktinfo = addr.ip().is_unspecified();
-    if pktinfo {
-        let (level, name, what) = match addr {
-            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO"),
-            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"),
-        };
-        setsockopt(raw, level, name, &1 as &libc::c_int).map_err(|e| option_error(what, e))?;
+    let (level, name, what) = match addr {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO"),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"),
+    };
+    match setsockopt(raw, level, name, &1 as &libc::c_int) {
+        Ok(()) => {}
+        // A wildcard socket's replies cannot leave from the right address without it.
+        Err(e) if pktinfo => return Err(option_error(what, e)),
+        // A bound socket only loses the ingress interface: hardware stamps stay unused.
+        Err(e) => log::warn!(
+            "{addr}: {what} refused ({}); hardware receive stamps will not be used",
+            os_error_text(&e)
+        ),
     }
     // The kernel's count of datagrams it dropped on this socket, with each datagram: metrics only,
     // so a kernel without it costs nothing but that count.

@@ -9,10 +9,12 @@
 //! - [`bind`]: creating and binding the sockets;
 //! - [`mmsg`]: the batch buffers and the control messages;
 //! - [`responder`]: the loop of one thread;
-//! - [`reply`]: the sockets the control thread answers mode-6 queries through.
+//! - [`reply`]: the sockets the control thread answers mode-6 queries through;
+//! - [`phc`]: the served interfaces' hardware stamping and PHCs.
 
 pub mod bind;
 pub mod mmsg;
+pub mod phc;
 pub mod reply;
 pub mod responder;
 pub mod txstamp;
@@ -56,6 +58,9 @@ pub struct SocketServer {
     pool: ResponderPool,
     /// Duplicates of one thread's sockets, for the control thread's mode-6 replies.
     replies: Vec<reply::ReplySocket>,
+    /// The served interfaces' PHCs, until the control side takes them
+    /// ([`SocketServer::take_phc_watches`]).
+    phc: Vec<crate::sys::ptp::tracker::PhcWatch>,
 }
 
 /// How the threads ended.
@@ -134,6 +139,15 @@ pub fn run_with(
         })
         .transpose()?
         .unwrap_or_default();
+    // Hardware receive stamps: each served interface's, through its PHC's line. Without the
+    // interface list every stamp is software (counted `no_mapping` if one comes).
+    let phcs = match phc::served_interfaces(&local_addrs) {
+        Ok(interfaces) => phc::watch(&interfaces),
+        Err(e) => {
+            log::warn!("hardware receive stamps stay unused: cannot list the served interfaces: {e}");
+            phc::watch(&[])
+        }
+    };
     let mut pool = ResponderPool::new("socket", shutdown);
     for (index, (&core, own)) in config.cores.iter().zip(sockets).enumerate() {
         let state = state.clone();
@@ -141,6 +155,7 @@ pub fn run_with(
         let admitter = admitter.clone();
         let xleave = xleave.clone();
         let keys = config.keys.clone();
+        let lines = phcs.lines.clone();
         let nts = nts.as_ref().map(|k| k.responder(crate::sys::random::seed()));
         let stop = pool.shutdown();
         let batch_size = config.batch_size;
@@ -151,6 +166,7 @@ pub fn run_with(
                 .with_nts(nts)
                 .with_interleave(xleave)
                 .with_keys(keys)
+                .with_phc_by_interface(lines)
                 .run()
         })?;
     }
@@ -158,6 +174,7 @@ pub fn run_with(
         local_addrs,
         pool,
         replies,
+        phc: phcs.watches,
     })
 }
 
@@ -170,6 +187,11 @@ impl SocketServer {
     /// The sockets mode-6 replies are to leave from (once; then empty).
     pub fn take_reply_sockets(&mut self) -> Vec<reply::ReplySocket> {
         std::mem::take(&mut self.replies)
+    }
+
+    /// The served interfaces' PHCs, for the PHC thread (once; then empty).
+    pub fn take_phc_watches(&mut self) -> Vec<crate::sys::ptp::tracker::PhcWatch> {
+        std::mem::take(&mut self.phc)
     }
 
     /// The counters of each responder thread.
