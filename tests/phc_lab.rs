@@ -1,7 +1,9 @@
 //! The PHC side of hardware timestamps where no PHC exists (this is what a veth or a machine
 //! without a PTP-capable NIC gives): `strata phc` fails clearly, naming the device or interface,
 //! and never panics; a veth's ETHTOOL_GET_TS_INFO reports no PHC; a server on a veth says so per
-//! interface in `strata status` (text and JSON) and /metrics, and serves the XDP-time stamp.
+//! interface in `strata status` (text and JSON) and /metrics, and serves the XDP-time stamp; the
+//! socket path asks each veth it serves for hardware stamping, says once that it has none, lists
+//! the veths in `strata status`, and serves the kernel's software stamps.
 //! Everything above the ioctls is tested against the simulated PHC in the unit tests
 //! (`sys::ptp::tracker`, `sys::pipeline`); the ioctls themselves need a NIC with a PHC.
 
@@ -123,6 +125,102 @@ fn a_veth_has_no_phc_and_the_server_says_so() {
         0.0
     );
     assert!(parse(&body).has("strata_phc_usable"), "{body}");
+
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// The socket path serves every interface through one wildcard socket: at start it asks each
+/// served interface for hardware receive stamping and follows its PHC. A veth has neither: that
+/// is said once per interface, `strata status` lists the socket path's interfaces (not loopback),
+/// and the server answers with the kernel's software stamps, no hardware stamp unused.
+#[test]
+#[ignore = "needs root and network namespaces (make test runs it)"]
+fn the_socket_path_asks_its_veths_for_hardware_stamps_and_keeps_software_ones() {
+    if !Lab::available() {
+        return;
+    }
+    let lab = Lab::up();
+    let srv = lab.ns("srv");
+    let control = control_path("phc-socket");
+    let _cleanup = RemoveOnDrop(control.clone());
+    let control_arg = control.to_str().unwrap().to_string();
+    let server = Server::start(
+        Some(&srv),
+        &[
+            "--listen",
+            "0.0.0.0:1123",
+            "--mode",
+            "socket",
+            "--local-stratum",
+            "1",
+            "--cores",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+            "--control",
+            &control_arg,
+        ],
+        None,
+    );
+    let log = wait_log(&server, "control socket at", 10);
+    for veth in ["srv0", "srv1"] {
+        let said = format!(
+            "{veth}: no hardware stamps (the driver reports no hardware receive stamping); its receive stamps are software"
+        );
+        assert_eq!(log.matches(&said).count(), 1, "{log}");
+    }
+    assert!(!log.contains("lo: no hardware stamps"), "{log}");
+
+    let answered = lab.run_in("cli", || {
+        exchange("198.18.0.2:1123".parse().unwrap(), "198.18.0.1:0", 5)
+    });
+    assert_eq!(answered, 5);
+
+    let json = status_json(&control);
+    let phc = json["phc"].as_array().expect("a phc list");
+    let mut interfaces: Vec<&str> = phc.iter().map(|p| p["interface"].as_str().unwrap()).collect();
+    interfaces.sort();
+    assert_eq!(interfaces, ["srv0", "srv1"], "{json}");
+    for p in phc {
+        assert_eq!(p["device"], serde_json::Value::Null);
+        assert_eq!(p["usable"], false);
+        assert_eq!(p["reason"], "no PHC (the driver reports none)");
+    }
+    let (code, text, err) = strata(&["status", "--control", &control_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("  srv0: no PHC (the driver reports none); receive stamps are software"),
+        "{text}"
+    );
+
+    let metrics = metrics_addr(&server.log());
+    let body = run_in(&srv, move || scrape(metrics));
+    let m = parse(&body);
+    assert!(
+        m.sum(
+            "strata_receive_timestamps_total",
+            &[("source", "kernel_software")]
+        ) >= 5.0,
+        "{body}"
+    );
+    assert_eq!(
+        m.sum(
+            "strata_receive_timestamps_total",
+            &[("source", "kernel_hardware")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.sum("strata_hardware_timestamps_unused_total", &[]),
+        0.0,
+        "{body}"
+    );
+    assert_eq!(
+        m.sum("strata_phc_usable", &[("interface", "srv1"), ("device", "none")]),
+        0.0
+    );
+    assert!(m.has("strata_phc_usable"), "{body}");
 
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
