@@ -20,16 +20,7 @@ pub struct Interface {
 
 impl Interface {
     pub fn lookup(name: &str) -> io::Result<Interface> {
-        let c_name = CString::new(name)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains a NUL byte"))?;
-        // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
-        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no network interface named {name:?}"),
-            ));
-        }
+        let index = index_of(name)?;
         Ok(Interface {
             name: name.to_string(),
             index,
@@ -85,8 +76,43 @@ fn with_uppers(name: &str) -> Vec<String> {
     names
 }
 
-/// The IPv4 and IPv6 addresses of the interfaces `names`, from getifaddrs.
+/// The index of the interface `name` (if_nametoindex).
+pub fn index_of(name: &str) -> io::Result<u32> {
+    let c_name = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains a NUL byte"))?;
+    // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named {name:?}"),
+        ));
+    }
+    Ok(index)
+}
+
+/// The IPv4 and IPv6 addresses of the interfaces `names`.
 fn addresses(names: &[String]) -> io::Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for entry in interface_addresses()? {
+        if names.contains(&entry.name) && !out.contains(&entry.addr) {
+            out.push(entry.addr);
+        }
+    }
+    Ok(out)
+}
+
+/// One IPv4 or IPv6 address getifaddrs lists, with its interface's name and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub name: String,
+    /// `IFF_*` flags of the interface.
+    pub flags: u32,
+    pub addr: IpAddr,
+}
+
+/// Every IPv4 and IPv6 address of every interface, from getifaddrs.
+pub fn interface_addresses() -> io::Result<Vec<InterfaceAddress>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: `list` is a valid out-pointer; on success it owns a list freed below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -101,14 +127,8 @@ fn addresses(names: &[String]) -> io::Result<Vec<IpAddr>> {
         if entry.ifa_addr.is_null() {
             continue;
         }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let ifa_name = unsafe { CStr::from_ptr(entry.ifa_name) }.to_bytes();
-        if !names.iter().any(|n| n.as_bytes() == ifa_name) {
-            continue;
-        }
         // SAFETY: ifa_addr is non-null and points to a sockaddr whose family says its type.
-        let family = unsafe { (*entry.ifa_addr).sa_family } as libc::c_int;
-        let addr = match family {
+        let addr = match unsafe { (*entry.ifa_addr).sa_family } as libc::c_int {
             libc::AF_INET => {
                 // SAFETY: an AF_INET address is a sockaddr_in.
                 let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
@@ -121,9 +141,15 @@ fn addresses(names: &[String]) -> io::Result<Vec<IpAddr>> {
             }
             _ => continue,
         };
-        if !out.contains(&addr) {
-            out.push(addr);
-        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        out.push(InterfaceAddress {
+            name,
+            flags: entry.ifa_flags,
+            addr,
+        });
     }
     // SAFETY: `list` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };

@@ -7,13 +7,13 @@
 //! address is watched; a socket bound to an address serves the interface that has it. The
 //! interfaces are those present at start: one added later is served with software stamps.
 
-use std::ffi::CStr;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::proto::clock::phc::{PhcLine, PhcLineReader};
 use crate::proto::clock::seqlock::seqlock;
 use crate::sys::fastpath::hwstamp::{self, HwStamps};
+use crate::sys::fastpath::iface::{index_of, interface_addresses, InterfaceAddress};
 use crate::sys::ptp::tracker::PhcWatch;
 
 /// A served interface: its name and index (the pktinfo ifindex of what it receives).
@@ -28,7 +28,7 @@ pub struct ServedInterface {
 pub fn served_interfaces(listen: &[SocketAddr]) -> io::Result<Vec<ServedInterface>> {
     let wildcard = listen.iter().any(|a| a.ip().is_unspecified());
     let mut out: Vec<ServedInterface> = Vec::new();
-    for (name, flags, addr) in interface_addresses()? {
+    for InterfaceAddress { name, flags, addr } in interface_addresses()? {
         let served = if wildcard {
             flags & libc::IFF_LOOPBACK as u32 == 0
         } else {
@@ -37,55 +37,10 @@ pub fn served_interfaces(listen: &[SocketAddr]) -> io::Result<Vec<ServedInterfac
         if !served || out.iter().any(|i| i.name == name) {
             continue;
         }
-        let c_name =
-            std::ffi::CString::new(name.clone()).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        // SAFETY: `c_name` is a NUL-terminated string that outlives the call.
-        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if index != 0 {
+        if let Ok(index) = index_of(&name) {
             out.push(ServedInterface { name, index });
         }
     }
-    Ok(out)
-}
-
-/// Every (interface name, flags, address) getifaddrs lists, IPv4 and IPv6 only.
-fn interface_addresses() -> io::Result<Vec<(String, u32, IpAddr)>> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `list` is a valid out-pointer; on success it owns a list freed below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points to a sockaddr whose family says its type.
-        let addr = match unsafe { (*entry.ifa_addr).sa_family } as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: an AF_INET6 address is a sockaddr_in6.
-                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
-                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
-            }
-            _ => continue,
-        };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        out.push((name, entry.ifa_flags, addr));
-    }
-    // SAFETY: `list` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
     Ok(out)
 }
 
