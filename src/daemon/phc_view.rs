@@ -33,12 +33,8 @@ pub struct RawReading {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawView {
     pub device: String,
-    pub max_adj_ppb: i32,
-    pub n_ext_ts: i32,
-    pub n_per_out: i32,
-    pub n_pins: i32,
-    pub pps: bool,
-    pub cross_timestamping: bool,
+    #[serde(flatten)]
+    pub capabilities: Capabilities,
     pub readings: Vec<RawReading>,
     /// Readings that failed, with why.
     pub errors: Vec<String>,
@@ -63,22 +59,9 @@ pub fn open(path: &Path) -> Result<PtpDevice, String> {
 
 /// `count` readings of `source`, `interval` apart.
 pub fn take(source: &mut dyn CrossStampSource, count: usize, interval: Duration) -> RawView {
-    let Capabilities {
-        max_adj_ppb,
-        n_ext_ts,
-        n_per_out,
-        n_pins,
-        pps,
-        cross_timestamping,
-    } = source.capabilities();
     let mut view = RawView {
         device: source.path().display().to_string(),
-        max_adj_ppb,
-        n_ext_ts,
-        n_per_out,
-        n_pins,
-        pps,
-        cross_timestamping,
+        capabilities: source.capabilities(),
         readings: Vec::with_capacity(count),
         errors: Vec::new(),
     };
@@ -109,12 +92,12 @@ pub fn render(v: &RawView) -> String {
         out,
         "  max adjustment {} ppb, {} external timestamp channel(s), {} periodic output(s), {} pin(s), \
          PPS {}, precise cross-timestamps {}",
-        v.max_adj_ppb,
-        v.n_ext_ts,
-        v.n_per_out,
-        v.n_pins,
-        yes(v.pps),
-        yes(v.cross_timestamping)
+        v.capabilities.max_adj_ppb,
+        v.capabilities.n_ext_ts,
+        v.capabilities.n_per_out,
+        v.capabilities.n_pins,
+        yes(v.capabilities.pps),
+        yes(v.capabilities.cross_timestamping)
     );
     let _ = writeln!(
         out,

@@ -397,21 +397,7 @@ pub(crate) mod tests {
             reason: None,
         };
         vec![
-            PhcStatus {
-                interface: "veth0".into(),
-                device: None,
-                method: None,
-                samples: 0,
-                offset_ns: 0.0,
-                frequency_ppm: 0.0,
-                jitter_ns: 0.0,
-                rejected: 0,
-                steps: 0,
-                reads: 0,
-                read_errors: 0,
-                usable: false,
-                reason: Some("no PHC (the driver reports none)".into()),
-            },
+            PhcStatus::none("veth0", "no PHC (the driver reports none)"),
             used.clone(),
             PhcStatus {
                 interface: "eth1".into(),

@@ -66,7 +66,7 @@ pub struct Reading {
 }
 
 /// What a PHC can do, from PTP_CLOCK_GETCAPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Capabilities {
     pub max_adj_ppb: i32,
     pub n_ext_ts: i32,

@@ -207,7 +207,8 @@ pub struct PhcStatus {
 }
 
 impl PhcStatus {
-    fn none(interface: &str, why: &str) -> PhcStatus {
+    /// An interface whose hardware stamps cannot be used at all, and why.
+    pub fn none(interface: &str, why: &str) -> PhcStatus {
         PhcStatus {
             interface: interface.to_string(),
             device: None,
