@@ -154,50 +154,41 @@ static __always_inline __u32 dispersion_at(const struct strata_state *s, __u64 n
 	return sum;
 }
 
+/* Copies the single entry of a seqlocked array map (`seq` first, odd while user space writes)
+ * into *out: 1, or 0 when user space was writing during both attempts. A macro, because
+ * __builtin_memcpy needs the size as a constant. */
+#define READ_SEQLOCKED(map, out)                                                        \
+	({                                                                              \
+		__u32 key_ = 0;                                                         \
+		__typeof__(out) shared_ = bpf_map_lookup_elem(&(map), &key_);          \
+		int ok_ = 0;                                                            \
+		if (shared_) {                                                          \
+			_Pragma("unroll") for (int attempt_ = 0; attempt_ < 2; attempt_++) { \
+				__u64 before_ = *(volatile __u64 *)&shared_->seq;       \
+				barrier();                                              \
+				if (before_ & 1)                                        \
+					continue;                                       \
+				__builtin_memcpy(out, shared_, sizeof(*(out)));         \
+				barrier();                                              \
+				if (*(volatile __u64 *)&shared_->seq == before_) {      \
+					ok_ = 1;                                        \
+					break;                                          \
+				}                                                       \
+			}                                                               \
+		}                                                                       \
+		ok_;                                                                    \
+	})
+
 /* Copies the published state. 0 when user space was writing during both attempts. */
 static __always_inline int read_state(struct strata_state *out)
 {
-	__u32 key = 0;
-	struct strata_state *shared = bpf_map_lookup_elem(&strata_state, &key);
-
-	if (!shared)
-		return 0;
-#pragma unroll
-	for (int attempt = 0; attempt < 2; attempt++) {
-		__u64 before = *(volatile __u64 *)&shared->seq;
-
-		barrier();
-		if (before & 1)
-			continue;
-		__builtin_memcpy(out, shared, sizeof(*out));
-		barrier();
-		if (*(volatile __u64 *)&shared->seq == before)
-			return 1;
-	}
-	return 0;
+	return READ_SEQLOCKED(strata_state, out);
 }
 
 /* The PHC line, as read_state reads the state: 0 when two reads raced the writer. */
 static __always_inline int read_phc(struct strata_phc *out)
 {
-	__u32 key = 0;
-	struct strata_phc *shared = bpf_map_lookup_elem(&strata_phc, &key);
-
-	if (!shared)
-		return 0;
-#pragma unroll
-	for (int attempt = 0; attempt < 2; attempt++) {
-		__u64 before = *(volatile __u64 *)&shared->seq;
-
-		barrier();
-		if (before & 1)
-			continue;
-		__builtin_memcpy(out, shared, sizeof(*out));
-		barrier();
-		if (*(volatile __u64 *)&shared->seq == before)
-			return 1;
-	}
-	return 0;
+	return READ_SEQLOCKED(strata_phc, out);
 }
 
 /* T2 on CLOCK_TAI of a request answered here: the NIC's stamp `hw` (0: none) through the PHC
