@@ -6,17 +6,16 @@
 //! numbered by those readings; without a lock, by the served clock once it is synchronized to
 //! another source (here a network upstream).
 
+mod sim;
+
 use strata::daemon::control::refclock::Refclock;
 use strata::daemon::observe::board::{ControlStatus, SourceMode};
 use strata::proto::clock::ClockParams;
-use strata::proto::control::engine::{Engine, EngineConfig, SourceId, SyncState, DEFAULT_MAX_DISTANCE};
-use strata::proto::control::guard::StepLimits;
-use strata::proto::control::leapplan::LeapSettings;
+use strata::proto::control::engine::{Engine, SourceId, SyncState};
 use strata::proto::control::pps::PulseRefusal;
 use strata::proto::control::refclock::{parse_refclock, RefSample};
 use strata::proto::control::source::{Association, Unfit};
 use strata::proto::control::spec::SourceOptions;
-use strata::proto::state::UnsyncPolicy;
 use strata::proto::wire::ntp::{Leap, Mode, Packet, Repr};
 use strata::proto::wire::{NtpShort, NtpTimestamp};
 use strata::sys::pps::SimulatedPps;
@@ -53,17 +52,7 @@ fn wire(t: i64) -> NtpTimestamp {
 
 impl World {
     fn new(pps: &str, with_upstream: bool) -> World {
-        let config = EngineConfig {
-            local_stratum: None,
-            unsync_policy: UnsyncPolicy::Answer,
-            max_distance: DEFAULT_MAX_DISTANCE,
-            minsources: 1,
-            step_threshold: 0.128,
-            limits: StepLimits::default(),
-            precision: -24,
-            tai_minus_utc: 0,
-            leap: LeapSettings::default(),
-        };
+        let config = sim::engine_config(&sim::Setup::default());
         let mut engine = Engine::new(config, ClockParams::identity(0), START);
         let gps_spec = parse_refclock("shm:0 refid GPS noselect").unwrap();
         let pps_spec = parse_refclock(pps).unwrap();

@@ -6,14 +6,13 @@
 //! stratum 1 with its refid, at the PHC's offset; without TAI − UTC it gives no reading at all
 //! rather than one 37 s off.
 
+mod sim;
+
 use strata::daemon::control::refclock::Refclock;
 use strata::proto::clock::ClockParams;
-use strata::proto::control::engine::{Engine, EngineConfig, SourceId, SyncState, DEFAULT_MAX_DISTANCE};
-use strata::proto::control::guard::StepLimits;
-use strata::proto::control::leapplan::LeapSettings;
+use strata::proto::control::engine::{Engine, SourceId, SyncState};
 use strata::proto::control::refclock::parse_refclock;
 use strata::proto::leap::LeapList;
-use strata::proto::state::UnsyncPolicy;
 use strata::proto::wire::timestamp::UNIX_EPOCH_NTP_SECONDS;
 use strata::proto::wire::NtpTimestamp;
 use strata::sys::ptp::sim::{SharedPhc, SimConfig};
@@ -36,17 +35,7 @@ struct World {
 
 impl World {
     fn new(refclock: &str, leap: Option<LeapList>) -> World {
-        let config = EngineConfig {
-            local_stratum: None,
-            unsync_policy: UnsyncPolicy::Answer,
-            max_distance: DEFAULT_MAX_DISTANCE,
-            minsources: 1,
-            step_threshold: 0.128,
-            limits: StepLimits::default(),
-            precision: -24,
-            tai_minus_utc: 0,
-            leap: LeapSettings::default(),
-        };
+        let config = sim::engine_config(&sim::Setup::default());
         let mut engine = Engine::new(config, ClockParams::identity(0), START);
         let spec = parse_refclock(refclock).unwrap();
         let id = engine.add_refclock(&spec, 0, START);

@@ -4,15 +4,14 @@
 //! source when its readings stop. The upstreams answer with replies built from their own clock
 //! (true time plus a set offset) over a 1 ms symmetric path; the kernel clock keeps true time.
 
+mod sim;
+
 use strata::proto::clock::ClockParams;
-use strata::proto::control::engine::{Engine, EngineConfig, SourceId, SyncState, DEFAULT_MAX_DISTANCE};
+use strata::proto::control::engine::{Engine, SourceId, SyncState};
 use strata::proto::control::events::Event;
-use strata::proto::control::guard::StepLimits;
-use strata::proto::control::leapplan::LeapSettings;
 use strata::proto::control::refclock::{parse_refclock, RefSample};
 use strata::proto::control::source::{Association, Unfit};
 use strata::proto::control::spec::SourceOptions;
-use strata::proto::state::UnsyncPolicy;
 use strata::proto::wire::ntp::{Leap, Mode, Packet, Repr};
 use strata::proto::wire::{NtpShort, NtpTimestamp};
 
@@ -43,17 +42,7 @@ impl World {
     /// Two upstreams at `offsets` (ns; `prefer` on the first if `prefer_upstream`) and a
     /// refclock configured as `refclock`.
     fn new(offsets: [i64; 2], prefer_upstream: bool, refclock: &str, refclock_offset: i64) -> World {
-        let config = EngineConfig {
-            local_stratum: None,
-            unsync_policy: UnsyncPolicy::Answer,
-            max_distance: DEFAULT_MAX_DISTANCE,
-            minsources: 1,
-            step_threshold: 0.128,
-            limits: StepLimits::default(),
-            precision: -24,
-            tai_minus_utc: 0,
-            leap: LeapSettings::default(),
-        };
+        let config = sim::engine_config(&sim::Setup::default());
         let mut engine = Engine::new(config, ClockParams::identity(0), START);
         let upstreams = offsets
             .iter()

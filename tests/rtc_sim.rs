@@ -4,15 +4,14 @@
 //! engine synchronizes to a refclock keeping true time; the loop turns every 100 ms or at the
 //! upkeep's wakeup, as the control thread's does.
 
+mod sim;
+
 use strata::daemon::control::rtc::RtcUpkeep;
 use strata::daemon::observe::rtc_status::RtcState;
 use strata::proto::clock::ClockParams;
-use strata::proto::control::engine::{Engine, EngineConfig, SyncState, DEFAULT_MAX_DISTANCE};
-use strata::proto::control::guard::StepLimits;
-use strata::proto::control::leapplan::LeapSettings;
+use strata::proto::control::engine::{Engine, SyncState};
 use strata::proto::control::refclock::{parse_refclock, RefSample};
 use strata::proto::control::rtc::{CHECK_INTERVAL, MAX_ERROR};
-use strata::proto::state::UnsyncPolicy;
 use strata::proto::wire::ntp::Leap;
 use strata::sys::rtc::SimulatedRtc;
 
@@ -33,17 +32,7 @@ struct World {
 
 impl World {
     fn new(rtc_offset: i64, drift_ppm: f64, kernel_keeps: bool) -> World {
-        let config = EngineConfig {
-            local_stratum: None,
-            unsync_policy: UnsyncPolicy::Answer,
-            max_distance: DEFAULT_MAX_DISTANCE,
-            minsources: 1,
-            step_threshold: 0.128,
-            limits: StepLimits::default(),
-            precision: -24,
-            tai_minus_utc: 0,
-            leap: LeapSettings::default(),
-        };
+        let config = sim::engine_config(&sim::Setup::default());
         let mut engine = Engine::new(config, ClockParams::identity(0), START);
         engine.add_refclock(&parse_refclock("shm:0 refid GPS poll 4").unwrap(), 0, START);
         let rtc = SimulatedRtc::new(START, rtc_offset, drift_ppm, 10 * MS);
