@@ -145,6 +145,23 @@ struct Slot {
     pulse: Option<(PulseOptions, PulseCounts)>,
 }
 
+impl Slot {
+    /// A slot as it starts: nothing reported, nothing judged yet, no refclock state.
+    fn new(source: Source) -> Slot {
+        Slot {
+            source,
+            reported: None,
+            falseticker: false,
+            survivor: false,
+            reachable_reported: false,
+            outside_constraint: false,
+            auth_reported: None,
+            refclock: None,
+            pulse: None,
+        }
+    }
+}
+
 pub struct Engine {
     config: EngineConfig,
     slots: Vec<Option<Slot>>,
@@ -378,17 +395,7 @@ impl Engine {
         if let Some(id) = options.key {
             source = source.with_auth(SourceAuth::new(id, self.keys.get(id).cloned()));
         }
-        let slot = Slot {
-            source,
-            reported: None,
-            falseticker: false,
-            survivor: false,
-            reachable_reported: false,
-            outside_constraint: false,
-            auth_reported: None,
-            refclock: None,
-            pulse: None,
-        };
+        let slot = Slot::new(source);
         self.insert(slot)
     }
 
@@ -413,15 +420,9 @@ impl Engine {
             first_poll,
         );
         self.insert(Slot {
-            source,
-            reported: None,
-            falseticker: false,
-            survivor: false,
-            reachable_reported: false,
-            outside_constraint: false,
-            auth_reported: None,
             refclock: Some((Accumulator::new(o), spec.refid(index))),
             pulse: matches!(spec.driver, RefclockDriver::Pps(_)).then(|| (o.pulse, PulseCounts::default())),
+            ..Slot::new(source)
         })
     }
 
